@@ -1,0 +1,153 @@
+"""The configuration reference (``docs/configuration.md``) generated from the config classes.
+
+The tables are rendered from the same attrs classes the loader parses, including each backend
+kind's options class from the plugin registry, so the reference cannot drift from the parser:
+``tests/test_docs_agreement.py`` fails when the committed file differs from what this renders.
+Regenerate with ``python -m fluxon_core.config.reference --write docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from fluxon_core.config.backend import BackendConfig
+from fluxon_core.config.loader import describe_type, dump_config
+from fluxon_core.plugins import REGISTER_HOOKS, get_backends
+
+# (section title, "module:Class", dotted prefix written before every field)
+REFERENCE_ROOTS: list[tuple[str, str, str]] = []
+
+BEGIN_MARK = "<!-- BEGIN GENERATED REFERENCE: do not edit by hand; run python -m fluxon_core.config.reference --write docs/configuration.md -->"
+END_MARK = "<!-- END GENERATED REFERENCE -->"
+
+
+@attrs.frozen
+class ReferenceRow:
+    """One documented field."""
+
+    path: str
+    type_text: str
+    default_text: str
+    doc: str
+
+
+def _resolve(spec: str) -> type:
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _inner_attrs(tp: Any) -> tuple[type | None, str]:
+    """The attrs class nested in ``tp`` (through Optional/list/dict) and the path suffix to reach it."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if attrs.has(tp) and tp is not BackendConfig:
+        return tp, ""
+    if origin in (list, tuple) and args:
+        inner, suffix = _inner_attrs(args[0])
+        return inner, "[]" + suffix
+    if origin is dict and args:
+        inner, suffix = _inner_attrs(args[1])
+        return inner, "['<name>']" + suffix
+    if args:
+        for arg in args:
+            if arg is not type(None):
+                inner, suffix = _inner_attrs(arg)
+                if inner is not None:
+                    return inner, suffix
+    return None, ""
+
+
+def _default_text(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+    if field.default is attrs.NOTHING:
+        return "required"
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        default = default.factory()  # type: ignore[attr-defined]
+    value = dump_config(default)
+    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+
+
+def rows_for(cls: type, prefix: str) -> list[ReferenceRow]:
+    """Rows for every field of ``cls`` and its nested config classes."""
+    rows: list[ReferenceRow] = []
+    hints = typing.get_type_hints(cls)
+    for field in attrs.fields(cls):
+        path = f"{prefix}.{field.name}" if prefix else field.name
+        tp = hints[field.name]
+        doc = field.metadata.get("doc", "")
+        category = field.metadata.get("backend")
+        type_text = f"{category} backend block (`kind:` + options)" if category else describe_type(tp)
+        rows.append(ReferenceRow(path, type_text, _default_text(field), doc))
+        inner, suffix = _inner_attrs(tp)
+        if inner is not None:
+            rows.extend(rows_for(inner, path + suffix))
+    return rows
+
+
+def _table(rows: list[ReferenceRow]) -> list[str]:
+    lines = ["| field | type | default | meaning |", "|---|---|---|---|"]
+    for row in rows:
+        doc = row.doc.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{row.path}` | {row.type_text} | {row.default_text} | {doc} |")
+    return lines
+
+
+def render_reference() -> str:
+    """The generated part of ``docs/configuration.md``."""
+    lines = [BEGIN_MARK, ""]
+    for title, spec, prefix in REFERENCE_ROOTS:
+        lines += [f"### {title}", "", *_table(rows_for(_resolve(spec), prefix)), ""]
+    registry = get_backends()
+    lines += ["### Backend kinds and their options", ""]
+    lines += [
+        "A backend block selects a kind with `kind:` and carries that kind's options in a block named",
+        "after the kind, e.g. `transfer_state_store: {kind: sqlite, sqlite: {path: ...}}`.",
+        "",
+    ]
+    for category in REGISTER_HOOKS:
+        for kind in registry.kinds(category):
+            entry = registry.entry(category, kind)
+            lines.append(f"#### {category} `{kind}` (plugin `{entry.plugin}`)")
+            lines.append("")
+            if entry.config_type is None:
+                lines += ["Takes no options.", ""]
+            else:
+                lines += [*_table(rows_for(entry.config_type, f"<block>.{kind}")), ""]
+    lines.append(END_MARK)
+    return "\n".join(lines) + "\n"
+
+
+def splice(document: str, generated: str) -> str:
+    """Replace the generated block inside ``document``."""
+    head, sep, rest = document.partition(BEGIN_MARK)
+    if not sep:
+        raise ValueError("docs/configuration.md lacks the BEGIN GENERATED REFERENCE marker")
+    _, sep2, tail = rest.partition(END_MARK)
+    if not sep2:
+        raise ValueError("docs/configuration.md lacks the END GENERATED REFERENCE marker")
+    return head + generated.rstrip("\n") + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: print the reference, or ``--write FILE`` to update it in place."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", metavar="FILE", help="update the generated block of FILE")
+    args = parser.parse_args(argv)
+    generated = render_reference()
+    if args.write:
+        target = Path(args.write)
+        target.write_text(splice(target.read_text(encoding="utf-8"), generated), encoding="utf-8")
+    else:
+        sys.stdout.write(generated)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

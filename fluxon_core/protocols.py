@@ -1,0 +1,225 @@
+"""Typed interfaces every backend kind implements.
+
+Plugins return objects satisfying these :class:`typing.Protocol` classes from the factories they
+register (see :mod:`fluxon_core.hookspecs`). They are ``runtime_checkable`` so the registry can
+refuse an object that is obviously the wrong shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from fluxon_core.rpc_types import RpcCall, RpcMessage
+
+Buffer = bytes | bytearray | memoryview
+
+
+@runtime_checkable
+class RpcServer(Protocol):
+    """A bound RPC endpoint dispatching calls to handlers by path."""
+
+    @property
+    def endpoint(self) -> str:
+        """The address clients connect to (``ipc://…`` or ``tcp://host:port``)."""
+        ...
+
+    def register(self, path: str, handler: Callable[[RpcCall], RpcMessage]) -> None:
+        """Serve ``path`` with ``handler``; a handler raising becomes a typed error reply."""
+        ...
+
+    def unregister(self, path: str) -> None:
+        """Stop serving ``path``."""
+        ...
+
+    def close(self) -> None:
+        """Stop serving and release sockets and threads; idempotent."""
+        ...
+
+
+@runtime_checkable
+class RpcClient(Protocol):
+    """Thread-safe request/response client."""
+
+    def call(
+        self,
+        endpoint: str,
+        path: str,
+        message: RpcMessage,
+        *,
+        timeout_s: float = 10.0,
+        caller: str = "",
+        auth: str = "",
+    ) -> RpcMessage:
+        """Send ``message`` to ``path`` at ``endpoint`` and wait for the reply.
+
+        Raises :class:`~fluxon_core.errors.ApiTimeoutError`, :class:`~fluxon_core.errors.UnknownPathError`,
+        :class:`~fluxon_core.errors.RemoteHandlerError` or another :class:`~fluxon_core.errors.ApiError`.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release sockets; idempotent."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Creates RPC servers and clients."""
+
+    def bind_server(
+        self,
+        bind_address: str,
+        *,
+        worker_threads: int = 8,
+        authenticate: Callable[[RpcCall], None] | None = None,
+    ) -> RpcServer:
+        """Bind a server (``ipc://path``, ``tcp://host:port``, ``tcp://host:0`` for any port).
+
+        ``authenticate(call)`` runs before every handler; raising an ApiError (typically
+        :class:`~fluxon_core.errors.PermissionDeniedError`) rejects the call with that error.
+        """
+        ...
+
+    def new_client(self) -> RpcClient:
+        """A client that many threads may share."""
+        ...
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """A byte-budgeted pool of immutable values with LRU eviction and zero-copy reads."""
+
+    def put(self, key: str, parts: Sequence[Buffer]) -> None:
+        """Store the concatenation of ``parts`` under ``key``, replacing any previous value atomically."""
+        ...
+
+    def get(self, key: str) -> memoryview | None:
+        """A read-only zero-copy view of the value, or None when absent."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it was present."""
+        ...
+
+    def contains(self, key: str) -> bool:
+        """True when ``key`` is present."""
+        ...
+
+    def stats(self) -> dict[str, int]:
+        """At least ``capacity_bytes``, ``used_bytes``, ``entries``, ``hits``, ``misses``, ``evictions``."""
+        ...
+
+    def close(self) -> None:
+        """Release mappings; idempotent."""
+        ...
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Transactional key/value store for durable job state, namespaced by a key prefix."""
+
+    def get(self, key: str) -> bytes | None:
+        """The value or None."""
+        ...
+
+    def put(self, key: str, value: bytes) -> None:
+        """Write unconditionally."""
+        ...
+
+    def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None) -> bool:
+        """Atomically replace when the current value equals ``expected`` (None = absent); None deletes."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Delete; True when it existed."""
+        ...
+
+    def scan_prefix(self, prefix: str, *, limit: int | None = None) -> Iterator[tuple[str, bytes]]:
+        """Keys starting with ``prefix`` in key order."""
+        ...
+
+    def batch_write(self, puts: Sequence[tuple[str, bytes]], deletes: Sequence[str] = ()) -> None:
+        """Apply all puts and deletes in one transaction."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+
+@runtime_checkable
+class AccessStore(Protocol):
+    """Users, password hashes and scope grants."""
+
+    def verify_password(self, username: str, password: str) -> bool:
+        """True when the user exists and the password matches its stored hash."""
+        ...
+
+    def close(self) -> None:
+        """Release the database; idempotent."""
+        ...
+
+
+@runtime_checkable
+class Coordinator(Protocol):
+    """Membership, leases and watches for the KV plane."""
+
+    def grant_lease(self, ttl_s: float) -> int:
+        """A new lease id that expires ``ttl_s`` after its last keep-alive."""
+        ...
+
+    def keep_alive(self, lease_id: int) -> bool:
+        """Renew a lease; False when it already expired."""
+        ...
+
+    def revoke(self, lease_id: int) -> None:
+        """Expire a lease now, deleting its keys."""
+        ...
+
+    def put(self, key: str, value: bytes, *, lease_id: int | None = None) -> None:
+        """Write a key, optionally bound to a lease."""
+        ...
+
+    def get(self, key: str) -> bytes | None:
+        """Read a key."""
+        ...
+
+    def get_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
+        """All keys under ``prefix``."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Delete a key; True when it existed."""
+        ...
+
+    def watch_prefix(self, prefix: str, callback: Callable[[str, bytes | None], None]) -> Callable[[], None]:
+        """Call ``callback(key, value_or_None_on_delete)`` on changes; returns a cancel function."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and stop keep-alives; idempotent."""
+        ...
+
+
+@runtime_checkable
+class MetricsSink(Protocol):
+    """Receives counters and gauges from a role."""
+
+    def record(self, name: str, value: float, labels: dict[str, str] | None = None, kind: str = "gauge") -> None:
+        """Record one sample; ``kind`` is ``counter`` or ``gauge``."""
+        ...
+
+    def close(self) -> None:
+        """Flush and stop; idempotent."""
+        ...
+
+
+BACKEND_PROTOCOLS: dict[str, Any] = {
+    "transport": Transport,
+    "cache": CacheBackend,
+    "state_store": StateStore,
+    "access_store": AccessStore,
+    "coordinator": Coordinator,
+    "metrics_sink": MetricsSink,
+}

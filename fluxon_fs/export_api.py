@@ -1,0 +1,188 @@
+"""The operations an export offers, identical on both sides of the wire.
+
+The fs agent implements :class:`ExportOps` on a real directory (fd-anchored, no-follow); the mount
+client reaches the same interface over RPC (``/fluxon_fs/<export>/<op>``). Paths are export-relative,
+``/``-separated, ``""`` for the export root; they never start with ``/``. Failures raise
+``OSError`` with the errno the local filesystem would give (the client re-raises it with the
+user-visible mount path).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from typing import Any, Protocol
+
+import attrs
+
+
+@attrs.frozen
+class FileStat:
+    """What ``os.stat`` says about an export entry; ``version`` identifies file content."""
+
+    mode: int
+    size: int
+    mtime_ns: int
+    atime_ns: int
+    ctime_ns: int
+    ino: int = 0
+    nlink: int = 1
+    uid: int = 0
+    gid: int = 0
+
+    @classmethod
+    def from_os(cls, st: os.stat_result) -> FileStat:
+        """Convert a local ``os.stat_result``."""
+        return cls(
+            mode=st.st_mode,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            atime_ns=st.st_atime_ns,
+            ctime_ns=st.st_ctime_ns,
+            ino=st.st_ino,
+            nlink=st.st_nlink,
+            uid=st.st_uid,
+            gid=st.st_gid,
+        )
+
+    @property
+    def version(self) -> str:
+        """Content version: a changed file (size or mtime) is a new version."""
+        return f"{self.size}-{self.mtime_ns}"
+
+    def is_dir(self) -> bool:
+        """True for a directory."""
+        return stat_module.S_ISDIR(self.mode)
+
+    def is_file(self) -> bool:
+        """True for a regular file."""
+        return stat_module.S_ISREG(self.mode)
+
+    def to_stat_result(self) -> os.stat_result:
+        """An ``os.stat_result`` with integer and float times filled like the local one."""
+        fields: list[Any] = [
+            self.mode,
+            self.ino,
+            0,
+            self.nlink,
+            self.uid,
+            self.gid,
+            self.size,
+            self.atime_ns // 1_000_000_000,
+            self.mtime_ns // 1_000_000_000,
+            self.ctime_ns // 1_000_000_000,
+        ]
+        extra = {
+            "st_atime": self.atime_ns / 1e9,
+            "st_mtime": self.mtime_ns / 1e9,
+            "st_ctime": self.ctime_ns / 1e9,
+            "st_atime_ns": self.atime_ns,
+            "st_mtime_ns": self.mtime_ns,
+            "st_ctime_ns": self.ctime_ns,
+        }
+        return os.stat_result(fields, extra)
+
+    def to_wire(self) -> list[int]:
+        """Compact JSON form."""
+        return [
+            self.mode,
+            self.size,
+            self.mtime_ns,
+            self.atime_ns,
+            self.ctime_ns,
+            self.ino,
+            self.nlink,
+            self.uid,
+            self.gid,
+        ]
+
+    @classmethod
+    def from_wire(cls, data: list[int]) -> FileStat:
+        """Inverse of :meth:`to_wire`."""
+        return cls(*data)
+
+
+@attrs.frozen
+class DirEntryInfo:
+    """One directory entry with its ``lstat`` (so ``scandir`` needs no extra calls)."""
+
+    name: str
+    stat: FileStat
+
+
+@attrs.frozen
+class WriteSessionInfo:
+    """An open write session: its id and the file's stat after open (after truncation if any)."""
+
+    session_id: str
+    stat: FileStat
+
+
+class ExportOps(Protocol):
+    """Every operation of one export (FS.md §7)."""
+
+    def stat(self, relpath: str, *, follow_symlinks: bool = True) -> FileStat:
+        """``os.stat``/``os.lstat`` of an entry."""
+        ...
+
+    def list_dir(self, relpath: str) -> list[DirEntryInfo]:
+        """Entries of a directory with their lstat, sorted by name."""
+        ...
+
+    def read_chunk(self, relpath: str, offset: int, length: int) -> tuple[FileStat, bytes]:
+        """Up to ``length`` bytes at ``offset`` plus the file's stat at the time of the read."""
+        ...
+
+    def write_chunk(self, relpath: str, offset: int, data: bytes) -> FileStat:
+        """Write ``data`` at ``offset`` into an existing file."""
+        ...
+
+    def truncate(self, relpath: str, length: int) -> FileStat:
+        """Set the file's size."""
+        ...
+
+    def mkdir(self, relpath: str, mode: int = 0o777) -> None:
+        """Create one directory (parent must exist)."""
+        ...
+
+    def rmdir(self, relpath: str) -> None:
+        """Remove an empty directory."""
+        ...
+
+    def unlink(self, relpath: str) -> None:
+        """Remove a file or symlink."""
+        ...
+
+    def rename(self, src_relpath: str, dst_relpath: str) -> None:
+        """``os.rename``/``os.replace`` within the export (POSIX: replaces a file target)."""
+        ...
+
+    def chmod(self, relpath: str, mode: int) -> None:
+        """Change permission bits."""
+        ...
+
+    def utime(self, relpath: str, times_ns: tuple[int, int] | None) -> None:
+        """Set (atime_ns, mtime_ns), or now when None."""
+        ...
+
+    def session_open(
+        self, relpath: str, *, create: bool, exclusive: bool, truncate: bool, mode: int = 0o666
+    ) -> WriteSessionInfo:
+        """Open a file for writing (``open`` flags semantics); returns a session id."""
+        ...
+
+    def session_write(self, session_id: str, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset`` within the session."""
+        ...
+
+    def session_flush(self, session_id: str) -> FileStat:
+        """Make everything written so far visible to other readers."""
+        ...
+
+    def session_finalize(self, session_id: str) -> FileStat:
+        """Flush and close the session."""
+        ...
+
+    def session_abort(self, session_id: str) -> None:
+        """Close the session; the file keeps what was flushed."""
+        ...

@@ -1,0 +1,1 @@
+"""Default plugins of Fluxon, each registered through the ``fluxon.plugins`` entry points."""

@@ -1,0 +1,1 @@
+"""The `greptime_metrics` default plugin."""

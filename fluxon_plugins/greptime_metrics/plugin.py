@@ -1,0 +1,1 @@
+"""Hook implementations of the `greptime_metrics` plugin (backend registration lands with its issue)."""

@@ -1,0 +1,1 @@
+"""The `local_coordination` default plugin."""

@@ -1,0 +1,1 @@
+"""Hook implementations of the `local_coordination` plugin (backend registration lands with its issue)."""

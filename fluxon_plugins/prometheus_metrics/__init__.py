@@ -1,0 +1,1 @@
+"""The `prometheus_metrics` default plugin."""

@@ -1,0 +1,1 @@
+"""The `shm_cache` default plugin."""

@@ -1,0 +1,1 @@
+"""The `sqlite_access` default plugin."""

@@ -1,0 +1,1 @@
+"""The `sqlite_state` default plugin."""

@@ -1,0 +1,1 @@
+"""The `tikv_state` default plugin."""

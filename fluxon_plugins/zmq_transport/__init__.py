@@ -1,0 +1,1 @@
+"""The `zmq_transport` default plugin."""
