@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,8 +28,9 @@ class Command:
 def collect_commands() -> dict[str, Command]:
     """Every subcommand registered by loaded plugins; a name taken twice is an error naming both plugins."""
     manager = get_plugin_manager()
-    if manager.pm.get_plugin("fluxon_core.cli") is None:
-        manager.register(BuiltinCommands(), name="fluxon_core.cli")
+    for module_name in CORE_COMMAND_MODULES:
+        if manager.pm.get_plugin(module_name) is None:
+            manager.register(importlib.import_module(module_name), name=module_name)
     commands: dict[str, Command] = {}
     for impl in manager.hook.fluxon_register_commands.get_hookimpls():
 
