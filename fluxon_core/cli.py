@@ -108,18 +108,14 @@ def _plugins_run(args: argparse.Namespace) -> int:
     return 0
 
 
-class BuiltinCommands:
-    """Commands of the core itself, registered through the same hook as everyone else's."""
+@hookimpl
+def fluxon_register_commands(register: Any) -> None:
+    """``fluxon plugins``."""
+    register("plugins", "list loaded plugins and the backend kinds each provides", _plugins_arguments, _plugins_run)
 
-    @hookimpl
-    def fluxon_register_commands(self, register: Any) -> None:
-        """``fluxon plugins``."""
-        register(
-            "plugins",
-            "list loaded plugins and the backend kinds each provides",
-            _plugins_arguments,
-            _plugins_run,
-        )
+
+# Modules of the core that contribute commands through the same hook as every plugin.
+CORE_COMMAND_MODULES: list[str] = ["fluxon_core.cli"]
 
 
 if __name__ == "__main__":
