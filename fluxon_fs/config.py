@@ -1,0 +1,231 @@
+"""Config of the FS roles and of the mount client (the ``fluxon_fs`` YAML section)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import attrs
+
+from fluxon_core.config import BackendConfig, ByteSize, config_field
+from fluxon_core.config.fields import (
+    absolute_path,
+    all_of,
+    each,
+    host_port,
+    http_url,
+    identifier,
+    non_empty,
+    positive,
+    slash_wrapped,
+)
+
+MiB = 1024 * 1024
+
+
+class CacheMode(Enum):
+    """How reads under a local cache rule use the KV cache."""
+
+    READ_THROUGH = "read_through"
+    DISABLED = "disabled"
+
+
+class WriteMode(Enum):
+    """When writes under a local cache rule are published to KV."""
+
+    WRITE_THROUGH = "write_through"
+    WRITE_BACK = "write_back"
+
+
+class RefreshErrorPolicy(Enum):
+    """What a read does when revalidating a cached entry fails."""
+
+    APPLY_STALE_WINDOW = "apply_stale_window"
+    BYPASS_CACHE_FOR_DIR = "bypass_cache_for_dir"
+
+
+@attrs.frozen
+class CacheRuleConfig:
+    """A local cache rule: reads and writes of local files under ``dir_abs`` go through the KV cache."""
+
+    dir_abs: str = config_field(doc="local directory the rule covers (absolute).", check=absolute_path)
+    kv_key_prefix: str = config_field(
+        doc="KV key prefix; a file is published at kv_key_prefix + its path relative to dir_abs.",
+        check=slash_wrapped,
+    )
+    cache_mode: CacheMode = config_field(doc="`read_through` or `disabled`.", default=CacheMode.READ_THROUGH)
+    write_mode: WriteMode = config_field(
+        doc="`write_through` (publish on close) or `write_back`.", default=WriteMode.WRITE_THROUGH
+    )
+    bytes_field_key: str = config_field(doc="field of the KV value that holds the file bytes.", default="data")
+    max_cache_bytes: ByteSize = config_field(
+        doc="files larger than this are not cached.", default=ByteSize(64 * MiB), check=positive
+    )
+    on_refresh_error: RefreshErrorPolicy = config_field(
+        doc="`apply_stale_window` (serve the cached version within stale_window_ms) or `bypass_cache_for_dir`.",
+        default=RefreshErrorPolicy.APPLY_STALE_WINDOW,
+    )
+
+
+@attrs.frozen
+class ExportCacheConfig:
+    """How a client caches one export."""
+
+    remote_root_dir_abs: str = config_field(
+        doc="the export's root directory on the agent; must match what the agent serves.", check=absolute_path
+    )
+    nodes: list[str] | None = config_field(
+        doc="agent instance keys serving the export (static routing); absent = route by the agent registry.",
+        default=None,
+        check=all_of(non_empty, each(identifier)),
+    )
+    cache_max_bytes: ByteSize = config_field(
+        doc="content-cache budget for this export inside the host pool.", default=ByteSize(1024 * MiB), check=positive
+    )
+    metadata_cache_ttl_ms: int = config_field(
+        doc="how long stat/listdir results are reused in one process.", default=5000, check=positive
+    )
+
+
+@attrs.frozen
+class FsCacheConfig:
+    """The ``fluxon_fs.cache`` section: export snapshot for clients plus local cache rules."""
+
+    stale_window_ms: int = config_field(
+        doc="how long a reader may use a cached file version without revalidating at open.",
+        default=1000,
+        check=positive,
+    )
+    write_session_target_inflight_bytes: ByteSize = config_field(
+        doc="bytes a writer keeps in flight to the agent before waiting.", default=ByteSize(128 * MiB), check=positive
+    )
+    rules: list[CacheRuleConfig] = config_field(doc="local cache rules.", factory=list)
+    exports: dict[str, ExportCacheConfig] = config_field(doc="exports by name.", factory=dict)
+
+    def __config_validate__(self) -> list[tuple[str, str]]:
+        problems = []
+        for name in self.exports:
+            problem = identifier(name)
+            if problem:
+                problems.append((f"exports[{name!r}]", f"name {problem}"))
+        return problems
+
+
+@attrs.frozen
+class FsMasterRef:
+    """Which fs master a role or client follows."""
+
+    instance_key: str = config_field(doc="instance key of the fs master.", check=identifier)
+    pull_interval_ms: int = config_field(
+        doc="how often clients poll the master's versioned config.", default=1000, check=positive
+    )
+
+
+@attrs.frozen
+class MountConfig:
+    """A mount the example reader/writer scripts create."""
+
+    local_mount_dir_abs: str = config_field(doc="where the export appears locally.", check=absolute_path)
+    export_name: str = config_field(doc="export to mount.", check=identifier)
+
+
+@attrs.frozen
+class IdentityConfig:
+    """The identity a client binds with ``set_request_identity``."""
+
+    username: str = config_field(doc="user name in the access_db.", check=non_empty)
+    password: str = config_field(doc="the user's password.")
+
+
+@attrs.frozen
+class AgentExportConfig:
+    """One directory an fs agent serves."""
+
+    root_dir_abs: str = config_field(doc="directory served as the export root.", check=absolute_path)
+
+
+@attrs.frozen
+class FsAgentConfig:
+    """The ``fluxon_fs.agent`` section of an fs agent."""
+
+    exports: dict[str, AgentExportConfig] = config_field(doc="exports served by this agent, by name.", factory=dict)
+    session_idle_timeout_s: float = config_field(
+        doc="an idle write session (crashed client) is closed after this long.", default=120.0, check=positive
+    )
+    transfer_workers: int = config_field(doc="transfer worker threads in this agent.", default=2, check=positive)
+
+
+class ScopeMode(Enum):
+    """What a scope grant allows."""
+
+    READ_ONLY = "read_only"
+    READ_WRITE = "read_write"
+
+
+@attrs.frozen
+class BootstrapUser:
+    """A user seeded into an empty access_db."""
+
+    username: str = config_field(doc="user name.", check=non_empty)
+    password: str = config_field(doc="initial password (stored only as a salted slow hash).", check=non_empty)
+    can_manage_users: bool = config_field(doc="administrator: every export, user management.", default=False)
+
+
+@attrs.frozen
+class BootstrapScope:
+    """A scope grant seeded into an empty access_db."""
+
+    export_name: str = config_field(doc="export the grant applies to.", check=identifier)
+    prefix: str = config_field(doc="export-relative path prefix ('' = whole export).", default="")
+    mode: ScopeMode = config_field(doc="`read_only` or `read_write`.", default=ScopeMode.READ_ONLY)
+    usernames: list[str] = config_field(doc="users receiving the grant.", factory=list)
+
+
+@attrs.frozen
+class BootstrapAccessModel:
+    """Seed for an empty access_db; ignored once users exist."""
+
+    users: list[BootstrapUser] = config_field(doc="users to create.", factory=list)
+    scope_access: list[BootstrapScope] = config_field(doc="scope grants to create.", factory=list)
+
+
+@attrs.frozen
+class MasterPanelConfig:
+    """The ``fluxon_fs.master_panel`` section of the fs master."""
+
+    bootstrap_access_model: BootstrapAccessModel = config_field(
+        doc="seed for an empty access_db (required; applied only when the database has no users)."
+    )
+    access_db_path: str = config_field(doc="sqlite access_db, the long-lived authority.", check=absolute_path)
+    listen_addr: str = config_field(doc="host:port the panel binds.", default="127.0.0.1:18080", check=host_port)
+    public_base_url: str | None = config_field(
+        doc="base URL the UI uses in links; default http://<listen_addr>.", default=None, check=http_url
+    )
+    auto_refresh_interval_secs: int = config_field(doc="page auto-refresh period.", default=5, check=positive)
+    transfer_state_store: BackendConfig | None = config_field(
+        doc="durable store of transfer jobs and pre-scans; default sqlite under the workdir.",
+        default=None,
+        backend="state_store",
+    )
+
+
+@attrs.frozen
+class FluxonFsSection:
+    """The ``fluxon_fs`` section shared by the fs master, fs agents and mount clients."""
+
+    master: FsMasterRef = config_field(doc="the fs master to follow.")
+    cache: FsCacheConfig = config_field(doc="export snapshot and local cache rules.", factory=FsCacheConfig)
+    master_panel: MasterPanelConfig | None = config_field(doc="fs master only: panel and access control.", default=None)
+    agent: FsAgentConfig | None = config_field(doc="fs agent only: exports it serves.", default=None)
+    mount: MountConfig | None = config_field(doc="example clients: the mount to create.", default=None)
+    identity: IdentityConfig | None = config_field(doc="example clients: the identity to use.", default=None)
+
+
+@attrs.frozen
+class FsRoleConfig:
+    """A whole FS YAML file: the KV client block plus the ``fluxon_fs`` section."""
+
+    fluxon_fs: FluxonFsSection = config_field(doc="the FS section.")
+    kvclient: dict[str, Any] | None = config_field(
+        doc="FluxonKvClientConfig of the process (see the KV client reference).", default=None
+    )
