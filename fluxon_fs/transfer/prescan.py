@@ -1,0 +1,415 @@
+"""Pre-scan: walk a source tree once, group files into batches, persist them in the state store.
+
+The walk streams: directories are listed lazily (``os.scandir``) by ``checker_concurrency_limit``
+threads taking directories from a LIFO stack (depth-first keeps the stack small), files flow into
+the open batch, and a batch is written to the store as soon as it seals (``batch_ready_bytes``
+reached, 4096 entries, or a single file at least that large). Memory is bounded by the open batch
+plus the directory stack, never by the size of the tree. Only metadata is read.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import stat as stat_module
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.log_setup import get_logger
+from fluxon_core.protocols import StateStore
+from fluxon_fs.transfer.progress import ScanProgress
+from fluxon_fs.transfer.records import (
+    ENTRY_DIR,
+    ENTRY_FILE,
+    PrescanRecord,
+    ScanEntry,
+    decode_prescan,
+    encode,
+    encode_batch,
+    prescan_batch_key,
+    prescan_batch_prefix,
+    prescan_key,
+)
+from fluxon_fs.transfer.state_config import StateStoreSpec, open_state_store
+
+log = get_logger("fluxon.fs.prescan")
+
+MAX_BATCH_ENTRIES = 4096
+SCAN_SLICE = 1024
+S_ISREG = stat_module.S_ISREG
+S_ISDIR = stat_module.S_ISDIR
+SKIPPED_SAMPLE_LIMIT = 100
+
+
+class FluxonFsTransferSkipEntryKind(enum.Enum):
+    """What a skip entry excludes."""
+
+    DIR = "dir"
+    FILE = "file"
+
+
+@attrs.frozen
+class FluxonFsTransferSkipEntry:
+    """Exclude a directory subtree (``DIR``) or one file (``FILE``), by path relative to the source root."""
+
+    kind: FluxonFsTransferSkipEntryKind
+    relpath: str
+
+
+@attrs.frozen
+class TransferCheckSummary:
+    """The result of a pre-scan."""
+
+    job_id: str
+    scan_epoch: int
+    batch_count: int
+    file_count: int
+    dir_count: int
+    total_bytes: int
+    skipped_count: int
+    skipped_samples: tuple[tuple[str, str], ...]
+    duration_s: float
+    src_root_dir: str
+
+
+def _normalise_relpath(relpath: str, what: str) -> str:
+    parts = [p for p in relpath.replace(os.sep, "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or relpath.startswith("/"):
+        raise InvalidArgumentError(f"{what} {relpath!r} must be a relative path inside the source root")
+    return "/".join(parts)
+
+
+def default_prescan_job_id(src_root_dir: str) -> str:
+    """Stable job id of a source root, so re-scanning it starts a new epoch of the same job."""
+    digest = hashlib.sha256(os.path.realpath(src_root_dir).encode()).hexdigest()[:16]
+    return f"prescan-{digest}"
+
+
+class _BatchWriter:
+    """The open batch; seals and persists batches as they fill. Thread-safe."""
+
+    def __init__(self, store: StateStore, job_id: str, epoch: int, batch_ready_bytes: int) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._epoch = epoch
+        self._ready = batch_ready_bytes
+        self._lock = threading.Lock()
+        self._entries: list[ScanEntry] = []
+        self._bytes = 0
+        self.batch_count = 0
+
+    def add_many(self, entries: list[ScanEntry]) -> None:
+        """Add entries (one lock round per call); writes every batch they seal."""
+        sealed: list[tuple[int, list[ScanEntry], int]] = []
+        with self._lock:
+            for entry in entries:
+                if entry.kind == ENTRY_FILE and entry.size >= self._ready:
+                    sealed.append(self._take_number([entry], entry.size))
+                    continue
+                self._entries.append(entry)
+                self._bytes += entry.size
+                if self._bytes >= self._ready or len(self._entries) >= MAX_BATCH_ENTRIES:
+                    sealed.append(self._take_number(self._entries, self._bytes))
+                    self._entries, self._bytes = [], 0
+        for number, batch, total in sealed:
+            self._store.put(prescan_batch_key(self._job_id, self._epoch, number), encode_batch(batch, total))
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._entries:
+                return
+            number, entries, total = self._take_number(self._entries, self._bytes)
+            self._entries, self._bytes = [], 0
+        self._store.put(prescan_batch_key(self._job_id, self._epoch, number), encode_batch(entries, total))
+
+    def _take_number(self, entries: list[ScanEntry], total: int) -> tuple[int, list[ScanEntry], int]:
+        number = self.batch_count
+        self.batch_count += 1
+        return number, entries, total
+
+
+class _Walker:
+    """Parallel, streaming directory walk feeding a :class:`_BatchWriter`."""
+
+    def __init__(
+        self,
+        root: str,
+        writer: _BatchWriter,
+        skip_dirs: set[str],
+        skip_files: set[str],
+        concurrency: int,
+        progress: ScanProgress | None,
+    ) -> None:
+        self._root = root
+        self._writer = writer
+        self._skip_dirs = skip_dirs
+        self._skip_files = skip_files
+        self._concurrency = concurrency
+        self._progress = progress
+        self._stack: list[str] = [""]
+        self._busy = 0
+        self._cond = threading.Condition()
+        self._failure: BaseException | None = None
+        self._count_lock = threading.Lock()
+        self.file_count = 0
+        self.dir_count = 0
+        self.total_bytes = 0
+        self.skipped_count = 0
+        self.skipped_samples: list[tuple[str, str]] = []
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._worker, name=f"fluxon-prescan-{i}", daemon=True)
+            for i in range(self._concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stack and self._busy and self._failure is None:
+                    self._cond.wait()
+                if self._failure is not None or (not self._stack and not self._busy):
+                    self._cond.notify_all()
+                    return
+                relpath = self._stack.pop()
+                self._busy += 1
+            try:
+                self._scan_dir(relpath)
+            except BaseException as exc:
+                with self._cond:
+                    self._failure = exc
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _skip(self, relpath: str, reason: str) -> None:
+        with self._count_lock:
+            self.skipped_count += 1
+            if len(self.skipped_samples) < SKIPPED_SAMPLE_LIMIT:
+                self.skipped_samples.append((relpath, reason))
+
+    def _scan_dir(self, relpath: str) -> None:
+        path = os.path.join(self._root, relpath) if relpath else self._root
+        try:
+            iterator = os.scandir(path)
+        except OSError as exc:
+            self._skip(relpath or ".", f"cannot list directory: {exc.strerror}")
+            return
+        prefix = f"{relpath}/" if relpath else ""
+        found: list[ScanEntry] = []
+        subdirs: list[str] = []
+        files = size_sum = 0
+        with iterator:
+            for entry in iterator:
+                child = prefix + entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    self._skip(child, f"cannot stat: {exc.strerror}")
+                    continue
+                mode = st.st_mode
+                if S_ISREG(mode):
+                    if child in self._skip_files:
+                        self._skip(child, "skip entry (file)")
+                        continue
+                    found.append(ScanEntry(child, ENTRY_FILE, st.st_size, st.st_mtime_ns, mode & 0o7777))
+                    files += 1
+                    size_sum += st.st_size
+                elif S_ISDIR(mode):
+                    if child in self._skip_dirs:
+                        self._skip(child, "skip entry (dir)")
+                        continue
+                    found.append(ScanEntry(child, ENTRY_DIR, 0, st.st_mtime_ns, mode & 0o7777))
+                    subdirs.append(child)
+                else:
+                    kind = "symlink" if stat_module.S_ISLNK(mode) else "special file"
+                    self._skip(child, f"{kind} not transferred")
+                if len(found) >= SCAN_SLICE:
+                    # Huge directories are handed over in slices, never held whole.
+                    self._writer.add_many(found)
+                    found = []
+        if found:
+            self._writer.add_many(found)
+        if subdirs:
+            with self._cond:
+                self._stack.extend(subdirs)
+                self._cond.notify_all()
+        with self._count_lock:
+            self.file_count += files
+            self.dir_count += len(subdirs)
+            self.total_bytes += size_sum
+        if self._progress is not None:
+            self._progress.advance(files=files, bytes_=size_sum, dirs=len(subdirs))
+
+
+def _start_epoch(store: StateStore, job_id: str, src_root_dir: str, batch_ready_bytes: int) -> tuple[int, int]:
+    """Claim the next scan epoch with compare-and-set; returns (epoch, previous file count)."""
+    key = prescan_key(job_id)
+    while True:
+        current = store.get(key)
+        previous = decode_prescan(current) if current is not None else None
+        epoch = 1 if previous is None else previous.scan_epoch + 1
+        record = PrescanRecord(
+            job_id=job_id,
+            src_root_dir=src_root_dir,
+            scan_epoch=epoch,
+            state="scanning",
+            batch_ready_bytes=batch_ready_bytes,
+            created_at=time.time(),
+        )
+        if store.compare_and_set(key, current, encode(record)):
+            return epoch, previous.file_count if previous is not None else 0
+
+
+def _delete_prefix(store: StateStore, prefix: str) -> None:
+    while True:
+        keys = [key for key, _ in store.scan_prefix(prefix, limit=500)]
+        if not keys:
+            return
+        store.batch_write([], keys)
+
+
+def run_prescan(
+    store: StateStore,
+    src_root_dir: str,
+    batch_ready_bytes: int,
+    skip_entries: Sequence[FluxonFsTransferSkipEntry] = (),
+    checker_concurrency_limit: int = 4,
+    enable_cli_progress: bool = False,
+    job_id: str | None = None,
+) -> TransferCheckSummary:
+    """Pre-scan ``src_root_dir`` into ``store`` (already open); see :func:`transfer_check_local_blocking`."""
+    if not isinstance(src_root_dir, str) or not os.path.isabs(src_root_dir):
+        raise InvalidArgumentError(f"src_root_dir must be an absolute path, got {src_root_dir!r}")
+    if not os.path.isdir(src_root_dir):
+        raise InvalidArgumentError(f"src_root_dir {src_root_dir!r} is not an existing directory")
+    if isinstance(batch_ready_bytes, bool) or not isinstance(batch_ready_bytes, int) or batch_ready_bytes <= 0:
+        raise InvalidArgumentError(f"batch_ready_bytes must be a positive integer, got {batch_ready_bytes!r}")
+    if not isinstance(checker_concurrency_limit, int) or checker_concurrency_limit < 1:
+        raise InvalidArgumentError(f"checker_concurrency_limit must be >= 1, got {checker_concurrency_limit!r}")
+    skip_dirs, skip_files = _split_skips(skip_entries)
+    root = os.path.normpath(src_root_dir)
+    job = job_id or default_prescan_job_id(root)
+    started = time.monotonic()
+    epoch, expected_files = _start_epoch(store, job, root, batch_ready_bytes)
+    writer = _BatchWriter(store, job, epoch, batch_ready_bytes)
+    progress = ScanProgress(expected_files=expected_files) if enable_cli_progress else None
+    walker = _Walker(root, writer, skip_dirs, skip_files, checker_concurrency_limit, progress)
+    try:
+        if progress is not None:
+            progress.start()
+        walker.run()
+        writer.flush()
+    except BaseException as exc:
+        _finish(store, job, epoch, state="failed", walker=walker, writer=writer, error=repr(exc))
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    _finish(store, job, epoch, state="done", walker=walker, writer=writer, error="")
+    if epoch > 1:
+        _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))
+    summary = TransferCheckSummary(
+        job_id=job,
+        scan_epoch=epoch,
+        batch_count=writer.batch_count,
+        file_count=walker.file_count,
+        dir_count=walker.dir_count,
+        total_bytes=walker.total_bytes,
+        skipped_count=walker.skipped_count,
+        skipped_samples=tuple(walker.skipped_samples),
+        duration_s=time.monotonic() - started,
+        src_root_dir=root,
+    )
+    log.info(
+        "prescan %s epoch %d: %d files, %d bytes, %d batches, %d skipped in %.2fs",
+        job,
+        epoch,
+        summary.file_count,
+        summary.total_bytes,
+        summary.batch_count,
+        summary.skipped_count,
+        summary.duration_s,
+    )
+    return summary
+
+
+def _split_skips(skip_entries: Iterable[FluxonFsTransferSkipEntry]) -> tuple[set[str], set[str]]:
+    skip_dirs: set[str] = set()
+    skip_files: set[str] = set()
+    for index, entry in enumerate(skip_entries):
+        if not isinstance(entry, FluxonFsTransferSkipEntry):
+            raise InvalidArgumentError(f"skip_entries[{index}] must be a FluxonFsTransferSkipEntry, got {entry!r}")
+        relpath = _normalise_relpath(entry.relpath, f"skip_entries[{index}].relpath")
+        kind = FluxonFsTransferSkipEntryKind(entry.kind)
+        (skip_dirs if kind is FluxonFsTransferSkipEntryKind.DIR else skip_files).add(relpath)
+    return skip_dirs, skip_files
+
+
+def _finish(
+    store: StateStore, job_id: str, epoch: int, *, state: str, walker: _Walker, writer: _BatchWriter, error: str
+) -> None:
+    key = prescan_key(job_id)
+    current = store.get(key)
+    if current is None or decode_prescan(current).scan_epoch != epoch:
+        raise InvalidArgumentError(f"pre-scan {job_id} epoch {epoch} was superseded by a concurrent scan")
+    record = attrs.evolve(
+        decode_prescan(current),
+        state=state,
+        file_count=walker.file_count,
+        dir_count=walker.dir_count,
+        total_bytes=walker.total_bytes,
+        batch_count=writer.batch_count,
+        skipped_count=walker.skipped_count,
+        finished_at=time.time(),
+        error=error,
+    )
+    if not store.compare_and_set(key, current, encode(record)):
+        raise InvalidArgumentError(f"pre-scan {job_id} epoch {epoch} was superseded by a concurrent scan")
+
+
+def transfer_check_local_blocking(
+    src_root_dir: str,
+    transfer_state_store: StateStoreSpec,
+    batch_ready_bytes: int,
+    skip_entries: Sequence[FluxonFsTransferSkipEntry] = (),
+    checker_concurrency_limit: int = 4,
+    enable_cli_progress: bool = False,
+    job_id: str | None = None,
+) -> TransferCheckSummary:
+    """Pre-scan a local source tree into the transfer state store and return the summary.
+
+    ``transfer_state_store`` is a :class:`FluxonFsTransferStateStoreConfig` (or a YAML-style mapping);
+    the fs master panel must use the same backend and ``key_prefix`` to see the result in Pre-Scans.
+    """
+    store = open_state_store(transfer_state_store)
+    try:
+        return run_prescan(
+            store,
+            src_root_dir,
+            batch_ready_bytes,
+            skip_entries,
+            checker_concurrency_limit,
+            enable_cli_progress,
+            job_id,
+        )
+    finally:
+        store.close()
+
+
+def summary_as_dict(summary: TransferCheckSummary) -> dict[str, Any]:
+    """JSON-ready summary."""
+    return attrs.asdict(summary)

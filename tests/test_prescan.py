@@ -1,0 +1,170 @@
+"""Pre-scan: batches, skips, epochs, bounded memory, errors — through the public function."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+
+import pytest
+
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.transfer.prescan import (
+    MAX_BATCH_ENTRIES,
+    FluxonFsTransferSkipEntry,
+    FluxonFsTransferSkipEntryKind,
+    transfer_check_local_blocking,
+)
+from fluxon_fs.transfer.records import decode_batch, decode_prescan, prescan_batch_prefix, prescan_key
+from fluxon_fs.transfer.state_config import (
+    FluxonFsTransferStateStoreConfig,
+    FluxonFsTransferStateStoreKind,
+    FluxonFsTransferStateStoreSqliteConfig,
+    open_state_store,
+)
+
+
+def sqlite_store(tmp_path) -> FluxonFsTransferStateStoreConfig:
+    return FluxonFsTransferStateStoreConfig(
+        kind=FluxonFsTransferStateStoreKind.SQLITE,
+        sqlite=FluxonFsTransferStateStoreSqliteConfig(path=str(tmp_path / "state.db"), key_prefix="/t/prescan/"),
+    )
+
+
+def write(path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+
+
+def all_batches(config, summary):
+    store = open_state_store(config)
+    try:
+        return [decode_batch(v) for _, v in store.scan_prefix(prescan_batch_prefix(summary.job_id, summary.scan_epoch))]
+    finally:
+        store.close()
+
+
+def test_batches_seal_by_bytes_and_large_files_stand_alone(tmp_path):
+    src = tmp_path / "src"
+    for i in range(10):
+        write(src / "small" / f"f{i}", 300)
+    write(src / "huge.bin", 5000)
+    config = sqlite_store(tmp_path)
+    summary = transfer_check_local_blocking(str(src), config, batch_ready_bytes=1000, checker_concurrency_limit=2)
+    assert summary.file_count == 11 and summary.total_bytes == 8000 and summary.dir_count == 1
+    batches = all_batches(config, summary)
+    assert len(batches) == summary.batch_count
+    files = sorted(e.relpath for entries, _ in batches for e in entries if e.kind == "f")
+    assert files == sorted(["huge.bin"] + [f"small/f{i}" for i in range(10)])
+    huge = [entries for entries, _ in batches if any(e.relpath == "huge.bin" for e in entries)]
+    assert len(huge) == 1 and len(huge[0]) == 1
+    for entries, total in batches:
+        assert total == sum(e.size for e in entries)
+        assert total < 1000 + 300 or len(entries) == 1
+
+
+def test_batches_close_at_4096_entries(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(MAX_BATCH_ENTRIES + 10):
+        (src / f"e{i}").touch()
+    config = sqlite_store(tmp_path)
+    summary = transfer_check_local_blocking(str(src), config, batch_ready_bytes=1 << 30)
+    assert summary.batch_count == 2
+    assert sorted(len(entries) for entries, _ in all_batches(config, summary)) == [10, MAX_BATCH_ENTRIES]
+
+
+def test_skip_entries_and_symlinks_are_reported(tmp_path):
+    src = tmp_path / "src"
+    write(src / "tmp" / "scratch", 10)
+    write(src / "logs" / "debug.txt", 10)
+    write(src / "logs" / "keep.txt", 10)
+    os.symlink("logs", src / "link")
+    config = sqlite_store(tmp_path)
+    summary = transfer_check_local_blocking(
+        str(src),
+        config,
+        batch_ready_bytes=1 << 20,
+        skip_entries=[
+            FluxonFsTransferSkipEntry(kind=FluxonFsTransferSkipEntryKind.DIR, relpath="tmp"),
+            FluxonFsTransferSkipEntry(kind=FluxonFsTransferSkipEntryKind.FILE, relpath="logs/debug.txt"),
+        ],
+    )
+    paths = {e.relpath for entries, _ in all_batches(config, summary) for e in entries}
+    assert paths == {"logs", "logs/keep.txt"}
+    reasons = dict(summary.skipped_samples)
+    assert set(reasons) == {"tmp", "logs/debug.txt", "link"}
+    assert "symlink" in reasons["link"]
+
+
+def test_rescan_increments_epoch_and_drops_previous_batches(tmp_path):
+    src = tmp_path / "src"
+    write(src / "a", 5)
+    config = sqlite_store(tmp_path)
+    first = transfer_check_local_blocking(str(src), config, batch_ready_bytes=100)
+    write(src / "b", 5)
+    second = transfer_check_local_blocking(str(src), config, batch_ready_bytes=100)
+    assert (second.job_id, second.scan_epoch) == (first.job_id, first.scan_epoch + 1)
+    assert second.file_count == 2
+    store = open_state_store(config)
+    try:
+        assert list(store.scan_prefix(prescan_batch_prefix(first.job_id, first.scan_epoch))) == []
+        record = decode_prescan(store.get(prescan_key(second.job_id)))
+    finally:
+        store.close()
+    assert (record.state, record.scan_epoch, record.file_count, record.batch_count) == ("done", 2, 2, 1)
+
+
+def test_memory_stays_bounded_by_batch_not_tree(tmp_path):
+    src = tmp_path / "src"
+    for d in range(20):
+        sub = src / f"d{d}"
+        sub.mkdir(parents=True)
+        for i in range(1000):
+            (sub / f"file-with-a-longish-name-{i:05d}").touch()
+    config = sqlite_store(tmp_path)
+    tracemalloc.start()
+    try:
+        summary = transfer_check_local_blocking(
+            str(src), config, batch_ready_bytes=1 << 30, checker_concurrency_limit=2
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert summary.file_count == 20_000
+    # Holding 20k entries would need well over 4 MB of Python objects; a few open batches stay far below.
+    assert peak < 4 * 1024 * 1024, peak
+
+
+def test_progress_bar_prints_counts(tmp_path, capfd):
+    src = tmp_path / "src"
+    write(src / "a", 5)
+    transfer_check_local_blocking(str(src), sqlite_store(tmp_path), batch_ready_bytes=100, enable_cli_progress=True)
+    err = capfd.readouterr().err
+    assert "files 1" in err and "files/s" in err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"src_root_dir": "relative/dir"}, "src_root_dir must be an absolute path"),
+        ({"src_root_dir": "/nonexistent/fluxon"}, "is not an existing directory"),
+        ({"batch_ready_bytes": 0}, "batch_ready_bytes must be a positive integer"),
+        ({"checker_concurrency_limit": 0}, "checker_concurrency_limit must be >= 1"),
+        (
+            {"skip_entries": [FluxonFsTransferSkipEntry(kind=FluxonFsTransferSkipEntryKind.DIR, relpath="../x")]},
+            "skip_entries[0].relpath",
+        ),
+    ],
+)
+def test_bad_input_names_the_argument(tmp_path, kwargs, message):
+    (tmp_path / "src").mkdir()
+    args = {"src_root_dir": str(tmp_path / "src"), "batch_ready_bytes": 10, **kwargs}
+    with pytest.raises(InvalidArgumentError) as info:
+        transfer_check_local_blocking(transfer_state_store=sqlite_store(tmp_path), **args)
+    assert message in str(info.value)
+
+
+def test_state_store_config_requires_the_selected_block(tmp_path):
+    config = FluxonFsTransferStateStoreConfig(kind=FluxonFsTransferStateStoreKind.SQLITE)
+    with pytest.raises(ValueError, match=r"transfer_state_store\.sqlite is required"):
+        transfer_check_local_blocking(str(tmp_path), config, batch_ready_bytes=10)
