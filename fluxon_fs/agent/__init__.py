@@ -1,0 +1,1 @@
+"""The fs agent's export side: confined local operations, write sessions and their RPC service."""
