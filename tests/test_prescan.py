@@ -9,12 +9,17 @@ import pytest
 
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.transfer.prescan import (
-    MAX_BATCH_ENTRIES,
     FluxonFsTransferSkipEntry,
     FluxonFsTransferSkipEntryKind,
     transfer_check_local_blocking,
 )
-from fluxon_fs.transfer.records import decode_batch, decode_prescan, prescan_batch_prefix, prescan_key
+from fluxon_fs.transfer.records import (
+    MAX_ENTRIES_PER_BATCH,
+    decode_batch,
+    decode_prescan,
+    prescan_batch_prefix,
+    prescan_key,
+)
 from fluxon_fs.transfer.state_config import (
     FluxonFsTransferStateStoreConfig,
     FluxonFsTransferStateStoreKind,
@@ -65,12 +70,12 @@ def test_batches_seal_by_bytes_and_large_files_stand_alone(tmp_path):
 def test_batches_close_at_4096_entries(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    for i in range(MAX_BATCH_ENTRIES + 10):
+    for i in range(MAX_ENTRIES_PER_BATCH + 10):
         (src / f"e{i}").touch()
     config = sqlite_store(tmp_path)
     summary = transfer_check_local_blocking(str(src), config, batch_ready_bytes=1 << 30)
     assert summary.batch_count == 2
-    assert sorted(len(entries) for entries, _ in all_batches(config, summary)) == [10, MAX_BATCH_ENTRIES]
+    assert sorted(len(entries) for entries, _ in all_batches(config, summary)) == [10, MAX_ENTRIES_PER_BATCH]
 
 
 def test_skip_entries_and_symlinks_are_reported(tmp_path):

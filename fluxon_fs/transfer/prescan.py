@@ -23,6 +23,7 @@ import attrs
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
+from fluxon_fs.transfer.batching import BatchSealer, SealedBatch
 from fluxon_fs.transfer.progress import ScanProgress
 from fluxon_fs.transfer.records import (
     ENTRY_DIR,
@@ -40,7 +41,6 @@ from fluxon_fs.transfer.state_config import StateStoreSpec, open_state_store
 
 log = get_logger("fluxon.fs.prescan")
 
-MAX_BATCH_ENTRIES = 4096
 SCAN_SLICE = 1024
 S_ISREG = stat_module.S_ISREG
 S_ISDIR = stat_module.S_ISDIR
@@ -92,46 +92,40 @@ def default_prescan_job_id(src_root_dir: str) -> str:
 
 
 class _BatchWriter:
-    """The open batch; seals and persists batches as they fill. Thread-safe."""
+    """The open batch; persists batches as they seal. Thread-safe."""
 
     def __init__(self, store: StateStore, job_id: str, epoch: int, batch_ready_bytes: int) -> None:
         self._store = store
         self._job_id = job_id
         self._epoch = epoch
-        self._ready = batch_ready_bytes
+        self._sealer = BatchSealer(batch_ready_bytes)
         self._lock = threading.Lock()
-        self._entries: list[ScanEntry] = []
-        self._bytes = 0
         self.batch_count = 0
 
     def add_many(self, entries: list[ScanEntry]) -> None:
         """Add entries (one lock round per call); writes every batch they seal."""
-        sealed: list[tuple[int, list[ScanEntry], int]] = []
+        sealed: list[tuple[int, SealedBatch]] = []
         with self._lock:
             for entry in entries:
-                if entry.kind == ENTRY_FILE and entry.size >= self._ready:
-                    sealed.append(self._take_number([entry], entry.size))
-                    continue
-                self._entries.append(entry)
-                self._bytes += entry.size
-                if self._bytes >= self._ready or len(self._entries) >= MAX_BATCH_ENTRIES:
-                    sealed.append(self._take_number(self._entries, self._bytes))
-                    self._entries, self._bytes = [], 0
-        for number, batch, total in sealed:
-            self._store.put(prescan_batch_key(self._job_id, self._epoch, number), encode_batch(batch, total))
+                batch = self._sealer.add(entry)
+                if batch is not None:
+                    sealed.append(self._number(batch))
+        self._write(sealed)
 
     def flush(self) -> None:
+        """Persist the open batch."""
         with self._lock:
-            if not self._entries:
-                return
-            number, entries, total = self._take_number(self._entries, self._bytes)
-            self._entries, self._bytes = [], 0
-        self._store.put(prescan_batch_key(self._job_id, self._epoch, number), encode_batch(entries, total))
+            batch = self._sealer.flush()
+            sealed = [self._number(batch)] if batch is not None else []
+        self._write(sealed)
 
-    def _take_number(self, entries: list[ScanEntry], total: int) -> tuple[int, list[ScanEntry], int]:
-        number = self.batch_count
+    def _number(self, batch: SealedBatch) -> tuple[int, SealedBatch]:
         self.batch_count += 1
-        return number, entries, total
+        return self.batch_count - 1, batch
+
+    def _write(self, sealed: list[tuple[int, SealedBatch]]) -> None:
+        for number, (entries, total) in sealed:
+            self._store.put(prescan_batch_key(self._job_id, self._epoch, number), encode_batch(entries, total))
 
 
 class _Walker:

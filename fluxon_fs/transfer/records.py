@@ -18,6 +18,7 @@ SCHEMA_VERSION = 1
 
 ENTRY_FILE = "f"
 ENTRY_DIR = "d"
+MAX_ENTRIES_PER_BATCH = 4096
 
 
 class ScanEntry(NamedTuple):

@@ -1,0 +1,586 @@
+"""Transfer jobs and their batches, durable in a state store; the coordinator the fs master runs.
+
+Key layout (relative to the store's ``key_prefix``):
+
+* ``jobs/<job_id>``                      — :class:`JobRecord` (spec, state, counters, recent errors)
+* ``job_batches/<job_id>/<n:08d>``       — the entries of batch n (immutable once written)
+* ``job_batch_state/<job_id>/<n:08d>``   — :class:`BatchState` (small, updated with compare-and-set)
+
+A batch moves ``pending → claimed(worker, lease) → done | failed``. Workers claim with
+compare-and-set and renew their lease; an expired lease makes the batch claimable again; a done
+batch is never handed out again. After a restart the coordinator extends live leases once by a
+full TTL so workers that finished while it was down can still report, instead of the batch being
+copied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+
+from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
+from fluxon_core.log_setup import get_logger
+from fluxon_core.protocols import StateStore
+from fluxon_fs.transfer.records import (
+    SCHEMA_VERSION,
+    ScanEntry,
+    decode_batch,
+    decode_prescan,
+    encode_batch,
+    prescan_batch_prefix,
+    prescan_key,
+)
+
+log = get_logger("fluxon.fs.transfer")
+
+JOB_STATES = ("scanning", "ready", "running", "paused", "verifying", "succeeded", "failed", "cancelled")
+ACTIVE_STATES = ("ready", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+RECENT_ERRORS = 20
+
+
+@attrs.frozen
+class JobSpec:
+    """What to copy where."""
+
+    source_export: str
+    source_dir: str
+    target_export: str
+    target_prefix: str
+    desired_worker_count: int = 2
+    batch_ready_bytes: int = 256 * 1024 * 1024
+    conflict_policy: str = "overwrite"  # overwrite | skip_existing
+    max_attempts: int = 5
+    verify_checksum: bool = False
+    prescan_job_id: str = ""
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidArgumentError` naming the bad field."""
+        for name in ("source_export", "target_export"):
+            if not getattr(self, name):
+                raise InvalidArgumentError(f"{name} is required")
+        for name in ("source_dir", "target_prefix"):
+            value = getattr(self, name)
+            if value.startswith("/") or ".." in value.split("/"):
+                raise InvalidArgumentError(f"{name} must be a path relative to the export root, got {value!r}")
+        if self.desired_worker_count < 1:
+            raise InvalidArgumentError(f"desired_worker_count must be >= 1, got {self.desired_worker_count}")
+        if self.batch_ready_bytes < 1:
+            raise InvalidArgumentError(f"batch_ready_bytes must be > 0, got {self.batch_ready_bytes}")
+        if self.conflict_policy not in ("overwrite", "skip_existing"):
+            raise InvalidArgumentError(
+                f"conflict_policy must be 'overwrite' or 'skip_existing', got {self.conflict_policy!r}"
+            )
+        if self.max_attempts < 1:
+            raise InvalidArgumentError(f"max_attempts must be >= 1, got {self.max_attempts}")
+
+    def target_relpath(self, entry_relpath: str) -> str:
+        """Where a source entry lands: under the target prefix, below the source folder's own name."""
+        base = self.source_dir.rstrip("/").rsplit("/", 1)[-1] if self.source_dir else ""
+        parts = [p for p in (self.target_prefix.strip("/"), base, entry_relpath) if p]
+        return "/".join(parts)
+
+    def source_relpath(self, entry_relpath: str) -> str:
+        """The entry's path in the source export."""
+        return "/".join(p for p in (self.source_dir.strip("/"), entry_relpath) if p)
+
+
+@attrs.frozen
+class JobCounters:
+    """Progress of a job."""
+
+    files_total: int = 0
+    bytes_total: int = 0
+    batches_total: int = 0
+    batches_done: int = 0
+    batches_failed: int = 0
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_skipped: int = 0
+    files_changed: int = 0
+    files_failed: int = 0
+
+
+@attrs.frozen
+class JobRecord:
+    """A transfer job as stored."""
+
+    job_id: str
+    spec: JobSpec
+    state: str
+    counters: JobCounters = JobCounters()
+    created_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    state_reason: str = ""
+    recent_errors: tuple[str, ...] = ()
+    verify_report: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    def throughput_bytes_per_s(self, now: float | None = None) -> float:
+        """Average copy rate since the job started."""
+        if not self.started_at:
+            return 0.0
+        end = self.finished_at or (now if now is not None else time.time())
+        return self.counters.bytes_copied / max(end - self.started_at, 1e-6)
+
+
+@attrs.frozen
+class BatchState:
+    """Mutable state of one batch."""
+
+    number: int
+    files: int
+    bytes: int
+    state: str = "pending"  # pending | claimed | done | failed
+    worker: str = ""
+    claim_token: str = ""
+    lease_deadline: float = 0.0
+    attempts: int = 0
+    not_before: float = 0.0
+    claims: int = 0
+    last_error: str = ""
+
+
+@attrs.frozen
+class BatchAssignment:
+    """What a worker receives when it claims a batch."""
+
+    job_id: str
+    spec: JobSpec
+    number: int
+    claim_token: str
+    lease_deadline: float
+    entries: list[ScanEntry]
+
+
+@attrs.frozen
+class BatchResult:
+    """What a worker reports for a finished batch."""
+
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_skipped: int = 0
+    files_changed: int = 0
+    errors: tuple[str, ...] = ()
+
+
+def _dump(record: Any) -> bytes:
+    return json.dumps(attrs.asdict(record), separators=(",", ":"), sort_keys=True).encode()
+
+
+def _load_job(data: bytes) -> JobRecord:
+    raw = json.loads(data)
+    spec = JobSpec(**{k: v for k, v in raw.pop("spec").items() if k in attrs.fields_dict(JobSpec)})
+    counters = JobCounters(**{k: v for k, v in raw.pop("counters").items() if k in attrs.fields_dict(JobCounters)})
+    known = attrs.fields_dict(JobRecord)
+    fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
+    return JobRecord(spec=spec, counters=counters, **fields)
+
+
+def _load_batch_state(data: bytes) -> BatchState:
+    raw = json.loads(data)
+    return BatchState(**{k: v for k, v in raw.items() if k in attrs.fields_dict(BatchState)})
+
+
+def job_key(job_id: str) -> str:
+    """Key of a job record."""
+    return f"jobs/{job_id}"
+
+
+def batch_key(job_id: str, number: int) -> str:
+    """Key of a batch's entries."""
+    return f"job_batches/{job_id}/{number:08d}"
+
+
+def batch_state_prefix(job_id: str) -> str:
+    """Prefix of a job's batch states."""
+    return f"job_batch_state/{job_id}/"
+
+
+def batch_state_key(job_id: str, number: int) -> str:
+    """Key of a batch's state."""
+    return f"{batch_state_prefix(job_id)}{number:08d}"
+
+
+class TransferCoordinator:
+    """Creates jobs, hands batches to workers, records results. Safe for concurrent callers."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        lease_ttl_s: float = 30.0,
+        retry_backoff_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.lease_ttl_s = lease_ttl_s
+        self.retry_backoff_s = retry_backoff_s
+        self._clock = clock
+        self._lock = threading.RLock()
+
+    # ----- jobs ---------------------------------------------------------------------------------
+
+    def create_job(self, spec: JobSpec, *, state: str = "scanning", job_id: str | None = None) -> JobRecord:
+        """Store a new job (``scanning`` until :meth:`finish_scan`)."""
+        spec.validate()
+        record = JobRecord(
+            job_id=job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}",
+            spec=spec,
+            state=state,
+            created_at=self._clock(),
+        )
+        if not self.store.compare_and_set(job_key(record.job_id), None, _dump(record)):
+            raise InvalidArgumentError(f"job {record.job_id!r} already exists")
+        return record
+
+    def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
+        """Store batch ``number`` of a scanning job (idempotent for a rescan after a crash)."""
+        files = sum(1 for e in entries if e.kind == "f")
+        state = BatchState(number=number, files=files, bytes=total_bytes)
+        self.store.batch_write(
+            [
+                (batch_key(job_id, number), encode_batch(entries, total_bytes)),
+                (batch_state_key(job_id, number), _dump(state)),
+            ]
+        )
+
+    def finish_scan(self, job_id: str) -> JobRecord:
+        """Scanning is complete: totals are computed from the batches and the job becomes ``running``."""
+        files = size = batches = 0
+        for state in self.batch_states(job_id):
+            files += state.files
+            size += state.bytes
+            batches += 1
+
+        def change(job: JobRecord) -> JobRecord:
+            if job.state != "scanning":
+                return job
+            counters = attrs.evolve(job.counters, files_total=files, bytes_total=size, batches_total=batches)
+            return attrs.evolve(job, state="running", counters=counters, started_at=self._clock())
+
+        job = self._update_job(job_id, change)
+        return self._maybe_finish(job)
+
+    def fail_scan(self, job_id: str, error: str) -> JobRecord:
+        """Scanning failed: the job ends ``failed`` with the error."""
+        return self._update_job(
+            job_id,
+            lambda job: attrs.evolve(
+                job, state="failed", state_reason=error, finished_at=self._clock(), recent_errors=(error,)
+            ),
+        )
+
+    def create_job_from_prescan(self, prescan_job_id: str, spec: JobSpec, export_root_dir: str) -> JobRecord:
+        """Import a pre-scan as a ready-to-run job.
+
+        The pre-scan's source root must lie inside the source export (``export_root_dir`` on its
+        agent); its entries are rebased onto that folder so the target layout equals a direct copy.
+        """
+        data = self.store.get(prescan_key(prescan_job_id))
+        if data is None:
+            raise KeyNotFoundError(f"pre-scan {prescan_job_id!r} does not exist in this state store")
+        prescan = decode_prescan(data)
+        if prescan.state != "done":
+            raise InvalidArgumentError(f"pre-scan {prescan_job_id!r} is {prescan.state}; only a finished scan imports")
+        root = export_root_dir.rstrip("/") or "/"
+        src = prescan.src_root_dir.rstrip("/")
+        if src != root and not src.startswith(root + "/"):
+            raise InvalidArgumentError(
+                f"pre-scan source {prescan.src_root_dir!r} is not inside export {spec.source_export!r} "
+                f"(root {export_root_dir!r})"
+            )
+        source_dir = src[len(root) :].strip("/")
+        spec = attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id)
+        job = self.create_job(spec)
+        prefix = prescan_batch_prefix(prescan_job_id, prescan.scan_epoch)
+        for number, (_, value) in enumerate(self.store.scan_prefix(prefix)):
+            entries, total = decode_batch(value)
+            self.add_batch(job.job_id, number, entries, total)
+        return self.finish_scan(job.job_id)
+
+    def job(self, job_id: str) -> JobRecord:
+        """A job record; unknown ids raise :class:`KeyNotFoundError`."""
+        data = self.store.get(job_key(job_id))
+        if data is None:
+            raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
+        return _load_job(data)
+
+    def jobs(self) -> list[JobRecord]:
+        """Every job, newest first."""
+        records = [_load_job(v) for _, v in self.store.scan_prefix("jobs/")]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def batch_states(self, job_id: str) -> Iterator[BatchState]:
+        """States of a job's batches in order."""
+        for _, value in self.store.scan_prefix(batch_state_prefix(job_id)):
+            yield _load_batch_state(value)
+
+    def batch_entries(self, job_id: str, number: int) -> list[ScanEntry]:
+        """Entries of one batch."""
+        data = self.store.get(batch_key(job_id, number))
+        if data is None:
+            raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
+        return decode_batch(data)[0]
+
+    def pause(self, job_id: str) -> JobRecord:
+        """Stop handing out batches; claimed batches finish."""
+        return self._set_state(job_id, "paused", allowed=("ready", "running", "scanning"))
+
+    def resume(self, job_id: str) -> JobRecord:
+        """Continue a paused job."""
+        return self._set_state(job_id, "running", allowed=("paused",))
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """End the job; no more batches are handed out."""
+        return self._set_state(
+            job_id,
+            "cancelled",
+            allowed=("scanning", "ready", "running", "paused", "verifying"),
+            finished_at=self._clock(),
+        )
+
+    def retry_failed(self, job_id: str) -> JobRecord:
+        """Make failed batches pending again (attempts reset) and run the job."""
+        for state in list(self.batch_states(job_id)):
+            if state.state == "failed":
+                self._update_batch(
+                    job_id,
+                    state.number,
+                    lambda s: attrs.evolve(s, state="pending", attempts=0, not_before=0.0, last_error=""),
+                )
+
+        def change(job: JobRecord) -> JobRecord:
+            counters = attrs.evolve(job.counters, batches_failed=0, files_failed=0)
+            return attrs.evolve(job, state="running", counters=counters, finished_at=0.0, state_reason="")
+
+        return self._update_job(job_id, change)
+
+    def recover_after_restart(self) -> None:
+        """Extend every live lease by one TTL so workers that finished meanwhile can still report."""
+        now = self._clock()
+        for job in self.jobs():
+            if job.state in FINAL_STATES:
+                continue
+            for state in list(self.batch_states(job.job_id)):
+                if state.state == "claimed":
+                    self._update_batch(
+                        job.job_id,
+                        state.number,
+                        lambda s: attrs.evolve(s, lease_deadline=max(s.lease_deadline, now + self.lease_ttl_s)),
+                    )
+
+    # ----- workers ------------------------------------------------------------------------------
+
+    def claim(self, worker: str, *, job_ids: Iterable[str] | None = None) -> BatchAssignment | None:
+        """Hand the next claimable batch of a running job to ``worker``, or None."""
+        now = self._clock()
+        wanted = set(job_ids) if job_ids is not None else None
+        for job in sorted(self.jobs(), key=lambda r: r.created_at):
+            if job.state != "running" or (wanted is not None and job.job_id not in wanted):
+                continue
+            states = list(self.batch_states(job.job_id))
+            active = sum(1 for s in states if s.state == "claimed" and s.lease_deadline > now)
+            if active >= job.spec.desired_worker_count:
+                continue
+            for state in states:
+                claimable = state.state == "pending" and state.not_before <= now
+                expired = state.state == "claimed" and state.lease_deadline <= now
+                if not (claimable or expired):
+                    continue
+                token = secrets.token_hex(8)
+                claimed = attrs.evolve(
+                    state,
+                    state="claimed",
+                    worker=worker,
+                    claim_token=token,
+                    lease_deadline=now + self.lease_ttl_s,
+                    claims=state.claims + 1,
+                )
+                if self.store.compare_and_set(batch_state_key(job.job_id, state.number), _dump(state), _dump(claimed)):
+                    if expired:
+                        log.warning(
+                            "job %s batch %d: lease of %s expired; re-dispatched to %s",
+                            job.job_id,
+                            state.number,
+                            state.worker,
+                            worker,
+                        )
+                    return BatchAssignment(
+                        job.job_id,
+                        job.spec,
+                        state.number,
+                        token,
+                        claimed.lease_deadline,
+                        self.batch_entries(job.job_id, state.number),
+                    )
+        return None
+
+    def renew(self, job_id: str, number: int, claim_token: str) -> float | None:
+        """Extend a lease; returns the new deadline, or None when the claim is no longer held
+        (expired and re-claimed, or the job stopped running)."""
+        job = self.job(job_id)
+        if job.state not in ("running", "paused"):
+            return None
+        deadline = self._clock() + self.lease_ttl_s
+        updated = self._update_batch(
+            job_id,
+            number,
+            lambda s: (
+                attrs.evolve(s, lease_deadline=deadline) if s.claim_token == claim_token and s.state == "claimed" else s
+            ),
+        )
+        return deadline if updated.claim_token == claim_token and updated.state == "claimed" else None
+
+    def complete(self, job_id: str, number: int, claim_token: str, result: BatchResult) -> bool:
+        """Record a finished batch; idempotent; False when the claim was lost (the result is ignored)."""
+        with self._lock:
+            before = self._batch_state(job_id, number)
+            if before.state == "done":
+                return before.claim_token == claim_token
+            if before.claim_token != claim_token or before.state != "claimed":
+                return False
+            if result.errors:
+                return self._record_failure(job_id, before, "; ".join(result.errors[:3]), result)
+            self._update_batch(job_id, number, lambda s: attrs.evolve(s, state="done", last_error=""))
+
+            def change(job: JobRecord) -> JobRecord:
+                c = job.counters
+                counters = attrs.evolve(
+                    c,
+                    batches_done=c.batches_done + 1,
+                    files_copied=c.files_copied + result.files_copied,
+                    bytes_copied=c.bytes_copied + result.bytes_copied,
+                    files_skipped=c.files_skipped + result.files_skipped,
+                    files_changed=c.files_changed + result.files_changed,
+                )
+                return attrs.evolve(job, counters=counters)
+
+            job = self._update_job(job_id, change)
+            self._maybe_finish(job)
+            return True
+
+    def fail(self, job_id: str, number: int, claim_token: str, error: str) -> bool:
+        """Record a failed attempt: retried with backoff until ``max_attempts``, then failed."""
+        with self._lock:
+            before = self._batch_state(job_id, number)
+            if before.claim_token != claim_token or before.state != "claimed":
+                return False
+            return self._record_failure(job_id, before, error, None)
+
+    def finish_verification(self, job_id: str, differences: list[str]) -> JobRecord:
+        """Record the verification pass: ``succeeded`` when source and target agree, else ``failed``."""
+
+        def change(job: JobRecord) -> JobRecord:
+            if job.state != "verifying":
+                return job
+            if differences:
+                return attrs.evolve(
+                    job,
+                    state="failed",
+                    finished_at=self._clock(),
+                    state_reason=f"verification found {len(differences)} difference(s)",
+                    verify_report=tuple(differences[:100]),
+                )
+            return attrs.evolve(job, state="succeeded", finished_at=self._clock(), verify_report=())
+
+        return self._update_job(job_id, change)
+
+    # ----- internals ----------------------------------------------------------------------------
+
+    def _record_failure(self, job_id: str, before: BatchState, error: str, result: BatchResult | None) -> bool:
+        job = self.job(job_id)
+        attempts = before.attempts + 1
+        final = attempts >= job.spec.max_attempts
+        backoff = self.retry_backoff_s * (2 ** (attempts - 1))
+        self._update_batch(
+            job_id,
+            before.number,
+            lambda s: attrs.evolve(
+                s,
+                state="failed" if final else "pending",
+                attempts=attempts,
+                not_before=self._clock() + backoff,
+                last_error=error,
+                claim_token=s.claim_token if final else "",
+            ),
+        )
+        message = f"batch {before.number} attempt {attempts}: {error}"
+
+        def change(record: JobRecord) -> JobRecord:
+            errors = (*record.recent_errors, message)[-RECENT_ERRORS:]
+            counters = record.counters
+            if final:
+                counters = attrs.evolve(
+                    counters,
+                    batches_failed=counters.batches_failed + 1,
+                    files_failed=counters.files_failed + before.files,
+                )
+            return attrs.evolve(record, recent_errors=errors, counters=counters)
+
+        updated = self._update_job(job_id, change)
+        if final:
+            self._maybe_finish(updated)
+        return True
+
+    def _maybe_finish(self, job: JobRecord) -> JobRecord:
+        if job.state != "running":
+            return job
+        c = job.counters
+        if c.batches_done + c.batches_failed < c.batches_total:
+            return job
+        if c.batches_failed:
+            failed = [s.number for s in self.batch_states(job.job_id) if s.state == "failed"]
+            return self._update_job(
+                job.job_id,
+                lambda j: attrs.evolve(
+                    j,
+                    state="failed",
+                    finished_at=self._clock(),
+                    state_reason=f"{len(failed)} batch(es) failed: {failed[:20]}",
+                ),
+            )
+        return self._update_job(job.job_id, lambda j: attrs.evolve(j, state="verifying") if j.state == "running" else j)
+
+    def _set_state(self, job_id: str, state: str, allowed: tuple[str, ...], **changes: Any) -> JobRecord:
+        def change(job: JobRecord) -> JobRecord:
+            if job.state not in allowed:
+                raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to {state}")
+            return attrs.evolve(job, state=state, **changes)
+
+        return self._update_job(job_id, change)
+
+    def _batch_state(self, job_id: str, number: int) -> BatchState:
+        data = self.store.get(batch_state_key(job_id, number))
+        if data is None:
+            raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
+        return _load_batch_state(data)
+
+    def _update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
+        key = job_key(job_id)
+        while True:
+            data = self.store.get(key)
+            if data is None:
+                raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
+            updated = change(_load_job(data))
+            encoded = _dump(updated)
+            if encoded == data or self.store.compare_and_set(key, data, encoded):
+                return updated
+
+    def _update_batch(self, job_id: str, number: int, change: Callable[[BatchState], BatchState]) -> BatchState:
+        key = batch_state_key(job_id, number)
+        while True:
+            data = self.store.get(key)
+            if data is None:
+                raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
+            updated = change(_load_batch_state(data))
+            encoded = _dump(updated)
+            if encoded == data or self.store.compare_and_set(key, data, encoded):
+                return updated

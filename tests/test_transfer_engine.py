@@ -1,0 +1,240 @@
+"""Transfer jobs end to end in one process: scan, claim, copy, lease expiry, retries, import, verify.
+
+The fault tests with real processes (SIGKILL of workers and of the fs master) live in
+tests/test_transfer_faults.py; these pin down the coordinator's rules directly.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.agent.local_ops import LocalExportOps
+from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.copier import copy_batch, scan_export_dir, verify_batch
+from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+from fluxon_fs.transfer.prescan import transfer_check_local_blocking
+from fluxon_fs.transfer.state_config import open_state_store
+from tests.support.trees import assert_same_tree, make_tree
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(tmp_path):
+    src_root, dst_root = tmp_path / "src_export", tmp_path / "dst_export"
+    make_tree(src_root / "data" / "set1", files=40)
+    dst_root.mkdir()
+    source, target = LocalExportOps(str(src_root)), LocalExportOps(str(dst_root))
+    store = open_state_store({"kind": "sqlite", "sqlite": {"path": str(tmp_path / "state.db"), "key_prefix": "/t/"}})
+    clock = Clock()
+    coordinator = TransferCoordinator(store, lease_ttl_s=30, retry_backoff_s=0, clock=clock)
+    yield coordinator, source, target, src_root, dst_root, clock
+    source.close()
+    target.close()
+    store.close()
+
+
+def start_job(coordinator, source, spec):
+    job = coordinator.create_job(spec)
+    for number, (entries, size) in enumerate(
+        group_batches(scan_export_dir(source, spec.source_dir), spec.batch_ready_bytes)
+    ):
+        coordinator.add_batch(job.job_id, number, entries, size)
+    return coordinator.finish_scan(job.job_id)
+
+
+def run_worker(coordinator, source, target, worker="w1", limit=1000):
+    handled = 0
+    while handled < limit:
+        assignment = coordinator.claim(worker)
+        if assignment is None:
+            return handled
+        result = copy_batch(assignment.spec, assignment.entries, source, target)
+        coordinator.complete(assignment.job_id, assignment.number, assignment.claim_token, result)
+        handled += 1
+    return handled
+
+
+def verify(coordinator, job_id, source, target):
+    job = coordinator.job(job_id)
+    differences = []
+    for state in coordinator.batch_states(job_id):
+        differences += verify_batch(job.spec, coordinator.batch_entries(job_id, state.number), source, target)
+    return coordinator.finish_verification(job_id, differences)
+
+
+def spec(**overrides):
+    values = {
+        "source_export": "src",
+        "source_dir": "data/set1",
+        "target_export": "dst",
+        "target_prefix": "incoming",
+        "batch_ready_bytes": 100_000,
+        "desired_worker_count": 4,
+    }
+    values.update(overrides)
+    return JobSpec(**values)
+
+
+def test_job_copies_tree_exactly_once_under_target_prefix(world):
+    coordinator, source, target, src_root, dst_root, _ = world
+    job = start_job(coordinator, source, spec())
+    assert job.state == "running" and job.counters.batches_total > 3
+    run_worker(coordinator, source, target)
+    assert coordinator.job(job.job_id).state == "verifying"
+    assert verify(coordinator, job.job_id, source, target).state == "succeeded"
+    # a/b copied into dst/ gives dst/b/... exactly once, never re-nested
+    assert_same_tree(src_root / "data" / "set1", dst_root / "incoming" / "set1")
+    assert sorted(os.listdir(dst_root / "incoming")) == ["set1"]
+    final = coordinator.job(job.job_id)
+    assert final.counters.files_copied == 40 and final.counters.batches_done == final.counters.batches_total
+    assert all(s.claims == 1 for s in coordinator.batch_states(job.job_id))
+
+
+def test_expired_lease_is_redispatched_and_stale_worker_result_ignored(world):
+    coordinator, source, target, _src_root, _dst_root, clock = world
+    job = start_job(coordinator, source, spec())
+    lost = coordinator.claim("dead-worker")
+    clock.now += 31
+    run_worker(coordinator, source, target, worker="alive")
+    assert (
+        coordinator.complete(
+            lost.job_id, lost.number, lost.claim_token, copy_batch(lost.spec, lost.entries, source, target)
+        )
+        is False
+    )
+    assert verify(coordinator, job.job_id, source, target).state == "succeeded"
+    claims = {s.number: s.claims for s in coordinator.batch_states(job.job_id)}
+    assert claims[lost.number] == 2 and all(c == 1 for n, c in claims.items() if n != lost.number)
+
+
+def test_desired_worker_count_limits_concurrent_claims(world):
+    coordinator, source, _, _, _, _ = world
+    start_job(coordinator, source, spec(desired_worker_count=2, batch_ready_bytes=10_000))
+    assert coordinator.claim("a") is not None
+    assert coordinator.claim("b") is not None
+    assert coordinator.claim("c") is None
+
+
+class FailingOps:
+    """Source ops whose reads of one file fail with EIO."""
+
+    def __init__(self, inner, bad_suffix):
+        self._inner, self._bad = inner, bad_suffix
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def read_chunk(self, relpath, offset, length):
+        if relpath.endswith(self._bad):
+            raise OSError(errno.EIO, "Input/output error", relpath)
+        return self._inner.read_chunk(relpath, offset, length)
+
+
+def test_failing_batch_retries_then_fails_job_and_retry_failed_recovers(world):
+    coordinator, source, target, src_root, dst_root, _ = world
+    job = start_job(coordinator, source, spec(max_attempts=3))
+    flaky = FailingOps(source, "f5.bin")
+    run_worker(coordinator, flaky, target)
+    failed = coordinator.job(job.job_id)
+    assert failed.state == "failed" and failed.counters.batches_failed == 1
+    assert "f5.bin" in failed.recent_errors[-1] and "attempt 3" in failed.recent_errors[-1]
+    assert coordinator.retry_failed(job.job_id).state == "running"
+    run_worker(coordinator, source, target)
+    assert verify(coordinator, job.job_id, source, target).state == "succeeded"
+    assert_same_tree(src_root / "data" / "set1", dst_root / "incoming" / "set1")
+
+
+def test_pause_resume_cancel(world):
+    coordinator, source, _target, _, _, _ = world
+    job = start_job(coordinator, source, spec())
+    coordinator.pause(job.job_id)
+    assert coordinator.claim("w") is None
+    coordinator.resume(job.job_id)
+    assert coordinator.claim("w") is not None
+    assert coordinator.cancel(job.job_id).state == "cancelled"
+    assert coordinator.claim("w") is None
+    with pytest.raises(InvalidArgumentError, match="cannot change it to running"):
+        coordinator.resume(job.job_id)
+
+
+def test_restart_recovery_extends_leases_so_finished_work_is_not_recopied(world):
+    coordinator, source, target, _, _, clock = world
+    job = start_job(coordinator, source, spec())
+    held = coordinator.claim("w1")
+    clock.now += 29
+    restarted = TransferCoordinator(coordinator.store, lease_ttl_s=30, retry_backoff_s=0, clock=clock)
+    restarted.recover_after_restart()
+    clock.now += 5  # past the original lease, within the grace
+    assert restarted.complete(
+        held.job_id, held.number, held.claim_token, copy_batch(held.spec, held.entries, source, target)
+    )
+    run_worker(restarted, source, target, worker="w2")
+    assert all(s.claims == 1 for s in restarted.batch_states(job.job_id))
+
+
+def test_skip_existing_policy_keeps_identical_files(world):
+    coordinator, source, target, _, _dst_root, _ = world
+    first = start_job(coordinator, source, spec())
+    run_worker(coordinator, source, target)
+    second = start_job(coordinator, source, spec(conflict_policy="skip_existing"))
+    run_worker(coordinator, source, target)
+    counters = coordinator.job(second.job_id).counters
+    assert counters.files_copied == 0 and counters.files_skipped == 40
+    assert coordinator.job(first.job_id).counters.files_copied == 40
+
+
+def test_import_prescan_rebases_like_a_direct_copy(world, tmp_path):
+    coordinator, source, target, src_root, dst_root, _ = world
+    summary = transfer_check_local_blocking(
+        str(src_root / "data" / "set1"),
+        {"kind": "sqlite", "sqlite": {"path": str(tmp_path / "state.db"), "key_prefix": "/t/"}},
+        batch_ready_bytes=50_000,
+    )
+    job = coordinator.create_job_from_prescan(summary.job_id, spec(source_dir=""), export_root_dir=str(src_root))
+    assert job.spec.source_dir == "data/set1" and job.counters.batches_total == summary.batch_count
+    run_worker(coordinator, source, target)
+    assert verify(coordinator, job.job_id, source, target).state == "succeeded"
+    assert_same_tree(src_root / "data" / "set1", dst_root / "incoming" / "set1")
+
+
+def test_import_refuses_prescan_outside_the_export(world, tmp_path):
+    coordinator, _, _, _, _, _ = world
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    summary = transfer_check_local_blocking(
+        str(outside),
+        {"kind": "sqlite", "sqlite": {"path": str(tmp_path / "state.db"), "key_prefix": "/t/"}},
+        batch_ready_bytes=10,
+    )
+    with pytest.raises(InvalidArgumentError, match="is not inside export"):
+        coordinator.create_job_from_prescan(summary.job_id, spec(), export_root_dir=str(tmp_path / "src_export"))
+
+
+def test_verification_reports_differences(world):
+    coordinator, source, target, _, dst_root, _ = world
+    job = start_job(coordinator, source, spec())
+    run_worker(coordinator, source, target)
+    victim = next(Path(dst_root / "incoming" / "set1").rglob("*.bin"))
+    victim.write_bytes(b"tampered")
+    result = verify(coordinator, job.job_id, source, target)
+    assert result.state == "failed" and any(victim.name in line for line in result.verify_report)
+
+
+def test_bad_job_spec_names_the_field(world):
+    coordinator = world[0]
+    with pytest.raises(InvalidArgumentError, match="desired_worker_count must be >= 1"):
+        coordinator.create_job(spec(desired_worker_count=0))
+    with pytest.raises(InvalidArgumentError, match="target_prefix must be a path relative"):
+        coordinator.create_job(spec(target_prefix="../up"))
