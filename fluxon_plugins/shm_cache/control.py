@@ -1,0 +1,131 @@
+"""The control block: one shared page through which the owner tells readers that the pool changed.
+
+Layout (little-endian u64 words after an 8-byte magic): change counter, generation, capacity,
+used bytes, entries, evictions, owner pid, state. The owner bumps the change counter *after*
+every visible change (commit, delete, eviction, restart), so a reader whose cached view was
+validated at the current counter may return it without a syscall. The file is reused in place
+across owner restarts so readers that stay attached see the restart as one more change.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+
+import attrs
+
+from fluxon_core.errors import StoreInitFailedError
+
+CONTROL_MAGIC = b"FXPOOL01"
+CONTROL_BYTES = 4096
+_WORDS = struct.Struct("<8Q")
+_U64 = struct.Struct("<Q")
+_COUNTER_AT = 8
+_WORDS_AT = 8
+
+STATE_OPEN = 1
+STATE_CLOSED = 2
+
+
+@attrs.frozen
+class ControlSnapshot:
+    """The control block's fields at one moment."""
+
+    counter: int
+    generation: int
+    capacity_bytes: int
+    used_bytes: int
+    entries: int
+    evictions: int
+    owner_pid: int
+    state: int
+
+
+class ControlBlock:
+    """A mapping of ``pool.ctl``; writable for the owner, read-only for readers."""
+
+    def __init__(self, path: str, mapping: mmap.mmap) -> None:
+        self.path = path
+        self._map = mapping
+
+    @classmethod
+    def open_for_owner(cls, path: str) -> ControlBlock:
+        """Map the control file for writing, creating it atomically when missing or malformed."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = -1
+        if fd >= 0 and (os.fstat(fd).st_size != CONTROL_BYTES or os.pread(fd, 8, 0) != CONTROL_MAGIC):
+            os.close(fd)
+            fd = -1
+        if fd < 0:
+            tmp_path = f"{path}.{os.getpid()}.tmp"
+            with open(tmp_path, "wb") as handle:
+                handle.write(CONTROL_MAGIC + bytes(CONTROL_BYTES - len(CONTROL_MAGIC)))
+            os.rename(tmp_path, path)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            mapping = mmap.mmap(fd, CONTROL_BYTES, access=mmap.ACCESS_WRITE)
+        finally:
+            os.close(fd)
+        return cls(path, mapping)
+
+    @classmethod
+    def attach(cls, path: str) -> ControlBlock:
+        """Map an existing control file read-only; StoreInitFailedError when there is no pool."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise StoreInitFailedError(
+                f"no shared-memory pool at {os.path.dirname(path)}: {path} does not exist "
+                "(is the owner running, and is shared_memory_path the same on both sides?)"
+            ) from None
+        try:
+            if os.fstat(fd).st_size != CONTROL_BYTES or os.pread(fd, 8, 0) != CONTROL_MAGIC:
+                raise StoreInitFailedError(f"{path} is not a Fluxon pool control block")
+            mapping = mmap.mmap(fd, CONTROL_BYTES, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        return cls(path, mapping)
+
+    def counter(self) -> int:
+        """The change counter (the reader's hot path: one 8-byte load)."""
+        return _U64.unpack_from(self._map, _COUNTER_AT)[0]
+
+    def snapshot(self) -> ControlSnapshot:
+        """All fields."""
+        return ControlSnapshot(*_WORDS.unpack_from(self._map, _WORDS_AT))
+
+    def publish(
+        self,
+        *,
+        used_bytes: int,
+        entries: int,
+        evictions: int,
+        generation: int | None = None,
+        capacity_bytes: int | None = None,
+        owner_pid: int | None = None,
+        state: int | None = None,
+    ) -> None:
+        """Owner: write usage (and optionally identity fields), then bump the change counter."""
+        current = self.snapshot()
+        _WORDS.pack_into(
+            self._map,
+            _WORDS_AT,
+            current.counter,
+            current.generation if generation is None else generation,
+            current.capacity_bytes if capacity_bytes is None else capacity_bytes,
+            used_bytes,
+            entries,
+            evictions,
+            current.owner_pid if owner_pid is None else owner_pid,
+            current.state if state is None else state,
+        )
+        # the counter goes last: a reader that sees it has moved sees everything before it
+        _U64.pack_into(self._map, _COUNTER_AT, current.counter + 1)
+
+    def close(self) -> None:
+        """Unmap; idempotent."""
+        if not self._map.closed:
+            self._map.close()

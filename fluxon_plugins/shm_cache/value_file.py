@@ -1,0 +1,160 @@
+"""Writing one value file invisibly and loading one as a read-only view.
+
+A value is written into an anonymous ``O_TMPFILE`` inode under an exclusive flock, so a writer
+that dies mid-write leaves nothing with a name: the kernel frees the inode with its last fd.
+Only a complete value is ever linked into ``staging/`` and then renamed into ``values/``; the
+rename replaces any previous value atomically, and readers that still map the old inode keep
+reading it intact (tmpfs frees it when the last mapping goes).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+from collections.abc import Sequence
+
+import attrs
+
+from fluxon_core.errors import InvalidArgumentError, StoreInitFailedError
+from fluxon_core.protocols import Buffer
+from fluxon_plugins.shm_cache.layout import new_token, parse_value, value_prefix
+
+_IOV_MAX = 1024
+
+
+def buffer_size(part: Buffer) -> int:
+    """Bytes in one part (a memoryview's ``len`` counts items, not bytes)."""
+    return part.nbytes if isinstance(part, memoryview) else len(part)
+
+
+def write_all(fd: int, parts: Sequence[Buffer]) -> int:
+    """Write every part in order with as few syscalls as the kernel allows; returns bytes written."""
+    views = [memoryview(p).cast("B") if isinstance(p, memoryview) else memoryview(p) for p in parts]
+    total = 0
+    index = 0
+    while index < len(views):
+        batch = views[index : index + _IOV_MAX]
+        written = os.writev(fd, batch)
+        total += written
+        # skip the buffers the kernel took whole, trim the one it took in part
+        for view in batch:
+            if written >= len(view):
+                written -= len(view)
+                index += 1
+                continue
+            views[index] = view[written:]
+            break
+    return total
+
+
+def check_tmpfile_support(directory: str) -> None:
+    """StoreInitFailedError unless ``directory`` supports anonymous O_TMPFILE inodes."""
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise StoreInitFailedError(
+                f"the pool directory {directory} is on a filesystem without O_TMPFILE; "
+                "put shared_memory_path on a tmpfs such as /dev/shm"
+            ) from None
+        raise
+    os.close(fd)
+
+
+class ValueWriter:
+    """One value being written: invisible until :meth:`link_staged`, locked until :meth:`close`."""
+
+    def __init__(self, staging_dir: str, key_bytes: bytes, value_size: int) -> None:
+        if value_size < 0:
+            raise InvalidArgumentError(f"value size must be >= 0, got {value_size}")
+        self.key_bytes = key_bytes
+        self.value_size = value_size
+        self._staging_dir = staging_dir
+        self._fd = os.open(staging_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            # the lock tells the owner's sweep this file's writer is alive, from before it has a name
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            prefix = value_prefix(key_bytes, value_size)
+            write_all(self._fd, [prefix])
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self.file_size = len(prefix) + value_size
+        self._value_written = 0
+
+    @property
+    def fd(self) -> int:
+        """The open file (for fstat)."""
+        return self._fd
+
+    def write(self, parts: Sequence[Buffer]) -> None:
+        """Append ``parts`` to the value; more bytes than declared is InvalidArgumentError."""
+        incoming = sum(buffer_size(p) for p in parts)
+        if self._value_written + incoming > self.value_size:
+            raise InvalidArgumentError(
+                f"value declared as {self.value_size} bytes but {self._value_written + incoming} were written"
+            )
+        self._value_written += write_all(self._fd, parts)
+
+    def check_complete(self) -> None:
+        """InvalidArgumentError unless exactly the declared number of bytes was written."""
+        if self._value_written != self.value_size:
+            raise InvalidArgumentError(
+                f"value declared as {self.value_size} bytes but only {self._value_written} were written"
+            )
+
+    def link_staged(self, staging_dir_fd: int) -> str:
+        """Give the complete value a name in ``staging/``; returns that name (the token)."""
+        self.check_complete()
+        token = new_token()
+        os.link(f"/proc/self/fd/{self._fd}", token, dst_dir_fd=staging_dir_fd, follow_symlinks=True)
+        return token
+
+    def close(self) -> None:
+        """Close the file (releasing the lock); an unlinked value vanishes. Idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@attrs.frozen
+class LoadedValue:
+    """A value read from the pool, with the inode it came from."""
+
+    ino: int
+    file_size: int
+    view: memoryview
+
+
+def load_value(path: str, key_bytes: bytes, copy_below: int) -> LoadedValue | None:
+    """Open ``path`` and return its value as a read-only view; None when absent or another key's.
+
+    Files of at most ``copy_below`` bytes are copied (one read); larger ones are mapped shared
+    and read-only, so the view is zero-copy and stays valid after the file is replaced or removed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        size = stat.st_size
+        buf: memoryview
+        if size <= copy_below:
+            data = os.read(fd, size)
+            while len(data) < size:
+                more = os.read(fd, size - len(data))
+                if not more:
+                    break
+                data += more
+            buf = memoryview(data)
+        else:
+            buf = memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
+    finally:
+        os.close(fd)
+    view = parse_value(buf, key_bytes, path)
+    if view is None:
+        return None
+    return LoadedValue(ino=stat.st_ino, file_size=size, view=view)

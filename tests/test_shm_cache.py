@@ -1,0 +1,415 @@
+"""The shared-memory pool (``cache`` kind ``shm``): owner and readers in real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fluxon_core.errors import InvalidArgumentError, StorageFullError, StoreClosedError, StoreInitFailedError
+from fluxon_core.plugins import get_backends
+from fluxon_plugins.shm_cache import ShmCacheConfig, ShmPoolOwner, ShmPoolReader
+from fluxon_plugins.shm_cache.layout import PoolLayout, encode_key, key_digest
+from tests.support.shm_child import ShmChild
+from tests.support.shm_values import make_value, value_seed
+
+PAGE = 4096
+ONE_PAGE_VALUE = 4000  # with a key of up to 48 bytes the file fits one 4 KiB page: charged exactly PAGE
+
+
+@pytest.fixture
+def pool_dir() -> Iterator[str]:
+    root = tempfile.mkdtemp(prefix="fx", dir="/dev/shm")
+    try:
+        yield os.path.join(root, "pool")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def children() -> Iterator[list[ShmChild]]:
+    started: list[ShmChild] = []
+    try:
+        yield started
+    finally:
+        for child in started:
+            child.close()
+
+
+def spawn(children: list[ShmChild]) -> ShmChild:
+    child = ShmChild()
+    children.append(child)
+    return child
+
+
+def owner_at(path: str, capacity: int | str = "64MiB", **options: object) -> ShmPoolOwner:
+    return ShmPoolOwner(ShmCacheConfig(path=path, capacity=capacity, **options))  # type: ignore[arg-type]
+
+
+def reader_at(path: str, **options: object) -> ShmPoolReader:
+    return ShmPoolReader(ShmCacheConfig(path=path, role="reader", **options))  # type: ignore[arg-type]
+
+
+def as_bytes(view: memoryview | None) -> bytes:
+    assert view is not None, "value is absent"
+    return bytes(view)
+
+
+def files_in(path: str) -> list[str]:
+    return sorted(os.listdir(path))
+
+
+class DirectLink:
+    """An owner link calling the owner in-process (the KV layer does this over RPC)."""
+
+    def __init__(self, owner: ShmPoolOwner) -> None:
+        self.owner = owner
+
+    def adopt(self, key: str, token: str) -> None:
+        self.owner.adopt(key, token)
+
+    def delete(self, key: str) -> bool:
+        return self.owner.delete(key)
+
+
+# -- basic behaviour -------------------------------------------------------------------------
+
+
+def test_put_get_delete_contains(pool_dir: str) -> None:
+    with owner_at(pool_dir) as owner:
+        owner.put("/fluxon_fs_cache/demo/a/b.txt@123-456/0", [b"hello", bytearray(b" "), memoryview(b"world")])
+        assert as_bytes(owner.get("/fluxon_fs_cache/demo/a/b.txt@123-456/0")) == b"hello world"
+        assert owner.contains("/fluxon_fs_cache/demo/a/b.txt@123-456/0")
+        assert owner.size("/fluxon_fs_cache/demo/a/b.txt@123-456/0") == 11
+        owner.put("empty", [])
+        assert as_bytes(owner.get("empty")) == b""
+        owner.put("empty", [b"now full"])
+        assert as_bytes(owner.get("empty")) == b"now full"
+        assert owner.get("missing") is None and not owner.contains("missing")
+        assert owner.delete("empty") is True
+        assert owner.delete("empty") is False
+        assert owner.get("empty") is None
+        stats = owner.stats()
+        assert stats["entries"] == 1 and stats["used_bytes"] == PAGE
+        assert (stats["hits"], stats["misses"]) == (3, 2)
+
+
+def test_registry_builds_owner_and_reader_and_names_bad_options(pool_dir: str) -> None:
+    backends = get_backends()
+    with pytest.raises(StoreInitFailedError, match="no shared-memory pool"):
+        backends.create("cache", "shm", {"path": pool_dir, "role": "reader"})
+    owner = backends.create("cache", "shm", {"path": pool_dir, "capacity": "1MiB"})
+    try:
+        assert isinstance(owner, ShmPoolOwner) and owner.stats()["capacity_bytes"] == 1024**2
+        reader = backends.create("cache", "shm", ShmCacheConfig(path=pool_dir, role="reader"))
+        assert isinstance(reader, ShmPoolReader)
+        owner.put("k", [b"v"])
+        assert as_bytes(reader.get("k")) == b"v"
+        assert reader.stats()["capacity_bytes"] == 1024**2
+        reader.close()
+        with pytest.raises(StoreInitFailedError, match="already has a live owner"):
+            backends.create("cache", "shm", {"path": pool_dir, "capacity": "1MiB"})
+    finally:
+        owner.close()
+    with pytest.raises(InvalidArgumentError, match=r"cache\.shm\.capacity must be > 0 for role owner"):
+        backends.create("cache", "shm", ShmCacheConfig(path=pool_dir))
+    with pytest.raises(ValueError, match=r"path must be an absolute path"):
+        backends.create("cache", "shm", {"path": "relative/pool", "capacity": 4096})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.text(max_size=200), value=st.binary(max_size=300))
+def test_arbitrary_keys_round_trip_through_hashed_names(pool_dir: str, key: str, value: bytes) -> None:
+    with owner_at(pool_dir) as owner, reader_at(pool_dir) as reader:
+        owner.put(key, [value])
+        assert as_bytes(reader.get(key)) == value
+        name = key_digest(encode_key(key)).hex()
+        assert files_in(PoolLayout(pool_dir).values_dir) == [name]
+        with open(os.path.join(PoolLayout(pool_dir).values_dir, name), "rb") as handle:
+            assert encode_key(key) in handle.read()  # the original key is kept inside for verification
+
+
+def test_non_string_and_oversized_keys_are_rejected(pool_dir: str) -> None:
+    with owner_at(pool_dir) as owner:
+        with pytest.raises(InvalidArgumentError, match="must be a str"):
+            owner.put(b"bytes-key", [b"v"])  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match="at most 4096 bytes"):
+            owner.put("k" * 5000, [b"v"])
+
+
+def test_streaming_writer_commits_exact_size_and_leaves_nothing_on_abort(pool_dir: str) -> None:
+    with owner_at(pool_dir) as owner:
+        with owner.open_writer("streamed", 10) as writer:
+            writer.write(b"01234")
+            writer.write(b"56789")
+        assert as_bytes(owner.get("streamed")) == b"0123456789"
+        with (
+            pytest.raises(InvalidArgumentError, match="declared as 4 bytes but 5"),
+            owner.open_writer("over", 4) as writer,
+        ):
+            writer.write(b"12345")
+        with (
+            pytest.raises(InvalidArgumentError, match="declared as 4 bytes but only 2"),
+            owner.open_writer("short", 4) as writer,
+        ):
+            writer.write(b"12")
+        assert not owner.contains("over") and not owner.contains("short")
+        assert owner.stats()["reserved_bytes"] == 0 and owner.stats()["used_bytes"] == PAGE
+        assert files_in(PoolLayout(pool_dir).staging_dir) == []
+
+
+# -- readers in other processes --------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_external_reader_process_reads_what_the_owner_wrote(pool_dir: str, children: list[ShmChild]) -> None:
+    with owner_at(pool_dir) as owner:
+        owner.put("small", [make_value(1, 1000)])
+        owner.put("large", [make_value(2, 3 * 1024 * 1024)])
+        reader = spawn(children)
+        reader.call("reader", path=pool_dir)
+        assert reader.call("check", key="small")["seed"] == 1
+        assert reader.call("check", key="large")["seed"] == 2
+        assert reader.call("check", key="absent")["seed"] is None
+        owner.put("small", [make_value(3, 1000)])
+        owner.delete("large")
+        assert reader.call("check", key="small")["seed"] == 3
+        assert reader.call("check", key="large")["seed"] is None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("size", [2000, 256 * 1024], ids=["copied", "mapped"])
+def test_replace_is_atomic_for_a_reader_in_another_process(pool_dir: str, children: list[ShmChild], size: int) -> None:
+    values = [make_value(seed, size) for seed in range(30)]
+    with owner_at(pool_dir) as owner:
+        owner.put("hot", [values[0]])
+        reader = spawn(children)
+        reader.call("reader", path=pool_dir)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def replace_forever() -> None:
+            turn = 0
+            try:
+                while not stop.is_set():
+                    turn += 1
+                    owner.put("hot", [values[turn % len(values)]])
+            except BaseException as exc:  # surfaced by the assertion below
+                errors.append(exc)
+
+        writer = threading.Thread(target=replace_forever)
+        writer.start()
+        try:
+            # every value read is checked against its digest in the child; a torn one fails the call
+            result = reader.call("read_loop", key="hot", distinct=20, timeout_s=60)
+        finally:
+            stop.set()
+            writer.join()
+        assert not errors
+        assert result["distinct"] >= 20, result
+
+
+@pytest.mark.timeout(60)
+def test_views_held_by_a_reader_survive_replace_delete_and_eviction(pool_dir: str, children: list[ShmChild]) -> None:
+    with owner_at(pool_dir, capacity=4 * 1024 * 1024) as owner:
+        owner.put("a", [make_value(10, 1024 * 1024)])
+        owner.put("b", [make_value(20, 1024 * 1024)])
+        owner.put("c", [make_value(30, 5000)])
+        reader = spawn(children)
+        reader.call("reader", path=pool_dir)
+        assert [reader.call("hold", key=k)["seed"] for k in ("a", "b", "c")] == [10, 20, 30]
+        owner.put("a", [make_value(11, 1024 * 1024)])  # replaced
+        owner.delete("c")  # deleted
+        owner.put("big", [make_value(40, 3 * 1024 * 1024)])  # evicts b (and more)
+        assert not owner.contains("b")
+        assert reader.call("check_held")["seeds"] == [10, 20, 30]
+        assert [reader.call("check", key=k)["seed"] for k in ("a", "b", "c", "big")] == [None, None, None, 40]
+
+
+# -- budget and LRU --------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_lru_eviction_order_counts_owner_and_reader_gets(pool_dir: str, children: list[ShmChild]) -> None:
+    with owner_at(pool_dir, capacity=4 * PAGE) as owner:
+        for seed, key in enumerate("abcd"):
+            owner.put(key, [make_value(seed, ONE_PAGE_VALUE)])
+        assert owner.get("a") is not None  # recency: b c d a
+        owner.put("e", [make_value(5, ONE_PAGE_VALUE)])  # evicts b
+        assert owner.keys() == ["c", "d", "a", "e"]
+        reader = spawn(children)
+        reader.call("reader", path=pool_dir)
+        reader.call("touch", key="c")  # a read in another process: d a e c
+        owner.put("f", [make_value(6, ONE_PAGE_VALUE)])  # evicts d, not c
+        assert owner.keys() == ["a", "e", "c", "f"]
+        stats = owner.stats()
+        assert (stats["entries"], stats["used_bytes"], stats["evictions"]) == (4, 4 * PAGE, 2)
+        assert reader.call("stats")["stats"]["evictions"] == 2
+
+
+def test_value_larger_than_capacity_is_storage_full_and_changes_nothing(pool_dir: str) -> None:
+    with owner_at(pool_dir, capacity=4 * PAGE) as owner:
+        owner.put("keep", [make_value(1, ONE_PAGE_VALUE)])
+        with pytest.raises(StorageFullError, match="capacity is 16384"):
+            owner.put("huge", [bytes(4 * PAGE)])
+        with pytest.raises(StorageFullError):
+            owner.open_writer("huge", 4 * PAGE)
+        owner.put("exactly-full", [bytes(3 * PAGE - 64 - 64)])  # fits beside "keep" without evicting it
+        assert owner.contains("keep") and owner.stats()["used_bytes"] == 4 * PAGE
+        assert owner.stats()["evictions"] == 0
+        assert files_in(PoolLayout(pool_dir).staging_dir) == []
+
+
+def test_replacing_a_value_in_a_full_pool_does_not_evict_that_key(pool_dir: str) -> None:
+    with owner_at(pool_dir, capacity=2 * PAGE) as owner:
+        owner.put("x", [make_value(1, ONE_PAGE_VALUE)])
+        owner.put("y", [make_value(2, ONE_PAGE_VALUE)])
+        owner.put("y", [make_value(3, ONE_PAGE_VALUE)])
+        assert owner.keys() == ["x", "y"] and owner.stats()["evictions"] == 0
+        owner.put("x", [make_value(4, 2 * PAGE - 128)])  # needs y's room too
+        assert owner.keys() == ["x"] and value_seed(as_bytes(owner.get("x"))) == 4
+
+
+# -- zero copy ---------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_large_get_is_a_read_only_view_of_the_shared_mapping(pool_dir: str) -> None:
+    size = 64 * 1024 * 1024
+    with owner_at(pool_dir, capacity="128MiB") as owner, reader_at(pool_dir) as reader:
+        owner.put("big", [make_value(7, size)])
+        tracemalloc.start()
+        try:
+            view = reader.get("big")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert view is not None and len(view) == size
+        assert peak < 1024 * 1024, f"get allocated {peak} bytes"
+        assert view.readonly
+        with pytest.raises(TypeError):
+            view[0] = 1  # type: ignore[index]
+        again = reader.get("big")
+        assert again is view  # cached: no reopen, same mapping
+        name = key_digest(b"big").hex()
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            assert any(line.rstrip().endswith(os.path.join("values", name)) for line in maps)
+        assert value_seed(view) == 7
+        owner_view = owner.get("big")
+        assert owner_view is not None and owner_view.readonly and owner.get("big") is owner_view
+
+
+# -- writes from readers -----------------------------------------------------------------------
+
+
+def test_reader_writes_are_staged_and_adopted_by_the_owner(pool_dir: str) -> None:
+    with owner_at(pool_dir, capacity=4 * PAGE) as owner, reader_at(pool_dir) as reader:
+        with pytest.raises(InvalidArgumentError, match="needs an owner link"):
+            reader.put("k", [b"v"])
+        reader.set_owner_link(DirectLink(owner))
+        reader.put("k", [b"from ", b"reader"])
+        assert as_bytes(owner.get("k")) == b"from reader" and as_bytes(reader.get("k")) == b"from reader"
+        assert reader.delete("k") is True and reader.get("k") is None and not owner.contains("k")
+
+        with (
+            reader.stage("other", [b"x"]) as staged,
+            pytest.raises(InvalidArgumentError, match="written for another key"),
+        ):
+            owner.adopt("k", staged.token)
+        with reader.stage("huge", [bytes(5 * PAGE)]) as staged, pytest.raises(StorageFullError):
+            owner.adopt("huge", staged.token)
+        with pytest.raises(InvalidArgumentError, match="32 lowercase hex"):
+            owner.adopt("k", "../values/x")
+        with pytest.raises(InvalidArgumentError, match="does not exist"):
+            owner.adopt("k", "0" * 32)
+        assert files_in(PoolLayout(pool_dir).staging_dir) == []
+        assert owner.stats()["used_bytes"] == 0
+
+
+# -- crashes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_owner_killed_mid_write_then_restarted_sweeps_and_accounts_from_zero(
+    pool_dir: str, children: list[ShmChild]
+) -> None:
+    layout = PoolLayout(pool_dir)
+    first = spawn(children)
+    first.call("owner", path=pool_dir, capacity=8 * 1024 * 1024)
+    first.call("put", key="k1", seed=1, size=1024 * 1024)
+    first.call("put", key="k2", seed=2, size=ONE_PAGE_VALUE)
+    attached = spawn(children)
+    attached.call("reader", path=pool_dir)
+    assert attached.call("hold", key="k1")["seed"] == 1
+    writer = spawn(children)
+    writer.call("reader", path=pool_dir)
+    writer.call("stage", key="k3", seed=3, size=ONE_PAGE_VALUE)  # named in staging/, never adopted
+    first.call("begin_write", key="k4", seed=4, size=2 * 1024 * 1024, written=1024 * 1024)  # then blocks on stdin
+    assert len(files_in(layout.values_dir)) == 2
+    assert len(files_in(layout.staging_dir)) == 1  # the half-written k4 has no name at all
+    first.kill()
+    writer.kill()
+
+    with owner_at(pool_dir, capacity=8 * 1024 * 1024) as second:
+        assert files_in(layout.values_dir) == [] and files_in(layout.staging_dir) == []
+        stats = second.stats()
+        assert (stats["used_bytes"], stats["entries"], stats["generation"]) == (0, 0, 2)
+        assert attached.call("check", key="k1")["seed"] is None  # the old generation is gone for readers
+        assert attached.call("check_held")["seeds"] == [1]  # but a view it held stays intact
+        fresh = spawn(children)
+        fresh.call("reader", path=pool_dir)
+        assert fresh.call("check", key="k2")["seed"] is None
+        second.put("k1", [make_value(5, ONE_PAGE_VALUE)])
+        assert fresh.call("check", key="k1")["seed"] == 5
+        assert second.stats()["used_bytes"] == PAGE
+
+
+@pytest.mark.timeout(60)
+def test_reader_killed_with_a_staged_and_a_half_written_value_leaves_nothing(
+    pool_dir: str, children: list[ShmChild]
+) -> None:
+    layout = PoolLayout(pool_dir)
+    with owner_at(pool_dir) as owner:
+        owner.put("k1", [make_value(1, 1024 * 1024)])
+        before = owner.stats()
+        reader = spawn(children)
+        reader.call("reader", path=pool_dir)
+        reader.call("hold", key="k1")
+        reader.call("stage", key="k2", seed=2, size=1024 * 1024)
+        reader.call("begin_write", key="k3", seed=3, size=1024 * 1024, written=4096)  # then blocks on stdin
+        assert owner.sweep() == 0  # a live writer's staged value is left alone
+        assert len(files_in(layout.staging_dir)) == 1
+        reader.kill()
+        assert owner.sweep() == 1
+        assert files_in(layout.staging_dir) == []
+        assert files_in(layout.values_dir) == [key_digest(b"k1").hex()]
+        after = owner.stats()
+        assert (after["used_bytes"], after["entries"]) == (before["used_bytes"], before["entries"])
+        assert sorted(os.listdir(pool_dir)) == ["owner.lock", "pool.ctl", "staging", "touch.log", "values"]
+
+
+def test_closed_owner_removes_values_and_refuses_new_readers(pool_dir: str) -> None:
+    owner = owner_at(pool_dir)
+    reader = reader_at(pool_dir)
+    owner.put("k", [make_value(1, 100_000)])
+    held = reader.get("k")
+    owner.close()
+    owner.close()
+    assert files_in(PoolLayout(pool_dir).values_dir) == []
+    assert held is not None and value_seed(held) == 1
+    assert reader.get("k") is None and not reader.owner_alive()
+    with pytest.raises(StoreClosedError):
+        owner.get("k")
+    with pytest.raises(StoreInitFailedError, match="closed by its owner"):
+        reader_at(pool_dir)
+    reader.close()
+    reader.close()
+    with pytest.raises(StoreClosedError):
+        reader.get("k")
