@@ -1,4 +1,9 @@
-"""A transactional state store on one sqlite file (WAL), namespaced by ``key_prefix``."""
+"""A transactional state store on one sqlite file (WAL), namespaced by ``key_prefix``.
+
+Each thread (and each process after a fork) uses its own connection; writers serialise on sqlite's
+write lock (``BEGIN IMMEDIATE``), waiting up to ``busy_timeout_ms``. Keys compare as UTF-8 bytes,
+which is the order ``scan_prefix`` returns and the order the etcd and TiKV stores use too.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,17 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 
-from fluxon_core.config.fields import all_of, config_field, non_empty, slash_wrapped
+from fluxon_core.config.fields import all_of, config_field, non_empty, positive, slash_wrapped
+from fluxon_core.errors import InvalidArgumentError, StoreClosedError
+
+_UPSERT = "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)
 
 
 @attrs.frozen
@@ -23,32 +34,70 @@ class SqliteStateStoreConfig:
         default="/fluxon_fs_transfer/default/",
         check=all_of(non_empty, slash_wrapped),
     )
-    busy_timeout_ms: int = config_field(doc="how long a writer waits for the database lock.", default=10000)
+    busy_timeout_ms: int = config_field(
+        doc="how long a writer waits for the database lock.", default=10000, check=positive
+    )
+    scan_page_size: int = config_field(
+        doc="rows fetched per query while scan_prefix streams a prefix (bounds memory).", default=1000, check=positive
+    )
 
 
 class SqliteStateStore:
     """:class:`fluxon_core.protocols.StateStore` on sqlite; safe across threads and processes."""
 
     def __init__(self, config: SqliteStateStoreConfig) -> None:
+        if not isinstance(config, SqliteStateStoreConfig):
+            raise InvalidArgumentError(
+                f"state store kind 'sqlite' needs SqliteStateStoreConfig options, got {config!r}"
+            )
         self.config = config
         self._prefix = config.key_prefix
         Path(config.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        # Every connection opened by this store, so close() can release them all; entries of threads
+        # that have exited are closed when the next connection opens.
+        self._connections: list[tuple[threading.Thread, int, sqlite3.Connection]] = []
+        self._connections_lock = threading.Lock()
         self._closed = False
-        with self._connect() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+        self._connect().execute(
+            "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+        )
 
     def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreClosedError(f"sqlite state store {self.config.path} is closed")
         conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.config.path, timeout=self.config.busy_timeout_ms / 1000, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            self._local.pid = os.getpid()
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        conn = sqlite3.connect(
+            self.config.path,
+            timeout=self.config.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,  # used by one thread only, but close() may run on another
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        with self._connections_lock:
+            if self._closed:
+                conn.close()
+                raise StoreClosedError(f"sqlite state store {self.config.path} is closed")
+            live = []
+            for thread, pid, other in self._connections:
+                if pid != os.getpid():
+                    continue  # inherited across fork: the parent owns it
+                if thread.is_alive():
+                    live.append((thread, pid, other))
+                else:
+                    other.close()
+            live.append((threading.current_thread(), os.getpid(), conn))
+            self._connections = live
         return conn
 
     def _key(self, key: str) -> str:
+        if not isinstance(key, str):
+            raise InvalidArgumentError(f"state store key must be a string, got {key!r}")
         return self._prefix + key
 
     def get(self, key: str) -> bytes | None:
@@ -58,33 +107,24 @@ class SqliteStateStore:
 
     def put(self, key: str, value: bytes) -> None:
         """Write unconditionally."""
-        self._connect().execute(
-            "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (self._key(key), bytes(value)),
-        )
+        self._connect().execute(_UPSERT, (self._key(key), bytes(value)))
 
     def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None) -> bool:
         """Atomically replace when the current value equals ``expected`` (None = absent); None deletes."""
+        full_key = self._key(key)
+        expected_bytes = None if expected is None else bytes(expected)
+        new_value = None if value is None else bytes(value)
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute("SELECT value FROM kv WHERE key=?", (self._key(key),)).fetchone()
+        with _immediate_transaction(conn):
+            row = conn.execute("SELECT value FROM kv WHERE key=?", (full_key,)).fetchone()
             current = None if row is None else bytes(row[0])
-            if current != expected:
-                conn.execute("ROLLBACK")
+            if current != expected_bytes:
                 return False
-            if value is None:
-                conn.execute("DELETE FROM kv WHERE key=?", (self._key(key),))
+            if new_value is None:
+                conn.execute("DELETE FROM kv WHERE key=?", (full_key,))
             else:
-                conn.execute(
-                    "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (self._key(key), bytes(value)),
-                )
-            conn.execute("COMMIT")
+                conn.execute(_UPSERT, (full_key, new_value))
             return True
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def delete(self, key: str) -> bool:
         """Delete; True when it existed."""
@@ -92,48 +132,73 @@ class SqliteStateStore:
         return cursor.rowcount > 0
 
     def scan_prefix(self, prefix: str, *, limit: int | None = None) -> Iterator[tuple[str, bytes]]:
-        """Keys starting with ``prefix`` in key order, streamed in pages."""
+        """Keys starting with ``prefix`` in key order, streamed ``scan_page_size`` rows at a time."""
         full = self._key(prefix)
-        after = ""
+        # An upper bound lets sqlite stop at the end of the prefix instead of reading to the table's end.
+        upper = _prefix_upper_bound(full)
+        bound_sql, bound_args = ("AND key < ?", (upper,)) if upper is not None else ("", ())
         returned = 0
-        page = 1000
+        lower_sql, lower_arg = ">=", full
         while limit is None or returned < limit:
+            page = self.config.scan_page_size if limit is None else min(limit - returned, self.config.scan_page_size)
             rows = (
                 self._connect()
                 .execute(
-                    "SELECT key, value FROM kv WHERE key >= ? AND key > ? AND substr(key, 1, ?) = ? "
-                    "ORDER BY key LIMIT ?",
-                    (full, after, len(full), full, page),
+                    f"SELECT key, value FROM kv WHERE key {lower_sql} ? {bound_sql} ORDER BY key LIMIT ?",
+                    (lower_arg, *bound_args, page),
                 )
                 .fetchall()
             )
-            if not rows:
-                return
             for key, value in rows:
-                yield key[len(self._prefix) :], bytes(value)
-                returned += 1
-                if limit is not None and returned >= limit:
+                if not key.startswith(full):  # only possible without an upper bound
                     return
-            after = rows[-1][0]
+                yield key[len(self._prefix) :], bytes(value)
+            returned += len(rows)
+            if len(rows) < page:
+                return
+            lower_sql, lower_arg = ">", rows[-1][0]
 
     def batch_write(self, puts: Sequence[tuple[str, bytes]], deletes: Sequence[str] = ()) -> None:
-        """Apply all puts and deletes in one transaction."""
+        """Apply all puts, then all deletes, in one transaction."""
+        put_rows = [(self._key(k), bytes(v)) for k, v in puts]
+        delete_rows = [(self._key(k),) for k in deletes]
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                [(self._key(k), bytes(v)) for k, v in puts],
-            )
-            conn.executemany("DELETE FROM kv WHERE key=?", [(self._key(k),) for k in deletes])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with _immediate_transaction(conn):
+            conn.executemany(_UPSERT, put_rows)
+            conn.executemany("DELETE FROM kv WHERE key=?", delete_rows)
 
     def close(self) -> None:
-        """Close this thread's connection; idempotent."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close every connection this store opened in this process; idempotent. Later calls raise."""
+        with self._connections_lock:
+            if self._closed:
+                return
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for _, pid, conn in connections:
+            if pid == os.getpid():
+                conn.close()
+
+
+@contextmanager
+def _immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back when the block (or the commit) raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None if there is none)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code in _SURROGATES:
+            code = _SURROGATES.stop
+        if code <= _MAX_CODE_POINT:
+            return "".join(chars) + chr(code)
+    return None
