@@ -19,6 +19,7 @@ from fluxon_core.config.fields import (
     positive,
     slash_wrapped,
 )
+from fluxon_fs.auth.model import BootstrapAccessModelConfig, SessionPolicyConfig
 
 MiB = 1024 * 1024
 
@@ -155,45 +156,11 @@ class FsAgentConfig:
     transfer_workers: int = config_field(doc="transfer worker threads in this agent.", default=2, check=positive)
 
 
-class ScopeMode(Enum):
-    """What a scope grant allows."""
-
-    READ_ONLY = "read_only"
-    READ_WRITE = "read_write"
-
-
-@attrs.frozen
-class BootstrapUser:
-    """A user seeded into an empty access_db."""
-
-    username: str = config_field(doc="user name.", check=non_empty)
-    password: str = config_field(doc="initial password (stored only as a salted slow hash).", check=non_empty)
-    can_manage_users: bool = config_field(doc="administrator: every export, user management.", default=False)
-
-
-@attrs.frozen
-class BootstrapScope:
-    """A scope grant seeded into an empty access_db."""
-
-    export_name: str = config_field(doc="export the grant applies to.", check=identifier)
-    prefix: str = config_field(doc="export-relative path prefix ('' = whole export).", default="")
-    mode: ScopeMode = config_field(doc="`read_only` or `read_write`.", default=ScopeMode.READ_ONLY)
-    usernames: list[str] = config_field(doc="users receiving the grant.", factory=list)
-
-
-@attrs.frozen
-class BootstrapAccessModel:
-    """Seed for an empty access_db; ignored once users exist."""
-
-    users: list[BootstrapUser] = config_field(doc="users to create.", factory=list)
-    scope_access: list[BootstrapScope] = config_field(doc="scope grants to create.", factory=list)
-
-
 @attrs.frozen
 class MasterPanelConfig:
     """The ``fluxon_fs.master_panel`` section of the fs master."""
 
-    bootstrap_access_model: BootstrapAccessModel = config_field(
+    bootstrap_access_model: BootstrapAccessModelConfig = config_field(
         doc="seed for an empty access_db (required; applied only when the database has no users)."
     )
     access_db_path: str = config_field(doc="sqlite access_db, the long-lived authority.", check=absolute_path)
@@ -202,6 +169,9 @@ class MasterPanelConfig:
         doc="base URL the UI uses in links; default http://<listen_addr>.", default=None, check=http_url
     )
     auto_refresh_interval_secs: int = config_field(doc="page auto-refresh period.", default=5, check=positive)
+    session: SessionPolicyConfig = config_field(
+        doc="login session tokens: lifetime and revocation bound.", factory=SessionPolicyConfig
+    )
     transfer_state_store: BackendConfig | None = config_field(
         doc="durable store of transfer jobs and pre-scans; default sqlite under the workdir.",
         default=None,
