@@ -339,6 +339,9 @@ def test_etcd_outage_raises_typed_errors_and_watches_resume(etcd_server: Any) ->
             with pytest.raises(ApiError):
                 writer.put("o/during", b"x")
             assert time.monotonic() - started < 5
+            # A new watch cannot be confirmed: bounded by timeout_s (2 s), never a hang.
+            with pytest.raises(ApiError):
+                writer.watch_prefix("o/", Recorder())
         # The first write after the restart lands before the watch has necessarily reconnected;
         # the watch resumes from its last revision and must still report it.
         wait_until(lambda: writer.put("o/after", b"2") is None, 15, "etcd usable again")

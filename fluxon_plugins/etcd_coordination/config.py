@@ -16,7 +16,7 @@ class EtcdCoordinatorConfig:
         check=all_of(non_empty, each(host_port)),
     )
     key_prefix: str = config_field(
-        doc="namespace prepended to every coordination key; clusters sharing one etcd use different values.",
+        doc="namespace prepended to every coordination key (empty: none); clusters sharing one etcd use different values.",
         default="",
     )
     timeout_s: float = config_field(
