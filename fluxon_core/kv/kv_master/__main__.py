@@ -1,0 +1,39 @@
+"""``python -m fluxon_core.kv.kv_master --config F --workdir W``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fluxon_core.kv.config import load_master_config
+from fluxon_core.kv.kv_master.service import KvMaster
+from fluxon_core.runtime.role_main import RunningRole, run_role
+
+ROLE = "kv_master"
+
+
+def start(config_path: Path, workdir: Path) -> RunningRole:
+    """Start a kv master from ``config_path``; its endpoint is also written to ``<workdir>/kv_master.json``."""
+    from fluxon_core.kv.kv_master.master_file import write_master_file
+
+    config = load_master_config(config_path)
+    master = KvMaster(config)
+    master.start()
+    write_master_file(workdir, master)
+    return RunningRole(
+        instance_key=config.instance_key,
+        endpoint=master.endpoint,
+        config=config,
+        stop=master.stop,
+        extra={"cluster": config.cluster_name, "generation": str(master.generation)},
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    return run_role(ROLE, start, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

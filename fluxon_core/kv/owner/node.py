@@ -1,0 +1,375 @@
+"""The owner: the host's pool, its replicas, its registration with the master, ``shared.json`` and the
+RPC endpoints external clients (local ``ipc://``) and peers (``tcp://``) use."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fluxon_core.errors import ApiError, StoreInitFailedError
+from fluxon_core.kv.auth import (
+    RpcAuthenticator,
+    SecretFileError,
+    read_secret_file,
+    secret_from_hex,
+)
+from fluxon_core.kv.config import KvClientSettings, default_secret_file
+from fluxon_core.kv.coordination import create_coordinator, etcd_block
+from fluxon_core.kv.member_session import MemberSession
+from fluxon_core.kv.node_rpc import NodeRpc, resolver_via
+from fluxon_core.kv.owner.master_link import MasterLink
+from fluxon_core.kv.owner.replicas import LocalReplicas
+from fluxon_core.kv.pool import OwnerPool, create_owner_pool
+from fluxon_core.kv.protocol import (
+    PROXIED_MASTER_PATHS,
+    MemberInfo,
+    OwnerPath,
+    meta_int,
+    meta_str,
+    pid_namespace,
+    secret_key,
+)
+from fluxon_core.kv.rpc_link import AuthedRpc, Handler, reply
+from fluxon_core.kv.shared_json import (
+    PROTOCOL_VERSION,
+    SharedInfo,
+    remove_shared_json_if_ours,
+    shared_json_path,
+    write_shared_json,
+)
+from fluxon_core.log_setup import get_logger
+from fluxon_core.protocols import Coordinator, RpcServer
+from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
+
+log = get_logger("fluxon.kv.owner")
+
+OWNER_LOCK_NAME = "owner.lock"
+OWNER_SOCKET_NAME = "owner.sock"
+_MAX_IPC_PATH = 100
+RPC_WORKER_THREADS = 8
+
+
+class OwnerNode:
+    """Everything an owner store runs; :meth:`start` brings it up, :meth:`close` takes it down."""
+
+    def __init__(self, settings: KvClientSettings, role: str = "owner") -> None:
+        self.settings = settings
+        self.spec = settings.fluxonkv_spec
+        self.instance_key = settings.instance_key
+        self.role = role
+        self.generation = time.time_ns()
+        self.timeout_s = self.spec.rpc_timeout_ms / 1000
+        self.shared_json = shared_json_path(self.spec.cluster_file_dir)
+        self._closers: list[Callable[[], None]] = []
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self.coordinator: Coordinator | None = None
+        self.pool: OwnerPool
+        self.rpc: AuthedRpc
+        self.master: MasterLink
+        self.replicas: LocalReplicas
+        self.node_rpc: NodeRpc
+        self.session: MemberSession
+        self.peer_server: RpcServer
+        self.local_endpoint = ""
+
+    # -- start ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the pool, register with the master, serve, then publish ``shared.json``."""
+        try:
+            self._start()
+        except BaseException:
+            self.close(leave=False)
+            raise
+
+    def _start(self) -> None:
+        spec = self.spec
+        deadline = time.monotonic() + (spec.master_connect_timeout_ms or spec.attach_timeout_ms) / 1000
+        self.coordinator = self._create_coordinator()
+        if self.coordinator is not None:
+            self._closers.append(self.coordinator.close)
+        authenticator = RpcAuthenticator(self._cluster_secret(deadline))
+        self.rpc = AuthedRpc(authenticator, caller=self.instance_key)
+        self._closers.append(self.rpc.close)
+        self._claim_file_dir()
+        pool_path = str(spec.cluster_pool_dir / "pool")
+        try:
+            self.pool = create_owner_pool(pool_path, self.settings.contribute_to_cluster_pool_size.dram)
+        except ApiError as exc:
+            raise StoreInitFailedError(
+                f"owner {self.instance_key!r} could not create its pool at {pool_path}: {exc}"
+            ) from exc
+        self._closers.append(self.pool.close)
+        self.master = MasterLink(
+            self.rpc,
+            spec.cluster_name,
+            address=spec.master_address,
+            coordinator=self.coordinator,
+            timeout_s=self.timeout_s,
+        )
+        self.replicas = LocalReplicas(self.pool, self.master, self.rpc, self._identity, peer_timeout_s=self.timeout_s)
+        handlers = self._handlers()
+        self.peer_server = self.rpc.bind(
+            f"tcp://{self.settings.rpc_host}:0", handlers, worker_threads=RPC_WORKER_THREADS
+        )
+        self._closers.append(self.peer_server.close)
+        self.local_endpoint = self._bind_local(handlers)
+        self.node_rpc = NodeRpc(self.instance_key, self.rpc, self.peer_server, resolver_via(self.call_master))
+        self.session = MemberSession(
+            MemberInfo(self.instance_key, self.generation, self.role, self.peer_server.endpoint),
+            self.call_master,
+            stats=self.stats,
+            on_rejoin=self._on_rejoin,
+        )
+        remaining = max(0.1, deadline - time.monotonic())
+        self.master.wait_reachable(remaining, lambda attempt_s: self.session.register(attempt_s))
+        self.session.start()
+        self._publish_shared_json(authenticator)
+        log.info(
+            "owner %s (generation %d) ready: pool %s (%d bytes), local %s, peer %s, master %s",
+            self.instance_key,
+            self.generation,
+            pool_path,
+            self.settings.contribute_to_cluster_pool_size.dram,
+            self.local_endpoint,
+            self.peer_server.endpoint,
+            self.master.endpoint,
+        )
+
+    def _create_coordinator(self) -> Coordinator | None:
+        spec = self.spec
+        if spec.etcd_addresses is not None:
+            return create_coordinator(etcd_block(spec.etcd_addresses))
+        if spec.coordination is not None and spec.coordination.kind != "local":
+            return create_coordinator(spec.coordination)
+        return None
+
+    def _cluster_secret(self, deadline: float) -> bytes:
+        spec = self.spec
+        try:
+            if spec.cluster_secret_file is not None:
+                return read_secret_file(spec.cluster_secret_file)
+            if self.coordinator is None:
+                return read_secret_file(default_secret_file(spec.cluster_name))
+        except SecretFileError as exc:
+            raise StoreInitFailedError(
+                f"owner {self.instance_key!r} has no cluster secret: {exc}. Point fluxonkv_spec.cluster_secret_file "
+                "at the file the kv master created (see its cluster_secret_file)"
+            ) from None
+        assert self.coordinator is not None
+        while True:
+            try:
+                raw = self.coordinator.get(secret_key(spec.cluster_name))
+            except ApiError as exc:
+                raw, problem = None, str(exc)
+            else:
+                problem = f"no secret under {secret_key(spec.cluster_name)}"
+            if raw is not None:
+                return secret_from_hex(raw.decode("ascii", "replace"), secret_key(spec.cluster_name))
+            if time.monotonic() >= deadline:
+                raise StoreInitFailedError(
+                    f"owner {self.instance_key!r} found no cluster secret in the coordinator ({problem}); "
+                    "is the kv master running with publish_secret, or set fluxonkv_spec.cluster_secret_file"
+                )
+            time.sleep(0.1)
+
+    def _claim_file_dir(self) -> None:
+        directory = self.spec.cluster_file_dir
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(directory / OWNER_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreInitFailedError(
+                f"another owner already serves cluster {self.spec.cluster_name!r} from {directory} "
+                "(one owner per host and shared_file_path)"
+            ) from None
+        self._closers.append(lambda: os.close(fd))
+
+    def _bind_local(self, handlers: Mapping[str, Handler]) -> str:
+        socket_path = self.spec.cluster_file_dir / OWNER_SOCKET_NAME
+        if len(str(socket_path)) > _MAX_IPC_PATH:
+            log.info(
+                "%s is too long for a unix socket; external clients use %s", socket_path, self.peer_server.endpoint
+            )
+            return self.peer_server.endpoint
+        socket_path.unlink(missing_ok=True)  # left by a dead owner; the flock proves it is not live
+        server = self.rpc.bind(f"ipc://{socket_path}", handlers, worker_threads=RPC_WORKER_THREADS)
+        self._closers.append(server.close)
+        self._closers.append(lambda: socket_path.unlink(missing_ok=True))
+        return server.endpoint
+
+    def _publish_shared_json(self, authenticator: RpcAuthenticator) -> None:
+        spec = self.spec
+        etcd_addresses = list(spec.etcd_addresses or [])
+        if not etcd_addresses and spec.coordination is not None:
+            etcd_addresses = list(getattr(spec.coordination.options, "endpoints", None) or [])
+        info = SharedInfo(
+            protocol_version=PROTOCOL_VERSION,
+            cluster_name=spec.cluster_name,
+            sub_cluster=spec.sub_cluster,
+            owner_instance_key=self.instance_key,
+            owner_generation=self.generation,
+            owner_pid=os.getpid(),
+            owner_pid_namespace=pid_namespace(),
+            owner_host=self.session.info.host,
+            owner_endpoint=self.local_endpoint,
+            owner_peer_endpoint=self.peer_server.endpoint,
+            pool_kind="shm",
+            pool_path=self.pool.location,
+            pool_capacity_bytes=self.settings.contribute_to_cluster_pool_size.dram,
+            master_endpoint=self.master.endpoint,
+            coordination_kind="local"
+            if self.coordinator is None
+            else (spec.coordination.kind if spec.coordination else "etcd"),
+            etcd_addresses=etcd_addresses,
+            rpc_host=self.settings.rpc_host,
+            large_file_paths=list(spec.large_file_paths or []),
+            member_lease_ttl_ms=int(self.session.lease_ttl_s * 1000),
+            cluster_secret=authenticator.secret_hex,
+            written_at=time.time(),
+        )
+        write_shared_json(self.shared_json, info)
+        self._closers.append(lambda: remove_shared_json_if_ours(self.shared_json, self.instance_key, self.generation))
+
+    # -- the store operations (KvClient of the owner process) --------------------------------------
+
+    def put(
+        self, key: str, parts: Sequence[Buffer], size: int, *, reject_if_exists: bool, lease_id: int | None
+    ) -> None:
+        """Write ``parts`` as ``key`` into the pool and commit it at the master."""
+        self.replicas.put(
+            key, lambda: self.pool.put(key, parts), size, reject_if_exists=reject_if_exists, lease_id=lease_id
+        )
+
+    def get(self, key: str) -> Buffer:
+        """The stored blob (local, or fetched from a peer)."""
+        return self.replicas.get(key)
+
+    def remove(self, key: str) -> None:
+        """Delete ``key`` on every host."""
+        self.replicas.remove(key)
+
+    def exists(self, key: str) -> bool:
+        """True when ``key`` exists in the cluster."""
+        return self.replicas.exists(key)
+
+    def size(self, key: str) -> int:
+        """Stored size of ``key`` in bytes."""
+        return self.replicas.size(key)
+
+    def check_alive(self) -> None:
+        """The owner is this process: always alive while open."""
+
+    @property
+    def endpoint(self) -> str:
+        """The owner's cluster-reachable endpoint."""
+        return self.peer_server.endpoint
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        return {"holder": self.instance_key, "generation": self.generation}
+
+    def call_master(self, path: str, meta: Mapping[str, Any], timeout_s: float | None = None) -> RpcMessage:
+        """Call a master path."""
+        return self.master.call(path, meta, timeout_s=timeout_s)
+
+    def stats(self) -> dict[str, int]:
+        """Pool statistics plus the number of committed local replicas."""
+        stats = dict(self.pool.stats())
+        stats["replicas"] = len(self.replicas)
+        return stats
+
+    def _on_rejoin(self, master_restarted: bool) -> None:
+        if master_restarted:
+            self.replicas.announce()
+        else:
+            wiped = self.replicas.wipe()
+            log.warning("owner %s was expelled by the kv master; dropped %d local replicas", self.instance_key, wiped)
+
+    def _handlers(self) -> dict[str, Handler]:
+        handlers: dict[str, Handler] = {
+            OwnerPath.ATTACH: self._on_attach,
+            OwnerPath.PUT: self._on_put,
+            OwnerPath.REMOVE: self._on_remove,
+            OwnerPath.GET: self._on_get,
+            OwnerPath.EXISTS: self._on_exists,
+            OwnerPath.SIZE: self._on_size,
+            OwnerPath.FETCH: self._on_fetch,
+            OwnerPath.DROP: self._on_drop,
+        }
+        for master_path in PROXIED_MASTER_PATHS:
+            handlers[OwnerPath.proxy(master_path)] = self._forwarder(master_path)
+        return handlers
+
+    def _forwarder(self, master_path: str) -> Handler:
+        def forward(call: RpcCall) -> RpcMessage:
+            return self.master.call(master_path, call.message.meta)
+
+        return forward
+
+    def _on_attach(self, call: RpcCall) -> RpcMessage:
+        return reply({"owner_instance_key": self.instance_key, "generation": self.generation})
+
+    def _on_put(self, call: RpcCall) -> RpcMessage:
+        meta = call.message.meta
+        key = meta_str(meta, "key")
+        token = meta_str(meta, "token")
+        lease_id = meta.get("lease_id")
+        version = self.replicas.put(
+            key,
+            lambda: self.pool.adopt(key, token),
+            meta_int(meta, "size"),
+            reject_if_exists=bool(meta.get("reject_if_exists", False)),
+            lease_id=lease_id if isinstance(lease_id, int) else None,
+        )
+        return reply({"version": version})
+
+    def _on_remove(self, call: RpcCall) -> RpcMessage:
+        self.replicas.remove(meta_str(call.message.meta, "key"))
+        return reply()
+
+    def _on_get(self, call: RpcCall) -> RpcMessage:
+        return reply(frames=[self.replicas.get(meta_str(call.message.meta, "key"))])
+
+    def _on_exists(self, call: RpcCall) -> RpcMessage:
+        return reply({"exists": self.replicas.exists(meta_str(call.message.meta, "key"))})
+
+    def _on_size(self, call: RpcCall) -> RpcMessage:
+        return reply({"size": self.replicas.size(meta_str(call.message.meta, "key"))})
+
+    def _on_fetch(self, call: RpcCall) -> RpcMessage:
+        version, view = self.replicas.serve_fetch(meta_str(call.message.meta, "key"))
+        return reply({"version": version}, [view])
+
+    def _on_drop(self, call: RpcCall) -> RpcMessage:
+        items = []
+        for item in call.message.meta.get("items") or []:
+            key, below = item
+            items.append((str(key), int(below)))
+        return reply({"dropped": self.replicas.drop(items)})
+
+    # -- stop -------------------------------------------------------------------------------------
+
+    def close(self, *, leave: bool = True) -> None:
+        """Leave the cluster, withdraw ``shared.json``, stop serving, remove the pool; idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.stop(leave=leave)
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception as exc:  # keep releasing the rest
+                log.warning("owner %s: error while closing: %s", self.instance_key, exc)
+        self._closers.clear()
