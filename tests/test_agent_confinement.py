@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from fluxon_fs.agent.confinement import MAX_SYMLINKS, ExportRoot, split_relpath
+from fluxon_fs.agent.confinement import MAX_SYMLINKS, ExportRoot, lstat_no_link, split_relpath
 from fluxon_fs.agent.local_ops import LocalExportOps
 
 SECRET = b"SECRET outside the export"
@@ -100,6 +102,19 @@ def test_relative_symlink_inside_root_is_followed(layout) -> None:
     assert ops.stat("b/to_file").is_file()
     assert not ops.stat("b/to_file", follow_symlinks=False).is_file()
     assert ops.stat("self").ino == (root).stat().st_ino
+
+
+def test_dotdot_in_a_deep_link_steps_back_along_the_walk(layout) -> None:
+    root, _, ops = layout
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    os.symlink("../../file", root / "a" / "b" / "c" / "up2")
+    os.symlink("../../../b", root / "a" / "b" / "c" / "up3")
+    os.symlink("../../../..", root / "a" / "b" / "c" / "up4")
+    assert ops.read_chunk("a/b/c/up2", 0, 10)[1] == b"inside"
+    assert ops.stat("a/b/c/up3").ino == (root / "b").stat().st_ino
+    with pytest.raises(PermissionError) as info:
+        ops.stat("a/b/c/up4")
+    assert_escape(info, "a/b/c/up4")
 
 
 def test_symlink_to_the_root_from_a_subdirectory_via_dotdot(layout) -> None:
@@ -278,3 +293,90 @@ def test_race_swapping_components_for_outside_symlinks_never_escapes(layout) -> 
     assert outside_snapshot(outside) == before
     # Both states were exercised: some calls went through, some were refused mid-flip.
     assert flips[0] > 10 and outcomes["inside"] > 0 and outcomes["error"] > 0, (flips, outcomes)
+
+
+# Random trees: the resolver agrees with the kernel wherever the kernel's walk stays inside.
+
+_NAMES = ("a", "b")
+_link_targets = st.lists(st.sampled_from(("..", ".", *_NAMES, "outside")), min_size=1, max_size=4).map("/".join)
+_tree = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(_NAMES), min_size=1, max_size=3).map("/".join),
+        st.one_of(st.just("dir"), st.just("dir"), st.just("file"), _link_targets, _link_targets),
+    ),
+    max_size=14,
+)
+
+
+def _build(base: Path, entries: list[tuple[str, str]]) -> None:
+    """Create each entry, its missing parents as directories; skip it under a file or a link."""
+    for relpath, kind in entries:
+        *parents, name = relpath.split("/")
+        directory = base
+        for part in parents:
+            directory = directory / part
+            if not os.path.lexists(directory):
+                directory.mkdir()
+            if directory.is_symlink() or not directory.is_dir():
+                break
+        else:
+            path = directory / name
+            if os.path.lexists(path):
+                continue
+            if kind == "dir":
+                path.mkdir()
+            elif kind == "file":
+                path.write_bytes(relpath.encode())
+            else:
+                os.symlink(kind, path)
+
+
+def _kernel_walk_stays_inside(root: Path, relpath: str) -> bool:
+    """True when resolving ``relpath`` never enters a directory outside ``root`` (a slow reference walk)."""
+    current = root
+    pending = relpath.split("/")
+    for _ in range(200):
+        if not pending:
+            return True
+        name = pending.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if current == root:
+                return False
+            current = current.parent
+            continue
+        candidate = current / name
+        if candidate.is_symlink():
+            pending = os.readlink(candidate).split("/") + pending
+            continue
+        current = candidate
+    return True  # a loop: the kernel gives ELOOP without leaving
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=_tree, outside_tree=_tree, data=st.data())
+def test_resolution_matches_the_kernel_inside_the_root(tmp_path_factory, tree, outside_tree, data) -> None:
+    base = tmp_path_factory.mktemp("tree")
+    root, outside = base / "root", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    _build(root, tree)
+    _build(outside, outside_tree)
+    # Mostly paths the tree created (possibly with one more component), so lookups get far.
+    created = [relpath for relpath, _ in tree] or ["a"]
+    relpath = data.draw(st.sampled_from(created)) + data.draw(st.sampled_from(["", "", "/a", "/b"]))
+    with ExportRoot(str(root)) as export_root:
+        try:
+            ours = ("inode", export_root.resolve(relpath, lstat_no_link, follow_final=True).st_ino)
+        except OSError as exc:
+            ours = ("errno", exc.errno)
+    try:
+        kernel = ("inode", os.stat(root / relpath).st_ino)
+    except OSError as exc:
+        kernel = ("errno", exc.errno)
+    if ours == ("errno", errno.EACCES):
+        assert not _kernel_walk_stays_inside(root, relpath)
+    else:
+        assert ours == kernel
+        assert _kernel_walk_stays_inside(root, relpath)

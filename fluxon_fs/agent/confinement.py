@@ -103,6 +103,12 @@ class ExportRoot:
         if fd is not None:
             os.close(fd)
 
+    def __enter__(self) -> ExportRoot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def resolve(self, relpath: str, action: Callable[[int, str], T], *, follow_final: bool) -> T:
         """Run ``action(dir_fd, name)`` on the final component of ``relpath`` inside the root.
 
