@@ -21,7 +21,7 @@ from tests.support.shm_child import ShmChild
 from tests.support.shm_values import make_value, value_seed
 
 PAGE = 4096
-ONE_PAGE_VALUE = 4000  # with a key of up to 48 bytes the file fits one 4 KiB page: charged exactly PAGE
+ONE_PAGE_VALUE = 4000  # value + key (up to 80 bytes) + 16-byte trailer fit one 4 KiB page: charged exactly PAGE
 
 
 @pytest.fixture
@@ -261,7 +261,7 @@ def test_value_larger_than_capacity_is_storage_full_and_changes_nothing(pool_dir
             owner.put("huge", [bytes(4 * PAGE)])
         with pytest.raises(StorageFullError):
             owner.open_writer("huge", 4 * PAGE)
-        owner.put("exactly-full", [bytes(3 * PAGE - 64 - 64)])  # fits beside "keep" without evicting it
+        owner.put("exactly-full", [bytes(3 * PAGE - len("exactly-full") - 16)])  # value + key + trailer: 3 pages
         assert owner.contains("keep") and owner.stats()["used_bytes"] == 4 * PAGE
         assert owner.stats()["evictions"] == 0
         assert files_in(PoolLayout(pool_dir).staging_dir) == []
@@ -413,3 +413,30 @@ def test_closed_owner_removes_values_and_refuses_new_readers(pool_dir: str) -> N
     reader.close()
     with pytest.raises(StoreClosedError):
         reader.get("k")
+
+
+def test_a_forked_child_neither_keeps_the_pool_locked_nor_wipes_it(pool_dir: str) -> None:
+    owner = owner_at(pool_dir)
+    owner.put("k", [b"v"])
+    release_r, release_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: try to act as the owner, report, then block until released
+        try:
+            owner.close()
+            os.write(done_w, b"1" if owner.contains("k") else b"0")
+        except StoreClosedError:
+            os.write(done_w, b"c")
+        os.read(release_r, 1)
+        os._exit(0)
+    try:
+        assert os.read(done_r, 1) == b"c"
+        assert as_bytes(owner.get("k")) == b"v"  # the child's close did not wipe the pool
+        owner.close()
+        with owner_at(pool_dir) as successor:  # the live child does not hold the ownership lock
+            assert successor.stats()["generation"] == 2
+    finally:
+        os.write(release_w, b"x")
+        os.waitpid(pid, 0)
+        for fd in (release_r, release_w, done_r, done_w):
+            os.close(fd)

@@ -50,7 +50,7 @@ class ShmCacheConfig:
     view_cache_bytes: ByteSize = config_field(
         doc="per-process bound on the bytes of those cached values; a cached view of an evicted value "
         "keeps its memory alive until the cache drops it.",
-        default=ByteSize(1024**3),
+        default=ByteSize(256 * 1024**2),
         check=positive,
     )
     touch_batch: int = config_field(

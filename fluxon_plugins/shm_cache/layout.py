@@ -8,13 +8,15 @@ Pool directory::
     values/<sha256(key) hex>   one committed, immutable value per file
     staging/<token>            values written but not yet adopted by the owner
 
-Value file: ``magic(4) key_len(u32) value_len(u64)``, the UTF-8 key, zero padding to a 64-byte
-boundary, then the value bytes. The key inside lets a reader verify the file belongs to its key.
+Value file: the value bytes from offset 0 (so a mapping of a large value is page-aligned), then
+the UTF-8 key, then a 16-byte trailer ``key_len(u32) value_len(u64) magic(4)``. The key inside
+lets a reader verify the file belongs to its key; the trailer lets it check the file is whole.
 """
 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import re
 import struct
@@ -23,9 +25,8 @@ import attrs
 
 from fluxon_core.errors import ApiError, InvalidArgumentError
 
-VALUE_MAGIC = b"FXV1"
-VALUE_HEADER = struct.Struct("<4sIQ")
-VALUE_ALIGN = 64
+VALUE_MAGIC = b"FXV2"
+VALUE_TRAILER = struct.Struct("<IQ4s")
 PAGE_BYTES = 4096
 MAX_KEY_BYTES = 4096
 DIGEST_BYTES = 32
@@ -54,17 +55,14 @@ def key_digest(key_bytes: bytes) -> bytes:
     return hashlib.sha256(key_bytes).digest()
 
 
-def value_offset(key_len: int) -> int:
-    """Offset of the value bytes in a file whose key is ``key_len`` bytes."""
-    raw = VALUE_HEADER.size + key_len
-    return (raw + VALUE_ALIGN - 1) // VALUE_ALIGN * VALUE_ALIGN
+def value_suffix(key_bytes: bytes, value_len: int) -> bytes:
+    """What a value file holds after the value: the key and the trailer."""
+    return key_bytes + VALUE_TRAILER.pack(len(key_bytes), value_len, VALUE_MAGIC)
 
 
-def value_prefix(key_bytes: bytes, value_len: int) -> bytes:
-    """Header, key and padding: everything a value file holds before the value."""
-    header = VALUE_HEADER.pack(VALUE_MAGIC, len(key_bytes), value_len)
-    padding = b"\0" * (value_offset(len(key_bytes)) - VALUE_HEADER.size - len(key_bytes))
-    return header + key_bytes + padding
+def suffix_size(key_len: int) -> int:
+    """Bytes after the value in a file whose key is ``key_len`` bytes."""
+    return key_len + VALUE_TRAILER.size
 
 
 def charged_bytes(file_size: int) -> int:
@@ -72,33 +70,23 @@ def charged_bytes(file_size: int) -> int:
     return (file_size + PAGE_BYTES - 1) // PAGE_BYTES * PAGE_BYTES
 
 
-def read_header(prefix: bytes | memoryview, file_size: int, where: str) -> tuple[int, int]:
-    """``(key_len, value_len)`` from the start of a value file of ``file_size`` bytes."""
-    if len(prefix) < VALUE_HEADER.size:
-        raise CorruptValueError(f"value file {where} is {len(prefix)} bytes, shorter than its header")
-    magic, key_len, value_len = VALUE_HEADER.unpack_from(prefix, 0)
+def parse_suffix(suffix: bytes | mmap.mmap, file_size: int, key_bytes: bytes, where: str) -> int | None:
+    """The value length from a file's end (``suffix`` holds at least its key and trailer); None for another key.
+
+    CorruptValueError when the trailer is not one this module wrote or disagrees with the size.
+    """
+    end = len(suffix)
+    if end < VALUE_TRAILER.size:
+        raise CorruptValueError(f"value file {where} is {end} bytes, shorter than its trailer")
+    trailer_at = end - VALUE_TRAILER.size
+    key_len, value_len, magic = VALUE_TRAILER.unpack_from(suffix, trailer_at)
     if magic != VALUE_MAGIC:
         raise CorruptValueError(f"value file {where} has magic {bytes(magic)!r}, expected {VALUE_MAGIC!r}")
-    if value_offset(key_len) + value_len != file_size:
-        raise CorruptValueError(
-            f"value file {where} is {file_size} bytes but its header says {value_offset(key_len)} + {value_len}"
-        )
-    return key_len, value_len
-
-
-def holds_key(prefix: bytes | memoryview, key_bytes: bytes) -> bool:
-    """True when the value file starting with ``prefix`` belongs to ``key_bytes``."""
-    stored = prefix[VALUE_HEADER.size : VALUE_HEADER.size + len(key_bytes)]
-    return VALUE_HEADER.unpack_from(prefix, 0)[1] == len(key_bytes) and stored == key_bytes
-
-
-def parse_value(buf: memoryview, key_bytes: bytes, where: str) -> memoryview | None:
-    """The value bytes of a whole value file ``buf``; None when the file belongs to another key."""
-    key_len, value_len = read_header(buf, len(buf), where)
-    if not holds_key(buf, key_bytes):
+    if value_len + key_len + VALUE_TRAILER.size != file_size:
+        raise CorruptValueError(f"value file {where} is {file_size} bytes but its trailer says {value_len} + {key_len}")
+    if key_len != len(key_bytes) or suffix[trailer_at - key_len : trailer_at] != key_bytes:
         return None
-    start = value_offset(key_len)
-    return buf[start : start + value_len]
+    return int(value_len)
 
 
 def new_token() -> str:

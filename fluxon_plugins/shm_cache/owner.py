@@ -6,8 +6,10 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 from types import TracebackType
 
 import attrs
@@ -22,10 +24,9 @@ from fluxon_plugins.shm_cache.layout import (
     charged_bytes,
     check_token,
     encode_key,
-    holds_key,
     key_digest,
-    read_header,
-    value_offset,
+    parse_suffix,
+    suffix_size,
 )
 from fluxon_plugins.shm_cache.touch_log import TouchDrain
 from fluxon_plugins.shm_cache.value_file import ValueWriter, buffer_size, check_tmpfile_support, load_value
@@ -52,6 +53,18 @@ def _remove_all(directory: str) -> int:
         except FileNotFoundError:
             pass
     return removed
+
+
+def _disown_in_child(owner_ref: weakref.ref[ShmPoolOwner]) -> None:
+    """In a forked child: drop the inherited ownership lock and make the copy inert.
+
+    Otherwise a child outliving a crashed owner would keep the pool locked, and a child calling
+    ``close`` would wipe the parent's pool.
+    """
+    owner = owner_ref()
+    if owner is not None and not owner._closed:
+        owner._closed = True
+        os.close(owner._lock_fd)
 
 
 class PoolValueWriter:
@@ -141,6 +154,7 @@ class ShmPoolOwner:
         self._evictions = 0
         self._swept_at = time.monotonic()
         self._closed = False
+        os.register_at_fork(after_in_child=partial(_disown_in_child, weakref.ref(self)))
         self._control.publish(
             used_bytes=0,
             entries=0,
@@ -189,14 +203,15 @@ class ShmPoolOwner:
     def open_writer(self, key: str, value_size: int) -> PoolValueWriter:
         """Reserve room for a ``value_size``-byte value and return a writer to stream it in."""
         key_bytes = encode_key(key)
-        charged = charged_bytes(value_offset(len(key_bytes)) + value_size)
+        charged = charged_bytes(value_size + suffix_size(len(key_bytes)))
         with self._lock:
             self._check_open()
             old = self._index.get(key)
             self._make_room(charged, exclude=key, credit=old.charged if old is not None else 0)
             self._reserved += charged
         try:
-            writer = ValueWriter(self.layout.staging_dir, key_bytes, value_size)
+            # no flock: this inode gets a name only inside _commit, under the lock the sweep also takes
+            writer = ValueWriter(self.layout.staging_dir, key_bytes, value_size, lock=False)
         except BaseException:
             self._release_reservation(charged)
             raise
@@ -247,12 +262,13 @@ class ShmPoolOwner:
                 ) from None
             try:
                 stat = os.fstat(fd)
-                prefix = os.pread(fd, value_offset(len(key_bytes)), 0)
+                tail = min(stat.st_size, suffix_size(len(key_bytes)))
+                suffix = os.pread(fd, tail, stat.st_size - tail)
             finally:
                 os.close(fd)
             try:
-                _key_len, value_len = read_header(prefix, stat.st_size, where)
-                if not holds_key(prefix, key_bytes):
+                value_len = parse_suffix(suffix, stat.st_size, key_bytes, where)
+                if value_len is None:
                     raise InvalidArgumentError(f"staged value {where} was written for another key, not {key!r}")
                 charged = charged_bytes(stat.st_size)
                 old = self._index.get(key)

@@ -25,7 +25,7 @@ from fluxon_core.errors import InvalidArgumentError, StoreClosedError, StoreInit
 from fluxon_core.protocols import Buffer
 from fluxon_plugins.shm_cache.config import ShmCacheConfig, checked_config
 from fluxon_plugins.shm_cache.control import STATE_CLOSED, STATE_OPEN, ControlBlock
-from fluxon_plugins.shm_cache.layout import PoolLayout, encode_key, key_digest, value_offset
+from fluxon_plugins.shm_cache.layout import PoolLayout, encode_key, key_digest, suffix_size
 from fluxon_plugins.shm_cache.touch_log import TouchNotes
 from fluxon_plugins.shm_cache.value_file import ValueWriter, buffer_size, load_value
 from fluxon_plugins.shm_cache.view_cache import CachedValue, ViewCache
@@ -131,6 +131,7 @@ class ShmPoolReader:
         except BaseException:
             self._control.close()
             raise
+        self._values_prefix = self.layout.values_dir + os.sep
         self._owner_link = owner_link
         self._lock = threading.Lock()
         self._cache = ViewCache(config.view_cache_entries, config.view_cache_bytes)
@@ -169,7 +170,7 @@ class ShmPoolReader:
             self._on_pool_change(counter)
         key_bytes = encode_key(key)
         digest = cached.digest if cached is not None else key_digest(key_bytes)
-        path = self.layout.value_path(digest)
+        path = self._value_path(digest)
         if cached is not None and self._inode_of(path) == cached.ino:
             with self._lock:
                 cached.checked_at = counter
@@ -186,6 +187,9 @@ class ShmPoolReader:
             self._hits += 1
             self._touch.note(digest)
         return loaded.view
+
+    def _value_path(self, digest: bytes) -> str:
+        return self._values_prefix + digest.hex()
 
     @staticmethod
     def _inode_of(path: str) -> int | None:
@@ -208,7 +212,7 @@ class ShmPoolReader:
             entries = list(self._cache.items())
         # cached views of removed values pin their memory: drop them now rather than when pushed out
         for key, item in entries:
-            if self._inode_of(self.layout.value_path(item.digest)) != item.ino:
+            if self._inode_of(self._value_path(item.digest)) != item.ino:
                 with self._lock:
                     if self._cache.lookup(key) is item:
                         self._cache.drop(key)
@@ -222,16 +226,16 @@ class ShmPoolReader:
             cached = self._cache.lookup(key)
             if cached is not None and cached.checked_at == counter:
                 return True
-        return self._inode_of(self.layout.value_path(key_digest(encode_key(key)))) is not None
+        return self._inode_of(self._value_path(key_digest(encode_key(key)))) is not None
 
     def size(self, key: str) -> int | None:
         """Length of the value in bytes, or None when absent (one stat, no open)."""
         key_bytes = encode_key(key)
         try:
-            file_size = os.stat(self.layout.value_path(key_digest(key_bytes))).st_size
+            file_size = os.stat(self._value_path(key_digest(key_bytes))).st_size
         except FileNotFoundError:
             return None
-        return file_size - value_offset(len(key_bytes))
+        return file_size - suffix_size(len(key_bytes))
 
     # -- writing through the owner -------------------------------------------------------------
 

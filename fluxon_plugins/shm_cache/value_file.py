@@ -19,7 +19,7 @@ import attrs
 
 from fluxon_core.errors import InvalidArgumentError, StoreInitFailedError
 from fluxon_core.protocols import Buffer
-from fluxon_plugins.shm_cache.layout import new_token, parse_value, value_prefix
+from fluxon_plugins.shm_cache.layout import new_token, parse_suffix, suffix_size, value_suffix
 
 _IOV_MAX = 1024
 
@@ -64,25 +64,27 @@ def check_tmpfile_support(directory: str) -> None:
 
 
 class ValueWriter:
-    """One value being written: invisible until :meth:`link_staged`, locked until :meth:`close`."""
+    """One value being written: invisible until :meth:`link_staged`, locked until :meth:`close`.
 
-    def __init__(self, staging_dir: str, key_bytes: bytes, value_size: int) -> None:
+    The key and trailer follow the value; they go out with the write that completes the value.
+    """
+
+    def __init__(self, staging_dir: str, key_bytes: bytes, value_size: int, *, lock: bool = True) -> None:
         if value_size < 0:
             raise InvalidArgumentError(f"value size must be >= 0, got {value_size}")
         self.key_bytes = key_bytes
         self.value_size = value_size
-        self._staging_dir = staging_dir
+        self.file_size = value_size + suffix_size(len(key_bytes))
         self._fd = os.open(staging_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        try:
-            # the lock tells the owner's sweep this file's writer is alive, from before it has a name
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            prefix = value_prefix(key_bytes, value_size)
-            write_all(self._fd, [prefix])
-        except BaseException:
-            os.close(self._fd)
-            raise
-        self.file_size = len(prefix) + value_size
+        if lock:
+            try:
+                # tells the owner's sweep this file's writer is alive, from before the file has a name
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(self._fd)
+                raise
         self._value_written = 0
+        self._suffix_written = False
 
     @property
     def fd(self) -> int:
@@ -92,11 +94,15 @@ class ValueWriter:
     def write(self, parts: Sequence[Buffer]) -> None:
         """Append ``parts`` to the value; more bytes than declared is InvalidArgumentError."""
         incoming = sum(buffer_size(p) for p in parts)
-        if self._value_written + incoming > self.value_size:
-            raise InvalidArgumentError(
-                f"value declared as {self.value_size} bytes but {self._value_written + incoming} were written"
-            )
-        self._value_written += write_all(self._fd, parts)
+        total = self._value_written + incoming
+        if total > self.value_size:
+            raise InvalidArgumentError(f"value declared as {self.value_size} bytes but {total} were written")
+        if total == self.value_size and not self._suffix_written:
+            write_all(self._fd, [*parts, value_suffix(self.key_bytes, self.value_size)])
+            self._suffix_written = True
+        else:
+            write_all(self._fd, parts)
+        self._value_written = total
 
     def check_complete(self) -> None:
         """InvalidArgumentError unless exactly the declared number of bytes was written."""
@@ -104,6 +110,8 @@ class ValueWriter:
             raise InvalidArgumentError(
                 f"value declared as {self.value_size} bytes but only {self._value_written} were written"
             )
+        if not self._suffix_written:  # an empty value never saw a write
+            self.write([])
 
     def link_staged(self, staging_dir_fd: int) -> str:
         """Give the complete value a name in ``staging/``; returns that name (the token)."""
@@ -119,7 +127,7 @@ class ValueWriter:
             self._fd = -1
 
 
-@attrs.frozen
+@attrs.define(slots=True)  # not frozen: built on every cold get, and frozen attrs init is slower
 class LoadedValue:
     """A value read from the pool, with the inode it came from."""
 
@@ -141,20 +149,19 @@ def load_value(path: str, key_bytes: bytes, copy_below: int) -> LoadedValue | No
     try:
         stat = os.fstat(fd)
         size = stat.st_size
-        buf: memoryview
+        source: bytes | mmap.mmap
         if size <= copy_below:
-            data = os.read(fd, size)
-            while len(data) < size:
-                more = os.read(fd, size - len(data))
+            source = os.read(fd, size)
+            while len(source) < size:
+                more = os.read(fd, size - len(source))
                 if not more:
                     break
-                data += more
-            buf = memoryview(data)
+                source += more
         else:
-            buf = memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
+            source = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
     finally:
         os.close(fd)
-    view = parse_value(buf, key_bytes, path)
-    if view is None:
+    value_len = parse_suffix(source, size, key_bytes, path)
+    if value_len is None:
         return None
-    return LoadedValue(ino=stat.st_ino, file_size=size, view=view)
+    return LoadedValue(ino=stat.st_ino, file_size=size, view=memoryview(source)[:value_len])
