@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluxon_fs.agent.confinement import MAX_SYMLINKS, ExportRoot, lstat_no_link, split_relpath
+from fluxon_core.errors import PermissionDeniedError
+from fluxon_fs.agent.confinement import MAX_SYMLINKS, ExportRoot, guard_resolved_paths, lstat_no_link, split_relpath
 from fluxon_fs.agent.local_ops import LocalExportOps
 
 SECRET = b"SECRET outside the export"
@@ -380,3 +381,27 @@ def test_resolution_matches_the_kernel_inside_the_root(tmp_path_factory, tree, o
     else:
         assert ours == kernel
         assert _kernel_walk_stays_inside(root, relpath)
+
+
+def test_guard_sees_the_real_path_only_after_a_symlink(layout) -> None:
+    root, _, ops = layout
+    os.symlink("../a", root / "b" / "to_a")
+    os.symlink("..", root / "b" / "up")
+    seen: list[str] = []
+    with guard_resolved_paths(seen.append):
+        ops.stat("a/file")
+        assert seen == []  # no link followed: the requested path is the real one
+        ops.read_chunk("b/to_a/file", 0, 1)
+        ops.list_dir("b/up")
+        ops.unlink("b/to_a/file")
+    assert seen == ["a/file", "", "a/file"]
+    ops.stat("b/to_a")  # outside the context nothing is called
+    assert len(seen) == 3
+
+    def refuse(real: str) -> None:
+        raise PermissionDeniedError(f"permission denied: {real}")
+
+    (root / "a" / "file").write_bytes(b"again")  # unlinked above
+    with guard_resolved_paths(refuse), pytest.raises(PermissionDeniedError, match="a/file"):
+        ops.write_chunk("b/to_a/file", 0, b"x")
+    assert (root / "a" / "file").read_bytes() == b"again"

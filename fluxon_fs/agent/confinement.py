@@ -31,7 +31,9 @@ import errno
 import os
 import stat as stat_module
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -65,8 +67,12 @@ def split_relpath(relpath: str) -> list[str]:
 
 
 def with_filename(exc: OSError, relpath: str, relpath2: str | None = None) -> OSError:
-    """A copy of ``exc`` (same class and errno) whose filename is the export-relative path."""
-    if exc.errno is None:
+    """A copy of ``exc`` (same class and errno) whose filename is the export-relative path.
+
+    Only the built-in OSError classes are renamed; other errors (an access check's
+    ``PermissionDeniedError``) pass unchanged.
+    """
+    if exc.errno is None or type(exc).__module__ != "builtins":
         return exc
     if relpath2 is None:
         renamed = type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), relpath)
@@ -118,14 +124,21 @@ class ExportRoot:
         ``follow_symlinks=False``) and must raise ``OSError(ELOOP)`` when it meets one: the
         walker then reads the link and continues from its target. Without ``follow_final`` the
         action runs on the last component as named. Errors name ``relpath``.
+
+        When a symlink was followed and a :func:`guard_resolved_paths` check is active, the check
+        gets the real export-relative path before every action attempt.
         """
         pending = deque(split_relpath(relpath))
         opened: list[int] = []
+        walked: list[str] = []  # names of the opened directories: the real path so far
         links_followed = 0
+        guard = _resolved_path_guard.get()
         try:
             while True:
                 current = opened[-1] if opened else self.root_fd
                 if not pending:
+                    if guard is not None and links_followed:
+                        guard("/".join(walked))
                     return action(current, ROOT_NAME)
                 name = pending.popleft()
                 if name in ("", "."):
@@ -135,8 +148,11 @@ class ExportRoot:
                     if not opened:
                         raise escape_error(relpath, "a symlink target leads above the root")
                     os.close(opened.pop())
+                    walked.pop()
                     continue
                 if not pending:
+                    if guard is not None and links_followed:
+                        guard("/".join([*walked, name]))
                     if not follow_final:
                         return action(current, name)
                     try:
@@ -148,6 +164,7 @@ class ExportRoot:
                 else:
                     try:
                         opened.append(os.open(name, _DIR_WALK_FLAGS, dir_fd=current))
+                        walked.append(name)
                         continue
                     except OSError as exc:
                         if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
@@ -164,6 +181,26 @@ class ExportRoot:
         finally:
             for fd in opened:
                 os.close(fd)
+
+
+_resolved_path_guard: ContextVar[Callable[[str], object] | None] = ContextVar(
+    "fluxon_fs_resolved_path_guard", default=None
+)
+
+
+@contextmanager
+def guard_resolved_paths(check: Callable[[str], object]) -> Iterator[None]:
+    """Within this context, a lookup that followed a symlink calls ``check(real_relpath)`` before acting.
+
+    Access rules are about paths; a symlink inside the export can lead from a path the caller may
+    use to one it may not. ``check`` raises to refuse. It runs inside the walk, on the directory
+    fds the action will use, so swapping a link afterwards cannot redirect an approved lookup.
+    """
+    token = _resolved_path_guard.set(check)
+    try:
+        yield
+    finally:
+        _resolved_path_guard.reset(token)
 
 
 def _read_link_or_raise(dir_fd: int, name: str, original: OSError) -> str:

@@ -2,8 +2,11 @@
 
 Every call is decoded with :mod:`fluxon_fs.export_wire`, passed to the ``authorize`` hook with
 the export-relative paths it touches (a write-session call is checked against the path its
-session writes), then run on the export's ops. Errors are raised, not encoded here: the RPC
-layer returns them typed (``OSError`` keeps its errno and export-relative filename).
+session writes), then run on the export's ops. When the lookup follows a symlink, ``authorize``
+is asked again with the real path before the operation touches it, so a link cannot lead from a
+path the caller may use into one it may not (see
+:func:`~fluxon_fs.agent.confinement.guard_resolved_paths`). Errors are raised, not encoded here:
+the RPC layer returns them typed (``OSError`` keeps its errno and export-relative filename).
 
 Identity travels with every request (``RpcCall.auth``), never with the session: a session id
 alone does not let a caller whose access was revoked keep writing.
@@ -21,14 +24,19 @@ import attrs
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
 from fluxon_core.rpc_types import RpcCall, RpcMessage
+from fluxon_fs.agent.confinement import guard_resolved_paths
 from fluxon_fs.export_api import ExportOps
 from fluxon_fs.export_wire import OPS, OpSpec, decode_request, encode_reply, op_path
 
 log = get_logger("fluxon.fs.agent")
 
-Authorize = Callable[[RpcCall, str, str, Sequence[str], bool], None]
-"""``authorize(call, export_name, op, relpaths, is_write)``: return to allow, raise to refuse
-(typically :class:`~fluxon_core.errors.PermissionDeniedError`)."""
+EntryFilter = Callable[[str], bool]
+Authorize = Callable[[RpcCall, str, str, Sequence[str], bool], EntryFilter | None]
+"""``authorize(call, export_name, op, relpaths, is_write)``: raise to refuse (typically
+:class:`~fluxon_core.errors.PermissionDeniedError`), return to allow. For ``list_dir`` it may
+return a filter over entry names: only entries it accepts are listed (a user above their grants
+sees just the way towards them). Called once with the requested paths and, when a symlink was
+followed, once per real path reached (``relpaths`` then holds that one path)."""
 
 
 class ServableExportOps(ExportOps, Protocol):
@@ -55,6 +63,7 @@ class ServedExport:
 
 def allow_all(call: RpcCall, export_name: str, op: str, relpaths: Sequence[str], is_write: bool) -> None:
     """The default ``authorize``: every caller may do everything (development and tests)."""
+    return None
 
 
 def serve_export(
@@ -83,8 +92,17 @@ def _handler(
             relpaths: list[str] = [ops.session_relpath(args["session_id"])]
         else:
             relpaths = [args[field] for field in spec.path_fields]
-        authorize(call, export_name, spec.name, relpaths, spec.is_write)
-        reply = encode_reply(spec, method(**args))
+        decisions = [authorize(call, export_name, spec.name, relpaths, spec.is_write)]
+
+        def check_real_path(real_relpath: str) -> None:
+            decisions.append(authorize(call, export_name, spec.name, [real_relpath], spec.is_write))
+
+        with guard_resolved_paths(check_real_path):
+            result = method(**args)
+        entry_filter = decisions[-1]
+        if spec.name == "list_dir" and entry_filter is not None:
+            result = [entry for entry in result if entry_filter(entry.name)]
+        reply = encode_reply(spec, result)
         if log.isEnabledFor(logging.DEBUG):
             moved = sum(memoryview(f).nbytes for f in (*call.message.frames, *reply.frames))
             log.debug(
