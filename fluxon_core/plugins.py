@@ -1,25 +1,45 @@
-"""Plugin discovery (stevedore over the ``fluxon.plugins`` entry points) and the backend registry.
+"""Plugin discovery over the ``fluxon.plugins`` entry points, and the backend registry.
 
-Entry points are scanned once per process. The project's own default plugins are entry points of
-the ``fluxon`` distribution and load exactly like third-party ones; ``FLUXON_LOAD_PLUGINS`` (a
-comma list of entry-point names) restricts which *other* plugins load — empty means none beyond
-the defaults. A plugin that fails to import is recorded with its error and does not break roles
-that do not select it.
+Discovery reads the entry points with :mod:`importlib.metadata` once per process
+(:func:`get_plugin_manager`); each entry point names a module whose ``@hookimpl`` functions
+implement hooks of :mod:`fluxon_core.hookspecs`. The project's own default plugins are entry points
+of the ``fluxon`` distribution and load exactly like third-party ones. ``FLUXON_LOAD_PLUGINS`` (a
+comma list of entry-point names) selects which *other* plugins load: unset loads all, empty loads
+none beyond the defaults. Names are filtered before import, so an excluded plugin never runs code.
+The distribution of each entry point is kept because it decides the plugin's origin (default or
+third-party) — which is also why the scan does not go through stevedore's cache, which drops it.
+
+Nothing a plugin does wrong takes the host down. It is recorded in
+:attr:`FluxonPluginManager.failures` (listed by ``fluxon plugins``) and becomes an error only where
+it matters:
+
+* a module that fails to import, fails pluggy's validation or implements a hook that does not
+  exist is not registered;
+* a plugin whose register hook raises contributes nothing — its backends from every category,
+  its commands and its lifecycle hooks are dropped — so a half-registered plugin is never used;
+* a kind registered by two plugins is unusable: selecting it is an error naming both, while
+  every other kind keeps working;
+* an entry-point name used by two distributions loads the first (the ``fluxon`` one when it is
+  involved) and reports the other.
+
+Selecting a kind nobody provides raises an error listing the available kinds and the plugins that
+failed to load, since one of those may be the provider the config expected.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 import attrs
 import pluggy
-from stevedore import NamedExtensionManager
 
 from fluxon_core import hookspecs
+from fluxon_core.config.loader import load_config
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import BACKEND_PROTOCOLS
 
@@ -39,13 +59,33 @@ REGISTER_HOOKS: dict[str, str] = {
     "metrics_sink": "fluxon_register_metrics_sinks",
 }
 
+Origin = Literal["default", "third-party", "core", "direct"]
+"""Where a plugin came from: an entry point of ``fluxon``, of another distribution, a core module, or ``register()``."""
+
+_KIND_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
 
 class PluginError(Exception):
-    """A plugin misbehaved (duplicate kind, bad registration)."""
+    """A plugin misbehaved: bad registration, ambiguous kind, or a backend of the wrong shape."""
 
 
 class UnknownBackendError(ValueError):
-    """A config selected a backend kind that no loaded plugin provides."""
+    """A config selected a backend kind (or category) that no loaded plugin provides."""
+
+
+class DuplicateKindError(PluginError):
+    """The selected kind is registered by several plugins, so none of them is used."""
+
+
+@attrs.frozen
+class PluginInfo:
+    """A registered plugin and where it came from."""
+
+    name: str
+    origin: Origin
+    module: str
+    distribution: str | None = None
+    version: str | None = None
 
 
 @attrs.frozen
@@ -61,57 +101,97 @@ class BackendEntry:
 
 @attrs.frozen
 class PluginFailure:
-    """A plugin entry point that could not be imported."""
+    """A plugin that could not be used, with the reason."""
 
     name: str
     error: str
 
 
+@attrs.frozen
+class KindConflict:
+    """A backend kind registered by more than one plugin; selecting it is an error."""
+
+    category: str
+    kind: str
+    plugins: tuple[str, ...]
+
+    def describe(self) -> str:
+        """The error text, naming every plugin involved."""
+        providers = " and by ".join(f"plugin {name!r}" for name in self.plugins)
+        return (
+            f"duplicate {self.category} kind {self.kind!r}: provided by {providers}; "
+            f"uninstall one of them or leave it out of {LOAD_PLUGINS_ENV}"
+        )
+
+
+def call_hookimpl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one plugin's implementation with the arguments it declares (a subset of the hookspec's).
+
+    Used instead of calling the hook as a whole wherever each plugin's call must be attributed to
+    that plugin: backend and command registration, lifecycle notifications.
+    """
+    if impl.hookwrapper or impl.wrapper:
+        raise PluginError(f"plugin {impl.plugin_name!r}: {impl.function.__name__} must not be a hook wrapper")
+    return impl.function(*(kwargs[name] for name in impl.argnames))
+
+
+def _check_category(category: str) -> None:
+    if category not in REGISTER_HOOKS:
+        raise UnknownBackendError(f"unknown backend category {category!r}; categories: {', '.join(REGISTER_HOOKS)}")
+
+
 class BackendRegistry:
-    """Backends by category and kind, filled by the register hooks of every loaded plugin."""
+    """Backends by category and kind, as registered by the loaded plugins."""
 
-    def __init__(self, pm: pluggy.PluginManager, failure_hint: str = "") -> None:
+    def __init__(self, entries: Iterable[BackendEntry] = (), failure_hint: Callable[[], str] = lambda: "") -> None:
         self._failure_hint = failure_hint
-        self._entries: dict[str, dict[str, BackendEntry]] = {c: {} for c in REGISTER_HOOKS}
-        for category, hook_name in REGISTER_HOOKS.items():
-            hook = getattr(pm.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                impl.function(register=self._register_fn(category, impl.plugin_name))
+        self._entries: dict[str, dict[str, BackendEntry]] = {category: {} for category in REGISTER_HOOKS}
+        self._conflicts: dict[tuple[str, str], KindConflict] = {}
+        for entry in entries:
+            self._add(entry)
 
-    def _register_fn(self, category: str, plugin_name: str) -> Callable[..., None]:
-        def register(kind: str, factory: Callable[[Any], Any], config_type: type | None = None) -> None:
-            if not isinstance(kind, str) or not kind:
-                raise PluginError(f"plugin {plugin_name!r} registered a {category} with an empty kind")
-            if not callable(factory):
-                raise PluginError(f"plugin {plugin_name!r} registered {category} {kind!r} with a non-callable factory")
-            existing = self._entries[category].get(kind)
-            if existing is not None:
-                raise PluginError(
-                    f"duplicate {category} kind {kind!r}: provided by plugin {existing.plugin!r} "
-                    f"and by plugin {plugin_name!r}"
-                )
-            self._entries[category][kind] = BackendEntry(category, kind, plugin_name, factory, config_type)
-
-        return register
+    def _add(self, entry: BackendEntry) -> None:
+        key = (entry.category, entry.kind)
+        conflict = self._conflicts.get(key)
+        existing = self._entries[entry.category].pop(entry.kind, None)
+        if conflict is None and existing is None:
+            self._entries[entry.category][entry.kind] = entry
+            return
+        earlier = conflict.plugins if conflict is not None else (existing.plugin,) if existing is not None else ()
+        self._conflicts[key] = KindConflict(entry.category, entry.kind, tuple(sorted((*earlier, entry.plugin))))
+        log.error("%s", self._conflicts[key].describe())
 
     def kinds(self, category: str) -> list[str]:
-        """Sorted kinds available in ``category``."""
+        """Sorted kinds available in ``category`` (a kind registered twice is not available)."""
+        _check_category(category)
         return sorted(self._entries[category])
 
     def entry(self, category: str, kind: str) -> BackendEntry:
-        """The entry for ``kind``; unknown kinds raise :class:`UnknownBackendError` listing the available ones."""
-        try:
-            return self._entries[category][kind]
-        except KeyError:
+        """The entry for ``kind``.
+
+        Raises :class:`DuplicateKindError` naming the plugins when several register ``kind``, and
+        :class:`UnknownBackendError` listing the available kinds and failed plugins when none does.
+        """
+        _check_category(category)
+        conflict = self._conflicts.get((category, kind))
+        if conflict is not None:
+            raise DuplicateKindError(conflict.describe())
+        found = self._entries[category].get(kind)
+        if found is None:
             available = ", ".join(self.kinds(category)) or "none"
             raise UnknownBackendError(
-                f"unknown {category} kind {kind!r}; available kinds: {available}{self._failure_hint}"
-            ) from None
+                f"unknown {category} kind {kind!r}; available kinds: {available}{self._failure_hint()}"
+            )
+        return found
 
     def create(self, category: str, kind: str, options: Any = None) -> Any:
-        """Build a backend, checking the result against the category's Protocol."""
+        """Build a backend and check it against the category's Protocol.
+
+        ``options`` is an instance of the kind's options class, a mapping parsed with the strict
+        loader, or None for the options' defaults. Kinds without options take None only.
+        """
         entry = self.entry(category, kind)
-        backend = entry.factory(options)
+        backend = entry.factory(_options_for(entry, options))
         protocol = BACKEND_PROTOCOLS[category]
         if not isinstance(backend, protocol):
             raise PluginError(
@@ -120,107 +200,278 @@ class BackendRegistry:
             )
         return backend
 
+    def conflicts(self) -> list[KindConflict]:
+        """Kinds registered by more than one plugin."""
+        return sorted(self._conflicts.values(), key=lambda c: (c.category, c.kind))
+
     def by_plugin(self) -> dict[str, list[tuple[str, str]]]:
-        """plugin name -> [(category, kind)]."""
+        """plugin name -> [(category, kind)] of the kinds it provides (conflicting ones included)."""
         out: dict[str, list[tuple[str, str]]] = {}
-        for category, entries in self._entries.items():
+        for entries in self._entries.values():
             for entry in entries.values():
-                out.setdefault(entry.plugin, []).append((category, entry.kind))
+                out.setdefault(entry.plugin, []).append((entry.category, entry.kind))
+        for conflict in self._conflicts.values():
+            for plugin in conflict.plugins:
+                out.setdefault(plugin, []).append((conflict.category, conflict.kind))
         return out
 
 
+def _options_for(entry: BackendEntry, options: Any) -> Any:
+    where = f"{entry.category}.{entry.kind}"
+    if entry.config_type is None:
+        if options is not None:
+            raise TypeError(f"{where} takes no options, got {type(options).__name__}")
+        return None
+    if options is None or isinstance(options, Mapping):
+        return load_config(entry.config_type, {} if options is None else options, where)
+    if not isinstance(options, entry.config_type):
+        raise TypeError(f"{where} takes {entry.config_type.__name__} options, got {type(options).__name__}")
+    return options
+
+
+def _backend_registrar(category: str, plugin: str, out: list[BackendEntry]) -> hookspecs.RegisterBackend:
+    """The ``register`` callable for one plugin's hook; validated registrations go to ``out``."""
+
+    def register(kind: str, factory: Callable[[Any], Any], config_type: type | None = None) -> None:
+        if not isinstance(kind, str) or not _KIND_PATTERN.match(kind) or kind == "kind":
+            raise PluginError(
+                f"plugin {plugin!r} registered {category} kind {kind!r}; a kind is a name of letters, digits, "
+                "'.', '_' and '-' other than 'kind'"
+            )
+        if not callable(factory):
+            raise PluginError(f"plugin {plugin!r} registered {category} {kind!r} with a non-callable factory")
+        if config_type is not None and not (isinstance(config_type, type) and attrs.has(config_type)):
+            raise PluginError(
+                f"plugin {plugin!r} registered {category} {kind!r} with a config_type that is not an attrs class"
+            )
+        if any(e.category == category and e.kind == kind for e in out):
+            raise PluginError(f"plugin {plugin!r} registered {category} {kind!r} twice")
+        out.append(BackendEntry(category, kind, plugin, factory, config_type))
+
+    return register
+
+
+def _normalized(distribution_name: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution_name).lower()
+
+
+def _is_default(entry_point: importlib.metadata.EntryPoint) -> bool:
+    dist = entry_point.dist
+    return dist is not None and _normalized(dist.name or "") == DEFAULT_DISTRIBUTION
+
+
+def _distribution_label(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = entry_point.dist
+    return "an unnamed distribution" if dist is None else f"{dist.name} {dist.version}"
+
+
+def allowed_plugin_names(environ: Mapping[str, str] | None = None) -> set[str] | None:
+    """Entry-point names ``FLUXON_LOAD_PLUGINS`` allows beyond the defaults; None when unset (all load)."""
+    raw = (os.environ if environ is None else environ).get(LOAD_PLUGINS_ENV)
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
 class FluxonPluginManager:
-    """The process-wide plugin manager: pluggy hooks + the failures of plugins that did not load."""
+    """Pluggy hooks of the loaded plugins, their origins, their failures and the backend registry."""
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("fluxon")
         self.pm.add_hookspecs(hookspecs)
-        self.failures: list[PluginFailure] = []
-        self.defaults: set[str] = set()
+        self._infos: dict[str, PluginInfo] = {}
+        self._failures: list[PluginFailure] = []
+        self._default_names: set[str] = set()
         self._registry: BackendRegistry | None = None
-        self._registry_lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def hook(self) -> Any:
         """The pluggy hook relay."""
         return self.pm.hook
 
-    def load_entry_points(self) -> None:
-        """Scan ``fluxon.plugins`` once and register every allowed plugin module.
+    @property
+    def failures(self) -> list[PluginFailure]:
+        """Plugins that could not be used, in the order the problems were found."""
+        with self._lock:
+            return list(self._failures)
 
-        Names are filtered *before* import, so a plugin excluded by ``FLUXON_LOAD_PLUGINS`` never runs code.
-        """
+    @property
+    def defaults(self) -> set[str]:
+        """Entry-point names of the ``fluxon`` distribution (the default plugins)."""
+        return set(self._default_names)
+
+    def load_entry_points(self) -> None:
+        """Scan ``fluxon.plugins`` and register every allowed plugin module (see the module docs)."""
         global entry_point_scans
         entry_point_scans += 1
-        allowed = _allowed_names()
-        names: list[str] = []
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = getattr(entry_point, "dist", None)
-            is_default = dist is not None and dist.name == DEFAULT_DISTRIBUTION
-            if is_default:
-                self.defaults.add(entry_point.name)
-            if is_default or allowed is None or entry_point.name in allowed:
-                names.append(entry_point.name)
+        allowed = allowed_plugin_names()
+        found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        # Defaults first, so a third-party distribution reusing a default's name cannot displace it.
+        ordered = sorted(found, key=lambda ep: not _is_default(ep))
+        seen: dict[str, importlib.metadata.EntryPoint] = {}
+        with self._lock:
+            for entry_point in ordered:
+                is_default = _is_default(entry_point)
+                if is_default:
+                    self._default_names.add(entry_point.name)
+                earlier = seen.get(entry_point.name)
+                if earlier is not None:
+                    self._record(
+                        entry_point.name,
+                        f"entry point name {entry_point.name!r} is used by {_distribution_label(earlier)} and by "
+                        f"{_distribution_label(entry_point)}; only the first was loaded",
+                    )
+                    continue
+                seen[entry_point.name] = entry_point
+                if is_default or allowed is None or entry_point.name in allowed:
+                    self._load(entry_point, is_default)
+            for name in sorted((allowed or set()) - set(seen)):
+                self._record(
+                    name,
+                    f"listed in {LOAD_PLUGINS_ENV}, but no installed distribution has this {ENTRY_POINT_GROUP!r} entry point",
+                )
 
-        def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
-            self.failures.append(PluginFailure(entry_point.name, f"{type(exc).__name__}: {exc}"))
-            log.warning("plugin %r failed to load: %s: %s", entry_point.name, type(exc).__name__, exc)
-
-        manager = NamedExtensionManager(
-            namespace=ENTRY_POINT_GROUP,
-            names=names,
-            invoke_on_load=False,
-            on_load_failure_callback=on_failure,
+    def _load(self, entry_point: importlib.metadata.EntryPoint, is_default: bool) -> None:
+        dist = entry_point.dist
+        info = PluginInfo(
+            name=entry_point.name,
+            origin="default" if is_default else "third-party",
+            module=entry_point.value,
+            distribution=None if dist is None else dist.name,
+            version=None if dist is None else dist.version,
         )
-        for ext in manager:
-            if self.pm.get_plugin(ext.name) is None:
-                try:
-                    self.pm.register(ext.plugin, name=ext.name)
-                except Exception as exc:  # a plugin with malformed hooks must not take the host down
-                    on_failure(manager, ext.entry_point, exc)
+        try:
+            plugin = entry_point.load()
+            self._register(plugin, info)
+        except Exception as exc:  # whatever a plugin raises on import, the host keeps going
+            self._record(entry_point.name, f"{type(exc).__name__}: {exc}")
 
-    def register(self, module_or_object: Any, name: str) -> None:
-        """Register a plugin object directly (tests, embedding); invalidates the backend registry."""
-        self.pm.register(module_or_object, name=name)
+    def _register(self, plugin: Any, info: PluginInfo) -> None:
+        self.pm.register(plugin, name=info.name)
+        unknown = sorted(
+            caller.name
+            for caller in self.pm.get_hookcallers(plugin) or []
+            if not caller.has_spec()
+            and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+        )
+        if unknown:
+            self.pm.unregister(name=info.name)
+            raise PluginError(
+                f"plugin {info.name!r} implements {', '.join(unknown)}, which is not a Fluxon hook "
+                "(see fluxon_core/hookspecs.py)"
+            )
+        self._infos[info.name] = info
         self._registry = None
 
+    def register(self, module_or_object: Any, name: str, origin: Origin = "direct") -> None:
+        """Register a plugin object directly (core modules, embedding, tests); raises when pluggy refuses it."""
+        module = getattr(module_or_object, "__name__", type(module_or_object).__name__)
+        with self._lock:
+            self._register(module_or_object, PluginInfo(name=name, origin=origin, module=module))
+
+    def unregister(self, name: str) -> None:
+        """Remove a registered plugin (embedding, tests); its backends go with it."""
+        with self._lock:
+            self.pm.unregister(name=name)
+            self._infos.pop(name, None)
+            self._registry = None
+
+    def disable(self, name: str, error: str) -> None:
+        """Record ``name`` as failed and drop everything it contributes (backends, commands, lifecycle hooks)."""
+        with self._lock:
+            self._record(name, error)
+            if self.pm.get_plugin(name) is not None:
+                self.pm.unregister(name=name)
+            self._infos.pop(name, None)
+            self._registry = None
+
+    def _record(self, name: str, error: str) -> None:
+        failure = PluginFailure(name, error)
+        if failure not in self._failures:
+            self._failures.append(failure)
+            log.warning("plugin %r not used: %s", name, error)
+
     def backends(self) -> BackendRegistry:
-        """The backend registry, built on first use."""
-        with self._registry_lock:
+        """The backend registry; register hooks run when it is first needed after a registration."""
+        with self._lock:
             if self._registry is None:
-                self._registry = BackendRegistry(self.pm, self.failure_hint())
+                self._registry = BackendRegistry(self._collect_backends(), self.failure_hint)
             return self._registry
 
+    def _collect_backends(self) -> list[BackendEntry]:
+        staged: dict[str, list[BackendEntry]] = {}
+        failed: dict[str, str] = {}
+        for category, hook_name in REGISTER_HOOKS.items():
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                plugin = impl.plugin_name
+                if plugin in failed:
+                    continue
+                entries = staged.setdefault(plugin, [])
+                try:
+                    call_hookimpl(impl, register=_backend_registrar(category, plugin, entries))
+                except Exception as exc:  # a broken plugin must not break the kinds of the others
+                    failed[plugin] = f"{hook_name} raised {type(exc).__name__}: {exc}"
+        for plugin, error in failed.items():
+            staged.pop(plugin, None)
+            self.disable(plugin, error)
+        return [entry for entries in staged.values() for entry in entries]
+
+    def plugins(self) -> list[PluginInfo]:
+        """The registered plugins, sorted by name."""
+        with self._lock:
+            registered = {name for name, _ in self.pm.list_name_plugin() if name is not None}
+            return [self._infos[name] for name in sorted(registered) if name in self._infos]
+
     def plugin_names(self) -> list[str]:
-        """Names of the loaded plugins."""
-        return sorted(name for name, _ in self.pm.list_name_plugin() if name is not None)
+        """Names of the registered plugins."""
+        return [info.name for info in self.plugins()]
 
     def failure_hint(self) -> str:
-        """A sentence naming plugins that failed to load, for errors about missing kinds."""
-        if not self.failures:
+        """A clause naming plugins that failed, appended to errors about missing kinds."""
+        failures = self.failures
+        if not failures:
             return ""
-        return "; plugins that failed to load: " + ", ".join(f"{f.name} ({f.error})" for f in self.failures)
+        return "; plugins that failed to load: " + ", ".join(f"{f.name} ({f.error})" for f in failures)
+
+    def notify(self, hook_name: str, **kwargs: Any) -> list[PluginFailure]:
+        """Call every implementation of a lifecycle hook; one raising is logged and does not stop the others.
+
+        Returns the implementations that raised. Example:
+        ``get_plugin_manager().notify("fluxon_role_started", role="fs_agent", instance_key=key, config=config)``.
+        """
+        caller = getattr(self.pm.hook, hook_name, None)
+        if caller is None or caller.spec is None:
+            raise ValueError(f"{hook_name!r} is not a Fluxon hook")
+        expected = set(caller.spec.argnames)
+        if set(kwargs) != expected:
+            raise TypeError(f"{hook_name} takes the arguments {sorted(expected)}, got {sorted(kwargs)}")
+        problems: list[PluginFailure] = []
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's own calling order
+            try:
+                call_hookimpl(impl, **kwargs)
+            except Exception as exc:
+                log.exception("plugin %r: %s raised", impl.plugin_name, hook_name)
+                problems.append(PluginFailure(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}"))
+        return problems
 
 
 entry_point_scans = 0
+"""How many times this process scanned the entry points (tests assert it stays at one)."""
+
 _manager: FluxonPluginManager | None = None
 _manager_lock = threading.Lock()
 
 
-def _allowed_names() -> set[str] | None:
-    raw = os.environ.get(LOAD_PLUGINS_ENV)
-    if raw is None:
-        return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
-
-
 def get_plugin_manager() -> FluxonPluginManager:
-    """The process-wide plugin manager; entry points are scanned on the first call only."""
+    """The process-wide plugin manager; entry points are scanned and register hooks run on the first call only."""
     global _manager
     with _manager_lock:
         if _manager is None:
             manager = FluxonPluginManager()
             manager.load_entry_points()
+            # Run the register hooks now, so a failing one is reported before anything relies on its plugin.
+            manager.backends()
             _manager = manager
         return _manager
 

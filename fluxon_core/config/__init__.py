@@ -7,7 +7,14 @@ config class declares its fields.
 from fluxon_core.config.backend import BackendConfig
 from fluxon_core.config.errors import ConfigError, ConfigTypeError
 from fluxon_core.config.fields import config_field
-from fluxon_core.config.loader import dump_config, load_config, load_yaml_file, load_yaml_text
+from fluxon_core.config.loader import (
+    dump_config,
+    load_config,
+    load_yaml_file,
+    load_yaml_text,
+    parse_yaml_text,
+    read_yaml_file,
+)
 from fluxon_core.config.units import ByteSize, parse_byte_size
 
 __all__ = [
@@ -21,4 +28,6 @@ __all__ = [
     "load_yaml_file",
     "load_yaml_text",
     "parse_byte_size",
+    "parse_yaml_text",
+    "read_yaml_file",
 ]

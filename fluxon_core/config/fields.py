@@ -9,7 +9,18 @@ from typing import Any
 
 import attrs
 
-Check = Callable[[Any], str | None]
+from fluxon_core.protocols import BACKEND_PROTOCOLS
+
+
+@attrs.frozen
+class ElementProblem:
+    """A check's finding about one element of a collection: ``suffix`` extends the field path (``[2]``)."""
+
+    suffix: str
+    expectation: str
+
+
+Check = Callable[[Any], str | ElementProblem | None]
 """A value check returns None when the value is fine, else the expectation (``"must be > 0"``)."""
 
 
@@ -24,7 +35,16 @@ def config_field(
     """An attrs field with the metadata the loader and the reference generator use.
 
     ``backend`` names a backend category when the field is a :class:`BackendConfig` selected by ``kind:``.
+    Give mutable defaults with ``factory`` so instances never share them.
     """
+    if factory is not None and default is not attrs.NOTHING:
+        raise TypeError("config_field takes either default= or factory=, not both")
+    if isinstance(default, list | dict | set):
+        raise TypeError(f"config_field default {default!r} is mutable; use factory= instead")
+    if backend is not None and backend not in BACKEND_PROTOCOLS:
+        raise ValueError(
+            f"config_field backend={backend!r} is not a backend category; one of: {', '.join(BACKEND_PROTOCOLS)}"
+        )
     metadata = {"doc": doc, "check": check, "backend": backend}
     if factory is not None:
         return attrs.field(factory=factory, metadata=metadata)
@@ -84,13 +104,15 @@ def identifier(value: Any) -> str | None:
 
 
 def each(check: Check) -> Check:
-    """Apply ``check`` to every element of a list."""
+    """Apply ``check`` to every element of a list; a problem names the element's index in the path."""
 
-    def check_each(values: Any) -> str | None:
+    def check_each(values: Any) -> ElementProblem | None:
         for index, value in enumerate(values):
             problem = check(value)
+            if isinstance(problem, ElementProblem):
+                return ElementProblem(f"[{index}]{problem.suffix}", problem.expectation)
             if problem:
-                return f"[{index}] {problem}"
+                return ElementProblem(f"[{index}]", problem)
         return None
 
     return check_each
@@ -99,7 +121,7 @@ def each(check: Check) -> Check:
 def all_of(*checks: Check) -> Check:
     """Apply several checks in order; the first problem wins."""
 
-    def check_all(value: Any) -> str | None:
+    def check_all(value: Any) -> str | ElementProblem | None:
         for check in checks:
             problem = check(value)
             if problem:

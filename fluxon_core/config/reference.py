@@ -19,7 +19,7 @@ import attrs
 
 from fluxon_core.config.backend import BackendConfig
 from fluxon_core.config.loader import describe_type, dump_config
-from fluxon_core.plugins import REGISTER_HOOKS, get_backends
+from fluxon_core.plugins import REGISTER_HOOKS, get_plugin_manager
 
 # (section title, "module:Class", dotted prefix written before every field)
 REFERENCE_ROOTS: list[tuple[str, str, str]] = []
@@ -67,9 +67,9 @@ def _inner_attrs(tp: Any) -> tuple[type | None, str]:
 def _default_text(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
     if field.default is attrs.NOTHING:
         return "required"
-    default = field.default
+    default: Any = field.default
     if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        default = default.factory()  # type: ignore[attr-defined]
+        default = default.factory()
     value = dump_config(default)
     return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
 
@@ -104,7 +104,10 @@ def render_reference() -> str:
     lines = [BEGIN_MARK, ""]
     for title, spec, prefix in REFERENCE_ROOTS:
         lines += [f"### {title}", "", *_table(rows_for(_resolve(spec), prefix)), ""]
-    registry = get_backends()
+    manager = get_plugin_manager()
+    registry = manager.backends()
+    # Only what this distribution ships: installed third-party or test plugins must not change the reference.
+    shipped = {info.name for info in manager.plugins() if info.origin in ("default", "core")}
     lines += ["### Backend kinds and their options", ""]
     lines += [
         "A backend block selects a kind with `kind:` and carries that kind's options in a block named",
@@ -114,6 +117,8 @@ def render_reference() -> str:
     for category in REGISTER_HOOKS:
         for kind in registry.kinds(category):
             entry = registry.entry(category, kind)
+            if entry.plugin not in shipped:
+                continue
             lines.append(f"#### {category} `{kind}` (plugin `{entry.plugin}`)")
             lines.append("")
             if entry.config_type is None:

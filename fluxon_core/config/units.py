@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import NewType
 
 ByteSize = NewType("ByteSize", int)
@@ -37,6 +38,10 @@ def parse_byte_size(value: int | str) -> int:
     if isinstance(value, str):
         match = _SIZE_RE.match(value)
         if match and match.group(2).lower() in _UNITS:
-            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+            # Exact decimal arithmetic: "1.5GiB" is 1610612736 bytes; "0.3k" is not a whole number of bytes.
+            amount = Fraction(match.group(1)) * _UNITS[match.group(2).lower()]
+            if amount.denominator != 1:
+                raise ValueError(f"must be a whole number of bytes, got {value!r} = {float(amount)} bytes")
+            return int(amount)
         raise ValueError(f"must be a byte size like 1048576, '512MiB' or '1GiB', got {value!r}")
     raise ValueError(f"must be a byte size (int or string like '512MiB'), got {type(value).__name__}")
