@@ -201,8 +201,9 @@ class OwnerNode:
             return self.peer_server.endpoint
         socket_path.unlink(missing_ok=True)  # left by a dead owner; the flock proves it is not live
         server = self.rpc.bind(f"ipc://{socket_path}", handlers, worker_threads=RPC_WORKER_THREADS)
-        self._closers.append(server.close)
+        # closers run in reverse: the server closes while its socket file still exists, then the file goes
         self._closers.append(lambda: socket_path.unlink(missing_ok=True))
+        self._closers.append(server.close)
         return server.endpoint
 
     def _publish_shared_json(self, authenticator: RpcAuthenticator) -> None:
