@@ -147,19 +147,16 @@ class BackendRegistry:
         self._failure_hint = failure_hint
         self._entries: dict[str, dict[str, BackendEntry]] = {category: {} for category in REGISTER_HOOKS}
         self._conflicts: dict[tuple[str, str], KindConflict] = {}
+        providers: dict[tuple[str, str], list[BackendEntry]] = {}
         for entry in entries:
-            self._add(entry)
-
-    def _add(self, entry: BackendEntry) -> None:
-        key = (entry.category, entry.kind)
-        conflict = self._conflicts.get(key)
-        existing = self._entries[entry.category].pop(entry.kind, None)
-        if conflict is None and existing is None:
-            self._entries[entry.category][entry.kind] = entry
-            return
-        earlier = conflict.plugins if conflict is not None else (existing.plugin,) if existing is not None else ()
-        self._conflicts[key] = KindConflict(entry.category, entry.kind, tuple(sorted((*earlier, entry.plugin))))
-        log.error("%s", self._conflicts[key].describe())
+            providers.setdefault((entry.category, entry.kind), []).append(entry)
+        for (category, kind), found in providers.items():
+            if len(found) == 1:
+                self._entries[category][kind] = found[0]
+                continue
+            conflict = KindConflict(category, kind, tuple(sorted(entry.plugin for entry in found)))
+            self._conflicts[(category, kind)] = conflict
+            log.error("%s", conflict.describe())
 
     def kinds(self, category: str) -> list[str]:
         """Sorted kinds available in ``category`` (a kind registered twice is not available)."""
