@@ -9,6 +9,7 @@ Regenerate with ``python -m fluxon_core.config.reference --write docs/configurat
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import importlib
 import sys
 import typing
@@ -49,10 +50,10 @@ def _inner_attrs(tp: Any) -> tuple[type | None, str]:
     args = typing.get_args(tp)
     if attrs.has(tp) and tp is not BackendConfig:
         return tp, ""
-    if origin in (list, tuple) and args:
+    if origin in (list, tuple, collections.abc.Sequence) and args:
         inner, suffix = _inner_attrs(args[0])
         return inner, "[]" + suffix
-    if origin is dict and args:
+    if origin in (dict, collections.abc.Mapping) and args:
         inner, suffix = _inner_attrs(args[1])
         return inner, "['<name>']" + suffix
     if args:
