@@ -1,0 +1,33 @@
+"""Options of ``kind: zmq``."""
+
+from __future__ import annotations
+
+import attrs
+
+from fluxon_core.config import ByteSize, config_field
+from fluxon_core.config.fields import non_empty, positive
+
+
+@attrs.frozen
+class ZmqTransportConfig:
+    """Options of the ``zmq`` transport; every field has a default, so the block may be omitted."""
+
+    io_threads: int = config_field(
+        doc="libzmq I/O threads of the transport's context (one moves several GB/s).", default=1, check=positive
+    )
+    zero_copy_min_bytes: ByteSize = config_field(
+        doc="bulk frames of at least this size are sent and received without copying.",
+        default=ByteSize(64 * 1024),
+    )
+    advertise_host: str = config_field(
+        doc="host written into a server's endpoint when it binds a wildcard address (tcp://0.0.0.0:..., tcp://*:...); "
+        "cross-host deployments bind a concrete interface address or set this.",
+        default="127.0.0.1",
+        check=non_empty,
+    )
+    inline_handler_ms: float = config_field(
+        doc="a handler runs on the thread that received the call; after this long another thread takes over "
+        "receiving so a slow handler does not hold up other calls.",
+        default=5.0,
+        check=positive,
+    )

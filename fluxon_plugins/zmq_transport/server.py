@@ -1,0 +1,434 @@
+"""The zmq RPC server: handlers run on the receiving thread; receiving moves on when one is slow.
+
+Threading model. The server owns ``worker_threads`` threads. At any moment at most one of them is
+the *receiver*: it alone uses the ROUTER socket. It reads a call, runs the handler right there and
+sends the reply — no hand-off between threads on the hot path (under the GIL a hand-off costs about
+as much as the whole raw round trip). While no other thread owes it a reply, the receiver blocks in
+``recv`` on the ROUTER itself, which is cheaper than polling two sockets.
+
+A watchdog thread notices when the receiver has been inside one handler for longer than
+``inline_handler_ms`` and hands the receiver role to an idle worker. The slow handler finishes on
+its now-detached thread and passes its reply through an inproc PUSH socket to whichever thread is
+receiving (which polls the ROUTER and that inproc socket while replies are owed). A path whose
+handler overran is sent straight to the worker pool next time, and runs inline again once a pooled
+run was quick. The watchdog only ticks while calls arrive; an idle server wakes no thread (apart
+from a once-a-second receive timeout that backs up the shutdown message).
+
+A call whose deadline passed before a worker picked it up is dropped: its caller already gave up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+
+from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, UnknownPathError
+from fluxon_core.log_setup import get_logger
+from fluxon_core.rpc import encode_error
+from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
+from fluxon_plugins.zmq_transport import wire
+
+log = get_logger("fluxon.rpc.zmq")
+
+Handler = Callable[[RpcCall], RpcMessage]
+Authenticate = Callable[[RpcCall], None]
+
+_WILDCARD_HOSTS = ("0.0.0.0", "*", "[::]", "::")
+_WATCHDOG_IDLE_S = 1.0  # the watchdog stops ticking after this long without a new call
+_JOIN_TIMEOUT_S = 5.0  # close() waits this long for running handlers
+_IDLE_RECV_TIMEOUT_MS = 1000  # the receiver re-checks for close() this often if the stop message is lost
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_server_ids = itertools.count(1)
+
+_LEAD = object()  # work item: become the receiver
+_STOP = object()  # work item / read result: exit
+
+
+class _Request:
+    """A received call plus the routing data its reply needs."""
+
+    __slots__ = ("call", "identity", "request_id")
+
+    def __init__(self, identity: bytes, request_id: int, call: RpcCall) -> None:
+        self.identity = identity
+        self.request_id = request_id
+        self.call = call
+
+
+def connectable_endpoint(last_endpoint: str, advertise_host: str) -> str:
+    """The address clients use for a socket bound at ``last_endpoint`` (wildcard host → ``advertise_host``)."""
+    scheme, sep, rest = last_endpoint.partition("://")
+    if scheme != "tcp" or not sep:
+        return last_endpoint
+    host, _, port = rest.rpartition(":")
+    return f"tcp://{advertise_host}:{port}" if host in _WILDCARD_HOSTS else last_endpoint
+
+
+class ZmqRpcServer:
+    """:class:`fluxon_core.protocols.RpcServer` on a zmq ROUTER socket."""
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        bind_address: str,
+        *,
+        worker_threads: int,
+        authenticate: Authenticate | None,
+        zero_copy_min: int,
+        inline_handler_s: float,
+        advertise_host: str,
+        on_close: Callable[[ZmqRpcServer], None],
+    ) -> None:
+        if isinstance(worker_threads, bool) or not isinstance(worker_threads, int) or worker_threads < 1:
+            raise InvalidArgumentError(f"worker_threads must be an integer >= 1, got {worker_threads!r}")
+        self._context = context
+        self._authenticate = authenticate
+        self._zero_copy_min = zero_copy_min
+        self._inline_handler_s = inline_handler_s
+        self._on_close = on_close
+        self._handlers: dict[str, Handler] = {}
+        self._slow_paths: set[str] = set()
+        # With a single thread there is nobody to take over receiving or to run pooled calls.
+        self._can_detach = worker_threads > 1
+
+        self._router = context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.RCVTIMEO, _IDLE_RECV_TIMEOUT_MS)
+        try:
+            self._router.bind(bind_address)
+        except zmq.ZMQError as exc:
+            self._router.close()
+            raise NetworkError(f"cannot bind RPC server at {bind_address!r}: {exc}") from None
+        last_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._endpoint = connectable_endpoint(last_endpoint, advertise_host)
+        self._local_endpoint = connectable_endpoint(last_endpoint, "127.0.0.1")
+        self._ipc_file = self._ipc_file_identity()
+        self._stop_token = os.urandom(16)
+        self._replies_address = f"inproc://fluxon-rpc-replies-{next(_server_ids)}"
+        self._replies = context.socket(zmq.PULL)
+        self._replies.setsockopt(zmq.LINGER, 0)
+        self._replies.bind(self._replies_address)
+
+        # Guards the hand-over state below; the watchdog waits on it.
+        self._lock = threading.Lock()
+        self._watchdog_wakeup = threading.Condition(self._lock)
+        self._closed = False
+        self._receiver: int | None = None
+        self._detached = 0  # replies detached threads still owe the receiver
+        self._inline_path: str | None = None
+        self._inline_since = 0.0
+        self._last_call = 0.0
+        self._watchdog_armed = False
+
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        name = f"fluxon-rpc[{self._endpoint}]"
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"{name}-worker-{i}", daemon=True) for i in range(worker_threads)
+        ]
+        if self._can_detach:
+            self._threads.append(threading.Thread(target=self._watchdog, name=f"{name}-watchdog", daemon=True))
+        self._jobs.put(_LEAD)
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        """The connectable address (a wildcard tcp bind reports the transport's ``advertise_host``)."""
+        return self._endpoint
+
+    def register(self, path: str, handler: Handler) -> None:
+        """Serve ``path`` with ``handler``; a path already served is an InvalidArgumentError."""
+        if not isinstance(path, str) or not path:
+            raise InvalidArgumentError(f"RPC path must be a non-empty string, got {path!r}")
+        if not callable(handler):
+            raise InvalidArgumentError(f"RPC handler for {path!r} must be callable, got {handler!r}")
+        with self._lock:
+            if path in self._handlers:
+                raise InvalidArgumentError(f"RPC path {path!r} already has a handler at {self._endpoint}")
+            self._handlers[path] = handler
+
+    def unregister(self, path: str) -> None:
+        """Stop serving ``path`` (calls to it then fail with UnknownPathError); unknown paths are ignored."""
+        with self._lock:
+            self._handlers.pop(path, None)
+            self._slow_paths.discard(path)
+
+    def close(self) -> None:
+        """Stop receiving, wait up to 5 s for running handlers, release sockets and threads; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._watchdog_wakeup.notify_all()
+        wakers = self._wake_receiver()
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+        deadline = time.monotonic() + _JOIN_TIMEOUT_S
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("RPC server %s: %s still running a handler after close()", self._endpoint, thread.name)
+        for sock in wakers:
+            sock.close(linger=0)
+        # A thread still stuck in a handler checks _closed before it touches a socket again.
+        self._router.close(linger=0)
+        self._remove_ipc_file()
+        self._replies.close(linger=0)
+        self._on_close(self)
+
+    def _ipc_file_identity(self) -> tuple[str, int, int] | None:
+        """(path, device, inode) of the socket file of an ``ipc://`` bind, to remove it on close."""
+        if not self._endpoint.startswith("ipc://"):
+            return None
+        path = self._endpoint[len("ipc://") :]
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return path, stat.st_dev, stat.st_ino
+
+    def _remove_ipc_file(self) -> None:
+        """libzmq leaves the socket file behind; remove it unless another server has bound the path since."""
+        if self._ipc_file is None:
+            return
+        path, device, inode = self._ipc_file
+        try:
+            stat = os.stat(path)
+            if (stat.st_dev, stat.st_ino) == (device, inode):
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def _wake_receiver(self) -> list[zmq.Socket]:
+        """Interrupt the receiver, whether it blocks on the ROUTER or polls the replies socket.
+
+        Returns the sockets used, to be closed once the threads are gone (closing them earlier
+        could discard the wake-up before it is delivered).
+        """
+        stopper = self._context.socket(zmq.PUSH)
+        stopper.connect(self._replies_address)
+        stopper.send(b"")  # a one-part message on the replies socket means stop
+        knock = self._context.socket(zmq.DEALER)
+        try:
+            knock.connect(self._local_endpoint)
+            knock.send(self._stop_token, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the idle receive timeout still ends the receiver, just later
+            log.debug("RPC server %s: cannot send the stop message: %s", self._endpoint, exc)
+        return [stopper, knock]
+
+    # --- worker threads -------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        push: zmq.Socket | None = None
+        try:
+            while True:
+                item = self._jobs.get()
+                if item is _STOP:
+                    return
+                if item is _LEAD:
+                    if not self._receive():
+                        return
+                    continue
+                if push is None:
+                    push = self._context.socket(zmq.PUSH)
+                    push.setsockopt(zmq.LINGER, 1000)
+                    push.connect(self._replies_address)
+                self._run_pooled(item, push)
+        finally:
+            if push is not None:
+                push.close()
+
+    def _run_pooled(self, request: _Request, push: zmq.Socket) -> None:
+        started = time.monotonic()
+        if started > request.call.deadline_monotonic:
+            log.debug("dropping RPC %r: its deadline passed while queued", request.call.path)
+            with self._lock:
+                self._detached -= 1
+            return
+        header, frames = self._execute(request)
+        with self._lock:
+            if time.monotonic() - started < self._inline_handler_s / 2:
+                self._slow_paths.discard(request.call.path)
+            if self._closed:
+                return
+        wire.send_message(push, (request.identity,), header, frames, self._zero_copy_min)
+
+    def _receive(self) -> bool:
+        """Act as the receiver until the role is taken away (True) or the server closes (False)."""
+        me = threading.get_ident()
+        with self._lock:
+            if self._closed:
+                return False
+            self._receiver = me
+        router = self._router
+        poller = zmq.Poller()
+        poller.register(router, _POLLIN)
+        poller.register(self._replies, _POLLIN)
+        while True:
+            if self._detached:
+                ready = poller.poll()
+                if any(sock is not router for sock, _ in ready) and not self._forward_replies():
+                    return False
+                if not any(sock is router for sock, _ in ready):
+                    continue
+            try:
+                request = self._read_request()
+            except zmq.Again:  # the idle receive timeout
+                if self._closed:
+                    return False
+                continue
+            if request is None:
+                continue
+            if request is _STOP:
+                return False
+            if self._can_detach and request.call.path in self._slow_paths:
+                with self._lock:
+                    self._detached += 1
+                self._jobs.put(request)
+                continue
+            outcome = self._run_inline(request, me)
+            if outcome is not None:
+                return outcome
+
+    def _forward_replies(self) -> bool:
+        """Send the replies detached threads produced; False when the stop message arrived."""
+        while True:
+            try:
+                parts = self._replies.recv_multipart(_NOBLOCK, copy=False)
+            except zmq.Again:
+                return True
+            if len(parts) == 1:
+                return False
+            with self._lock:
+                self._detached -= 1
+            self._router.send_multipart(parts, copy=False)
+
+    def _run_inline(self, request: _Request, me: int) -> bool | None:
+        """Run the handler on the receiving thread; None to keep receiving, else what _receive returns."""
+        # Plain attribute stores (atomic under the GIL), since before path: the watchdog reads path first.
+        self._last_call = self._inline_since = time.monotonic()
+        self._inline_path = request.call.path
+        if not self._watchdog_armed and self._can_detach:
+            with self._lock:
+                self._watchdog_armed = True
+                self._watchdog_wakeup.notify()
+        header, frames = self._execute(request)
+        with self._lock:
+            if self._closed:
+                return False
+            still_receiver = self._receiver == me
+            if still_receiver:
+                self._inline_path = None
+        if still_receiver:
+            if frames:
+                wire.send_message(self._router, (request.identity,), header, frames, self._zero_copy_min)
+            else:
+                wire.send_frame(self._router, request.identity, _SNDMORE)
+                wire.send_frame(self._router, header)
+            return None
+        push = self._context.socket(zmq.PUSH)
+        push.connect(self._replies_address)
+        wire.send_message(push, (request.identity,), header, frames, self._zero_copy_min)
+        push.close(linger=1000)
+        return True
+
+    def _watchdog(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if not self._watchdog_armed:
+                    self._watchdog_wakeup.wait()
+                    continue
+                self._watchdog_wakeup.wait(self._inline_handler_s)
+                now = time.monotonic()
+                path = self._inline_path
+                if (
+                    path is not None
+                    and self._receiver is not None
+                    and now - self._inline_since >= self._inline_handler_s
+                ):
+                    # The receiver is stuck in a handler: an idle worker takes over receiving.
+                    self._receiver = None
+                    self._inline_path = None
+                    self._detached += 1
+                    self._slow_paths.add(path)
+                    self._jobs.put(_LEAD)
+                elif path is None and now - self._last_call > _WATCHDOG_IDLE_S:
+                    self._watchdog_armed = False
+
+    # --- one call -------------------------------------------------------------------------------
+
+    def _read_request(self) -> Any:
+        """One call from the ROUTER: a _Request, None (malformed or expired: answered or dropped) or _STOP."""
+        router = self._router
+        identity = router.recv()
+        header_frame = router.recv()  # a ROUTER delivers the identity plus at least one part
+        if header_frame == self._stop_token:
+            wire.drain(router)
+            return _STOP
+        try:
+            header = wire.decode_header(header_frame)
+        except NetworkError as exc:
+            wire.drain(router)
+            log.warning("RPC server %s: dropping malformed call: %s", self._endpoint, exc)
+            return None
+        request_id = header[1] if len(header) > 1 else None
+        if header[0] != wire.PROTOCOL_VERSION or len(header) != wire.REQUEST_FIELDS or type(request_id) is not int:
+            wire.drain(router)
+            if type(request_id) is int:
+                self._reply_error(identity, request_id, NetworkError(f"unsupported RPC protocol: header {header!r}"))
+            return None
+        _, _, path, caller, auth, remaining_s, meta, sizes = header
+        try:
+            frames = wire.recv_bulk(router, sizes, self._zero_copy_min)
+            if not (
+                type(path) is str
+                and type(caller) is str
+                and type(auth) is str
+                and type(meta) is dict
+                and type(remaining_s) in (int, float)
+            ):
+                raise NetworkError("malformed RPC header: path, caller, auth must be strings, meta an object")
+        except NetworkError as exc:
+            self._reply_error(identity, request_id, exc)
+            return None
+        if remaining_s <= 0:
+            return None
+        call = RpcCall(path, caller, auth, RpcMessage(meta=meta, frames=frames), time.monotonic() + remaining_s)
+        return _Request(identity, request_id, call)
+
+    def _reply_error(self, identity: bytes, request_id: int, exc: BaseException) -> None:
+        header = wire.encode_header([request_id, encode_error(exc)])
+        wire.send_message(self._router, (identity,), header, (), self._zero_copy_min)
+
+    def _execute(self, request: _Request) -> tuple[bytes, Sequence[Buffer]]:
+        """Authenticate and run the handler; the reply header and bulk frames (errors become error replies)."""
+        call = request.call
+        try:
+            if self._authenticate is not None:
+                self._authenticate(call)
+            handler = self._handlers.get(call.path)
+            if handler is None:
+                raise UnknownPathError(f"no RPC handler for path {call.path!r} at {self._endpoint}")
+            reply = handler(call)
+            if not isinstance(reply, RpcMessage):
+                raise TypeError(f"handler for {call.path!r} returned {type(reply).__name__}, expected RpcMessage")
+            frames = reply.frames
+            sizes = [memoryview(f).nbytes for f in frames] if frames else []
+            return wire.encode_header([request.request_id, reply.meta, sizes]), frames
+        except BaseException as exc:  # every failure must reach the caller as a typed error
+            if not isinstance(exc, ApiError | OSError):
+                log.warning("RPC handler for %r raised", call.path, exc_info=True)
+            try:
+                return wire.encode_header([request.request_id, encode_error(exc)]), ()
+            except (TypeError, ValueError):  # an exotic filename or message that JSON cannot carry
+                fallback = {"code": "remote_handler_error", "message": repr(exc), "remote_type": type(exc).__name__}
+                return wire.encode_header([request.request_id, fallback]), ()

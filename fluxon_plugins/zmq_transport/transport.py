@@ -1,0 +1,82 @@
+"""The ``zmq`` transport: one zmq context shared by the servers and clients it creates."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import zmq
+
+from fluxon_core.rpc_types import RpcCall
+from fluxon_plugins.zmq_transport.client import ZmqRpcClient
+from fluxon_plugins.zmq_transport.config import ZmqTransportConfig
+from fluxon_plugins.zmq_transport.server import ZmqRpcServer
+
+
+class ZmqTransport:
+    """:class:`fluxon_core.protocols.Transport` over pyzmq: ``ipc://`` on one host, ``tcp://`` across hosts."""
+
+    def __init__(self, config: ZmqTransportConfig | None = None) -> None:
+        self.config = config if config is not None else ZmqTransportConfig()
+        self._context = zmq.Context(io_threads=self.config.io_threads)
+        self._lock = threading.Lock()
+        self._servers: set[ZmqRpcServer] = set()
+        self._clients: set[ZmqRpcClient] = set()
+        self._closed = False
+
+    def bind_server(
+        self,
+        bind_address: str,
+        *,
+        worker_threads: int = 8,
+        authenticate: Callable[[RpcCall], None] | None = None,
+    ) -> ZmqRpcServer:
+        """Bind a server at ``ipc://path``, ``tcp://host:port`` or ``tcp://host:0`` (any free port).
+
+        Its ``endpoint`` is the concrete address to connect to: the chosen port for ``:0``, and the
+        ``advertise_host`` option (default ``127.0.0.1``) in place of a wildcard host.
+        """
+        server = ZmqRpcServer(
+            self._context,
+            bind_address,
+            worker_threads=worker_threads,
+            authenticate=authenticate,
+            zero_copy_min=self.config.zero_copy_min_bytes,
+            inline_handler_s=self.config.inline_handler_ms / 1000,
+            advertise_host=self.config.advertise_host,
+            on_close=self._forget_server,
+        )
+        with self._lock:
+            self._servers.add(server)
+        return server
+
+    def new_client(self) -> ZmqRpcClient:
+        """A client that many threads may share (each thread gets its own sockets)."""
+        client = ZmqRpcClient(self._context, self.config.zero_copy_min_bytes, on_close=self._forget_client)
+        with self._lock:
+            self._clients.add(client)
+        return client
+
+    def close(self) -> None:
+        """Close every server and client made here, then the zmq context; idempotent.
+
+        Call it once in-flight calls have returned: a socket still in use keeps the context open.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            servers, clients = list(self._servers), list(self._clients)
+        for server in servers:
+            server.close()
+        for client in clients:
+            client.close()
+        self._context.term()
+
+    def _forget_server(self, server: ZmqRpcServer) -> None:
+        with self._lock:
+            self._servers.discard(server)
+
+    def _forget_client(self, client: ZmqRpcClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
