@@ -5,7 +5,8 @@ process (as external KV clients do) and, in alternating rounds, measures:
 
 * throughput: get each value and copy it into one reused ``bytearray`` — *cold* (a freshly
   attached reader: open + map + page faults per value) and *warm* (mappings cached by the
-  reader) — against copying the same number of bytes from ``bytes`` objects (memcpy);
+  reader) — and ``read_into`` the same buffer from a fresh reader (``preadv``, no mapping),
+  against copying the same number of bytes from ``bytes`` objects (memcpy);
 * small-value latency: a warm ``get`` of 1 KiB values against one ``os.stat`` of a tmpfs file,
   and a cold ``get`` against ``open`` + ``read`` + ``close`` of the same file.
 
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fluxon_core.config.units import ByteSize
 from fluxon_plugins.shm_cache import ShmCacheConfig, ShmPoolOwner, ShmPoolReader
 from fluxon_plugins.shm_cache.layout import encode_key, key_digest
 
@@ -53,7 +55,7 @@ def _keys(label: str, count: int) -> list[str]:
 # -- child: the external reader ----------------------------------------------------------------
 
 
-def _timed(action: Callable[[], None]) -> float:
+def _timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
@@ -61,37 +63,48 @@ def _timed(action: Callable[[], None]) -> float:
 
 def _measure_reader(path: str, plan: dict[str, Any]) -> dict[str, Any]:
     """Run in the reader process: alternate baseline and pool passes; medians in seconds per pass."""
-    config = ShmCacheConfig(path=path, role="reader", view_cache_bytes=2 * 1024 * MIB, view_cache_entries=8192)
+    config = ShmCacheConfig(path=path, role="reader", view_cache_bytes=ByteSize(2048 * MIB), view_cache_entries=8192)
     out: dict[str, Any] = {}
-    largest = max(size for size, _ in plan["sets"].values())
-    dst = bytearray(largest)
     for label, (size, count) in plan["sets"].items():
+        dst = bytearray(size)  # one reused buffer the size of a value
         keys = _keys(label, count)
         sources = [bytes([i % 251 + 1]) * size for i in range(count)]
-        base, cold, warm = [], [], []
+        base: list[float] = []
+        cold: list[float] = []
+        warm: list[float] = []
+        into: list[float] = []
 
-        def copy_sources(sources: list[bytes] = sources, size: int = size) -> None:
+        def copy_sources(sources: list[bytes] = sources, dst: bytearray = dst) -> None:
             for src in sources:
-                dst[:size] = src
+                dst[:] = src
 
         for _ in range(plan["rounds"]):
             base.append(_timed(copy_sources))
             reader = ShmPoolReader(config)
 
-            def copy_pool(reader: ShmPoolReader = reader, keys: list[str] = keys) -> None:
+            def copy_pool(reader: ShmPoolReader = reader, keys: list[str] = keys, dst: bytearray = dst) -> None:
                 for key in keys:
                     view = reader.get(key)
                     assert view is not None, key
-                    dst[: len(view)] = view
+                    dst[:] = view
 
             cold.append(_timed(copy_pool))
             warm.append(_timed(copy_pool))
+            reader.close()
+            reader = ShmPoolReader(config)
+
+            def read_into_pool(reader: ShmPoolReader = reader, keys: list[str] = keys, dst: bytearray = dst) -> None:
+                for key in keys:
+                    assert reader.read_into(key, dst) is not None, key
+
+            into.append(_timed(read_into_pool))
             reader.close()
         out[label] = {
             "bytes": size * count,
             "memcpy_s": statistics.median(base),
             "cold_s": statistics.median(cold),
             "warm_s": statistics.median(warm),
+            "read_into_s": statistics.median(into),
         }
     keys = _keys("small", plan["small_count"])
     paths = [os.path.join(path, "values", key_digest(encode_key(k)).hex()) for k in keys]
@@ -107,8 +120,13 @@ def _measure_reader(path: str, plan: dict[str, Any]) -> dict[str, Any]:
 
         open_s.append(_timed(open_read_close))
         reader = ShmPoolReader(config)
-        cold_s.append(_timed(lambda reader=reader: [reader.get(k) for k in keys]))
-        warm_s.append(_timed(lambda reader=reader: [reader.get(k) for k in keys]))
+
+        def get_all(reader: ShmPoolReader = reader) -> None:
+            for key in keys:
+                reader.get(key)
+
+        cold_s.append(_timed(get_all))
+        warm_s.append(_timed(get_all))
         reader.close()
     n = len(keys)
     out["small"] = {
@@ -124,25 +142,39 @@ def _measure_reader(path: str, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure_puts(owner: ShmPoolOwner, scratch: str, rounds: int, count: int) -> tuple[float, float]:
-    """Median seconds to put ``count`` 1 MiB values vs write them to new tmpfs files."""
+    """Median seconds to put ``count`` 1 MiB values vs write them to new tmpfs files.
+
+    The two alternate which goes first, since each runs right after the other's pages were freed.
+    """
     data = [bytes([i % 251 + 1]) * MIB for i in range(count)]
-    pool_s, file_s = [], []
-    for _ in range(rounds):
-        names = [os.path.join(scratch, f"f{i}") for i in range(count)]
+    names = [os.path.join(scratch, f"f{i}") for i in range(count)]
+    keys = _keys("put", count)
 
-        def write_files(names: list[str] = names) -> None:
-            for name, value in zip(names, data, strict=True):
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.write(fd, value)
-                os.close(fd)
+    def write_files() -> None:
+        for name, value in zip(names, data, strict=True):
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.write(fd, value)
+            os.close(fd)
 
-        file_s.append(_timed(write_files))
+    def remove_files() -> None:
         for name in names:
             os.unlink(name)
-        keys = _keys("put", count)
-        pool_s.append(_timed(lambda keys=keys: [owner.put(k, [v]) for k, v in zip(keys, data, strict=True)]))
+
+    def put_all() -> None:
+        for key, value in zip(keys, data, strict=True):
+            owner.put(key, [value])
+
+    def delete_all() -> None:
         for key in keys:
             owner.delete(key)
+
+    pool_s: list[float] = []
+    file_s: list[float] = []
+    steps = [(write_files, remove_files, file_s), (put_all, delete_all, pool_s)]
+    for turn in range(rounds):
+        for measure, undo, into in steps if turn % 2 == 0 else steps[::-1]:
+            into.append(_timed(measure))
+            undo()
     return statistics.median(pool_s), statistics.median(file_s)
 
 
@@ -190,9 +222,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for label in plan["sets"]:
         figures = measured[label]
         memcpy_gbs = figures["bytes"] / figures["memcpy_s"] / 1e9
-        for phase in ("cold", "warm"):
+        phases = {
+            "cold": "get + copy, fresh reader: open+map+faults per value",
+            "warm": "get + copy, mappings cached by the reader",
+            "read_into": "read_into, fresh reader: preadv into the buffer, no mapping",
+        }
+        for phase, what in phases.items():
             gbs = figures["bytes"] / figures[f"{phase}_s"] / 1e9
-            what = "fresh reader: open+map+faults per value" if phase == "cold" else "mappings cached by the reader"
             rows.append(
                 _row(
                     f"pool read {label} values, external reader, {phase}",

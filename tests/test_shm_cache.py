@@ -440,3 +440,33 @@ def test_a_forked_child_neither_keeps_the_pool_locked_nor_wipes_it(pool_dir: str
         os.waitpid(pid, 0)
         for fd in (release_r, release_w, done_r, done_w):
             os.close(fd)
+
+
+def test_capacity_beyond_the_filesystem_is_refused(pool_dir: str) -> None:
+    with pytest.raises(StoreInitFailedError, match=r"exceeds the \d+-byte filesystem holding"):
+        owner_at(pool_dir, capacity="1000TiB")
+    with owner_at(pool_dir):  # the refused owner left the pool claimable
+        pass
+
+
+@pytest.mark.parametrize("size", [3000, 300_000], ids=["copied", "mapped"])
+def test_read_into_copies_a_range_from_files_and_from_cached_views(pool_dir: str, size: int) -> None:
+    value = make_value(9, size)
+    with owner_at(pool_dir) as owner, reader_at(pool_dir) as reader:
+        owner.put("k", [value])
+        for pool in (reader, owner):
+            out = bytearray(1000)
+            assert pool.read_into("k", out) == 1000 and out == value[:1000]  # from the file
+            assert pool.get("k") is not None
+            assert pool.read_into("k", memoryview(out)[:10], offset=size - 4) == 4  # from the cached view
+            assert out[:4] == value[-4:]
+            assert pool.read_into("k", out, offset=size + 5) == 0
+            assert pool.read_into("absent", out) is None
+            with pytest.raises(InvalidArgumentError, match="writable buffer"):
+                pool.read_into("k", bytes(10))  # type: ignore[arg-type]
+            with pytest.raises(InvalidArgumentError, match="offset must be >= 0"):
+                pool.read_into("k", out, offset=-1)
+        reader_fresh = reader_at(pool_dir)
+        out = bytearray(size + 10)
+        assert reader_fresh.read_into("k", out, offset=7) == size - 7 and out[: size - 7] == value[7:]
+        reader_fresh.close()

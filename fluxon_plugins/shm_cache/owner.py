@@ -29,7 +29,15 @@ from fluxon_plugins.shm_cache.layout import (
     suffix_size,
 )
 from fluxon_plugins.shm_cache.touch_log import TouchDrain
-from fluxon_plugins.shm_cache.value_file import ValueWriter, buffer_size, check_tmpfile_support, load_value
+from fluxon_plugins.shm_cache.value_file import (
+    ValueWriter,
+    buffer_size,
+    check_tmpfile_support,
+    copy_range,
+    load_value,
+    read_value_into,
+    writable_bytes,
+)
 from fluxon_plugins.shm_cache.view_cache import CachedValue, ViewCache
 
 log = get_logger("fluxon.shm_cache")
@@ -134,6 +142,7 @@ class ShmPoolOwner:
         self._lock_fd = self._claim_ownership()
         try:
             check_tmpfile_support(self.layout.staging_dir)
+            self._check_filesystem_size()
             swept = _remove_all(self.layout.values_dir) + _remove_all(self.layout.staging_dir)
             self._control = ControlBlock.open_for_owner(self.layout.control_path)
             self.generation = self._control.snapshot().generation + 1
@@ -176,6 +185,15 @@ class ShmPoolOwner:
     def location(self) -> str:
         """The pool directory readers attach to (publish it in ``shared.json``)."""
         return self.layout.root
+
+    def _check_filesystem_size(self) -> None:
+        fs = os.statvfs(self.layout.root)
+        fs_bytes = fs.f_blocks * fs.f_frsize
+        if self.capacity_bytes > fs_bytes:
+            raise StoreInitFailedError(
+                f"pool capacity {self.capacity_bytes} bytes exceeds the {fs_bytes}-byte filesystem holding "
+                f"{self.layout.root}; lower the pool size (dram) or enlarge that tmpfs"
+            )
 
     def _claim_ownership(self) -> int:
         fd = os.open(self.layout.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -255,7 +273,7 @@ class ShmPoolOwner:
         with self._lock:
             self._check_open()
             try:
-                fd = os.open(token, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._staging_fd)
+                fd = os.open(token, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._staging_fd)
             except FileNotFoundError:
                 raise InvalidArgumentError(
                     f"staged value {where} does not exist (released by its writer, or the pool restarted)"
@@ -314,6 +332,23 @@ class ShmPoolOwner:
             if current is not None and current.ino == loaded.ino:
                 self._views.store(key, CachedValue(entry.digest, loaded.ino, loaded.file_size, loaded.view, 0))
         return loaded.view
+
+    def read_into(self, key: str, out: bytearray | memoryview, offset: int = 0) -> int | None:
+        """Copy ``value[offset:]`` into ``out`` as far as it fits; bytes copied, or None. Counts as a use."""
+        target = writable_bytes(out)
+        with self._lock:
+            self._check_open()
+            entry = self._index.get(key)
+            if entry is None:
+                self._misses += 1
+                return None
+            self._index.move_to_end(key)
+            self._hits += 1
+            cached = self._views.lookup(key)
+            view = cached.view if cached is not None and cached.ino == entry.ino else None
+        if view is not None:
+            return copy_range(view, target, offset)
+        return read_value_into(self.layout.value_path(entry.digest), encode_key(key), target, offset)
 
     def contains(self, key: str) -> bool:
         """True when ``key`` is present (not a use for the LRU)."""
@@ -392,7 +427,7 @@ class ShmPoolOwner:
     def _make_room(self, needed: int, *, exclude: str, credit: int) -> None:
         if needed > self.capacity_bytes:
             raise StorageFullError(
-                f"value needs {needed} bytes of pool (header + key + value in 4 KiB pages) "
+                f"value needs {needed} bytes of pool (value + key + trailer in 4 KiB pages) "
                 f"but the pool capacity is {self.capacity_bytes} bytes"
             )
         if self._used + self._reserved + needed - credit <= self.capacity_bytes:

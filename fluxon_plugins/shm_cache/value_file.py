@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import attrs
 
-from fluxon_core.errors import InvalidArgumentError, StoreInitFailedError
+from fluxon_core.errors import InvalidArgumentError, StorageFullError, StoreInitFailedError
 from fluxon_core.protocols import Buffer
-from fluxon_plugins.shm_cache.layout import new_token, parse_suffix, suffix_size, value_suffix
+from fluxon_plugins.shm_cache.layout import CorruptValueError, new_token, parse_suffix, suffix_size, value_suffix
 
 _IOV_MAX = 1024
 
@@ -75,6 +75,7 @@ class ValueWriter:
         self.key_bytes = key_bytes
         self.value_size = value_size
         self.file_size = value_size + suffix_size(len(key_bytes))
+        self._staging_dir = staging_dir
         self._fd = os.open(staging_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
         if lock:
             try:
@@ -97,11 +98,17 @@ class ValueWriter:
         total = self._value_written + incoming
         if total > self.value_size:
             raise InvalidArgumentError(f"value declared as {self.value_size} bytes but {total} were written")
-        if total == self.value_size and not self._suffix_written:
-            write_all(self._fd, [*parts, value_suffix(self.key_bytes, self.value_size)])
-            self._suffix_written = True
-        else:
-            write_all(self._fd, parts)
+        last = total == self.value_size and not self._suffix_written
+        try:
+            write_all(self._fd, [*parts, value_suffix(self.key_bytes, self.value_size)] if last else parts)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StorageFullError(
+                    f"the filesystem holding {self._staging_dir} is full; the pool's capacity is larger than the "
+                    "space other users of that tmpfs left"
+                ) from None
+            raise
+        self._suffix_written = last or self._suffix_written
         self._value_written = total
 
     def check_complete(self) -> None:
@@ -165,3 +172,49 @@ def load_value(path: str, key_bytes: bytes, copy_below: int) -> LoadedValue | No
     if value_len is None:
         return None
     return LoadedValue(ino=stat.st_ino, file_size=size, view=memoryview(source)[:value_len])
+
+
+def writable_bytes(out: bytearray | memoryview) -> memoryview:
+    """``out`` as a writable byte view; InvalidArgumentError for a read-only buffer."""
+    view = memoryview(out)
+    if view.readonly:
+        raise InvalidArgumentError("read_into needs a writable buffer (bytearray, writable memoryview)")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def copy_range(value: memoryview, out: memoryview, offset: int) -> int:
+    """Copy ``value[offset:]`` into the start of ``out`` as far as it fits; returns bytes copied."""
+    if offset < 0:
+        raise InvalidArgumentError(f"read offset must be >= 0, got {offset}")
+    count = max(0, min(len(out), len(value) - offset))
+    out[:count] = value[offset : offset + count]
+    return count
+
+
+def read_value_into(path: str, key_bytes: bytes, out: memoryview, offset: int) -> int | None:
+    """Read ``value[offset:]`` of the file at ``path`` into ``out`` without mapping it; None when absent.
+
+    For a consumer that copies anyway this beats map + fault + copy on a value not yet mapped here.
+    """
+    if offset < 0:
+        raise InvalidArgumentError(f"read offset must be >= 0, got {offset}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        tail = min(size, suffix_size(len(key_bytes)))
+        value_len = parse_suffix(os.pread(fd, tail, size - tail), size, key_bytes, path)
+        if value_len is None:
+            return None
+        count = max(0, min(len(out), value_len - offset))
+        done = 0
+        while done < count:
+            got = os.preadv(fd, [out[done:count]], offset + done)
+            if got <= 0:
+                raise CorruptValueError(f"value file {path} ended at {offset + done}, before its trailer")
+            done += got
+        return count
+    finally:
+        os.close(fd)
