@@ -6,8 +6,9 @@ implement hooks of :mod:`fluxon_core.hookspecs`. The project's own default plugi
 of the ``fluxon`` distribution and load exactly like third-party ones. ``FLUXON_LOAD_PLUGINS`` (a
 comma list of entry-point names) selects which *other* plugins load: unset loads all, empty loads
 none beyond the defaults. Names are filtered before import, so an excluded plugin never runs code.
-The distribution of each entry point is kept because it decides the plugin's origin (default or
-third-party) — which is also why the scan does not go through stevedore's cache, which drops it.
+The distribution of each entry point is read with :mod:`importlib.metadata` because it decides the
+plugin's origin (default or third-party) and stevedore's cache drops it; stevedore then imports
+exactly the selected entry points.
 
 Nothing a plugin does wrong takes the host down. It is recorded in
 :attr:`FluxonPluginManager.failures` (listed by ``fluxon plugins``) and becomes an error only where
@@ -37,6 +38,7 @@ from typing import Any, Literal
 
 import attrs
 import pluggy
+from stevedore import NamedExtensionManager
 
 from fluxon_core import hookspecs
 from fluxon_core.config.loader import load_config
@@ -299,7 +301,12 @@ class FluxonPluginManager:
         return set(self._default_names)
 
     def load_entry_points(self) -> None:
-        """Scan ``fluxon.plugins`` and register every allowed plugin module (see the module docs)."""
+        """Scan ``fluxon.plugins`` and register every allowed plugin module (see the module docs).
+
+        ``importlib.metadata`` tells which distribution each entry point comes from (default or
+        third-party) and which names are allowed; stevedore then imports exactly those names, so
+        an excluded plugin never runs code.
+        """
         global entry_point_scans
         entry_point_scans += 1
         allowed = allowed_plugin_names()
@@ -307,6 +314,7 @@ class FluxonPluginManager:
         # Defaults first, so a third-party distribution reusing a default's name cannot displace it.
         ordered = sorted(found, key=lambda ep: not _is_default(ep))
         seen: dict[str, importlib.metadata.EntryPoint] = {}
+        selected: dict[str, importlib.metadata.EntryPoint] = {}
         with self._lock:
             for entry_point in ordered:
                 is_default = _is_default(entry_point)
@@ -322,27 +330,33 @@ class FluxonPluginManager:
                     continue
                 seen[entry_point.name] = entry_point
                 if is_default or allowed is None or entry_point.name in allowed:
-                    self._load(entry_point, is_default)
+                    selected[entry_point.name] = entry_point
             for name in sorted((allowed or set()) - set(seen)):
                 self._record(
                     name,
                     f"listed in {LOAD_PLUGINS_ENV}, but no installed distribution has this {ENTRY_POINT_GROUP!r} entry point",
                 )
+            self._load_with_stevedore(selected)
 
-    def _load(self, entry_point: importlib.metadata.EntryPoint, is_default: bool) -> None:
-        dist = entry_point.dist
-        info = PluginInfo(
-            name=entry_point.name,
-            origin="default" if is_default else "third-party",
-            module=entry_point.value,
-            distribution=None if dist is None else dist.name,
-            version=None if dist is None else dist.version,
-        )
-        try:
-            plugin = entry_point.load()
-            self._register(plugin, info)
-        except Exception as exc:  # whatever a plugin raises on import, the host keeps going
+    def _load_with_stevedore(self, selected: dict[str, importlib.metadata.EntryPoint]) -> None:
+        def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
             self._record(entry_point.name, f"{type(exc).__name__}: {exc}")
+
+        manager = _SelectedExtensionManager(selected, on_failure)
+        for extension in manager:
+            entry_point = selected[extension.name]
+            dist = entry_point.dist
+            info = PluginInfo(
+                name=entry_point.name,
+                origin="default" if _is_default(entry_point) else "third-party",
+                module=entry_point.value,
+                distribution=None if dist is None else dist.name,
+                version=None if dist is None else dist.version,
+            )
+            try:
+                self._register(extension.plugin, info)
+            except Exception as exc:  # whatever a plugin's hooks look like, the host keeps going
+                self._record(entry_point.name, f"{type(exc).__name__}: {exc}")
 
     def _register(self, plugin: Any, info: PluginInfo) -> None:
         self.pm.register(plugin, name=info.name)
@@ -451,6 +465,28 @@ class FluxonPluginManager:
                 log.exception("plugin %r: %s raised", impl.plugin_name, hook_name)
                 problems.append(PluginFailure(impl.plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}"))
         return problems
+
+
+class _SelectedExtensionManager(NamedExtensionManager):  # type: ignore[type-arg]
+    """stevedore loading of exactly the selected entry points.
+
+    Selection is by name *and* target, so the losing side of an entry-point name clash is never
+    imported (stevedore alone selects by name only).
+    """
+
+    def __init__(self, selected: dict[str, importlib.metadata.EntryPoint], on_failure: Any) -> None:
+        self._selected_values = {name: ep.value for name, ep in selected.items()}
+        super().__init__(
+            namespace=ENTRY_POINT_GROUP,
+            names=sorted(selected),
+            invoke_on_load=False,
+            on_load_failure_callback=on_failure,
+        )
+
+    def _load_one_plugin(self, ep: Any, invoke_on_load: bool, invoke_args: Any, invoke_kwds: Any) -> Any:
+        if self._selected_values.get(ep.name) != ep.value:
+            return None
+        return super()._load_one_plugin(ep, invoke_on_load, invoke_args, invoke_kwds)
 
 
 entry_point_scans = 0
