@@ -34,7 +34,7 @@ class ShmCacheConfig:
     )
     capacity: ByteSize = config_field(
         doc="owner: byte budget of the pool (the client's dram); each value is charged its tmpfs "
-        "footprint, header + key + value rounded up to 4 KiB pages. Readers take it from the pool.",
+        "footprint, value + key + 16-byte trailer rounded up to 4 KiB pages. Readers take it from the pool.",
         default=ByteSize(0),
     )
     copy_below: ByteSize = config_field(
