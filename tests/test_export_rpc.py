@@ -478,3 +478,15 @@ def test_serve_dir_with_a_missing_root_fails_without_ready(tmp_path: Path) -> No
     out, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "READY" not in out
     assert "missing" in err
+
+
+def test_zmq_non_utf8_file_names(zmq_remote: RemoteExportOps, export_dir: Path) -> None:
+    name = os.fsdecode(b"caf\xe9")  # a Latin-1 name: not valid UTF-8
+    (export_dir / name).write_bytes(b"latin-1 name")
+    assert name in [e.name for e in zmq_remote.list_dir("")]
+    assert zmq_remote.read_chunk(name, 0, 100)[1] == b"latin-1 name"
+    zmq_remote.rename(name, name + ".bak")
+    assert os.fsencode(name + ".bak") in os.listdir(os.fsencode(export_dir))
+    with pytest.raises(NotADirectoryError) as info:  # still typed, the name shown escaped
+        zmq_remote.stat(name + ".bak/x")
+    assert info.value.filename == "caf\\xe9.bak/x"

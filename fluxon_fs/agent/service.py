@@ -15,6 +15,7 @@ alone does not let a caller whose access was revoked keep writing.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -61,6 +62,23 @@ class ServedExport:
             self.server.unregister(path)
 
 
+def _utf8_filenames(exc: OSError) -> OSError:
+    """``exc`` with file names the RPC header can carry (non-UTF-8 bytes shown as ``\\xNN``)."""
+    names = [exc.filename, exc.filename2]
+    if not any(isinstance(n, str) and not _utf8_ok(n) for n in names) or type(exc).__module__ != "builtins":
+        return exc
+    shown = [os.fsencode(n).decode("utf-8", "backslashreplace") if isinstance(n, str) else n for n in names]
+    return type(exc)(exc.errno, exc.strerror, shown[0], None, shown[1])
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def allow_all(call: RpcCall, export_name: str, op: str, relpaths: Sequence[str], is_write: bool) -> None:
     """The default ``authorize``: every caller may do everything (development and tests)."""
     return None
@@ -98,7 +116,10 @@ def _handler(
             decisions.append(authorize(call, export_name, spec.name, [real_relpath], spec.is_write))
 
         with guard_resolved_paths(check_real_path):
-            result = method(**args)
+            try:
+                result = method(**args)
+            except OSError as exc:
+                raise _utf8_filenames(exc) from None
         entry_filter = decisions[-1]
         if spec.name == "list_dir" and entry_filter is not None:
             result = [entry for entry in result if entry_filter(entry.name)]
