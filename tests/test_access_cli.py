@@ -19,12 +19,8 @@ from tests.support.poll import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs the real ``fluxon`` entry point with this module registered the way an entry point would.
-FLUXON = (
-    "import sys; from fluxon_core.plugins import get_plugin_manager; import fluxon_fs.auth.commands as m; "
-    "get_plugin_manager().register(m, name='fluxon_fs.auth.commands'); "
-    "from fluxon_core.cli import main; sys.exit(main(sys.argv[1:]))"
-)
+# Runs the real ``fluxon`` entry point; ``fluxon users`` comes from the fluxon_fs_users entry point.
+FLUXON = "import sys; from fluxon_core.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def fluxon(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
