@@ -154,6 +154,10 @@ class FsAgentConfig:
         doc="an idle write session (crashed client) is closed after this long.", default=120.0, check=positive
     )
     transfer_workers: int = config_field(doc="transfer worker threads in this agent.", default=2, check=positive)
+    listen_address: str = config_field(
+        doc="where the agent serves export RPCs (tcp://host:port, port 0 = any; ipc:// for one host).",
+        default="tcp://127.0.0.1:0",
+    )
 
 
 @attrs.frozen

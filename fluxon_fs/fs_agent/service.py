@@ -1,0 +1,126 @@
+"""The fs agent: serves its exports over RPC, keeps them registered with the fs master, runs transfer workers."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from fluxon_core.errors import ApiError
+from fluxon_core.kv import KvClient, new_store
+from fluxon_core.log_setup import get_logger
+from fluxon_core.protocols import RpcServer
+from fluxon_core.rpc import default_transport
+from fluxon_fs.agent.local_ops import LocalExportOps
+from fluxon_fs.agent.service import ServedExport, serve_export
+from fluxon_fs.auth.remote import remote_authorizer
+from fluxon_fs.config import FsAgentConfig, FsRoleConfig
+from fluxon_fs.fs_agent.transfer_worker import TransferWorkerPool
+from fluxon_fs.fs_master.service import kv_client_config
+from fluxon_fs.master_link import EXPORT_REGISTRY_PATH, FsMasterLink
+from fluxon_fs.request_auth import cluster_authenticator, export_authorizer
+
+log = get_logger("fluxon.fs.agent")
+
+DEFAULT_REVOCATION_BOUND_S = 2.0
+
+
+class FsAgent:
+    """A running fs agent; :meth:`close` unregisters and stops everything."""
+
+    def __init__(
+        self,
+        instance_key: str,
+        agent_config: FsAgentConfig,
+        master_instance_key: str,
+        store: KvClient,
+        *,
+        owns_store: bool = False,
+        listen_address: str = "tcp://127.0.0.1:0",
+    ) -> None:
+        if not agent_config.exports:
+            raise ApiError("fluxon_fs.agent.exports is empty: an fs agent must serve at least one export")
+        self.instance_key = instance_key
+        self.store = store
+        self._owns_store = owns_store
+        self.master = FsMasterLink(store, master_instance_key)
+        self.ops: dict[str, LocalExportOps] = {
+            name: LocalExportOps(export.root_dir_abs, session_idle_timeout_s=agent_config.session_idle_timeout_s)
+            for name, export in agent_config.exports.items()
+        }
+        self.export_roots = {name: export.root_dir_abs for name, export in agent_config.exports.items()}
+        authorize = export_authorizer(
+            remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), cluster_authenticator(store)
+        )
+        self.server: RpcServer = default_transport().bind_server(listen_address, worker_threads=16)
+        self.served: list[ServedExport] = [
+            serve_export(self.server, name, ops, authorize) for name, ops in self.ops.items()
+        ]
+        self.endpoint = self.server.endpoint
+        self._stop = threading.Event()
+        self._lease_ttl_s = self._register()
+        self._heartbeat = threading.Thread(target=self._heartbeat_forever, name="fs-agent-heartbeat", daemon=True)
+        self._heartbeat.start()
+        self.workers = TransferWorkerPool(self, agent_config.transfer_workers)
+        self.workers.start()
+        log.info("fs agent %s serving %s at %s", instance_key, sorted(self.ops), self.endpoint)
+
+    def _register(self) -> float:
+        reply = self.master.call(
+            EXPORT_REGISTRY_PATH, {"op": "register", "endpoint": self.endpoint, "exports": self.export_roots}
+        )
+        return float(reply["lease_ttl_s"])
+
+    def _heartbeat_forever(self) -> None:
+        while not self._stop.wait(self._lease_ttl_s / 3):
+            try:
+                reply = self.master.call(EXPORT_REGISTRY_PATH, {"op": "heartbeat"})
+                if not reply.get("known"):
+                    log.warning(
+                        "fs master forgot agent %s (restart or missed lease); registering again", self.instance_key
+                    )
+                    self._lease_ttl_s = self._register()
+            except ApiError as exc:
+                log.warning("heartbeat to fs master failed: %s", exc)
+
+    def close(self) -> None:
+        """Unregister, stop workers and the server, release the exports; idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.workers.stop()
+        self._heartbeat.join(timeout=5)
+        try:
+            self.master.call(EXPORT_REGISTRY_PATH, {"op": "unregister"}, timeout_ms=2000)
+        except ApiError as exc:
+            log.info("could not unregister from the fs master: %s", exc)
+        self.server.close()
+        for ops in self.ops.values():
+            ops.close()
+        if self._owns_store:
+            self.store.close()
+
+
+def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | None = None) -> FsAgent:
+    """Start an fs agent from a whole FS role config (the public registration function for Python users).
+
+    The agent's instance key is ``kvclient.instance_key``.
+    """
+    agent_config = config.fluxon_fs.agent
+    if agent_config is None:
+        raise ApiError("fluxon_fs.agent is required for an fs agent")
+    if store is None:
+        if config.kvclient is None or "instance_key" not in config.kvclient:
+            raise ApiError("kvclient.instance_key is required for an fs agent (it is FS_AGENT_INSTANCE_KEY)")
+        key = str(config.kvclient["instance_key"])
+        store = new_store(kv_client_config(config, key), role="fs_agent").unwrap("new_store failed")
+        owns = True
+    else:
+        owns = False
+    return FsAgent(
+        store.instance_key(),
+        agent_config,
+        config.fluxon_fs.master.instance_key,
+        store,
+        owns_store=owns,
+        listen_address=agent_config.listen_address,
+    )

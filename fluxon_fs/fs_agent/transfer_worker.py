@@ -1,0 +1,165 @@
+"""Transfer workers inside an fs agent: claim batches from the fs master, copy, report.
+
+A worker claims only batches whose target export this agent serves (so writes are local and
+fd-anchored); the source is read locally when this agent also serves it, otherwise from an agent
+that does, over RPC, authenticated as a cluster member. The lease is renewed while copying; when a
+renewal says the claim was lost, the worker abandons the batch (the temp files it leaves are never
+published).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from fluxon_core.errors import ApiError
+from fluxon_core.log_setup import get_logger
+from fluxon_core.rpc import default_transport
+from fluxon_fs.export_api import ExportOps
+from fluxon_fs.export_client import RemoteExportOps
+from fluxon_fs.master_link import (
+    CONFIG_PATH,
+    TRANSFER_CLAIM_PATH,
+    TRANSFER_COMPLETE_PATH,
+    TRANSFER_FAIL_PATH,
+    TRANSFER_RENEW_PATH,
+)
+from fluxon_fs.request_auth import service_auth
+from fluxon_fs.transfer.copier import copy_batch
+from fluxon_fs.transfer.jobs import JobSpec
+from fluxon_fs.transfer.records import ScanEntry
+
+if TYPE_CHECKING:
+    from fluxon_fs.fs_agent.service import FsAgent
+
+log = get_logger("fluxon.fs.transfer.worker")
+
+IDLE_POLL_S = 0.5
+
+
+class _LeaseKeeper:
+    """Renews a claim in the background; ``lost`` is set when the master says it is gone."""
+
+    def __init__(self, agent: FsAgent, job_id: str, number: int, token: str, ttl_s: float) -> None:
+        self._agent, self._job_id, self._number, self._token = agent, job_id, number, token
+        self._interval = max(ttl_s / 3, 0.2)
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fs-transfer-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                reply = self._agent.master.call(
+                    TRANSFER_RENEW_PATH, {"job_id": self._job_id, "number": self._number, "claim_token": self._token}
+                )
+                if reply.get("lease_deadline") is None:
+                    self.lost.set()
+                    return
+            except ApiError as exc:
+                log.warning("lease renewal for %s/%d failed: %s", self._job_id, self._number, exc)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+
+class TransferWorkerPool:
+    """``count`` worker threads of one agent."""
+
+    def __init__(self, agent: FsAgent, count: int) -> None:
+        self._agent = agent
+        self._count = count
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._client = default_transport().new_client()
+        self._auth = service_auth(agent.store)
+
+    def start(self) -> None:
+        for index in range(self._count):
+            thread = threading.Thread(target=self._run, args=(index,), name=f"fs-transfer-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._client.close()
+
+    def _run(self, index: int) -> None:
+        while not self._stop.is_set():
+            try:
+                reply = self._agent.master.call(
+                    TRANSFER_CLAIM_PATH, {"worker": str(index), "target_exports": sorted(self._agent.ops)}
+                )
+            except ApiError as exc:
+                log.debug("claim failed: %s", exc)
+                self._stop.wait(IDLE_POLL_S * 4)
+                continue
+            assignment = reply.get("assignment")
+            if assignment is None:
+                self._stop.wait(IDLE_POLL_S)
+                continue
+            self._run_batch(assignment)
+
+    def _source_ops(self, export_name: str) -> ExportOps:
+        local = self._agent.ops.get(export_name)
+        if local is not None:
+            return local
+        snapshot = self._agent.master.call(CONFIG_PATH, {})
+        agents = snapshot.get("exports", {}).get(export_name, {}).get("agents", [])
+        if not agents:
+            raise ApiError(f"no live agent serves source export {export_name!r}")
+        return RemoteExportOps(
+            self._client, agents[0]["endpoint"], export_name, auth=self._auth, caller=self._agent.instance_key
+        )
+
+    def _run_batch(self, assignment: dict[str, Any]) -> None:
+        spec = JobSpec(**assignment["spec"])
+        job_id, number, token = assignment["job_id"], int(assignment["number"]), assignment["claim_token"]
+        entries = [ScanEntry(*row) for row in assignment["entries"]]
+        keeper = _LeaseKeeper(self._agent, job_id, number, token, float(assignment["lease_ttl_s"]))
+        started = time.monotonic()
+        try:
+            source = self._source_ops(spec.source_export)
+            target = self._agent.ops[spec.target_export]
+            result = copy_batch(
+                spec, entries, source, target, should_continue=lambda: not (keeper.lost.is_set() or self._stop.is_set())
+            )
+        except Exception as exc:
+            keeper.stop()
+            self._report(
+                TRANSFER_FAIL_PATH, {"job_id": job_id, "number": number, "claim_token": token, "error": repr(exc)}
+            )
+            return
+        keeper.stop()
+        if keeper.lost.is_set() or self._stop.is_set():
+            log.warning("batch %s/%d abandoned (claim lost or agent stopping)", job_id, number)
+            return
+        log.info(
+            "batch %s/%d: %d files, %d bytes in %.2fs",
+            job_id,
+            number,
+            result.files_copied,
+            result.bytes_copied,
+            time.monotonic() - started,
+        )
+        self._report(
+            TRANSFER_COMPLETE_PATH,
+            {"job_id": job_id, "number": number, "claim_token": token, "result": attrs.asdict(result)},
+        )
+
+    def _report(self, path: str, payload: dict[str, Any]) -> None:
+        """Deliver a result; keeps trying while the master is away (it extends leases on restart)."""
+        while not self._stop.is_set():
+            try:
+                self._agent.master.call(path, payload)
+                return
+            except ApiError as exc:
+                log.warning("reporting %s to the fs master failed (%s); retrying", path, exc)
+                self._stop.wait(1.0)

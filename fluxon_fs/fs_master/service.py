@@ -1,0 +1,240 @@
+"""The fs master: one process holding the export snapshot, access control and transfer jobs.
+
+It attaches to the KV plane as an external client named ``fluxon_fs.master.instance_key`` and
+serves the ``/fluxon_fs/...`` paths of :mod:`fluxon_fs.master_link` over the KV node RPC.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from fluxon_core.config import BackendConfig
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.kv import KvClient, new_store
+from fluxon_core.log_setup import get_logger
+from fluxon_core.protocols import StateStore
+from fluxon_fs.auth.identity import Authorizer
+from fluxon_fs.auth.remote import claims_to_wire, user_access_to_wire
+from fluxon_fs.auth.tokens import TokenSigner
+from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
+from fluxon_fs.fs_master.export_registry import ExportRegistry
+from fluxon_fs.fs_master.mount_registry import MountRegistry
+from fluxon_fs.master_link import (
+    AUTH_EPOCH_PATH,
+    AUTH_LOGIN_PATH,
+    AUTH_USER_ACCESS_PATH,
+    AUTH_VERIFY_PATH,
+    CONFIG_PATH,
+    EXPORT_REGISTRY_PATH,
+    MOUNT_REGISTRY_PATH,
+    TRANSFER_CLAIM_PATH,
+    TRANSFER_COMPLETE_PATH,
+    TRANSFER_FAIL_PATH,
+    TRANSFER_RENEW_PATH,
+)
+from fluxon_fs.transfer.jobs import BatchResult, TransferCoordinator
+from fluxon_fs.transfer.records import ScanEntry
+from fluxon_fs.transfer.state_config import open_state_store
+
+log = get_logger("fluxon.fs.master")
+
+AGENT_LEASE_TTL_S = 6.0
+REAPER_INTERVAL_S = 0.5
+
+
+def kv_client_config(config: FsRoleConfig, default_instance_key: str) -> dict[str, Any]:
+    """The role's ``kvclient`` block with its instance key defaulted (and checked) against the role's."""
+    if config.kvclient is None:
+        raise InvalidArgumentError("kvclient is required: the FluxonKvClientConfig this role attaches with")
+    block = dict(config.kvclient)
+    key = block.setdefault("instance_key", default_instance_key)
+    if key != default_instance_key:
+        raise InvalidArgumentError(
+            f"kvclient.instance_key {key!r} must equal {default_instance_key!r} (the instance key peers address)"
+        )
+    return block
+
+
+class FsMaster:
+    """The running fs master; :meth:`close` stops everything it started."""
+
+    def __init__(self, config: FsRoleConfig, workdir: Path, *, store: KvClient | None = None) -> None:
+        if config.fluxon_fs.master_panel is None:
+            raise InvalidArgumentError("fluxon_fs.master_panel is required for the fs master")
+        self.config = config
+        self.workdir = workdir
+        self.panel_config: MasterPanelConfig = config.fluxon_fs.master_panel
+        self.instance_key = config.fluxon_fs.master.instance_key
+        self._owns_store = store is None
+        self.store = store or new_store(kv_client_config(config, self.instance_key), role="fs_master").unwrap(
+            "new_store failed"
+        )
+        self.exports = ExportRegistry(config.fluxon_fs.cache, lease_ttl_s=AGENT_LEASE_TTL_S)
+        self.mounts = MountRegistry()
+        self.access_store = BackendConfig(
+            kind="sqlite", options=_sqlite_access_options(self.panel_config.access_db_path)
+        ).create("access_store")
+        if self.access_store.bootstrap(self.panel_config.bootstrap_access_model):
+            log.info("access_db %s was empty: bootstrap_access_model applied", self.panel_config.access_db_path)
+        session = self.panel_config.session
+        self.signer = TokenSigner(self.access_store.token_secret(), ttl_s=session.token_ttl_s)
+        self.authorizer = Authorizer(self.access_store, self.signer, revocation_bound_s=session.revocation_bound_s)
+        self.state_store: StateStore = open_state_store(self._state_store_block())
+        self.transfers = TransferCoordinator(self.state_store)
+        self.transfers.recover_after_restart()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._register_handlers()
+        self._start_thread("fs-master-reaper", self._reap_forever)
+        self.panel_url = ""
+
+    def _state_store_block(self) -> BackendConfig | dict[str, Any]:
+        if self.panel_config.transfer_state_store is not None:
+            return self.panel_config.transfer_state_store
+        return {"kind": "sqlite", "sqlite": {"path": str(self.workdir / "transfer_state.db")}}
+
+    def _start_thread(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _reap_forever(self) -> None:
+        while not self._stop.wait(REAPER_INTERVAL_S):
+            for agent in self.exports.expire():
+                log.warning("agent %s missed its lease; its exports left the snapshot", agent)
+
+    # ----- RPC handlers -------------------------------------------------------------------------
+
+    def _register_handlers(self) -> None:
+        handlers = {
+            CONFIG_PATH: self._on_config,
+            EXPORT_REGISTRY_PATH: self._on_export_registry,
+            MOUNT_REGISTRY_PATH: self._on_mount_registry,
+            AUTH_LOGIN_PATH: self._on_login,
+            AUTH_VERIFY_PATH: self._on_verify_token,
+            AUTH_USER_ACCESS_PATH: self._on_user_access,
+            AUTH_EPOCH_PATH: self._on_auth_epoch,
+            TRANSFER_CLAIM_PATH: self._on_transfer_claim,
+            TRANSFER_RENEW_PATH: self._on_transfer_renew,
+            TRANSFER_COMPLETE_PATH: self._on_transfer_complete,
+            TRANSFER_FAIL_PATH: self._on_transfer_fail,
+        }
+        for path, handler in handlers.items():
+            self.store.rpc_register(path, handler).unwrap(f"cannot serve {path}")
+
+    def _on_config(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        snapshot = self.exports.snapshot()
+        if payload.get("known_version") == snapshot.version:
+            return {"version": snapshot.version, "unchanged": True}
+        return {"version": snapshot.version, "unchanged": False, **snapshot.body}
+
+    def _on_export_registry(self, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        op = payload.get("op")
+        if op == "register":
+            exports = payload.get("exports")
+            if not isinstance(exports, dict) or not all(isinstance(v, str) for v in exports.values()):
+                raise InvalidArgumentError("export_registry register: exports must map export names to root dirs")
+            version = self.exports.register(caller, str(payload["endpoint"]), exports)
+            log.info("agent %s registered exports %s at %s", caller, sorted(exports), payload["endpoint"])
+            return {"version": version, "lease_ttl_s": self.exports.lease_ttl_s}
+        if op == "heartbeat":
+            return {"known": self.exports.heartbeat(caller), "lease_ttl_s": self.exports.lease_ttl_s}
+        if op == "unregister":
+            return {"removed": self.exports.unregister(caller)}
+        raise InvalidArgumentError(f"export_registry: unknown op {op!r}; expected register, heartbeat or unregister")
+
+    def _on_mount_registry(self, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        op = payload.get("op")
+        if op == "report":
+            self.mounts.report(
+                caller,
+                str(payload["local_mount_dir_abs"]),
+                str(payload["export_name"]),
+                username=str(payload.get("username", "")),
+                host=str(payload.get("host", "")),
+                pid=int(payload.get("pid", 0)),
+            )
+            return {"ok": True}
+        if op == "remove":
+            return {"removed": self.mounts.remove(caller, str(payload["local_mount_dir_abs"]))}
+        raise InvalidArgumentError(f"mount_registry: unknown op {op!r}; expected report or remove")
+
+    def _on_login(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        token = self.authorizer.login(str(payload.get("username", "")), str(payload.get("password", "")))
+        claims = self.signer.verify(token)
+        return {"token": token, "expires_at": claims.expires_at}
+
+    def _on_verify_token(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return claims_to_wire(self.signer.verify(str(payload.get("token", ""))))
+
+    def _on_user_access(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return user_access_to_wire(self.access_store.user_access(str(payload.get("username", ""))))
+
+    def _on_auth_epoch(self, _caller: str, _payload: dict[str, Any]) -> dict[str, Any]:
+        return {"auth_epoch": self.access_store.auth_epoch()}
+
+    def _on_transfer_claim(self, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        target_exports = set(payload.get("target_exports", []))
+        assignment = self.transfers.claim(
+            f"{caller}/{payload.get('worker', '0')}",
+            job_ids=[j.job_id for j in self.transfers.jobs() if j.spec.target_export in target_exports],
+        )
+        if assignment is None:
+            return {"assignment": None}
+        return {
+            "assignment": {
+                "job_id": assignment.job_id,
+                "spec": attrs.asdict(assignment.spec),
+                "number": assignment.number,
+                "claim_token": assignment.claim_token,
+                "lease_deadline": assignment.lease_deadline,
+                "lease_ttl_s": self.transfers.lease_ttl_s,
+                "entries": [list(e) for e in assignment.entries],
+            }
+        }
+
+    def _on_transfer_renew(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        deadline = self.transfers.renew(str(payload["job_id"]), int(payload["number"]), str(payload["claim_token"]))
+        return {"lease_deadline": deadline}
+
+    def _on_transfer_complete(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        result = BatchResult(**{k: (tuple(v) if k == "errors" else v) for k, v in payload["result"].items()})
+        accepted = self.transfers.complete(
+            str(payload["job_id"]), int(payload["number"]), str(payload["claim_token"]), result
+        )
+        return {"accepted": accepted}
+
+    def _on_transfer_fail(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        accepted = self.transfers.fail(
+            str(payload["job_id"]), int(payload["number"]), str(payload["claim_token"]), str(payload["error"])
+        )
+        return {"accepted": accepted}
+
+    # ----- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop threads and release the stores; idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.state_store.close()
+        self.access_store.close()
+        if self._owns_store:
+            self.store.close()
+
+
+def _sqlite_access_options(path: str) -> Any:
+    from fluxon_plugins.sqlite_access.store import SqliteAccessStoreConfig
+
+    return SqliteAccessStoreConfig(path=path)
+
+
+def entries_from_wire(rows: list[list[Any]]) -> list[ScanEntry]:
+    """Batch entries as they travel in claim replies."""
+    return [ScanEntry(*row) for row in rows]

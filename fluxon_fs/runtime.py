@@ -1,0 +1,30 @@
+"""Starting the FS roles as child processes (the FS side of the role runtime)."""
+
+from __future__ import annotations
+
+import os
+
+from fluxon_core.runtime.processes import ConfigSource, RoleProcess, start_role_process
+
+FS_MASTER_MODULE = "fluxon_fs.fs_master"
+FS_AGENT_MODULE = "fluxon_fs.fs_agent"
+
+
+def start_fs_master_process(
+    config: ConfigSource,
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+) -> RoleProcess:
+    """Start an fs master (config: an FS role YAML path or dict with ``kvclient`` and ``fluxon_fs``)."""
+    return start_role_process(FS_MASTER_MODULE, "fs_master", config, workdir=workdir, log_path=log_path)
+
+
+def start_fs_agent_process(
+    config: ConfigSource,
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+) -> RoleProcess:
+    """Start an fs agent (config: an FS role YAML path or dict with ``kvclient`` and ``fluxon_fs.agent``)."""
+    return start_role_process(FS_AGENT_MODULE, "fs_agent", config, workdir=workdir, log_path=log_path)

@@ -1,0 +1,108 @@
+"""A real FS deployment for tests: kv master + owner (tests.support.kv_cluster), fs master and fs agents
+as separate processes, all on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fluxon_core.runtime import RoleProcess
+from fluxon_core.runtime.readiness import ReadyInfo
+from fluxon_fs.runtime import start_fs_agent_process, start_fs_master_process
+from tests.support.kv_cluster import KvCluster
+
+ADMIN = ("admin", "admin-pw")
+MASTER_KEY = "fs-master"
+
+
+class FsCluster:
+    """kv plane + fs master + agents; exports live under ``root/exports/<name>``."""
+
+    def __init__(self, kv: KvCluster, host: str = "h1") -> None:
+        self.kv = kv
+        self.host = host
+        self.root = kv.root
+        self.master: RoleProcess | None = None
+        self.master_ready: ReadyInfo | None = None
+        self.agents: dict[str, RoleProcess] = {}
+
+    def export_dir(self, name: str) -> Path:
+        path = self.root / "exports" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def kvclient(self, instance_key: str, host: str | None = None) -> dict[str, Any]:
+        return self.kv.external_config(instance_key, host or self.host)
+
+    def master_config(self, *, users: list[dict] | None = None, scopes: list[dict] | None = None, **panel: Any) -> dict:
+        return {
+            "kvclient": self.kvclient(MASTER_KEY),
+            "fluxon_fs": {
+                "master": {"instance_key": MASTER_KEY, "pull_interval_ms": 200},
+                "master_panel": {
+                    "listen_addr": "127.0.0.1:0",
+                    "access_db_path": str(self.root / "access.db"),
+                    "bootstrap_access_model": {
+                        "users": users or [{"username": ADMIN[0], "password": ADMIN[1], "can_manage_users": True}],
+                        "scope_access": scopes or [],
+                    },
+                    "session": {"revocation_bound_s": 0.5},
+                    **panel,
+                },
+            },
+        }
+
+    def start_master(self, **kwargs: Any) -> ReadyInfo:
+        self.master = start_fs_master_process(self.master_config(**kwargs), workdir=self.root / "fs-master")
+        self.master_ready = self.master.wait_ready(60)
+        return self.master_ready
+
+    def agent_config(self, instance_key: str, exports: dict[str, str], host: str | None = None) -> dict:
+        return {
+            "kvclient": self.kvclient(instance_key, host),
+            "fluxon_fs": {
+                "master": {"instance_key": MASTER_KEY},
+                "agent": {
+                    "exports": {name: {"root_dir_abs": root} for name, root in exports.items()},
+                    "session_idle_timeout_s": 30,
+                },
+            },
+        }
+
+    def start_agent(self, instance_key: str, exports: dict[str, str], host: str | None = None) -> ReadyInfo:
+        proc = start_fs_agent_process(
+            self.agent_config(instance_key, exports, host), workdir=self.root / f"agent-{instance_key}"
+        )
+        self.agents[instance_key] = proc
+        return proc.wait_ready(60)
+
+    def close(self) -> None:
+        for proc in [*self.agents.values(), *([self.master] if self.master else [])]:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except Exception:
+                    proc.kill()
+                    proc.wait(5)
+
+
+@contextlib.contextmanager
+def fs_cluster(host: str = "h1") -> Iterator[FsCluster]:
+    """A KV plane with one owner on ``host`` and (not yet started) FS roles."""
+    kv = KvCluster()
+    cluster = FsCluster(kv, host)
+    try:
+        kv.start_master()
+        kv.start_owner(f"owner-{host}", host)
+        yield cluster
+    finally:
+        cluster.close()
+        kv.close()
+
+
+_ = os
