@@ -25,6 +25,7 @@ from fluxon_core.errors import (
     UnknownPathError,
 )
 from fluxon_core.kv import KvClient, MemHolder, new_store
+from tests.support.etcd_server import free_port
 from tests.support.kv_cluster import KvCluster, kv_cluster
 from tests.support.poll import wait_until
 
@@ -305,3 +306,39 @@ def test_a_client_waits_for_an_owner_that_starts_late(fresh: KvCluster):
     client: KvClient = result[0].unwrap("new_store failed")
     fresh.clients.append(client)
     assert client.put_blocking("/late", {"ok": True}).is_ok()
+
+
+def test_a_restarted_master_learns_the_routes_again(fresh: KvCluster):
+    fixed_port = {} if fresh.etcd_endpoint else {"port": free_port()}
+    fresh.restart_master(**fixed_port)  # owners of local coordination need a master address that survives
+    fresh.start_owner("o1", "h1")
+    fresh.start_owner("o2", "h2")
+    on_h1 = fresh.external("a", "h1")
+    on_h2 = fresh.external("b", "h2")
+    assert on_h1.put_blocking("/r/replicated", {"v": 1}).is_ok()
+    assert value_of(on_h2.get_blocking("/r/replicated")) == {"v": 1}
+    assert on_h1.put_blocking("/r/single", {"v": 2}).is_ok()
+
+    fresh.restart_master(**fixed_port)
+    # owners notice the new generation on their next keep-alive and announce their replicas
+    wait_until(lambda: on_h2.count_prefix("/r/").unwrap() == 2, 20, "the routes to be announced again")
+    assert value_of(on_h2.get_blocking("/r/single")) == {"v": 2}
+    assert on_h2.put_blocking("/r/replicated", {"v": 3}).is_ok()
+    assert value_of(on_h1.get_blocking("/r/replicated")) == {"v": 3}
+    wait_until(
+        lambda: isinstance(on_h1.rpc_call("b", "/nothing", {}).error(), UnknownPathError),
+        10,
+        "external b to be registered again (so it resolves, then lacks the path)",
+    )
+
+
+def test_a_newer_generation_takes_an_instance_key_over(fresh: KvCluster):
+    fresh.start_owner("o1", "h1")
+    first = fresh.external("twin", "h1")
+    assert first.put_blocking("/twin/k", {"v": 1}).is_ok()
+    second = fresh.external("twin", "h1")  # same name, later start: a new generation
+    assert second.rpc_register("/twin/who", lambda frm, p: {"generation": second.generation()}).is_ok()
+    observer = fresh.external("observer", "h1")
+    answer = observer.rpc_call("twin", "/twin/who", {}).unwrap()
+    assert answer == {"generation": second.generation()} and second.generation() > first.generation()
+    assert value_of(observer.get_blocking("/twin/k")) == {"v": 1}  # values belong to the owner, not the writer

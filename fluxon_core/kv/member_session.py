@@ -46,6 +46,7 @@ class MemberSession:
         self.master_instance_key = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._round_lock = threading.RLock()
         self._failing_since: str | None = None
 
     def register(self, timeout_s: float | None = None) -> None:
@@ -70,6 +71,11 @@ class MemberSession:
         answer = self._call_master(MasterPath.KEEPALIVE, meta).meta
         master_generation = int(answer.get("master_generation", 0))
         if answer.get("known"):
+            if master_generation != self.master_generation:
+                # a restarted master that already took this member back (see ensure_registered)
+                self.master_generation = master_generation
+                if self._on_rejoin is not None:
+                    self._on_rejoin(True)
             return
         restarted = master_generation != self.master_generation
         log.warning(
@@ -82,10 +88,16 @@ class MemberSession:
         if self._on_rejoin is not None:
             self._on_rejoin(restarted)
 
+    def ensure_registered(self) -> None:
+        """Run a keep-alive round now (registering again if needed), serialised with the background one."""
+        with self._round_lock:
+            self.keepalive_once()
+
     def _loop(self) -> None:
         while not self._stop.wait(max(self.lease_ttl_s / 3, 0.05)):
             try:
-                self.keepalive_once()
+                with self._round_lock:
+                    self.keepalive_once()
                 if self._failing_since is not None:
                     log.info("member %s reaches the kv master again", self.info.instance_key)
                     self._failing_since = None

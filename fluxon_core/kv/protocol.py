@@ -17,6 +17,14 @@ from fluxon_core.errors import InvalidArgumentError, NetworkError
 
 RESERVED_PREFIX = "/fluxon_kv/"
 
+UNREGISTERED_MEMBER = "unregistered member"
+"""Start of the NetworkError message the master answers a member it does not know (it must register again)."""
+
+
+def is_unregistered_member_error(exc: BaseException) -> bool:
+    """True for the master's "register again" answer."""
+    return isinstance(exc, NetworkError) and exc.message.startswith(UNREGISTERED_MEMBER)
+
 
 class MasterPath:
     """RPC paths served by the kv master."""

@@ -96,6 +96,13 @@ class KvCluster:
         self.master_ready = self.master.wait_ready(30)
         return self.master_ready
 
+    def restart_master(self, **overrides: Any) -> ReadyInfo:
+        """Stop the master cleanly and start a new generation with the same config."""
+        assert self.master is not None
+        self.master.terminate()
+        self.master.wait(15)
+        return self.start_master(**overrides)
+
     def start_owner(self, instance_key: str, host: str, dram: int | str = "64MiB", **spec: Any) -> ReadyInfo:
         """Start an owner process on ``host`` and wait until it is ready."""
         proc = start_owner_kvclient_process(

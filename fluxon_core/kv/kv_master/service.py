@@ -22,6 +22,7 @@ from fluxon_core.kv.coordination import coordination_kind, create_coordinator
 from fluxon_core.kv.kv_master.membership import Membership
 from fluxon_core.kv.kv_master.routes import AnnouncedReplica, Invalidation, RouteTable
 from fluxon_core.kv.protocol import (
+    UNREGISTERED_MEMBER,
     MasterPath,
     MemberInfo,
     OwnerPath,
@@ -218,8 +219,8 @@ class KvMaster:
         info = self.membership.get(instance_key)
         if info is None or info.generation != generation:
             raise NetworkError(
-                f"member {instance_key!r} generation {generation} is not registered with kv master "
-                f"{self.config.instance_key} (lease expired or master restarted); it must register again"
+                f"{UNREGISTERED_MEMBER}: member {instance_key!r} generation {generation} is not registered with "
+                f"kv master {self.config.instance_key} (lease expired or master restarted); it must register again"
             )
         return info
 

@@ -49,6 +49,31 @@ class MasterLink:
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._endpoint: str | None = self._fixed
+        self._cancel_watch: Callable[[], None] | None = None
+        if self._fixed is None and coordinator is not None:
+            # follow a restarted master at once instead of after a call to its old endpoint times out
+            self._cancel_watch = coordinator.watch_prefix(master_key(cluster_name), self._on_master_record)
+
+    def _on_master_record(self, _key: str, value: bytes | None) -> None:
+        if value is not None:
+            self._adopt_record(value)
+
+    def _adopt_record(self, raw: bytes) -> str:
+        try:
+            endpoint = str(json.loads(raw)["endpoint"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NetworkError(f"malformed kv master record {raw!r}: {exc}") from None
+        with self._lock:
+            if endpoint != self._endpoint:
+                log.info("kv master of %s is at %s", self._cluster_name, endpoint)
+            self._endpoint = endpoint
+        return endpoint
+
+    def close(self) -> None:
+        """Stop following the master's record; idempotent."""
+        if self._cancel_watch is not None:
+            self._cancel_watch()
+            self._cancel_watch = None
 
     @property
     def endpoint(self) -> str:
@@ -66,15 +91,7 @@ class MasterLink:
                 f"no kv master of cluster {self._cluster_name!r} is published in the coordinator "
                 f"(key {master_key(self._cluster_name)}); is the kv master running?"
             )
-        try:
-            endpoint = str(json.loads(raw)["endpoint"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise NetworkError(f"malformed kv master record {raw!r}: {exc}") from None
-        with self._lock:
-            if endpoint != self._endpoint:
-                log.info("kv master of %s is at %s", self._cluster_name, endpoint)
-            self._endpoint = endpoint
-        return endpoint
+        return self._adopt_record(raw)
 
     def call(
         self, path: str, meta: Mapping[str, Any], frames: Sequence[Buffer] = (), *, timeout_s: float | None = None

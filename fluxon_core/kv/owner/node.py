@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fluxon_core.errors import ApiError, StoreInitFailedError
+from fluxon_core.errors import ApiError, NetworkError, StoreInitFailedError
 from fluxon_core.kv.auth import (
     RpcAuthenticator,
     SecretFileError,
@@ -28,6 +28,7 @@ from fluxon_core.kv.protocol import (
     PROXIED_MASTER_PATHS,
     MemberInfo,
     OwnerPath,
+    is_unregistered_member_error,
     meta_int,
     meta_str,
     pid_namespace,
@@ -51,6 +52,7 @@ OWNER_LOCK_NAME = "owner.lock"
 OWNER_SOCKET_NAME = "owner.sock"
 _MAX_IPC_PATH = 100
 RPC_WORKER_THREADS = 8
+_FORWARD_MARGIN_S = 0.1
 
 
 class OwnerNode:
@@ -112,7 +114,10 @@ class OwnerNode:
             coordinator=self.coordinator,
             timeout_s=self.timeout_s,
         )
-        self.replicas = LocalReplicas(self.pool, self.master, self.rpc, self._identity, peer_timeout_s=self.timeout_s)
+        self._closers.append(self.master.close)
+        self.replicas = LocalReplicas(
+            self.pool, self._call_master_as_member, self.rpc, self._identity, peer_timeout_s=self.timeout_s
+        )
         handlers = self._handlers()
         self.peer_server = self.rpc.bind(
             f"tcp://{self.settings.rpc_host}:0", handlers, worker_threads=RPC_WORKER_THREADS
@@ -282,6 +287,16 @@ class OwnerNode:
         """Call a master path."""
         return self.master.call(path, meta, timeout_s=timeout_s)
 
+    def _call_master_as_member(self, path: str, meta: Mapping[str, Any], timeout_s: float | None = None) -> RpcMessage:
+        """Call the master; when it no longer knows this owner (it restarted), register again and retry once."""
+        try:
+            return self.master.call(path, meta, timeout_s=timeout_s)
+        except NetworkError as exc:
+            if not is_unregistered_member_error(exc):
+                raise
+        self.session.ensure_registered()
+        return self.master.call(path, meta, timeout_s=timeout_s)
+
     def stats(self) -> dict[str, int]:
         """Pool statistics plus the number of committed local replicas."""
         stats = dict(self.pool.stats())
@@ -312,7 +327,9 @@ class OwnerNode:
 
     def _forwarder(self, master_path: str) -> Handler:
         def forward(call: RpcCall) -> RpcMessage:
-            return self.master.call(master_path, call.message.meta)
+            # answer within the caller's deadline, so a slow master surfaces as the master's error
+            remaining = call.deadline_monotonic - time.monotonic() - _FORWARD_MARGIN_S
+            return self.master.call(master_path, call.message.meta, timeout_s=max(0.05, remaining))
 
         return forward
 

@@ -23,12 +23,12 @@ from typing import Any
 import attrs
 
 from fluxon_core.errors import ApiError, KeyAlreadyExistsError, KeyNotFoundError, NetworkError
-from fluxon_core.kv.owner.master_link import MasterLink
 from fluxon_core.kv.pool import OwnerPool
 from fluxon_core.kv.protocol import MasterPath, OwnerPath
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import Buffer
+from fluxon_core.rpc_types import RpcMessage
 
 log = get_logger("fluxon.kv.owner")
 
@@ -55,14 +55,14 @@ class LocalReplicas:
     def __init__(
         self,
         pool: OwnerPool,
-        master: MasterLink,
+        call_master: Callable[..., RpcMessage],
         rpc: AuthedRpc,
         identity: Callable[[], dict[str, Any]],
         *,
         peer_timeout_s: float,
     ) -> None:
         self.pool = pool
-        self._master = master
+        self._call_master = call_master
         self._rpc = rpc
         self._identity = identity
         self._peer_timeout_s = peer_timeout_s
@@ -104,7 +104,7 @@ class LocalReplicas:
                 self._versions.pop(key, None)
                 self._leases.pop(key, None)
             try:
-                answer = self._master.call(
+                answer = self._call_master(
                     MasterPath.COMMIT,
                     {
                         **self._identity(),
@@ -147,7 +147,7 @@ class LocalReplicas:
     def remove(self, key: str) -> None:
         """Delete ``key`` everywhere (the master invalidates every holder, this one included)."""
         with self._write_locks[self._stripe(key)]:
-            self._master.call(MasterPath.REMOVE, {"key": key})
+            self._call_master(MasterPath.REMOVE, {"key": key})
 
     def drop(self, items: Iterable[tuple[str, int]]) -> int:
         """Master invalidation: delete local copies older than the given versions; returns how many."""
@@ -181,7 +181,7 @@ class LocalReplicas:
             return fetched.blob
 
     def _lookup(self, key: str) -> dict[str, Any]:
-        answer = self._master.call(MasterPath.LOOKUP, {"key": key}).meta
+        answer = self._call_master(MasterPath.LOOKUP, {"key": key}).meta
         if not answer.get("found"):
             raise KeyNotFoundError(f"key {key!r} not found")
         return dict(answer)
@@ -200,7 +200,7 @@ class LocalReplicas:
                         holder["endpoint"], OwnerPath.FETCH, {"key": key}, timeout_s=self._peer_timeout_s
                     )
                 except KeyNotFoundError:
-                    self._master.call(
+                    self._call_master(
                         MasterPath.DROP_REPLICAS, {"holder": holder["instance_key"], "items": [[key, version]]}
                     )
                     continue
@@ -222,7 +222,7 @@ class LocalReplicas:
             self._begin_pending(key)
         try:
             accepted = bool(
-                self._master.call(
+                self._call_master(
                     MasterPath.ADD_REPLICA, {**self._identity(), "key": key, "version": fetched.version}
                 ).meta.get("accepted")
             )
@@ -256,7 +256,7 @@ class LocalReplicas:
         """True when the key exists anywhere in the cluster."""
         if self.pool.contains(key):
             return True
-        return bool(self._master.call(MasterPath.LOOKUP, {"key": key}).meta.get("found"))
+        return bool(self._call_master(MasterPath.LOOKUP, {"key": key}).meta.get("found"))
 
     def size(self, key: str) -> int:
         """Stored size of the value in bytes."""
@@ -291,7 +291,7 @@ class LocalReplicas:
         if not items:
             return
         try:
-            self._master.call(
+            self._call_master(
                 MasterPath.DROP_REPLICAS,
                 {"holder": self._identity()["holder"], "items": [[k, v] for k, v in items]},
             )
@@ -301,7 +301,7 @@ class LocalReplicas:
     def announce(self) -> None:
         """Report every local copy to a (restarted) master and drop the ones it says are stale."""
         items = [[k, v, self.pool.size(k) or 0, self._leases.get(k)] for k, v in list(self._versions.items())]
-        answer = self._master.call(MasterPath.ANNOUNCE, {**self._identity(), "items": items}).meta
+        answer = self._call_master(MasterPath.ANNOUNCE, {**self._identity(), "items": items}).meta
         stale = [str(k) for k in answer.get("stale") or []]
         for key in stale:
             with self._state_locks[self._stripe(key)]:
