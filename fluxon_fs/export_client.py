@@ -1,7 +1,7 @@
 """``RemoteExportOps``: an export's :class:`~fluxon_fs.export_api.ExportOps` reached over RPC.
 
 Each method is one call to ``/fluxon_fs/<export>/<op>`` at the agent's endpoint, encoded with
-:mod:`fluxon_fs.export_wire`. The caller's identity (``auth``, a token or a function returning the
+:mod:`fluxon_fs.export_wire`. The caller's identity (``auth``, a token, or a function of the RPC path returning the
 current one) rides on every call. Failures come back as the agent raised them: ``OSError`` with
 the agent's errno and the *export-relative* path as filename (the mount layer swaps in the
 user-visible path), ``PermissionDeniedError`` from access control, ``ValueError`` for a path the
@@ -31,7 +31,7 @@ class RemoteExportOps:
         endpoint: str,
         export_name: str,
         *,
-        auth: str | Callable[[], str] = "",
+        auth: str | Callable[[str], str] = "",
         caller: str = "",
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
@@ -47,7 +47,7 @@ class RemoteExportOps:
 
     def _call(self, op: str, *, view: bool = False, **args: Any) -> Any:
         spec = OPS[op]
-        auth = self._auth() if callable(self._auth) else self._auth
+        auth = self._auth(self._paths[op]) if callable(self._auth) else self._auth
         try:
             reply = self._client.call(
                 self.endpoint,

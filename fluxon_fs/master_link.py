@@ -21,6 +21,11 @@ TRANSFER_CLAIM_PATH = "/fluxon_fs/transfer/claim"
 TRANSFER_RENEW_PATH = "/fluxon_fs/transfer/renew"
 TRANSFER_COMPLETE_PATH = "/fluxon_fs/transfer/complete"
 TRANSFER_FAIL_PATH = "/fluxon_fs/transfer/fail"
+TRANSFER_CREATE_PATH = "/fluxon_fs/transfer/create"
+TRANSFER_IMPORT_PATH = "/fluxon_fs/transfer/import_prescan"
+TRANSFER_LIST_PATH = "/fluxon_fs/transfer/list"
+TRANSFER_SHOW_PATH = "/fluxon_fs/transfer/show"
+TRANSFER_ACTION_PATH = "/fluxon_fs/transfer/action"
 
 DEFAULT_MASTER_TIMEOUT_MS = 10_000
 

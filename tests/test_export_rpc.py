@@ -294,7 +294,7 @@ def test_authorize_sees_every_call_with_paths_and_identity(local_ops: LocalExpor
     served = serve_export(server, EXPORT, local_ops, authorize=authorize)
     client = LoopbackClient(server)
     tokens = iter(["good"] * 6 + ["bad", "good"])
-    remote = RemoteExportOps(client, server.endpoint, EXPORT, auth=lambda: next(tokens))
+    remote = RemoteExportOps(client, server.endpoint, EXPORT, auth=lambda _rpc_path: next(tokens))
     (export_dir / "ro").mkdir()
     assert remote.stat("ro").is_dir()
     with pytest.raises(PermissionDeniedError, match="read-only"):

@@ -6,6 +6,7 @@ serves the ``/fluxon_fs/...`` paths of :mod:`fluxon_fs.master_link` over the KV 
 
 from __future__ import annotations
 
+import errno
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,15 @@ from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
+from fluxon_core.rpc import default_transport
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.remote import claims_to_wire, user_access_to_wire
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
+from fluxon_fs.export_api import ExportOps
+from fluxon_fs.export_client import RemoteExportOps
 from fluxon_fs.fs_master.export_registry import ExportRegistry
+from fluxon_fs.fs_master.job_runner import JobRunner
 from fluxon_fs.fs_master.mount_registry import MountRegistry
 from fluxon_fs.master_link import (
     AUTH_EPOCH_PATH,
@@ -31,13 +36,18 @@ from fluxon_fs.master_link import (
     CONFIG_PATH,
     EXPORT_REGISTRY_PATH,
     MOUNT_REGISTRY_PATH,
+    TRANSFER_ACTION_PATH,
     TRANSFER_CLAIM_PATH,
     TRANSFER_COMPLETE_PATH,
+    TRANSFER_CREATE_PATH,
     TRANSFER_FAIL_PATH,
+    TRANSFER_IMPORT_PATH,
+    TRANSFER_LIST_PATH,
     TRANSFER_RENEW_PATH,
+    TRANSFER_SHOW_PATH,
 )
-from fluxon_fs.transfer.jobs import BatchResult, TransferCoordinator
-from fluxon_fs.transfer.records import ScanEntry
+from fluxon_fs.request_auth import service_auth
+from fluxon_fs.transfer.jobs import BatchResult, JobRecord, JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store
 
 log = get_logger("fluxon.fs.master")
@@ -88,14 +98,27 @@ class FsMaster:
         self.transfers.recover_after_restart()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._rpc_client = default_transport().new_client()
+        self._service_auth = service_auth(self.store)
+        self.jobs = JobRunner(self.transfers, self.export_ops)
         self._register_handlers()
         self._start_thread("fs-master-reaper", self._reap_forever)
+        self.jobs.start()
         self.panel_url = ""
 
     def _state_store_block(self) -> BackendConfig | dict[str, Any]:
         if self.panel_config.transfer_state_store is not None:
             return self.panel_config.transfer_state_store
         return {"kind": "sqlite", "sqlite": {"path": str(self.workdir / "transfer_state.db")}}
+
+    def export_ops(self, export_name: str) -> ExportOps:
+        """The operations of an export through one of its live agents, as the system (cluster member)."""
+        agents = self.exports.snapshot().body["exports"].get(export_name, {}).get("agents", [])
+        if not agents:
+            raise FileNotFoundError(errno.ENOENT, f"no live agent serves export {export_name!r}", export_name)
+        return RemoteExportOps(
+            self._rpc_client, agents[0]["endpoint"], export_name, auth=self._service_auth, caller=self.instance_key
+        )
 
     def _start_thread(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -122,6 +145,11 @@ class FsMaster:
             TRANSFER_RENEW_PATH: self._on_transfer_renew,
             TRANSFER_COMPLETE_PATH: self._on_transfer_complete,
             TRANSFER_FAIL_PATH: self._on_transfer_fail,
+            TRANSFER_CREATE_PATH: self._on_transfer_create,
+            TRANSFER_IMPORT_PATH: self._on_transfer_import,
+            TRANSFER_LIST_PATH: self._on_transfer_list,
+            TRANSFER_SHOW_PATH: self._on_transfer_show,
+            TRANSFER_ACTION_PATH: self._on_transfer_action,
         }
         for path, handler in handlers.items():
             self.store.rpc_register(path, handler).unwrap(f"cannot serve {path}")
@@ -214,6 +242,64 @@ class FsMaster:
         )
         return {"accepted": accepted}
 
+    # ----- transfer jobs for users (CLI, Python API) ------------------------------------------------
+
+    def authorize_transfer(self, token: str, spec: JobSpec) -> None:
+        """A user may move data they may read to where they may write (administrators: anywhere)."""
+        self.authorizer.authorize(token, spec.source_export, spec.source_dir, is_write=False)
+        self.authorizer.authorize(token, spec.target_export, spec.target_prefix, is_write=True)
+
+    def export_root(self, export_name: str) -> str:
+        """The root directory of an export on its agents, from the snapshot."""
+        export = self.exports.snapshot().body["exports"].get(export_name)
+        if export is None:
+            raise InvalidArgumentError(f"unknown export_name {export_name!r}")
+        return str(export["remote_root_dir_abs"])
+
+    def _on_transfer_create(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        spec = job_spec_from_wire(payload.get("spec"))
+        self.authorize_transfer(str(payload.get("token", "")), spec)
+        return {"job_id": self.jobs.start_job(spec)}
+
+    def _on_transfer_import(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        spec = job_spec_from_wire(payload.get("spec"))
+        token = str(payload.get("token", ""))
+        self.authorizer.authorize(token, spec.target_export, spec.target_prefix, is_write=True)
+        if not self.authorizer.authenticate(token).can_manage_users:
+            self.authorizer.authorize(token, spec.source_export, "", is_write=False)
+        job = self.transfers.create_job_from_prescan(
+            str(payload["prescan_job_id"]), spec, self.export_root(spec.source_export)
+        )
+        return {"job_id": job.job_id}
+
+    def _on_transfer_list(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.authorizer.authenticate(str(payload.get("token", "")))
+        return {"jobs": [job_to_wire(job) for job in self.transfers.jobs()]}
+
+    def _on_transfer_show(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.authorizer.authenticate(str(payload.get("token", "")))
+        job_id = str(payload["job_id"])
+        batches = [attrs.asdict(state) for state in self.transfers.batch_states(job_id)]
+        for batch in batches:
+            batch.pop("claim_token", None)
+        return {"job": job_to_wire(self.transfers.job(job_id)), "batches": batches}
+
+    def _on_transfer_action(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        job = self.transfers.job(str(payload["job_id"]))
+        self.authorize_transfer(str(payload.get("token", "")), job.spec)
+        actions = {
+            "pause": self.transfers.pause,
+            "resume": self.transfers.resume,
+            "cancel": self.transfers.cancel,
+            "retry_failed": self.transfers.retry_failed,
+        }
+        action = payload.get("action")
+        if action not in actions:
+            raise InvalidArgumentError(f"unknown transfer action {action!r}; expected one of {', '.join(actions)}")
+        updated = actions[action](job.job_id)
+        self.jobs.wake()
+        return {"job": job_to_wire(updated)}
+
     # ----- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -221,8 +307,10 @@ class FsMaster:
         if self._stop.is_set():
             return
         self._stop.set()
+        self.jobs.stop()
         for thread in self._threads:
             thread.join(timeout=5)
+        self._rpc_client.close()
         self.state_store.close()
         self.access_store.close()
         if self._owns_store:
@@ -235,6 +323,22 @@ def _sqlite_access_options(path: str) -> Any:
     return SqliteAccessStoreConfig(path=path)
 
 
-def entries_from_wire(rows: list[list[Any]]) -> list[ScanEntry]:
-    """Batch entries as they travel in claim replies."""
-    return [ScanEntry(*row) for row in rows]
+def job_spec_from_wire(data: Any) -> JobSpec:
+    """A job spec from an RPC payload, with a clear error for missing or unknown fields."""
+    if not isinstance(data, dict):
+        raise InvalidArgumentError("spec must be a mapping of JobSpec fields")
+    known = attrs.fields_dict(JobSpec)
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InvalidArgumentError(f"spec has unknown fields {unknown}; known: {sorted(known)}")
+    try:
+        return JobSpec(**data)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"spec is incomplete: {exc}") from None
+
+
+def job_to_wire(job: JobRecord) -> dict[str, Any]:
+    """JSON form of a job with its throughput."""
+    data = attrs.asdict(job)
+    data["throughput_bytes_per_s"] = job.throughput_bytes_per_s()
+    return data
