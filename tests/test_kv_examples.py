@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from tests.support.poll import wait_until
-from tests.test_runtime import gone
+from tests.test_runtime import catches_signal, gone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +62,7 @@ def test_start_master_owner_then_external_put_get_del():
             for line in (root / "work" / "log" / f"{p}.log").read_text().splitlines()
             if "FLUXON_READY" in line
         ]
+        wait_until(lambda: catches_signal(service.pid, signal.SIGTERM), 10, "the example to supervise its roles")
         service.send_signal(signal.SIGINT)
         assert service.wait(30) == 130
         wait_until(lambda: all(gone(pid) for pid in pids), 10, "the roles to stop")

@@ -43,6 +43,14 @@ def gone(pid: int) -> bool:
     return fields[0] in ("Z", "X")
 
 
+def catches_signal(pid: int, signum: int) -> bool:
+    """True when process ``pid`` has a handler installed for ``signum`` (SigCgt in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    return False
+
+
 def test_readiness_line_round_trip():
     line = format_ready_line("owner", instance_key="o1", endpoint="tcp://h:1")
     info = parse_ready_line(line + "\n")
@@ -122,6 +130,8 @@ def test_ctrl_c_or_sigterm_stops_children_in_reverse_order(tmp_path, signum, sto
         [*CHILDREN, "supervisor", str(record), str(stop_timeout)], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     assert supervisor.stdout is not None and supervisor.stdout.readline().strip() == "supervising"
+    # supervising starts when wait_subproc_or_ctrlc has installed its SIGTERM handler
+    wait_until(lambda: catches_signal(supervisor.pid, signal.SIGTERM), 10, "the supervisor to catch SIGTERM")
     supervisor.send_signal(signum)
     assert supervisor.wait(30) == 130
     assert record.read_text().split() == expected

@@ -377,7 +377,12 @@ def new_store(
         settings = load_client_settings(cfg)
     except (ConfigError, ValueError, TypeError) as exc:
         return Result.err(InvalidArgumentError(f"invalid FluxonKvClientConfig: {exc}"))
-    config = cfg if isinstance(cfg, FluxonKvClientConfig) else FluxonKvClientConfig.from_settings(settings)
+    if isinstance(cfg, FluxonKvClientConfig):
+        config = cfg
+    elif isinstance(cfg, Mapping):
+        config = FluxonKvClientConfig(cfg)
+    else:
+        config = FluxonKvClientConfig.from_settings(settings)
     node: StoreNode
     try:
         if settings.is_owner:

@@ -321,7 +321,10 @@ class KvMasterConfig:
     )
     rpc_worker_threads: int = config_field(doc="threads serving RPCs.", default=8, check=positive)
     log_dir: str | None = config_field(
-        doc="directory for the master's log file; default <workdir>/log.", default=None, check=absolute_path
+        doc="also write the master's log to <log_dir>/kv_master.<instance_key>.log (besides stderr, which the "
+        "runtime helpers send to <workdir>/log/kv_master.log).",
+        default=None,
+        check=absolute_path,
     )
 
     def secret_file(self) -> Path:

@@ -34,8 +34,6 @@ class RunningRole:
     config: Any
     stop: Callable[[], None]
     extra: dict[str, str] = attrs.field(factory=dict)
-    wait_failed: Callable[[float], str | None] | None = None
-    """Optional: block up to the given seconds; return a reason when the role failed on its own."""
 
 
 def parse_role_args(role: str, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -79,17 +77,8 @@ def run_role(role: str, start: Callable[[Path, Path], RunningRole], argv: Sequen
         return 1
     _call_hook("fluxon_role_started", role=role, instance_key=running.instance_key, config=running.config)
     announce_ready(role, instance_key=running.instance_key, endpoint=running.endpoint, **running.extra)
-    status = 0
-    while not stop_requested.is_set():
-        if running.wait_failed is None:
-            stop_requested.wait(1.0)
-            continue
-        reason = running.wait_failed(0.5)
-        if reason is not None:
-            log.error("%s %s failed: %s", role, running.instance_key, reason)
-            status = 1
-            break
+    stop_requested.wait()
     _call_hook("fluxon_role_stopping", role=role, instance_key=running.instance_key)
     running.stop()
     log.info("%s %s stopped", role, running.instance_key)
-    return status
+    return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fluxon_core.kv.config import load_master_config
 from fluxon_core.kv.kv_master.service import KvMaster
+from fluxon_core.log_setup import configure_logging
 from fluxon_core.runtime.role_main import RunningRole, run_role
 
 ROLE = "kv_master"
@@ -18,6 +19,8 @@ def start(config_path: Path, workdir: Path) -> RunningRole:
     from fluxon_core.kv.kv_master.master_file import write_master_file
 
     config = load_master_config(config_path)
+    if config.log_dir is not None:
+        configure_logging(Path(config.log_dir) / f"kv_master.{config.instance_key}.log")
     master = KvMaster(config)
     master.start()
     write_master_file(workdir, master)
