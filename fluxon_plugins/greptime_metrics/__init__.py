@@ -1,1 +1,1 @@
-"""The `greptime_metrics` default plugin."""
+"""The ``greptime_metrics`` default plugin: pushes the metrics registry to GreptimeDB (InfluxDB line protocol over HTTP)."""
