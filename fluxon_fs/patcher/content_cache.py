@@ -1,0 +1,89 @@
+"""Remote file content cached in fixed-size pieces, keyed by path **and version** (FS.md §5).
+
+A changed file has a new version (``FileStat.version``), hence new keys: a stale piece can never be
+served as current. The mount client only needs :class:`PieceCache`; the KV-backed implementation
+(the host's shared-memory pool) lives with the store, :class:`InMemoryPieceCache` serves tests and
+processes without a store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Protocol
+
+Piece = bytes | bytearray | memoryview
+"""Content of one piece; must stay valid while the caller holds it."""
+
+CACHE_KEY_ROOT = "/fluxon_fs_cache/"
+
+
+def piece_key(export_name: str, relpath: str, version: str, piece_index: int) -> str:
+    """The cache key of one piece: ``/fluxon_fs_cache/<export>/<relpath>@<version>/<piece_index>``."""
+    return f"{CACHE_KEY_ROOT}{export_name}/{relpath}@{version}/{piece_index}"
+
+
+class PieceCache(Protocol):
+    """Where the mount client keeps file pieces. Every method is best-effort and thread-safe."""
+
+    def get(self, key: str) -> Piece | None:
+        """The piece stored under ``key``, or None. The returned object stays valid while referenced."""
+        ...
+
+    def put(self, key: str, data: Piece) -> None:
+        """Store a piece; may silently drop it (budget full, piece too large)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Forget a piece if present."""
+        ...
+
+
+class InMemoryPieceCache:
+    """A process-local LRU :class:`PieceCache` bounded by total bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if not (isinstance(max_bytes, int) and max_bytes > 0):
+            raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self._pieces: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes currently held."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def get(self, key: str) -> bytes | None:
+        """See :meth:`PieceCache.get`; a hit becomes most recently used."""
+        with self._lock:
+            data = self._pieces.get(key)
+            if data is not None:
+                self._pieces.move_to_end(key)
+            return data
+
+    def put(self, key: str, data: Piece) -> None:
+        """See :meth:`PieceCache.put`; evicts least recently used pieces to make room."""
+        stored = bytes(data)
+        if len(stored) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._pieces.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+            self._pieces[key] = stored
+            self._bytes += len(stored)
+            while self._bytes > self.max_bytes:
+                _, evicted = self._pieces.popitem(last=False)
+                self._bytes -= len(evicted)
+
+    def delete(self, key: str) -> None:
+        """See :meth:`PieceCache.delete`."""
+        with self._lock:
+            old = self._pieces.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)

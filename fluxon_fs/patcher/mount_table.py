@@ -1,0 +1,257 @@
+"""Which local directories are mounts, and the hot check that sends a path there or lets it pass.
+
+Paths are matched lexically: ``os.path.normpath`` of the absolute path, never ``realpath``. A path
+reaching into a mount becomes a :class:`MountedPath` (export-relative, ``/``-separated, ``""`` for
+the mount root); ``..`` climbing out of a mount just leaves it. Every call of an intercepted
+function asks :meth:`MountTable.route` first, so its common case — a path outside every mount —
+costs a type check and one substring test (no ``normpath``, no ``realpath``, no system call).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import posixpath
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from fluxon_fs.export_api import ExportOps
+from fluxon_fs.patcher.content_cache import PieceCache
+from fluxon_fs.patcher.mounted_export import MountedExport
+from fluxon_fs.patcher.options import MountOptions
+
+# Synthetic st_dev numbers for mounts: far above real device numbers, distinct per mount, so
+# samefile/samestat never confuse a remote file with a local one or with another mount's.
+_DEVICE_BASE = 0x7F1F_0000_0000
+_device_numbers = itertools.count(1)
+
+
+class MountedPath:
+    """A path that lies in a mount: the export, the export-relative path and the caller's spelling."""
+
+    __slots__ = ("export", "must_be_dir", "relpath", "user_path")
+
+    def __init__(self, export: MountedExport, relpath: str, user_path: str | bytes, must_be_dir: bool) -> None:
+        self.export = export
+        self.relpath = relpath
+        self.user_path = user_path
+        """``os.fspath`` of the argument, used in error messages like a local call would."""
+        self.must_be_dir = must_be_dir
+        """The caller wrote a trailing ``/`` (or ``/.``): a non-directory is ``ENOTDIR``."""
+
+    @property
+    def is_bytes(self) -> bool:
+        """The caller passed a bytes path (listings answer in bytes then)."""
+        return isinstance(self.user_path, bytes)
+
+    def __repr__(self) -> str:
+        return f"MountedPath({self.export.export_name!r}, {self.relpath!r}, user_path={self.user_path!r})"
+
+
+class MountTable:
+    """The mounts of this process (FS.md §2). Thread-safe; lookups take no lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._exports: dict[str, MountedExport] = {}
+        self._cwd_near_mount = False
+        self.miss_token = [""]
+        """``miss_token[0]``: an absolute str path not containing it is outside every mount ("" = no such
+        shortcut). For replacements that inline the hottest check instead of calling :meth:`route`."""
+        self._publish({})
+
+    # -- mounting -------------------------------------------------------------------------------
+
+    def mount(
+        self,
+        local_mount_dir_abs: str,
+        ops: ExportOps,
+        export_name: str,
+        *,
+        piece_cache: PieceCache | None = None,
+        options: MountOptions | None = None,
+    ) -> MountedExport:
+        """Make ``local_mount_dir_abs`` show the export served by ``ops``.
+
+        Rules (each violation is a ``ValueError`` naming the rule): the path is absolute and not
+        ``/``; it does not overlap (equal, inside, contain) another mount of this process; it is
+        created if missing and must be an empty directory if it exists.
+        """
+        mount_dir = _check_mount_dir_spelling(local_mount_dir_abs)
+        with self._lock:
+            for other in self._exports:
+                if mount_dir == other or _inside(mount_dir, other) or _inside(other, mount_dir):
+                    raise ValueError(
+                        f"local_mount_dir_abs {mount_dir!r} overlaps the existing mount {other!r}: "
+                        "a mount must not be equal to, inside, or contain another mount of this process"
+                    )
+            _prepare_mount_dir(mount_dir)
+            export = MountedExport(
+                mount_dir=mount_dir,
+                export_name=export_name,
+                ops=ops,
+                piece_cache=piece_cache,
+                options=options or MountOptions(),
+                device=_DEVICE_BASE + next(_device_numbers),
+            )
+            exports = dict(self._exports)
+            exports[mount_dir] = export
+            self._publish(exports)
+        return export
+
+    def unmount(self, local_mount_dir_abs: str) -> MountedExport:
+        """Remove a mount; its directory stays (empty) on the local disk. ``ValueError`` if not mounted."""
+        mount_dir = posixpath.normpath(os.fspath(local_mount_dir_abs)) if local_mount_dir_abs else ""
+        with self._lock:
+            exports = dict(self._exports)
+            export = exports.pop(mount_dir, None)
+            if export is None:
+                mounted = ", ".join(sorted(self._exports)) or "none"
+                raise ValueError(f"{local_mount_dir_abs!r} is not a mount of this process (mounts: {mounted})")
+            self._publish(exports)
+        return export
+
+    def exports(self) -> dict[str, MountedExport]:
+        """Current mounts by local mount directory."""
+        return dict(self._exports)
+
+    def refresh_cwd(self) -> None:
+        """Re-read the working directory (after ``chdir``): decides whether relative paths need a full check."""
+        with self._lock:
+            self._publish(self._exports)
+
+    def _publish(self, exports: dict[str, MountedExport]) -> None:
+        self._exports = exports
+        self._cwd_near_mount = _cwd_near(tuple(exports))
+        self.route = self._make_route()  # type: ignore[method-assign]
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def route(self, path: Any) -> MountedPath | None:
+        """The mount target of ``path``, or None when it is not under a mount (or not a path at all).
+
+        Replaced per instance by a closure specialised for the current mounts (see ``_publish``).
+        """
+        return None
+
+    def _make_route(self) -> Callable[[Any], MountedPath | None]:
+        if not self._exports:
+            self.miss_token[0] = "\0"  # in no valid path
+            return _no_mount
+        mount_dirs = tuple(self._exports)
+        shared = _longest_shared_component(mount_dirs)
+        tokens = (shared,) if shared else tuple(_longest_shared_component((d,)) for d in mount_dirs)
+        self.miss_token[0] = shared
+        relative_stays_local = not self._cwd_near_mount
+        resolve = self._resolve
+
+        def route(path: Any) -> MountedPath | None:
+            # Every normalised path inside a mount contains each component of the mount directory:
+            # an absolute path holding no such token is local. A relative path without ``..`` stays
+            # below the working directory, which is nowhere near a mount.
+            text = path if type(path) is str else _as_str(path)
+            if text is None:
+                return None
+            if text[:1] == "/":
+                for token in tokens:
+                    if token in text:
+                        break
+                else:
+                    return None
+            elif text and relative_stays_local and ".." not in text:
+                return None
+            return resolve(text, path)
+
+        return route
+
+    def _resolve(self, p: str, original: Any) -> MountedPath | None:
+        if p[0] != "/":
+            try:
+                p = posixpath.join(os.getcwd(), p)
+            except OSError:  # the working directory was removed; the local call will report it
+                return None
+        normal = posixpath.normpath(p) if ("/." in p or "//" in p or p.endswith("/")) else p
+        if normal.startswith("//"):
+            normal = "/" + normal.lstrip("/")
+        for mount_dir, export in self._exports.items():
+            if normal == mount_dir:
+                relpath = ""
+            elif normal.startswith(mount_dir) and normal[len(mount_dir)] == "/":
+                relpath = normal[len(mount_dir) + 1 :]
+            else:
+                continue
+            user_path = original if type(original) in (str, bytes) else os.fspath(original)
+            return MountedPath(export, relpath, user_path, p.endswith(("/", "/.")))
+        return None
+
+
+def _no_mount(path: Any) -> None:
+    return None
+
+
+def _longest_shared_component(mount_dirs: tuple[str, ...]) -> str:
+    """The longest path component every mount directory has ("" when they share none)."""
+    shared = set(mount_dirs[0].strip("/").split("/"))
+    for mount_dir in mount_dirs[1:]:
+        shared &= set(mount_dir.strip("/").split("/"))
+    return max(shared, key=len, default="")
+
+
+def _as_str(path: Any) -> str | None:
+    """``path`` as a str path, or None for file descriptors and non-paths (the local call decides)."""
+    if type(path) is int:
+        return None
+    try:
+        value = os.fspath(path)
+    except TypeError:
+        return None
+    if isinstance(value, bytes):
+        return os.fsdecode(value)
+    return value
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path.startswith(directory) and path[len(directory)] == "/"
+
+
+def _cwd_near(mount_dirs: tuple[str, ...]) -> bool:
+    """Whether a relative path without dot components could reach a mount from the working directory."""
+    if not mount_dirs:
+        return False
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return True  # unknown: check every relative path in full
+    return any(cwd == d or _inside(cwd, d) or cwd == "/" or _inside(d, cwd) for d in mount_dirs)
+
+
+def _check_mount_dir_spelling(local_mount_dir_abs: Any) -> str:
+    if not isinstance(local_mount_dir_abs, str):
+        raise ValueError(f"local_mount_dir_abs must be a str path, got {local_mount_dir_abs!r}")
+    if not posixpath.isabs(local_mount_dir_abs):
+        raise ValueError(f"local_mount_dir_abs must be an absolute path, got {local_mount_dir_abs!r}")
+    mount_dir = posixpath.normpath(local_mount_dir_abs)
+    if mount_dir.startswith("//"):
+        mount_dir = "/" + mount_dir.lstrip("/")
+    if mount_dir == "/":
+        raise ValueError("local_mount_dir_abs must not be '/'")
+    return mount_dir
+
+
+def _prepare_mount_dir(mount_dir: str) -> None:
+    if not os.path.lexists(mount_dir):
+        os.makedirs(mount_dir, exist_ok=True)
+        return
+    if not os.path.isdir(mount_dir):
+        raise ValueError(f"local_mount_dir_abs {mount_dir!r} exists and is not a directory")
+    if os.listdir(mount_dir):
+        raise ValueError(f"local_mount_dir_abs {mount_dir!r} exists and is not empty; a mount directory must be empty")
+
+
+_process_table = MountTable()
+
+
+def process_mount_table() -> MountTable:
+    """The mount table of this process (mounts must not overlap within a process)."""
+    return _process_table

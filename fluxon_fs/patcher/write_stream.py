@@ -1,0 +1,159 @@
+"""Bytes written to one write session: coalesced into chunks and shipped with bounded bytes in flight.
+
+Contiguous writes are gathered up to ``write_chunk_bytes`` and sent by the I/O pool while the caller
+keeps writing; at most ``write_inflight_bytes`` travel at once. Payloads carry their offset, so
+they may land in any order, except that a payload overlapping one still in flight waits for it
+(a rewrite after ``seek`` must win). The first failure is sticky: every later call raises it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from fluxon_fs.export_api import ExportOps, FileStat
+from fluxon_fs.patcher.errors import raise_with_user_path
+from fluxon_fs.patcher.io_pool import io_pool
+
+T = TypeVar("T")
+
+
+class WriteStream:
+    """The client side of one open write session (not thread-safe: the file object locks)."""
+
+    def __init__(
+        self,
+        ops: ExportOps,
+        session_id: str,
+        user_path: str | bytes,
+        *,
+        chunk_bytes: int,
+        inflight_bytes: int,
+    ) -> None:
+        self._ops = ops
+        self._session_id = session_id
+        self._user_path = user_path
+        self._chunk_bytes = chunk_bytes
+        self._inflight_limit = max(inflight_bytes, chunk_bytes)
+        self._run_start = 0
+        self._run = bytearray()
+        self._inflight: list[tuple[int, int, Future[None]]] = []
+        self._inflight_bytes = 0
+        self._error: BaseException | None = None
+        self.bytes_written = 0
+
+    def write(self, offset: int, data: Any) -> None:
+        """Queue ``data`` (any bytes-like; copied unless immutable) for ``offset``."""
+        self._raise_error()
+        view = memoryview(data).cast("B")
+        self.bytes_written += len(view)
+        if self._run and offset == self._run_start + len(self._run):
+            self._run += view
+        elif not self._run and len(view) >= self._chunk_bytes and isinstance(view.obj, bytes):
+            # Large immutable payload: ship slices of it without a copy.
+            for start in range(0, len(view), self._chunk_bytes):
+                self._submit(offset + start, view[start : start + self._chunk_bytes])
+            return
+        else:
+            self._ship_run(inline=False)
+            self._run_start = offset
+            self._run = bytearray(view)
+        if len(self._run) >= self._chunk_bytes:
+            self._ship_run(inline=False)
+
+    def sync(self) -> None:
+        """Send everything queued and wait until the agent has it all."""
+        self._raise_error()
+        self._ship_run(inline=True)
+        self._drain(lambda start, end: True)
+        self._raise_error()
+
+    def flush(self) -> FileStat:
+        """:meth:`sync`, then make the data visible to other readers; returns the file's stat."""
+        self.sync()
+        return self._call(self._ops.session_flush, self._session_id)
+
+    def finalize(self) -> FileStat:
+        """Send everything and close the session; on an earlier failure abort it and raise that failure."""
+        try:
+            self.sync()
+        except BaseException:
+            self.abort()
+            raise
+        return self._call(self._ops.session_finalize, self._session_id)
+
+    def abort(self) -> None:
+        """Close the session after a failure; the file keeps what reached the agent."""
+        self._run = bytearray()
+        try:
+            self._drain(lambda start, end: True)
+        except Exception:
+            pass
+        try:
+            self._ops.session_abort(self._session_id)
+        except Exception:
+            pass  # the agent reaps sessions it cannot close now
+
+    # -- shipping -------------------------------------------------------------------------------
+
+    def _ship_run(self, *, inline: bool) -> None:
+        run, start = self._run, self._run_start
+        if not run:
+            return
+        self._run = bytearray()
+        payload = memoryview(run)  # private to us from here on: no copy
+        for offset in range(0, len(payload), self._chunk_bytes):
+            piece = payload[offset : offset + self._chunk_bytes]
+            last = offset + self._chunk_bytes >= len(payload)
+            if inline and last:
+                self._drain(_overlapping(start + offset, len(piece)))
+                self._call(self._ops.session_write, self._session_id, start + offset, piece)
+            else:
+                self._submit(start + offset, piece)
+
+    def _submit(self, offset: int, payload: memoryview) -> None:
+        self._drain(_overlapping(offset, len(payload)))
+        while self._inflight and self._inflight_bytes + len(payload) > self._inflight_limit:
+            self._wait_oldest()
+        future = io_pool().submit(self._ops.session_write, self._session_id, offset, payload)
+        future.add_done_callback(self._note_failure)
+        self._inflight.append((offset, offset + len(payload), future))
+        self._inflight_bytes += len(payload)
+
+    def _drain(self, selected: Callable[[int, int], bool]) -> None:
+        """Wait for the in-flight payloads ``selected(start, end)`` picks."""
+        keep = []
+        for start, end, future in self._inflight:
+            if selected(start, end):
+                future.exception()
+                self._inflight_bytes -= end - start
+            else:
+                keep.append((start, end, future))
+        self._inflight = keep
+
+    def _wait_oldest(self) -> None:
+        start, end, future = self._inflight.pop(0)
+        future.exception()
+        self._inflight_bytes -= end - start
+
+    def _note_failure(self, future: Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None and self._error is None:
+            self._error = future.exception()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise_with_user_path(self._error, self._user_path)
+
+    def _call(self, method: Callable[..., T], *args: Any) -> T:
+        try:
+            return method(*args)
+        except Exception as exc:
+            if self._error is None:
+                self._error = exc
+            raise_with_user_path(exc, self._user_path)
+
+
+def _overlapping(offset: int, length: int) -> Callable[[int, int], bool]:
+    end = offset + length
+    return lambda start, stop: start < end and offset < stop
