@@ -262,8 +262,13 @@ class CounterSeries:
         """Add ``amount`` (>= 0; an int keeps the total an int)."""
         if amount < 0:
             raise ValueError(f"a counter only goes up; inc({amount!r})")
-        with self._lock:
+        # acquire/release instead of ``with``: half the cost on CPython 3.11, and this runs per operation
+        lock = self._lock
+        lock.acquire()
+        try:
             self._value += amount
+        finally:
+            lock.release()
 
     @property
     def value(self) -> float:
@@ -363,9 +368,13 @@ class HistogramSeries:
     def observe(self, value: float) -> None:
         """Count ``value`` (seconds, for latency) in the first bucket whose bound is >= it."""
         index = bisect.bisect_left(self._bounds, value)
-        with self._lock:
+        lock = self._lock  # acquire/release instead of ``with``, as in CounterSeries.inc
+        lock.acquire()
+        try:
             self._counts[index] += 1
             self._sum += value
+        finally:
+            lock.release()
 
     def time(self) -> _Timer:
         """``with series.time(): ...`` observes how long the block took."""
