@@ -6,6 +6,8 @@ Every failure that crosses an API boundary is an :class:`ApiError` subclass with
 
 from __future__ import annotations
 
+import errno as errno_module
+
 
 class ApiError(Exception):
     """Base class of every typed Fluxon error."""
@@ -86,9 +88,13 @@ class RemoteHandlerError(ApiError):
 
 
 class PermissionDeniedError(ApiError, PermissionError):
-    """The caller's identity may not perform the operation."""
+    """The caller's identity may not perform the operation (``errno`` is EACCES, like a local refusal)."""
 
     code = "permission_denied"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.errno = errno_module.EACCES
 
 
 ERROR_CLASSES_BY_CODE: dict[str, type[ApiError]] = {
