@@ -7,6 +7,7 @@ and ``etcd`` (a real etcd server).
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -342,3 +343,26 @@ def test_a_newer_generation_takes_an_instance_key_over(fresh: KvCluster):
     answer = observer.rpc_call("twin", "/twin/who", {}).unwrap()
     assert answer == {"generation": second.generation()} and second.generation() > first.generation()
     assert value_of(observer.get_blocking("/twin/k")) == {"v": 1}  # values belong to the owner, not the writer
+
+
+def test_an_unreachable_holder_is_expelled_and_wipes_its_copies(fresh: KvCluster):
+    fresh.start_owner("o1", "h1")
+    fresh.start_owner("o2", "h2")
+    on_h1 = fresh.external("a", "h1")
+    on_h2 = fresh.external("b", "h2")
+    assert on_h1.put_blocking("/p/k", {"v": 1}).is_ok()
+    assert value_of(on_h2.get_blocking("/p/k")) == {"v": 1}
+    frozen = fresh.owners["o2"]
+    frozen.send_signal(signal.SIGSTOP)  # a partitioned host: alive, but deaf
+    try:
+        started = time.monotonic()
+        assert on_h1.remove("/p/k").is_ok()  # the master gives up on o2 after holder_call_timeout_ms
+        assert time.monotonic() - started < 10
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    # back on the network, o2 learns it was dropped and wipes its copies before registering again
+    wait_until(
+        lambda: isinstance(on_h2.get_blocking("/p/k").error(), KeyNotFoundError), 15, "o2 to wipe its stale copy"
+    )
+    assert on_h2.put_blocking("/p/k2", {"v": 2}).is_ok()
+    assert value_of(on_h1.get_blocking("/p/k2")) == {"v": 2}

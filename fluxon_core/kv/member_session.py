@@ -2,8 +2,9 @@
 
 Owners talk to the master directly, external clients through their owner's proxy paths; either
 way the session gets a ``call_master(path, meta)`` function. When the master no longer knows the
-member (its lease lapsed, or the master restarted) the session registers again and tells its
-holder through ``on_rejoin(master_restarted)``.
+member the session registers again: after a lapsed lease (same master) it first calls
+``on_forgotten`` (the master already dropped the member's replicas), after a master restart it
+calls ``on_master_restarted`` once registered (so the member can announce what it holds).
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ class MemberSession:
         call_master: CallMaster,
         *,
         stats: Callable[[], dict[str, int]] | None = None,
-        on_rejoin: Callable[[bool], None] | None = None,
+        on_forgotten: Callable[[], None] | None = None,
+        on_master_restarted: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
         self._call_master = call_master
         self._stats = stats
-        self._on_rejoin = on_rejoin
+        self._on_forgotten = on_forgotten
+        self._on_master_restarted = on_master_restarted
         self.lease_ttl_s = 10.0
         self.master_generation = 0
         self.master_instance_key = ""
@@ -69,24 +72,20 @@ class MemberSession:
         if self._stats is not None:
             meta["stats"] = self._stats()
         answer = self._call_master(MasterPath.KEEPALIVE, meta).meta
-        master_generation = int(answer.get("master_generation", 0))
         if answer.get("known"):
-            if master_generation != self.master_generation:
-                # a restarted master that already took this member back (see ensure_registered)
-                self.master_generation = master_generation
-                if self._on_rejoin is not None:
-                    self._on_rejoin(True)
             return
-        restarted = master_generation != self.master_generation
+        restarted = int(answer.get("master_generation", 0)) != self.master_generation
         log.warning(
             "kv master %s no longer knows member %s (%s); registering again",
             self.master_instance_key or "?",
             self.info.instance_key,
             "master restarted" if restarted else "lease lapsed",
         )
+        if not restarted and self._on_forgotten is not None:
+            self._on_forgotten()
         self.register()
-        if self._on_rejoin is not None:
-            self._on_rejoin(restarted)
+        if restarted and self._on_master_restarted is not None:
+            self._on_master_restarted()
 
     def ensure_registered(self) -> None:
         """Run a keep-alive round now (registering again if needed), serialised with the background one."""

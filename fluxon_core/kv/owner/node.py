@@ -129,7 +129,8 @@ class OwnerNode:
             MemberInfo(self.instance_key, self.generation, self.role, self.peer_server.endpoint),
             self.call_master,
             stats=self.stats,
-            on_rejoin=self._on_rejoin,
+            on_forgotten=self._on_forgotten,
+            on_master_restarted=self.replicas.announce,
         )
         remaining = max(0.1, deadline - time.monotonic())
         self.master.wait_reachable(remaining, lambda attempt_s: self.session.register(attempt_s))
@@ -303,12 +304,9 @@ class OwnerNode:
         stats["replicas"] = len(self.replicas)
         return stats
 
-    def _on_rejoin(self, master_restarted: bool) -> None:
-        if master_restarted:
-            self.replicas.announce()
-        else:
-            wiped = self.replicas.wipe()
-            log.warning("owner %s was expelled by the kv master; dropped %d local replicas", self.instance_key, wiped)
+    def _on_forgotten(self) -> None:
+        wiped = self.replicas.wipe()
+        log.warning("owner %s was dropped by the kv master; wiped %d local replicas", self.instance_key, wiped)
 
     def _handlers(self) -> dict[str, Handler]:
         handlers: dict[str, Handler] = {
