@@ -119,8 +119,8 @@ class FluxonKvSpec:
         check=_master_address,
     )
     cluster_secret_file: str | None = config_field(
-        doc="owner only: file holding the cluster secret; default ~/.fluxon/secrets/<cluster_name>.secret, "
-        "else read from the coordinator.",
+        doc="owner only: file holding the cluster secret; default: read from the coordinator when one is "
+        "configured, else ~/.fluxon/secrets/<cluster_name>.secret.",
         default=None,
         check=absolute_path,
     )

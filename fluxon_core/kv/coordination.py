@@ -24,6 +24,8 @@ def create_coordinator(block: BackendConfig | None) -> Coordinator:
 def etcd_block(addresses: list[str]) -> BackendConfig:
     """The coordination block ``etcd_addresses`` stands for."""
     entry = get_backends().entry("coordinator", "etcd")
+    if entry.config_type is None:
+        raise TypeError(f"coordinator kind 'etcd' of plugin {entry.plugin!r} declares no options class")
     options = load_config(entry.config_type, {"endpoints": list(addresses)}, "fluxonkv_spec.etcd_addresses")
     return BackendConfig(kind="etcd", options=options)
 
