@@ -151,15 +151,15 @@ class MountTable:
             # an absolute path holding no such token is local. A relative path without ``..`` stays
             # below the working directory, which is nowhere near a mount.
             text = path if type(path) is str else _as_str(path)
-            if text is None:
-                return None
+            if not text:
+                return None  # not a path, or "" (the local call reports it)
             if text[:1] == "/":
                 for token in tokens:
                     if token in text:
                         break
                 else:
                     return None
-            elif text and relative_stays_local and ".." not in text:
+            elif relative_stays_local and ".." not in text:
                 return None
             return resolve(text, path)
 

@@ -85,10 +85,14 @@ def mounted_export(
     options: MountOptions | None = None,
     piece_cache: PieceCache | None = None,
     mount_name: str = "mnt",
+    export_root: str | None = None,
 ) -> Iterator[Mounted]:
-    """Install the interceptor and mount a fresh export directory under ``base``."""
-    root = base / f"{mount_name}-export"
-    root.mkdir()
+    """Install the interceptor and mount ``export_root`` (default: a fresh directory under ``base``)."""
+    if export_root is None:
+        root = base / f"{mount_name}-export"
+        root.mkdir()
+    else:
+        root = Path(export_root)
     mount_dir = base / mount_name
     ops = CountingOps(LocalExportOps(str(root)))
     cache = piece_cache if piece_cache is not None else InMemoryPieceCache(256 * 1024 * 1024)
