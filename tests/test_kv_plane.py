@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from fluxon_core.errors import (
     ApiTimeoutError,
@@ -26,6 +29,7 @@ from fluxon_core.errors import (
     UnknownPathError,
 )
 from fluxon_core.kv import KvClient, MemHolder, new_store
+from fluxon_core.rpc_types import RpcMessage
 from tests.support.etcd_server import free_port
 from tests.support.kv_cluster import KvCluster, kv_cluster
 from tests.support.poll import wait_until
@@ -188,6 +192,22 @@ def test_node_to_node_rpc_by_instance_key(plane: KvCluster):
         assert isinstance(caller.rpc_call(server_key, "/test/slow", {}, timeout_ms=300).unwrap_error(), ApiTimeoutError)
         assert time.monotonic() - started < 5
         assert isinstance(server.rpc_register("/fluxon_kv/x", boom).unwrap_error(), InvalidArgumentError)
+        # the message variant carries meta and bulk frames both ways
+        assert server.rpc_register_message(
+            "/test/frames",
+            lambda call: RpcMessage(
+                meta={"n": len(call.message.frames)}, frames=(bytes(call.message.frames[0])[::-1],)
+            ),
+        ).is_ok()
+        answer_message = caller.rpc_call_message(
+            server_key, "/test/frames", RpcMessage(frames=(b"abc" * 100_000,))
+        ).unwrap()
+        assert answer_message.meta["n"] == 1 and bytes(answer_message.frames[0]) == (b"abc" * 100_000)[::-1]
+        assert server.rpc_unregister("/test/frames").is_ok()
+        assert isinstance(
+            caller.rpc_call_message(server_key, "/test/frames", RpcMessage(frames=(b"x",))).unwrap_error(),
+            UnknownPathError,
+        )
         # owners are members too
         assert isinstance(caller.rpc_call("o1", "/test/echo", {}).unwrap_error(), UnknownPathError)
     finally:
@@ -366,3 +386,23 @@ def test_an_unreachable_holder_is_expelled_and_wipes_its_copies(fresh: KvCluster
     )
     assert on_h2.put_blocking("/p/k2", {"v": 2}).is_ok()
     assert value_of(on_h1.get_blocking("/p/k2")) == {"v": 2}
+
+
+def test_a_forgotten_store_is_closed_at_exit():
+    from fluxon_core.runtime.commands import fetch_status
+
+    with kv_cluster() as cluster:
+        cluster.start_master()
+        cluster.start_owner("o1", "h1")
+        config = cluster.root / "forgetful.yaml"
+        config.write_text(yaml.safe_dump(cluster.external_config("forgetful", "h1")))
+        script = (
+            "import sys; from fluxon_core.kv import FluxonKvClientConfig, new_store; "
+            "s = new_store(FluxonKvClientConfig.from_file(sys.argv[1])).unwrap('new_store failed'); "
+            "s.put_blocking('/forgotten', {'v': 1}).unwrap(); print('up', flush=True)"
+        )
+        done = subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == "up", done.stderr
+        members = {m["instance_key"] for m in fetch_status(workdir=str(cluster.root / "master"))["members"]}
+        assert members == {"o1"}  # it left at exit instead of waiting for its lease to lapse
+        assert value_of(cluster.external("later", "h1").get_blocking("/forgotten")) == {"v": 1}

@@ -79,11 +79,6 @@ class OwnerPath:
         """The owner path forwarding to ``master_path``."""
         return OwnerPath.PROXY_PREFIX + master_path[len("/fluxon_kv/master") :]
 
-    @staticmethod
-    def unproxy(owner_path: str) -> str:
-        """The master path an owner proxy path forwards to."""
-        return "/fluxon_kv/master" + owner_path[len(OwnerPath.PROXY_PREFIX) :]
-
 
 class NodePath:
     """RPC paths every member (owner or external) serves on its own endpoint."""

@@ -118,6 +118,7 @@ class OwnerNode:
         self.replicas = LocalReplicas(
             self.pool, self._call_master_as_member, self.rpc, self._identity, peer_timeout_s=self.timeout_s
         )
+        self._closers.append(self.replicas.close)
         handlers = self._handlers()
         self.peer_server = self.rpc.bind(
             f"tcp://{self.settings.rpc_host}:0", handlers, worker_threads=RPC_WORKER_THREADS

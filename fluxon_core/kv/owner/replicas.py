@@ -33,6 +33,7 @@ from fluxon_core.rpc_types import RpcMessage
 log = get_logger("fluxon.kv.owner")
 
 _STRIPES = 64
+RECONCILE_INTERVAL_S = 0.2
 
 
 @attrs.define
@@ -72,6 +73,10 @@ class LocalReplicas:
         self._leases: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
         self._evictions_seen = 0
+        self._evicted = threading.Event()
+        self._stopped = threading.Event()
+        self._reconciler = threading.Thread(target=self._reconcile_loop, name="fluxon-kv-reconcile", daemon=True)
+        self._reconciler.start()
 
     def _stripe(self, key: str) -> int:
         return zlib.crc32(key.encode("utf-8", "surrogatepass")) % _STRIPES
@@ -271,13 +276,28 @@ class LocalReplicas:
         evictions = self.pool.stats().get("evictions", 0)
         if evictions != self._evictions_seen:
             self._evictions_seen = evictions
-            self.reconcile()
+            self._evicted.set()
+
+    def _reconcile_loop(self) -> None:
+        # Batched off the write path: a full pool evicts on every put, and the master may lag a
+        # moment (a peer asking for an evicted copy is told "not found" and reports it itself).
+        while not self._stopped.is_set():
+            self._evicted.wait()
+            if self._stopped.is_set():
+                return
+            self._evicted.clear()
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconciling evicted replicas failed")
+            self._stopped.wait(RECONCILE_INTERVAL_S)
 
     def reconcile(self) -> int:
         """Tell the master about local copies the pool evicted; returns how many."""
+        present = set(self.pool.keys())
         gone: list[tuple[str, int]] = []
         for key, version in list(self._versions.items()):
-            if self.pool.contains(key):
+            if key in present:
                 continue
             with self._state_locks[self._stripe(key)]:
                 if self._versions.get(key) == version and not self.pool.contains(key):
@@ -286,6 +306,13 @@ class LocalReplicas:
                     gone.append((key, version))
         self._report_dropped(gone)
         return len(gone)
+
+    def close(self) -> None:
+        """Stop the background reconciliation; idempotent."""
+        self._stopped.set()
+        self._evicted.set()
+        if self._reconciler is not threading.current_thread():
+            self._reconciler.join(5.0)
 
     def _report_dropped(self, items: Sequence[tuple[str, int]]) -> None:
         if not items:
