@@ -19,6 +19,7 @@ from fluxon_core.config.fields import (
     positive,
     slash_wrapped,
 )
+from fluxon_core.monitoring import MonitoringConfig
 from fluxon_fs.auth.model import BootstrapAccessModelConfig, SessionPolicyConfig
 
 MiB = 1024 * 1024
@@ -202,4 +203,7 @@ class FsRoleConfig:
     fluxon_fs: FluxonFsSection = config_field(doc="the FS section.")
     kvclient: dict[str, Any] | None = config_field(
         doc="FluxonKvClientConfig of the process (see the KV client reference).", default=None
+    )
+    monitoring: MonitoringConfig = config_field(
+        doc="metrics sinks of this role (see docs/metrics.md).", factory=MonitoringConfig
     )

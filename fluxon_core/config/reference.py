@@ -23,7 +23,15 @@ from fluxon_core.config.loader import describe_type, dump_config
 from fluxon_core.plugins import REGISTER_HOOKS, get_plugin_manager
 
 # (section title, "module:Class", dotted prefix written before every field)
-REFERENCE_ROOTS: list[tuple[str, str, str]] = []
+REFERENCE_ROOTS: list[tuple[str, str, str]] = [
+    ("kv master (`fluxon start kv-master -c F`)", "fluxon_core.kv.config:KvMasterConfig", ""),
+    (
+        "KV client and owner (`FluxonKvClientConfig`, the `kvclient` block)",
+        "fluxon_core.kv.config:KvClientSettings",
+        "",
+    ),
+    ("FS roles and mount clients (fs master, fs agent, reader/writer examples)", "fluxon_fs.config:FsRoleConfig", ""),
+]
 
 BEGIN_MARK = "<!-- BEGIN GENERATED REFERENCE: do not edit by hand; run python -m fluxon_core.config.reference --write docs/configuration.md -->"
 END_MARK = "<!-- END GENERATED REFERENCE -->"

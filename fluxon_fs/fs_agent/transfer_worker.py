@@ -4,13 +4,20 @@ A worker claims only batches whose target export this agent serves (so writes ar
 fd-anchored); the source is read locally when this agent also serves it, otherwise from an agent
 that does, over RPC, authenticated as a cluster member. The lease is renewed while copying; when a
 renewal says the claim was lost, the worker abandons the batch (the temp files it leaves are never
-published).
+published, and the next copy of that batch removes them).
+
+Workers claim as ``<agent>/<incarnation>/<index>``; the incarnation is fresh for every agent
+process, so the master knows that the claims of a restarted agent's previous process are orphaned.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -38,6 +45,34 @@ if TYPE_CHECKING:
 log = get_logger("fluxon.fs.transfer.worker")
 
 IDLE_POLL_S = 0.5
+
+# Test hook (tests/test_transfer_faults.py), inert unless both variables are set: the first batch of
+# this process that reaches FLUXON_TEST_PAUSE_AFTER_BYTES written bytes creates the file
+# FLUXON_TEST_PAUSE_MARKER and its worker stops there (lease still renewed) until the marker is
+# deleted or the process is killed — a deterministic "mid-batch" for fault tests.
+PAUSE_AFTER_BYTES_ENV = "FLUXON_TEST_PAUSE_AFTER_BYTES"
+PAUSE_MARKER_ENV = "FLUXON_TEST_PAUSE_MARKER"
+_pause_used = threading.Lock()
+
+
+def _test_pause_hook(job_id: str, number: int) -> Callable[[int], None] | None:
+    limit, marker = os.environ.get(PAUSE_AFTER_BYTES_ENV), os.environ.get(PAUSE_MARKER_ENV)
+    if not limit or not marker:
+        return None
+    written = 0
+
+    def on_progress(count: int) -> None:
+        nonlocal written
+        written += count
+        if written >= int(limit) and _pause_used.acquire(blocking=False):
+            Path(marker).write_text(f"{job_id} {number} {written}\n")
+            log.warning(
+                "test hook: batch %s/%d paused after %d bytes until %s is removed", job_id, number, written, marker
+            )
+            while os.path.exists(marker):
+                time.sleep(0.05)
+
+    return on_progress
 
 
 class _LeaseKeeper:
@@ -78,6 +113,7 @@ class TransferWorkerPool:
         self._threads: list[threading.Thread] = []
         self._client = default_transport().new_client()
         self._auth = service_auth(agent.store)
+        self._incarnation = secrets.token_hex(4)
 
     def start(self) -> None:
         for index in range(self._count):
@@ -95,7 +131,8 @@ class TransferWorkerPool:
         while not self._stop.is_set():
             try:
                 reply = self._agent.master.call(
-                    TRANSFER_CLAIM_PATH, {"worker": str(index), "target_exports": sorted(self._agent.ops)}
+                    TRANSFER_CLAIM_PATH,
+                    {"worker": str(index), "incarnation": self._incarnation, "target_exports": sorted(self._agent.ops)},
                 )
             except ApiError as exc:
                 log.debug("claim failed: %s", exc)
@@ -129,7 +166,13 @@ class TransferWorkerPool:
             source = self._source_ops(spec.source_export)
             target = self._agent.ops[spec.target_export]
             result = copy_batch(
-                spec, entries, source, target, should_continue=lambda: not (keeper.lost.is_set() or self._stop.is_set())
+                spec,
+                entries,
+                source,
+                target,
+                should_continue=lambda: not (keeper.lost.is_set() or self._stop.is_set()),
+                on_progress=_test_pause_hook(job_id, number),
+                clean_orphans=int(assignment.get("claims", 1)) > 1,
             )
         except Exception as exc:
             keeper.stop()

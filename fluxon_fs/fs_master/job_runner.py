@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export_api import ExportOps
 from fluxon_fs.transfer.batching import group_batches
@@ -31,6 +32,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fs-transfer-runner", daemon=True)
+        self._last_store_error = ""
 
     def start(self) -> None:
         """Start the thread."""
@@ -64,6 +66,12 @@ class JobRunner:
                         self._scan(job.job_id, job.spec)
                     elif job.state == "verifying":
                         self._verify(job.job_id, job.spec)
+                self._last_store_error = ""
+            except ApiError as exc:
+                # Typically the state store is unreachable: say so once per distinct error, not every pass.
+                if str(exc) != self._last_store_error:
+                    log.warning("transfer runner pass failed (%s); retrying until it succeeds", exc)
+                    self._last_store_error = str(exc)
             except Exception:
                 log.exception("transfer runner pass failed; retrying")
 

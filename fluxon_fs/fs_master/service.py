@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.config import BackendConfig
-from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkError
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
@@ -47,6 +47,7 @@ from fluxon_fs.master_link import (
     TRANSFER_SHOW_PATH,
 )
 from fluxon_fs.request_auth import service_auth
+from fluxon_fs.transfer.holders import ClaimHolders
 from fluxon_fs.transfer.jobs import BatchResult, JobRecord, JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store
 
@@ -54,6 +55,8 @@ log = get_logger("fluxon.fs.master")
 
 AGENT_LEASE_TTL_S = 6.0
 REAPER_INTERVAL_S = 0.5
+# What an unreachable state store raises (etcd, TiKV); list/show then answer from the last known jobs.
+STATE_STORE_DOWN = (NetworkError, ApiTimeoutError)
 
 
 def kv_client_config(config: FsRoleConfig, default_instance_key: str) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class FsMaster:
         self.state_store: StateStore = open_state_store(self._state_store_block())
         self.transfers = TransferCoordinator(self.state_store)
         self.transfers.recover_after_restart()
+        self.claim_holders = ClaimHolders(offline_after_s=AGENT_LEASE_TTL_S)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._rpc_client = default_transport().new_client()
@@ -207,9 +211,14 @@ class FsMaster:
 
     def _on_transfer_claim(self, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         target_exports = set(payload.get("target_exports", []))
+        worker = self.claim_holders.worker_name(
+            caller, str(payload.get("incarnation", "")), str(payload.get("worker", "0"))
+        )
+        registered = {record.agent_instance_key for record in self.exports.agents()}
         assignment = self.transfers.claim(
-            f"{caller}/{payload.get('worker', '0')}",
+            worker,
             job_ids=[j.job_id for j in self.transfers.jobs() if j.spec.target_export in target_exports],
+            holder_gone=lambda holder: self.claim_holders.gone(holder, registered),
         )
         if assignment is None:
             return {"assignment": None}
@@ -222,10 +231,12 @@ class FsMaster:
                 "lease_deadline": assignment.lease_deadline,
                 "lease_ttl_s": self.transfers.lease_ttl_s,
                 "entries": [list(e) for e in assignment.entries],
+                "claims": assignment.claims,
             }
         }
 
-    def _on_transfer_renew(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _on_transfer_renew(self, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.claim_holders.seen(caller)
         deadline = self.transfers.renew(str(payload["job_id"]), int(payload["number"]), str(payload["claim_token"]))
         return {"lease_deadline": deadline}
 
@@ -274,15 +285,27 @@ class FsMaster:
 
     def _on_transfer_list(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         self.authorizer.authenticate(str(payload.get("token", "")))
-        return {"jobs": [job_to_wire(job) for job in self.transfers.jobs()]}
+        try:
+            jobs, error = self.transfers.jobs(), ""
+        except STATE_STORE_DOWN as exc:
+            jobs, error = self.transfers.cached_jobs(), state_store_error(exc)
+        return {"jobs": [job_to_wire(job, error) for job in jobs], "state_store_error": error}
 
     def _on_transfer_show(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         self.authorizer.authenticate(str(payload.get("token", "")))
         job_id = str(payload["job_id"])
-        batches = [attrs.asdict(state) for state in self.transfers.batch_states(job_id)]
+        try:
+            job = self.transfers.job(job_id)
+            batches = [attrs.asdict(state) for state in self.transfers.batch_states(job_id)]
+        except STATE_STORE_DOWN as exc:
+            cached = self.transfers.cached_job(job_id)
+            if cached is None:
+                raise NetworkError(state_store_error(exc)) from exc
+            error = state_store_error(exc)
+            return {"job": job_to_wire(cached, error), "batches": [], "state_store_error": error}
         for batch in batches:
             batch.pop("claim_token", None)
-        return {"job": job_to_wire(self.transfers.job(job_id)), "batches": batches}
+        return {"job": job_to_wire(job), "batches": batches, "state_store_error": ""}
 
     def _on_transfer_action(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         job = self.transfers.job(str(payload["job_id"]))
@@ -337,8 +360,15 @@ def job_spec_from_wire(data: Any) -> JobSpec:
         raise InvalidArgumentError(f"spec is incomplete: {exc}") from None
 
 
-def job_to_wire(job: JobRecord) -> dict[str, Any]:
-    """JSON form of a job with its throughput."""
+def job_to_wire(job: JobRecord, state_store_error: str = "") -> dict[str, Any]:
+    """JSON form of a job with its throughput; ``state_store_error`` is set while the store is unreachable
+    (the job is then its last known record and makes no progress)."""
     data = attrs.asdict(job)
     data["throughput_bytes_per_s"] = job.throughput_bytes_per_s()
+    data["state_store_error"] = state_store_error
     return data
+
+
+def state_store_error(exc: Exception) -> str:
+    """What users see while the transfer state store is unreachable."""
+    return f"transfer state store unavailable, jobs are paused until it is back: {exc}"
