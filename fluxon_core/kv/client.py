@@ -19,9 +19,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from fluxon_core.config import ConfigError
 from fluxon_core.errors import ApiError, InvalidArgumentError, StoreClosedError, StoreInitFailedError
+from fluxon_core.kv.auth import RpcAuthenticator
 from fluxon_core.kv.config import FluxonKvClientConfig, KvClientSettings, load_client_settings
 from fluxon_core.kv.node_rpc import BytesHandler, DictHandler, MessageHandler, NodeRpc
 from fluxon_core.kv.protocol import MasterPath
+from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.value_codec import Value, decode_value, encode_value, encoded_size
 from fluxon_core.log_setup import get_logger
 from fluxon_core.result import Result
@@ -41,6 +43,7 @@ class StoreNode(Protocol):
     instance_key: str
     generation: int
     node_rpc: NodeRpc
+    rpc: AuthedRpc
 
     @property
     def endpoint(self) -> str: ...
@@ -163,6 +166,10 @@ class KvClient:
     def endpoint(self) -> str:
         """This member's RPC endpoint (where ``rpc_register`` handlers are served)."""
         return self._node.endpoint
+
+    def authenticator(self) -> RpcAuthenticator:
+        """The cluster-secret token maker/checker of this store (for services with their own RPC servers)."""
+        return self._node.rpc.authenticator
 
     def pool_stats(self) -> dict[str, int]:
         """Capacity, usage, entries, hits, misses and evictions of the host's pool."""
