@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import logging
 import os
 import threading
 import weakref
@@ -25,7 +26,7 @@ from fluxon_core.kv.node_rpc import BytesHandler, DictHandler, MessageHandler, N
 from fluxon_core.kv.protocol import MasterPath
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.value_codec import Value, decode_value, encode_value, encoded_size
-from fluxon_core.log_setup import get_logger
+from fluxon_core.log_setup import configure_logging, get_logger, level_from_env
 from fluxon_core.result import Result
 from fluxon_core.rpc_types import Buffer, RpcMessage
 
@@ -369,6 +370,15 @@ def _close_forgotten_stores() -> None:
             log.warning("closing %r at exit: %s", client, exc)
 
 
+def _honour_fluxon_log() -> None:
+    """Apply ``FLUXON_LOG`` in client processes too; keep the application's own logging setup if it has one."""
+    logger = logging.getLogger("fluxon")
+    if logger.handlers or logging.getLogger().handlers:
+        logger.setLevel(level_from_env())
+    else:
+        configure_logging()
+
+
 def new_store(
     cfg: FluxonKvClientConfig | KvClientSettings | Mapping[str, Any] | str | os.PathLike[str],
     *,
@@ -380,6 +390,10 @@ def new_store(
     InvalidArgumentError for a bad config and StoreInitFailedError when the store cannot start,
     e.g. when no owner appears within ``fluxonkv_spec.attach_timeout_ms``.
     """
+    try:
+        _honour_fluxon_log()
+    except ValueError as exc:
+        return Result.err(InvalidArgumentError(str(exc)))
     try:
         settings = load_client_settings(cfg)
     except (ConfigError, ValueError, TypeError) as exc:
