@@ -572,3 +572,21 @@ def test_sockets_of_finished_threads_are_reclaimed(server: RpcServer, client: Rp
     one_call()
     # The client keeps per-thread sockets only for threads that are still alive.
     assert len(client._threads) <= 2  # type: ignore[attr-defined]
+
+
+def test_close_from_inside_a_handler_stops_the_server(transport: ZmqTransport, client: RpcClient) -> None:
+    server = transport.bind_server("tcp://127.0.0.1:0")
+    closed = threading.Event()
+
+    def shutdown(call: RpcCall) -> RpcMessage:
+        server.close()
+        closed.set()
+        return RpcMessage(meta={"bye": True})
+
+    server.register("/shutdown", shutdown)
+    prefix = f"fluxon-rpc[{server.endpoint}]"
+    # Replies of handlers still running at close() are dropped, so the caller times out.
+    with pytest.raises(ApiTimeoutError):
+        client.call(server.endpoint, "/shutdown", RpcMessage(), timeout_s=1.0)
+    assert closed.is_set()
+    wait_until(lambda: not any(t.name.startswith(prefix) for t in threading.enumerate()), 5, "server threads to exit")

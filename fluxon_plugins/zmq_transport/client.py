@@ -36,7 +36,6 @@ SOCKETS_PER_THREAD = 64
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLOUT = int(zmq.POLLOUT)
-_RCVMORE = int(zmq.RCVMORE)
 _RCVTIMEO = int(zmq.RCVTIMEO)
 _monotonic = time.monotonic
 
@@ -224,21 +223,22 @@ class ZmqRpcClient:
             try:
                 header = wire.decode_header(header_frame)
             except NetworkError as exc:
-                wire.drain(sock)
+                wire.drain(sock, wire.has_more(sock))
                 log.warning("RPC client: dropping malformed reply from %s: %s", endpoint, exc)
                 continue
             if header[0] != request_id:
-                wire.drain(sock)  # the late reply of a call that already timed out
+                wire.drain(sock, wire.has_more(sock))  # the late reply of a call that already timed out
                 continue
             if len(header) == 2:
-                wire.drain(sock)
                 raise decode_error(header[1])
             try:
                 _, meta, sizes = header
             except ValueError:
                 meta = sizes = None
             if type(meta) is not dict:
-                wire.drain(sock)
+                wire.drain(sock, wire.has_more(sock))
                 raise NetworkError(f"malformed RPC reply from {endpoint}: header {header!r}")
-            frames = wire.recv_bulk(sock, sizes, self._zero_copy_min) if sizes else ()
+            # Asking for the more-flag costs microseconds in pyzmq, so a small reply skips it: the
+            # server never sends unannounced parts, and stray parts would fail the next id check.
+            frames = wire.recv_bulk(sock, sizes, self._zero_copy_min, wire.has_more(sock)) if sizes else ()
             return RpcMessage(meta=meta, frames=frames)

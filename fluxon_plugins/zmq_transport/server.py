@@ -174,6 +174,8 @@ class ZmqRpcServer:
             self._jobs.put(_STOP)
         deadline = time.monotonic() + _JOIN_TIMEOUT_S
         for thread in self._threads:
+            if thread is threading.current_thread():  # close() called from a handler
+                continue
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("RPC server %s: %s still running a handler after close()", self._endpoint, thread.name)
@@ -370,25 +372,26 @@ class ZmqRpcServer:
         """One call from the ROUTER: a _Request, None (malformed or expired: answered or dropped) or _STOP."""
         router = self._router
         identity = router.recv()
-        header_frame = router.recv()  # a ROUTER delivers the identity plus at least one part
-        if header_frame == self._stop_token:
-            wire.drain(router)
+        header_frame = router.recv(copy=False)  # a ROUTER delivers the identity plus at least one part
+        more = header_frame.more
+        if header_frame.buffer == self._stop_token:
+            wire.drain(router, more)
             return _STOP
         try:
-            header = wire.decode_header(header_frame)
+            header = wire.decode_header(header_frame.buffer)
         except NetworkError as exc:
-            wire.drain(router)
+            wire.drain(router, more)
             log.warning("RPC server %s: dropping malformed call: %s", self._endpoint, exc)
             return None
         request_id = header[1] if len(header) > 1 else None
         if header[0] != wire.PROTOCOL_VERSION or len(header) != wire.REQUEST_FIELDS or type(request_id) is not int:
-            wire.drain(router)
+            wire.drain(router, more)
             if type(request_id) is int:
                 self._reply_error(identity, request_id, NetworkError(f"unsupported RPC protocol: header {header!r}"))
             return None
         _, _, path, caller, auth, remaining_s, meta, sizes = header
         try:
-            frames = wire.recv_bulk(router, sizes, self._zero_copy_min)
+            frames = wire.recv_bulk(router, sizes, self._zero_copy_min, more) if sizes or more else ()
             if not (
                 type(path) is str
                 and type(caller) is str

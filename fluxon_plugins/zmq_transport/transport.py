@@ -7,10 +7,15 @@ from collections.abc import Callable
 
 import zmq
 
+from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc_types import RpcCall
 from fluxon_plugins.zmq_transport.client import ZmqRpcClient
 from fluxon_plugins.zmq_transport.config import ZmqTransportConfig
 from fluxon_plugins.zmq_transport.server import ZmqRpcServer
+
+log = get_logger("fluxon.rpc.zmq")
+
+_TERM_TIMEOUT_S = 2.0
 
 
 class ZmqTransport:
@@ -71,7 +76,13 @@ class ZmqTransport:
             server.close()
         for client in clients:
             client.close()
-        self._context.term()
+        # term() waits for every socket of the context; one still held by a thread stuck in a
+        # handler or a call must not hang the caller, so wait a bounded time and move on.
+        terminator = threading.Thread(target=self._context.term, name="fluxon-zmq-term", daemon=True)
+        terminator.start()
+        terminator.join(_TERM_TIMEOUT_S)
+        if terminator.is_alive():
+            log.warning("zmq transport: sockets still open %.0fs after close(); leaving the context", _TERM_TIMEOUT_S)
 
     def _forget_server(self, server: ZmqRpcServer) -> None:
         with self._lock:

@@ -44,7 +44,7 @@ try:
         """The header frame; a meta value that is not JSON-able raises TypeError/ValueError."""
         return orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS)
 
-    _loads: Callable[[bytes], Any] = orjson.loads
+    _loads: Callable[[Buffer], Any] = orjson.loads
 except ImportError:  # pragma: no cover - exercised only where orjson is not installed
     _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -52,17 +52,18 @@ except ImportError:  # pragma: no cover - exercised only where orjson is not ins
         """The header frame; a meta value that is not JSON-able raises TypeError/ValueError."""
         return _encode_json(header).encode()
 
-    _loads = json.loads
+    def _loads(frame: Buffer) -> Any:
+        return json.loads(bytes(frame))
 
 
-def decode_header(frame: bytes) -> list[Any]:
+def decode_header(frame: Buffer) -> list[Any]:
     """The header array; anything but a JSON array starting with an integer is a NetworkError."""
     try:
         header = _loads(frame)
     except (UnicodeDecodeError, ValueError) as exc:
         raise NetworkError(f"malformed RPC header: {exc}") from None
     if type(header) is not list or not header or type(header[0]) is not int:
-        raise NetworkError(f"malformed RPC header: {frame[:200]!r}")
+        raise NetworkError(f"malformed RPC header: {bytes(frame[:200])!r}")
     return header
 
 
@@ -87,38 +88,45 @@ def send_message(
         send_frame(sock, frame, flags | more, memoryview(frame).nbytes < zero_copy_min)
 
 
-def recv_bulk(sock: zmq.Socket, sizes: Any, zero_copy_min: int) -> tuple[Buffer, ...]:
-    """Receive the bulk frames announced by ``sizes`` after the header frame was read.
+def recv_bulk(sock: zmq.Socket, sizes: Any, zero_copy_min: int, more: bool) -> tuple[Buffer, ...]:
+    """Receive the bulk frames announced by ``sizes``; ``more`` is the header frame's more-flag.
 
     Frames of at least ``zero_copy_min`` bytes come back as ``memoryview`` over the received
-    ``zmq.Frame``. A count or size mismatch drains the rest of the message and raises NetworkError.
+    ``zmq.Frame``, smaller ones as ``bytes``. A count or size mismatch drains the rest of the
+    message and raises NetworkError. (Frames carry their more-flag; asking the socket for
+    ``ZMQ_RCVMORE`` instead costs an enum lookup in pyzmq on every call.)
     """
     if not sizes:
-        if sock.getsockopt(_RCVMORE):
-            drain(sock)
+        if more:
+            drain(sock, more)
             raise NetworkError("RPC message carries bulk frames its header did not announce")
         return ()
     if type(sizes) is not list:
-        drain(sock)
+        drain(sock, more)
         raise NetworkError(f"malformed RPC header: frame sizes {sizes!r} is not a list")
     frames: list[Buffer] = []
     for size in sizes:
-        if not sock.getsockopt(_RCVMORE):
+        if not more:
             raise NetworkError(f"RPC message announced {len(sizes)} bulk frames, got {len(frames)}")
-        if type(size) is int and size >= zero_copy_min:
-            frames.append(sock.recv(copy=False).buffer)
-        else:
-            frames.append(sock.recv())
-        if len(frames[-1]) != size:
-            drain(sock)
-            raise NetworkError(f"RPC bulk frame {len(frames) - 1} has {len(frames[-1])} bytes, header said {size!r}")
-    if sock.getsockopt(_RCVMORE):
-        drain(sock)
+        frame = sock.recv(copy=False)
+        more = frame.more
+        data = frame.buffer if type(size) is int and size >= zero_copy_min else frame.bytes
+        if len(data) != size:
+            drain(sock, more)
+            raise NetworkError(f"RPC bulk frame {len(frames)} has {len(data)} bytes, header said {size!r}")
+        frames.append(data)
+    if more:
+        drain(sock, more)
         raise NetworkError(f"RPC message carries more bulk frames than the {len(sizes)} announced")
     return tuple(frames)
 
 
-def drain(sock: zmq.Socket) -> None:
-    """Discard the remaining parts of a partly read message."""
-    while sock.getsockopt(_RCVMORE):
-        sock.recv(copy=False)
+def has_more(sock: zmq.Socket) -> bool:
+    """Whether the part just received (as bytes, not as a Frame) has more parts after it."""
+    return bool(sock.getsockopt(_RCVMORE))
+
+
+def drain(sock: zmq.Socket, more: bool) -> None:
+    """Discard the remaining parts of a message whose last part read had the more-flag ``more``."""
+    while more:
+        more = sock.recv(copy=False).more

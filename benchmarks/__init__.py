@@ -1,0 +1,1 @@
+"""Performance harness: ``python -m benchmarks.run --quick`` (see ``docs/performance.md``)."""
