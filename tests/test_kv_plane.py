@@ -24,6 +24,7 @@ from fluxon_core.errors import (
     KeyNotFoundError,
     NetworkError,
     RemoteHandlerError,
+    StorageFullError,
     StoreClosedError,
     StoreInitFailedError,
     UnknownPathError,
@@ -250,7 +251,7 @@ def test_eviction_under_a_small_budget(fresh: KvCluster):
     assert isinstance(client.get_blocking(keys[0]).unwrap_error(), KeyNotFoundError)
     # the master forgets evicted replicas: only what the pool still holds is counted
     wait_until(lambda: client.count_prefix("/evict/").unwrap() <= 10, 10, "evicted keys to leave the routes")
-    assert isinstance(client.put_blocking("/evict/huge", {"data": b"x" * 2_000_000}).unwrap_error(), Exception)
+    assert isinstance(client.put_blocking("/evict/huge", {"data": b"x" * 2_000_000}).unwrap_error(), StorageFullError)
 
 
 def test_owner_killed_then_restarted(fresh: KvCluster):
