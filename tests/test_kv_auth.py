@@ -124,3 +124,19 @@ def test_an_owner_with_another_secret_cannot_join(cluster: KvCluster, tmp_path):
     error = new_store(config).unwrap_error()
     assert isinstance(error, StoreInitFailedError)
     assert "could not reach the kv master" in str(error) and "does not match this cluster's secret" in str(error)
+
+
+def test_an_owner_without_a_secret_says_where_it_looked(tmp_path, monkeypatch):
+    from fluxon_core.errors import StoreInitFailedError
+    from fluxon_core.kv import new_store
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = {
+        "instance_key": "lonely-owner",
+        "contribute_to_cluster_pool_size": {"dram": "1MiB"},
+        "fluxonkv_spec": {"cluster_name": "nosecret", "share_mem_path": str(tmp_path), "master_address": "127.0.0.1:1"},
+    }
+    error = new_store(config).unwrap_error()
+    assert isinstance(error, StoreInitFailedError)
+    assert str(tmp_path / ".fluxon" / "secrets" / "nosecret.secret") in str(error)
+    assert "cluster_secret_file" in str(error)

@@ -422,6 +422,6 @@ def new_store(
         return Result.err(exc)
     except ApiError as exc:
         return Result.err(StoreInitFailedError(f"store {settings.instance_key!r} could not start: {exc}"))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return Result.err(StoreInitFailedError(f"store {settings.instance_key!r} could not start: {exc}"))
     return Result.ok(KvClient(node, settings, config))

@@ -233,9 +233,7 @@ class OwnerNode:
             pool_path=self.pool.location,
             pool_capacity_bytes=self.settings.contribute_to_cluster_pool_size.dram,
             master_endpoint=self.master.endpoint,
-            coordination_kind="local"
-            if self.coordinator is None
-            else (spec.coordination.kind if spec.coordination else "etcd"),
+            coordination_kind=spec.coordination.kind if spec.coordination else ("etcd" if etcd_addresses else "local"),
             etcd_addresses=etcd_addresses,
             rpc_host=self.settings.rpc_host,
             large_file_paths=list(spec.large_file_paths or []),
