@@ -590,3 +590,49 @@ def test_close_from_inside_a_handler_stops_the_server(transport: ZmqTransport, c
         client.call(server.endpoint, "/shutdown", RpcMessage(), timeout_s=1.0)
     assert closed.is_set()
     wait_until(lambda: not any(t.name.startswith(prefix) for t in threading.enumerate()), 5, "server threads to exit")
+
+
+# --- wire robustness ------------------------------------------------------------------------------
+
+
+def test_malformed_messages_never_break_the_server(server: RpcServer, client: RpcClient) -> None:
+    import orjson
+
+    context = zmq.Context()
+    raw = context.socket(zmq.DEALER)
+    raw.setsockopt(zmq.RCVTIMEO, 5000)
+    raw.connect(server.endpoint)
+    try:
+        raw.send(b"not json at all")
+        raw.send_multipart([b"[1, 7]", b"stray part"])  # wrong field count: answered, since the id is known
+        assert orjson.loads(raw.recv())[1]["code"] == "network_error"
+        good = orjson.dumps([1, 8, "/echo", "", "", 5.0, {"ok": 1}, []])
+        raw.send_multipart([good, b"unannounced bulk"])
+        assert orjson.loads(raw.recv())[1]["code"] == "network_error"
+        raw.send_multipart([orjson.dumps([1, 9, "/echo", "", "", 5.0, {}, [10]]), b"short"])
+        assert orjson.loads(raw.recv())[1]["code"] == "network_error"
+        raw.send(orjson.dumps([2, 10, "/echo", "", "", 5.0, {}, []]))  # a future protocol version
+        assert orjson.loads(raw.recv())[1]["code"] == "network_error"
+        raw.send(orjson.dumps([1, 11, "/echo", "", "", 5.0, {"after": "garbage"}, []]))
+        reply_id, meta, sizes = orjson.loads(raw.recv())
+        assert (reply_id, meta["after"], sizes) == (11, "garbage", [])
+    finally:
+        raw.close(linger=0)
+        context.term()
+    assert client.call(server.endpoint, "/echo", RpcMessage(meta={"still": "serving"})).meta["still"] == "serving"
+
+
+def test_first_large_bulk_frame_is_placed_at_the_fast_stream_offset() -> None:
+    import orjson
+
+    from fluxon_plugins.zmq_transport import wire
+
+    for header_len in (5, 36, 49, 200, 250, 300):
+        header = orjson.dumps(["x" * header_len])
+        padded = wire.align_bulk(header, (bytes(MiB),), 64 * 1024)
+        prefix = 2 if len(padded) < 256 else 9
+        assert (prefix + len(padded) + 9) % 32 == 16
+        assert orjson.loads(padded) == orjson.loads(header)
+    small = orjson.dumps([1])
+    assert wire.align_bulk(small, (b"tiny",), 64 * 1024) == small
+    assert wire.align_bulk(small, (), 64 * 1024) == small

@@ -131,6 +131,7 @@ class ZmqRpcClient:
             sock = peer.sock
             try:
                 if frames:
+                    header = wire.align_bulk(header, frames, self._zero_copy_min)
                     wire.send_message(sock, (), header, frames, self._zero_copy_min, _NOBLOCK)
                 else:
                     wire.send_frame(sock, header, _NOBLOCK)

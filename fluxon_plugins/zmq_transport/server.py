@@ -237,14 +237,23 @@ class ZmqRpcServer:
                 if item is _STOP:
                     return
                 if item is _LEAD:
-                    if not self._receive():
-                        return
+                    try:
+                        if not self._receive():
+                            return
+                    except Exception:  # a receiver that dies silently would leave the server deaf
+                        if self._closed:
+                            return
+                        log.exception("RPC server %s: the receiving thread failed; receiving restarts", self._endpoint)
+                        self._jobs.put(_LEAD)
                     continue
                 if push is None:
                     push = self._context.socket(zmq.PUSH)
                     push.setsockopt(zmq.LINGER, 1000)
                     push.connect(self._replies_address)
-                self._run_pooled(item, push)
+                try:
+                    self._run_pooled(item, push)
+                except Exception:
+                    log.exception("RPC server %s: a pooled call %r failed", self._endpoint, item.call.path)
         finally:
             if push is not None:
                 push.close()
@@ -425,8 +434,10 @@ class ZmqRpcServer:
             if not isinstance(reply, RpcMessage):
                 raise TypeError(f"handler for {call.path!r} returned {type(reply).__name__}, expected RpcMessage")
             frames = reply.frames
-            sizes = [memoryview(f).nbytes for f in frames] if frames else []
-            return wire.encode_header([request.request_id, reply.meta, sizes]), frames
+            if not frames:
+                return wire.encode_header([request.request_id, reply.meta, []]), frames
+            header = wire.encode_header([request.request_id, reply.meta, [memoryview(f).nbytes for f in frames]])
+            return wire.align_bulk(header, frames, self._zero_copy_min), frames
         except BaseException as exc:  # every failure must reach the caller as a typed error
             if not isinstance(exc, ApiError | OSError):
                 log.warning("RPC handler for %r raised", call.path, exc_info=True)

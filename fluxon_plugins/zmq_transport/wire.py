@@ -11,6 +11,7 @@ Why this shape: headers are JSON arrays, not objects, because unpacking one arra
 cheaper than eight key lookups on every call; the deadline travels as *seconds left* because the
 monotonic clocks of two hosts are unrelated; listing the bulk sizes up front lets the receiver take
 small frames as ``bytes`` and large ones zero-copy as a ``memoryview`` over the ``zmq.Frame``.
+A header followed by a large frame may end in JSON whitespace: see :func:`align_bulk`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,36 @@ def decode_header(frame: Buffer) -> list[Any]:
     if type(header) is not list or not header or type(header[0]) is not int:
         raise NetworkError(f"malformed RPC header: {bytes(frame[:200])!r}")
     return header
+
+
+_PAYLOAD_ALIGNMENT = 32
+_PAYLOAD_OFFSET = 16
+
+
+def _frame_overhead(size: int) -> int:
+    """Bytes ZMTP 3 puts before a frame's payload: a flags byte plus a 1- or 8-byte length."""
+    return 2 if size < 256 else 9
+
+
+def align_bulk(header: bytes, frames: Sequence[Buffer], zero_copy_min: int) -> bytes:
+    """``header`` padded with JSON whitespace so the first large bulk frame lands well in the receiver.
+
+    libzmq receives a large frame by copying what its 8 KiB read batch already holds and reading
+    the rest straight into the message; where the payload starts in the stream decides the
+    alignment of that direct read. Measured here (benchmarks/bench_rpc.py, libzmq 4.3, x86-64):
+    payloads starting 16 bytes past a 32-byte boundary move up to 1.7x faster than unlucky offsets,
+    which is also where a raw ``REQ`` message ``[b"put", data]`` puts them.
+    """
+    if not frames:
+        return header
+    first = memoryview(frames[0]).nbytes
+    if first < zero_copy_min:
+        return header
+    length = len(header)
+    for _ in range(2):  # padding may push the header past 255 bytes, which lengthens its frame prefix
+        offset = _frame_overhead(length) + length + _frame_overhead(first)
+        length += (_PAYLOAD_OFFSET - offset) % _PAYLOAD_ALIGNMENT
+    return header + b" " * (length - len(header))
 
 
 def send_message(
