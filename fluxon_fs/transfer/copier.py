@@ -2,7 +2,9 @@
 
 A file is written under a temporary name in its target directory and renamed into place after the
 last byte and a size check, so a target file is always absent, the old version, or the complete
-new one. Mode and mtime are preserved.
+new one. Mode and mtime are preserved. A worker killed mid-file leaves its temporary file behind;
+the next worker to claim that batch removes the temporary files of the batch's files first
+(:func:`remove_orphan_temps`), so a finished job leaves none.
 """
 
 from __future__ import annotations
@@ -98,6 +100,34 @@ def copy_file(
         raise
 
 
+def remove_orphan_temps(spec: JobSpec, entries: list[ScanEntry], target: ExportOps) -> int:
+    """Delete temporary files an earlier (killed) copy of this batch left next to its target files.
+
+    Returns how many were removed. Only names ``.<file>.fluxon-part-*`` of this batch's own files are
+    touched; a directory that does not exist yet holds none.
+    """
+    names_by_dir: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.kind == ENTRY_FILE:
+            target_rel = spec.target_relpath(entry.relpath)
+            names_by_dir.setdefault(_parent(target_rel), set()).add(target_rel.rsplit("/", 1)[-1])
+    removed = 0
+    for directory, names in names_by_dir.items():
+        try:
+            listing = target.list_dir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for item in listing:
+            owner, marker, _ = item.name[1:].partition(TEMP_MARKER)
+            if item.name.startswith(".") and marker and owner in names:
+                try:
+                    target.unlink(f"{directory}/{item.name}" if directory else item.name)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
 def copy_batch(
     spec: JobSpec,
     entries: list[ScanEntry],
@@ -106,10 +136,20 @@ def copy_batch(
     *,
     should_continue: Callable[[], bool] = lambda: True,
     on_progress: Callable[[int], None] | None = None,
+    clean_orphans: bool = False,
 ) -> BatchResult:
-    """Copy every entry of a batch; per-file problems become errors in the result (the batch is retried)."""
+    """Copy every entry of a batch; per-file problems become errors in the result (the batch is retried).
+
+    ``clean_orphans`` (set when the batch was claimed before) first removes temporary files an
+    earlier, killed copy left behind.
+    """
     copied = copied_bytes = skipped = changed = 0
     errors: list[str] = []
+    if clean_orphans:
+        try:
+            remove_orphan_temps(spec, entries, target)
+        except OSError as exc:
+            errors.append(f"removing temporary files of an earlier attempt: {exc.strerror or exc}")
     known_dirs: set[str] = set()
     dir_times: list[tuple[str, ScanEntry]] = []
     for entry in entries:
@@ -208,6 +248,7 @@ __all__ = [
     "COPY_CHUNK_BYTES",
     "copy_batch",
     "copy_file",
+    "remove_orphan_temps",
     "scan_export_dir",
     "verify_batch",
 ]

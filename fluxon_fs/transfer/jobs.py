@@ -11,6 +11,14 @@ compare-and-set and renew their lease; an expired lease makes the batch claimabl
 batch is never handed out again. After a restart the coordinator extends live leases once by a
 full TTL so workers that finished while it was down can still report, instead of the batch being
 copied twice.
+
+A batch's state keeps its own result, so the job's counters can always be recomputed from the
+batch states: completing a batch writes the batch first and the job second, and when the store
+fails (or the master dies) between the two, the worker's retry of the report — or the next start
+of the coordinator — recounts the job instead of losing or double-counting that batch.
+
+The coordinator also remembers the last job records it read or wrote, so the fs master can still
+show jobs (with the store's error) while the state store is unavailable.
 """
 
 from __future__ import annotations
@@ -146,6 +154,10 @@ class BatchState:
     not_before: float = 0.0
     claims: int = 0
     last_error: str = ""
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_skipped: int = 0
+    files_changed: int = 0
 
 
 @attrs.frozen
@@ -158,6 +170,7 @@ class BatchAssignment:
     claim_token: str
     lease_deadline: float
     entries: list[ScanEntry]
+    claims: int = 1
 
 
 @attrs.frozen
@@ -225,6 +238,7 @@ class TransferCoordinator:
         self.retry_backoff_s = retry_backoff_s
         self._clock = clock
         self._lock = threading.RLock()
+        self._known_jobs: dict[str, JobRecord] = {}
 
     # ----- jobs ---------------------------------------------------------------------------------
 
@@ -239,6 +253,7 @@ class TransferCoordinator:
         )
         if not self.store.compare_and_set(job_key(record.job_id), None, _dump(record)):
             raise InvalidArgumentError(f"job {record.job_id!r} already exists")
+        self._known_jobs[record.job_id] = record
         return record
 
     def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
@@ -311,12 +326,22 @@ class TransferCoordinator:
         data = self.store.get(job_key(job_id))
         if data is None:
             raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
-        return _load_job(data)
+        record = self._known_jobs[job_id] = _load_job(data)
+        return record
 
     def jobs(self) -> list[JobRecord]:
         """Every job, newest first."""
         records = [_load_job(v) for _, v in self.store.scan_prefix("jobs/")]
+        self._known_jobs = {r.job_id: r for r in records}
         return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def cached_jobs(self) -> list[JobRecord]:
+        """The job records as last read or written (for showing jobs while the store is unavailable)."""
+        return sorted(self._known_jobs.values(), key=lambda r: r.created_at, reverse=True)
+
+    def cached_job(self, job_id: str) -> JobRecord | None:
+        """One job as last read or written, or None."""
+        return self._known_jobs.get(job_id)
 
     def batch_states(self, job_id: str) -> Iterator[BatchState]:
         """States of a job's batches in order."""
@@ -349,22 +374,24 @@ class TransferCoordinator:
 
     def retry_failed(self, job_id: str) -> JobRecord:
         """Make failed batches pending again (attempts reset) and run the job."""
-        for state in list(self.batch_states(job_id)):
-            if state.state == "failed":
-                self._update_batch(
-                    job_id,
-                    state.number,
-                    lambda s: attrs.evolve(s, state="pending", attempts=0, not_before=0.0, last_error=""),
-                )
+        with self._lock:
+            for state in list(self.batch_states(job_id)):
+                if state.state == "failed":
+                    self._update_batch(
+                        job_id,
+                        state.number,
+                        lambda s: attrs.evolve(s, state="pending", attempts=0, not_before=0.0, last_error=""),
+                    )
 
-        def change(job: JobRecord) -> JobRecord:
-            counters = attrs.evolve(job.counters, batches_failed=0, files_failed=0)
-            return attrs.evolve(job, state="running", counters=counters, finished_at=0.0, state_reason="")
+            def change(job: JobRecord) -> JobRecord:
+                counters = attrs.evolve(job.counters, batches_failed=0, files_failed=0)
+                return attrs.evolve(job, state="running", counters=counters, finished_at=0.0, state_reason="")
 
-        return self._update_job(job_id, change)
+            return self._update_job(job_id, change)
 
     def recover_after_restart(self) -> None:
-        """Extend every live lease by one TTL so workers that finished meanwhile can still report."""
+        """Extend every live lease by one TTL so workers that finished meanwhile can still report,
+        and recount running jobs (a crash between a batch's write and its job's may have left them short)."""
         now = self._clock()
         for job in self.jobs():
             if job.state in FINAL_STATES:
@@ -376,23 +403,62 @@ class TransferCoordinator:
                         state.number,
                         lambda s: attrs.evolve(s, lease_deadline=max(s.lease_deadline, now + self.lease_ttl_s)),
                     )
+            if job.state in ("running", "paused"):
+                self.recount(job.job_id)
+
+    def recount(self, job_id: str) -> JobRecord:
+        """Recompute a job's done/failed counters from its batch states (they hold each batch's result)."""
+        with self._lock:
+            totals = dict.fromkeys(
+                ("batches_done", "batches_failed", "files_copied", "bytes_copied", "files_skipped", "files_changed"), 0
+            )
+            files_failed = 0
+            for state in self.batch_states(job_id):
+                if state.state == "done":
+                    totals["batches_done"] += 1
+                    for name in ("files_copied", "bytes_copied", "files_skipped", "files_changed"):
+                        totals[name] += getattr(state, name)
+                elif state.state == "failed":
+                    totals["batches_failed"] += 1
+                    files_failed += state.files
+            job = self._update_job(
+                job_id,
+                lambda j: attrs.evolve(j, counters=attrs.evolve(j.counters, files_failed=files_failed, **totals)),
+            )
+            return self._maybe_finish(job)
 
     # ----- workers ------------------------------------------------------------------------------
 
-    def claim(self, worker: str, *, job_ids: Iterable[str] | None = None) -> BatchAssignment | None:
-        """Hand the next claimable batch of a running job to ``worker``, or None."""
+    def claim(
+        self,
+        worker: str,
+        *,
+        job_ids: Iterable[str] | None = None,
+        holder_gone: Callable[[str], bool] | None = None,
+    ) -> BatchAssignment | None:
+        """Hand the next claimable batch of a running job to ``worker``, or None.
+
+        ``holder_gone(worker)`` may say that the worker holding a claim is known to be dead (its agent
+        restarted or went offline): such a claim is taken over at once instead of after its lease.
+        """
         now = self._clock()
         wanted = set(job_ids) if job_ids is not None else None
+
+        def held(state: BatchState) -> bool:
+            if state.state != "claimed" or state.lease_deadline <= now:
+                return False
+            return holder_gone is None or not holder_gone(state.worker)
+
         for job in sorted(self.jobs(), key=lambda r: r.created_at):
             if job.state != "running" or (wanted is not None and job.job_id not in wanted):
                 continue
             states = list(self.batch_states(job.job_id))
-            active = sum(1 for s in states if s.state == "claimed" and s.lease_deadline > now)
+            active = sum(1 for s in states if held(s))
             if active >= job.spec.desired_worker_count:
                 continue
             for state in states:
                 claimable = state.state == "pending" and state.not_before <= now
-                expired = state.state == "claimed" and state.lease_deadline <= now
+                expired = state.state == "claimed" and not held(state)
                 if not (claimable or expired):
                     continue
                 token = secrets.token_hex(8)
@@ -407,7 +473,7 @@ class TransferCoordinator:
                 if self.store.compare_and_set(batch_state_key(job.job_id, state.number), _dump(state), _dump(claimed)):
                     if expired:
                         log.warning(
-                            "job %s batch %d: lease of %s expired; re-dispatched to %s",
+                            "job %s batch %d: claim of %s expired or its holder is gone; re-dispatched to %s",
                             job.job_id,
                             state.number,
                             state.worker,
@@ -420,6 +486,7 @@ class TransferCoordinator:
                         token,
                         claimed.lease_deadline,
                         self.batch_entries(job.job_id, state.number),
+                        claimed.claims,
                     )
         return None
 
@@ -443,13 +510,27 @@ class TransferCoordinator:
         """Record a finished batch; idempotent; False when the claim was lost (the result is ignored)."""
         with self._lock:
             before = self._batch_state(job_id, number)
-            if before.state == "done":
-                return before.claim_token == claim_token
+            if before.state in ("done", "failed") and before.claim_token == claim_token:
+                # A repeated report: the first may have stopped between the batch and the job write.
+                self.recount(job_id)
+                return True
             if before.claim_token != claim_token or before.state != "claimed":
                 return False
             if result.errors:
                 return self._record_failure(job_id, before, "; ".join(result.errors[:3]), result)
-            self._update_batch(job_id, number, lambda s: attrs.evolve(s, state="done", last_error=""))
+            self._update_batch(
+                job_id,
+                number,
+                lambda s: attrs.evolve(
+                    s,
+                    state="done",
+                    last_error="",
+                    files_copied=result.files_copied,
+                    bytes_copied=result.bytes_copied,
+                    files_skipped=result.files_skipped,
+                    files_changed=result.files_changed,
+                ),
+            )
 
             def change(job: JobRecord) -> JobRecord:
                 c = job.counters
@@ -471,6 +552,9 @@ class TransferCoordinator:
         """Record a failed attempt: retried with backoff until ``max_attempts``, then failed."""
         with self._lock:
             before = self._batch_state(job_id, number)
+            if before.state == "failed" and before.claim_token == claim_token:
+                self.recount(job_id)  # a repeated report, see complete()
+                return True
             if before.claim_token != claim_token or before.state != "claimed":
                 return False
             return self._record_failure(job_id, before, error, None)
@@ -572,6 +656,7 @@ class TransferCoordinator:
             updated = change(_load_job(data))
             encoded = _dump(updated)
             if encoded == data or self.store.compare_and_set(key, data, encoded):
+                self._known_jobs[job_id] = updated
                 return updated
 
     def _update_batch(self, job_id: str, number: int, change: Callable[[BatchState], BatchState]) -> BatchState:

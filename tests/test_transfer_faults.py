@@ -1,0 +1,285 @@
+"""Transfer jobs surviving faults, with real processes: SIGKILL of a worker's agent mid-batch, SIGKILL of
+the fs master mid-job, and the etcd state store going away and coming back.
+
+"Mid-batch" is deterministic: the agent's test hook (FLUXON_TEST_PAUSE_AFTER_BYTES / _MARKER, see
+fluxon_fs/fs_agent/transfer_worker.py) stops a worker after it wrote the first chunk of a large file
+and creates a marker file; the test then kills the process, or deletes the marker to let it go on.
+Every test ends with a byte-for-byte comparison of source and target trees.
+
+Each test starts a kv plane, an fs master and one or two agents (~3 s) and runs a job; the slowest
+(second agent taking over) waits for the dead agent's registry lease (6 s), so they take 6-15 s each.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluxon_core.errors import NetworkError
+from fluxon_core.runtime.processes import start_role_process
+from fluxon_fs.agent.local_ops import LocalExportOps
+from fluxon_fs.fs_agent.transfer_worker import PAUSE_AFTER_BYTES_ENV, PAUSE_MARKER_ENV
+from fluxon_fs.runtime import FS_AGENT_MODULE
+from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.client import TransferClient
+from fluxon_fs.transfer.copier import COPY_CHUNK_BYTES, TEMP_MARKER, copy_batch, scan_export_dir
+from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+from fluxon_fs.transfer.state_config import open_state_store
+from tests.support.etcd_server import EtcdServer
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+from tests.support.poll import wait_until
+from tests.support.trees import assert_same_tree, make_tree
+
+BIG_FILE_BYTES = 2 * COPY_CHUNK_BYTES + 12345  # the hook pauses after the first chunk: 8 MiB of 16+ written
+JOB_TIMEOUT_S = 60
+
+
+def make_source(src: Path) -> Path:
+    """``src/data/set1``: small files in d0..d3 plus one big file in ``a_big`` (scanned last, so its batch
+    comes after the small ones)."""
+    root = src / "data" / "set1"
+    make_tree(root, files=60, max_size=20_000)
+    big = root / "a_big" / "big.bin"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(os.urandom(BIG_FILE_BYTES))
+    os.utime(big, ns=(1_600_000_000_000_000_000, 1_600_000_000_123_456_789))
+    return root
+
+
+def job_spec(**overrides: Any) -> JobSpec:
+    values: dict[str, Any] = {
+        "source_export": "src",
+        "source_dir": "data/set1",
+        "target_export": "dst",
+        "target_prefix": "in",
+        "batch_ready_bytes": 100_000,
+        "desired_worker_count": 2,
+    }
+    values.update(overrides)
+    return JobSpec(**values)
+
+
+def start_agent(fs: FsCluster, key: str, exports: dict[str, str], pause_marker: Path | None = None) -> None:
+    """An fs agent process; with ``pause_marker`` its test hook pauses the first batch reaching one chunk."""
+    env = {}
+    if pause_marker is not None:
+        env = {PAUSE_AFTER_BYTES_ENV: str(COPY_CHUNK_BYTES), PAUSE_MARKER_ENV: str(pause_marker)}
+    proc = start_role_process(
+        FS_AGENT_MODULE, "fs_agent", fs.agent_config(key, exports), workdir=fs.root / f"agent-{key}", env=env
+    )
+    fs.agents[key] = proc
+    proc.wait_ready(60)
+
+
+def kill(fs: FsCluster, key: str) -> None:
+    proc = fs.agents.pop(key) if key != MASTER_KEY else fs.master
+    assert proc is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def client(fs: FsCluster) -> TransferClient:
+    return TransferClient(fs.kv.external(f"cli-{uuid.uuid4().hex[:6]}", fs.host), MASTER_KEY, *ADMIN)
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if TEMP_MARKER in p.name]
+
+
+def batch_copies(fs: FsCluster, job_id: str) -> dict[int, int]:
+    """How many times each batch was copied to the end, from the agents' logs ("batch <job>/<n>: ...")."""
+    pattern = re.compile(rf"batch {re.escape(job_id)}/(\d+): \d+ files")
+    counts: dict[int, int] = {}
+    for log in fs.root.glob("agent-*/log/*.log"):
+        for match in pattern.finditer(log.read_text(errors="replace")):
+            counts[int(match.group(1))] = counts.get(int(match.group(1)), 0) + 1
+    return counts
+
+
+def paused_batch(marker: Path) -> int:
+    def fields() -> list[str] | None:
+        words = marker.read_text().split() if marker.exists() else []
+        return words if len(words) == 3 else None
+
+    _job_id, number, written = wait_until(fields, 30, "the worker's pause")
+    assert int(written) < BIG_FILE_BYTES
+    return int(number)
+
+
+def assert_paused_mid_file(dst: Path) -> None:
+    """The big file is being written: only its temporary file exists, and it is partial."""
+    target_dir = dst / "in" / "set1" / "a_big"
+    assert not (target_dir / "big.bin").exists()
+    partial = temp_files(target_dir)
+    assert len(partial) == 1 and partial[0].name.startswith(".big.bin" + TEMP_MARKER)
+    assert 0 < partial[0].stat().st_size < BIG_FILE_BYTES
+
+
+def finish_and_compare(fs: FsCluster, tc: TransferClient, job_id: str, src_root: Path, dst: Path) -> dict:
+    final = tc.wait(job_id, JOB_TIMEOUT_S)
+    assert final["state"] == "succeeded", final
+    assert final["counters"]["files_copied"] == final["counters"]["files_total"] == 61
+    assert temp_files(dst) == []
+    assert_same_tree(src_root, dst / "in" / "set1")
+    return {b["number"]: b for b in tc.show(job_id)["batches"]}
+
+
+@pytest.mark.parametrize("takeover", ["restarted_agent", "second_agent"])
+def test_sigkill_of_a_worker_mid_batch_redoes_the_batch_without_partial_files(takeover: str) -> None:
+    with fs_cluster() as fs:
+        fs.start_master()
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        src_root = make_source(src)
+        exports = {"src": str(src), "dst": str(dst)}
+        marker = fs.root / "paused"
+        start_agent(fs, "agent-1", exports, pause_marker=marker)
+        tc = client(fs)
+        job_id = tc.create_job(job_spec(desired_worker_count=1))
+        number = paused_batch(marker)
+        assert_paused_mid_file(dst)
+
+        kill(fs, "agent-1")
+        assert_paused_mid_file(dst)  # a kill publishes nothing
+        lost = {b["number"] for b in tc.show(job_id)["batches"] if b["state"] == "claimed"}
+        assert lost == {number}
+        if takeover == "restarted_agent":
+            # The new process claims under a new incarnation: the old claims are taken over at once.
+            start_agent(fs, "agent-1", exports)
+        else:
+            # Another agent serving the same exports takes over once agent-1 missed its registry lease.
+            start_agent(fs, "agent-2", exports)
+
+        batches = finish_and_compare(fs, tc, job_id, src_root, dst)
+        assert {n: b["claims"] for n, b in batches.items()} == {n: 2 if n in lost else 1 for n in batches}
+        if takeover == "second_agent":
+            assert batches[number]["worker"].startswith("agent-2/")
+        copies = batch_copies(fs, job_id)
+        assert copies == dict.fromkeys(batches, 1), "every batch is copied to the end exactly once"
+
+
+def test_sigkill_of_the_fs_master_mid_job_resumes_without_copying_done_batches_again() -> None:
+    with fs_cluster() as fs:
+        fs.start_master()
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        src_root = make_source(src)
+        marker = fs.root / "paused"
+        start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
+        tc = client(fs)
+        # One worker at a time: when the big batch pauses, every batch before it is done, none after.
+        job_id = tc.create_job(job_spec(desired_worker_count=1))
+        number = paused_batch(marker)
+        before = {b["number"]: b["state"] for b in tc.show(job_id)["batches"]}
+        assert number > 0 and all(before[n] == "done" for n in range(number))
+        assert before[number] == "claimed" and all(before[n] == "pending" for n in before if n > number)
+
+        kill(fs, MASTER_KEY)
+        fs.start_master()  # same workdir: the sqlite state store survives
+        marker.unlink()  # the paused worker finishes its batch and reports to the new master
+
+        tc = client(fs)
+        batches = finish_and_compare(fs, tc, job_id, src_root, dst)
+        assert all(b["claims"] == 1 for b in batches.values()), batches
+        assert batch_copies(fs, job_id) == dict.fromkeys(batches, 1)
+
+
+def test_state_store_outage_pauses_the_job_with_a_visible_error_and_it_resumes(etcd_server: EtcdServer) -> None:
+    store = {
+        "kind": "etcd",
+        "etcd": {"endpoints": [etcd_server.endpoint], "key_prefix": f"/faults/{uuid.uuid4().hex}/", "timeout_s": 1},
+    }
+    with fs_cluster() as fs:
+        fs.start_master(transfer_state_store=store)
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        src_root = make_source(src)
+        marker = fs.root / "paused"
+        start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
+        tc = client(fs)
+        job_id = tc.create_job(job_spec(desired_worker_count=1))
+        number = paused_batch(marker)
+        try:
+            etcd_server.stop()
+            listed = wait_until(lambda: tc.jobs()[0]["state_store_error"] and tc.jobs(), 20, "error in list")
+            assert listed[0]["job_id"] == job_id and listed[0]["state"] == "running"
+            error = listed[0]["state_store_error"]
+            assert "transfer state store unavailable" in error and etcd_server.endpoint in error
+            shown = tc.show(job_id)
+            assert shown["job"]["state_store_error"] and shown["batches"] == []
+
+            marker.unlink()  # the worker finishes copying while the store is down ...
+            agent_log = fs.root / "agent-agent-1" / "log" / "fs_agent.log"
+            wait_until(
+                lambda: "reporting /fluxon_fs/transfer/complete to the fs master failed" in agent_log.read_text(),
+                20,
+                "the worker retrying its report",
+            )
+        finally:
+            etcd_server.start()  # ... and its report lands once the store is back
+
+        batches = finish_and_compare(fs, tc, job_id, src_root, dst)
+        assert tc.show(job_id)["job"]["state_store_error"] == ""
+        assert all(b["claims"] == 1 for b in batches.values()), batches
+        assert batches[number]["state"] == "done"
+        assert batch_copies(fs, job_id) == dict.fromkeys(batches, 1)
+
+
+class JobWriteFailsOnce:
+    """A state store whose next compare-and-set of a job record fails as if the store had just gone away."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.armed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None) -> bool:
+        if self.armed and key.startswith("jobs/"):
+            self.armed = False
+            raise NetworkError("state store went away")
+        return bool(self._inner.compare_and_set(key, expected, value))
+
+
+@pytest.mark.parametrize("recovery", ["worker_retries_report", "master_restarts"])
+def test_store_failing_between_batch_and_job_write_loses_no_count(tmp_path: Path, recovery: str) -> None:
+    """Completing a batch writes the batch state, then the job; a failure in between is repaired by the
+    worker's repeated report or by the next coordinator start, never counted twice or lost."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src / "data" / "set1", files=30)
+    dst.mkdir()
+    store = JobWriteFailsOnce(open_state_store({"kind": "sqlite", "sqlite": {"path": str(tmp_path / "s.db")}}))
+    source, target = LocalExportOps(str(src)), LocalExportOps(str(dst))
+    try:
+        coordinator = TransferCoordinator(store, retry_backoff_s=0)
+        spec = job_spec(batch_ready_bytes=50_000)
+        job = coordinator.create_job(spec)
+        for number, (entries, size) in enumerate(group_batches(scan_export_dir(source, spec.source_dir), 50_000)):
+            coordinator.add_batch(job.job_id, number, entries, size)
+        coordinator.finish_scan(job.job_id)
+        while (assignment := coordinator.claim("w")) is not None:
+            result = copy_batch(spec, assignment.entries, source, target)
+            if assignment.number == 1:
+                store.armed = True
+                with pytest.raises(NetworkError):
+                    coordinator.complete(job.job_id, 1, assignment.claim_token, result)
+                if recovery == "worker_retries_report":
+                    assert coordinator.complete(job.job_id, 1, assignment.claim_token, result)
+                else:
+                    coordinator = TransferCoordinator(store, retry_backoff_s=0)
+                    coordinator.recover_after_restart()
+                continue
+            assert coordinator.complete(job.job_id, assignment.number, assignment.claim_token, result)
+        final = coordinator.job(job.job_id)
+        assert final.state == "verifying"
+        c = final.counters
+        assert (c.files_copied, c.batches_done) == (30, c.batches_total) and c.bytes_copied == c.bytes_total
+        assert all(s.claims == 1 for s in coordinator.batch_states(job.job_id))
+    finally:
+        source.close()
+        target.close()
+        store.close()
