@@ -197,3 +197,15 @@ def test_in_memory_piece_cache_is_bounded_lru() -> None:
     with pytest.raises(ValueError):
         InMemoryPieceCache(0)
     assert piece_key("demo", "a/b.txt", "3-17", 2) == "/fluxon_fs_cache/demo/a/b.txt@3-17/2"
+
+
+def test_missing_answers_below_a_path_that_becomes_a_file_are_forgotten(mnt: Mounted) -> None:
+    assert not os.path.exists(mnt.path("d/a"))
+    with pytest.raises(FileNotFoundError):
+        read_bytes(mnt.path("d/a"))
+    with open(mnt.path("d"), "wb"):
+        pass
+    with pytest.raises(NotADirectoryError):
+        os.stat(mnt.path("d/a"))
+    with pytest.raises(NotADirectoryError):
+        read_bytes(mnt.path("d/a"))

@@ -15,6 +15,9 @@ from collections.abc import Callable
 
 from fluxon_fs.export_api import DirEntryInfo, FileStat
 
+_MAX_MISSING = 4096
+"""Cached "does not exist" answers are few and scanned on every change; beyond this many, start over."""
+
 
 class StatEntry:
     """One cached ``stat`` answer; ``stat`` None means the path did not exist."""
@@ -50,6 +53,7 @@ class MetadataCache:
         self.max_entries = max_entries
         self.clock = clock
         self._stats: dict[tuple[str, bool], StatEntry] = {}
+        self._missing: set[tuple[str, bool]] = set()  # keys of "does not exist" answers
         self._listings: dict[str, _Listing] = {}
         self._lock = threading.Lock()
         self.generation = 0
@@ -77,8 +81,15 @@ class MetadataCache:
         return entry
 
     def _store_stat(self, relpath: str, follow_symlinks: bool, stat: FileStat | None, entry: StatEntry) -> None:
-        self._stats.pop((relpath, follow_symlinks), None)
-        self._stats[(relpath, follow_symlinks)] = entry
+        key = (relpath, follow_symlinks)
+        self._stats.pop(key, None)
+        self._stats[key] = entry
+        if stat is None:
+            if len(self._missing) >= _MAX_MISSING:
+                self._drop_missing(lambda path: True)
+            self._missing.add(key)
+        else:
+            self._missing.discard(key)
         if stat is not None and not _is_link(stat):
             # For anything but a symlink, stat and lstat agree.
             self._stats.pop((relpath, not follow_symlinks), None)
@@ -113,14 +124,24 @@ class MetadataCache:
     # -- invalidation ---------------------------------------------------------------------------
 
     def forget(self, relpath: str) -> None:
-        """Drop what a change of ``relpath`` makes stale: its entries and its parent's."""
+        """Drop what a change of ``relpath`` makes stale: its entries, its parent's, and every
+        "does not exist" answer below it (``relpath/x`` is ``ENOTDIR`` once ``relpath`` is a file)."""
         parent = parent_of(relpath)
+        below = f"{relpath}/" if relpath else ""
         with self._lock:
             self.generation += 1
             for path in (relpath, parent):
-                self._stats.pop((path, True), None)
-                self._stats.pop((path, False), None)
+                for key in ((path, True), (path, False)):
+                    self._stats.pop(key, None)
+                    self._missing.discard(key)
                 self._listings.pop(path, None)
+            if self._missing:
+                self._drop_missing(lambda path: path.startswith(below))
+
+    def _drop_missing(self, selected: Callable[[str], bool]) -> None:
+        for key in [k for k in self._missing if selected(k[0])]:
+            self._missing.discard(key)
+            self._stats.pop(key, None)
 
     def forget_tree(self, relpath: str) -> None:
         """Like :meth:`forget`, plus everything below ``relpath`` (a directory was moved or removed)."""
@@ -133,6 +154,7 @@ class MetadataCache:
             self.generation += 1
             for key in [k for k in self._stats if k[0].startswith(prefix)]:
                 del self._stats[key]
+                self._missing.discard(key)
             for path in [p for p in self._listings if p.startswith(prefix)]:
                 del self._listings[path]
 
@@ -141,11 +163,13 @@ class MetadataCache:
         with self._lock:
             self.generation += 1
             self._stats.clear()
+            self._missing.clear()
             self._listings.clear()
 
     def _evict(self) -> None:
         for key in list(self._stats)[: len(self._stats) // 4]:
             del self._stats[key]
+            self._missing.discard(key)
 
 
 def _is_link(stat: FileStat) -> bool:

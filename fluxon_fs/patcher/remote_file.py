@@ -33,6 +33,8 @@ log = get_logger("fluxon.fs.patcher.file")
 REMOTE_BUFFER_SIZE = 128 * 1024
 """Buffer of the buffered layer (``buffering=-1``); remote raw calls cost more than local ones."""
 
+_READALL_CHUNK = 8 * 1024 * 1024
+
 
 @attrs.frozen
 class OpenMode:
@@ -372,6 +374,25 @@ class RemoteWriteFile(_RemoteRaw):
             view[: len(data)] = data
             self._pos += len(data)
             return len(data)
+
+    def readall(self) -> bytes:
+        """Everything from the position to the end, in large reads."""
+        if not self._updating:
+            raise io.UnsupportedOperation("File not open for reading")
+        with self._lock:
+            self._check_open()
+            self._flush_unlocked()
+            target = self._target
+            parts = []
+            while True:
+                try:
+                    _, data = target.export.ops.read_chunk(target.relpath, self._pos, _READALL_CHUNK)
+                except Exception as exc:
+                    raise_with_user_path(exc, target.user_path)
+                if not data:
+                    return b"".join(parts)
+                parts.append(data)
+                self._pos += len(data)
 
     def truncate(self, size: int | None = None) -> int:
         """Set the file size (default: the position); the position does not move."""

@@ -1,0 +1,208 @@
+"""Differential property test: random operation sequences give identical results on a mount and locally.
+
+Each step runs the same Python call (``open``/``os.*``/``shutil``) against a local temporary
+directory and against a mount, and requires the same return value or the same exception type, errno
+and (root-relative) file names. At the end the two trees — and the agent's own directory — must
+hold the same entries and bytes. Tiny pieces and write chunks make small files exercise multi-piece
+reads, readahead and chunked writes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from fluxon_fs.patcher import MountOptions, process_interceptor
+from tests.support.mount_harness import mounted_export
+
+NAMES = st.sampled_from(["a", "b", "d", "d/a", "d/b", "d/e", "d/e/a", "x/y"])
+PAYLOADS = st.binary(max_size=300)
+SIZES = st.integers(min_value=0, max_value=400)
+OPTIONS = MountOptions(piece_bytes=64, readahead_pieces=2, write_chunk_bytes=100, write_inflight_bytes=200)
+
+
+def tree(root: str) -> dict[str, bytes | None]:
+    """Every entry below ``root``: file bytes, or None for a directory."""
+    found: dict[str, bytes | None] = {}
+    for top, dirs, files in os.walk(root):
+        relative = os.path.relpath(top, root)
+        for name in dirs:
+            found[os.path.normpath(os.path.join(relative, name))] = None
+        for name in files:
+            with open(os.path.join(top, name), "rb") as f:
+                found[os.path.normpath(os.path.join(relative, name))] = f.read()
+    return found
+
+
+class MountMatchesLocal(RuleBasedStateMachine):
+    """Same operations on a local directory and on a mount."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = Path(tempfile.mkdtemp(prefix="fxdiff", dir="/tmp"))
+        (self.base / "local").mkdir()
+        self.stack = ExitStack()
+        self.mounted = self.stack.enter_context(mounted_export(self.base, options=OPTIONS))
+        self.roots = (str(self.base / "local"), self.mounted.mount)
+
+    def teardown(self) -> None:
+        try:
+            assert tree(self.roots[0]) == tree(self.roots[1]) == tree(self.mounted.root)
+        finally:
+            self.stack.close()
+            shutil.rmtree(self.base)
+
+    def same(self, action: Callable[..., Any], *relpaths: str, **kwargs: Any) -> Any:
+        """Run ``action(*paths, **kwargs)`` on both sides; both must end the same way."""
+        outcomes = [self._outcome(root, action, relpaths, kwargs) for root in self.roots]
+        assert outcomes[0] == outcomes[1], (
+            f"{action.__name__}{relpaths} {kwargs}: local {outcomes[0]} mount {outcomes[1]}"
+        )
+        return outcomes[0]
+
+    @staticmethod
+    def _outcome(root: str, action: Callable[..., Any], relpaths: tuple[str, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return ("ok", action(*(os.path.join(root, p) for p in relpaths), **kwargs))
+        except OSError as exc:
+            names = [os.path.relpath(n, root) if isinstance(n, str) else n for n in (exc.filename, exc.filename2)]
+            return ("error", type(exc).__name__, exc.errno, *names)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    @rule(path=NAMES, data=PAYLOADS, mode=st.sampled_from(["wb", "ab", "xb", "w", "a"]))
+    def write(self, path: str, data: bytes, mode: str) -> None:
+        def write(p: str) -> int:
+            if "b" in mode:
+                with open(p, mode) as f:
+                    return f.write(data)
+            with open(p, mode, encoding="latin-1", newline="") as text:
+                return text.write(data.decode("latin-1"))
+
+        self.same(write, path)
+
+    @rule(path=NAMES)
+    def read(self, path: str) -> None:
+        def read(p: str) -> bytes:
+            with open(p, "rb") as f:
+                return f.read()
+
+        self.same(read, path)
+
+    @rule(path=NAMES, offset=SIZES, size=SIZES, buffering=st.sampled_from([0, -1]))
+    def read_range(self, path: str, offset: int, size: int, buffering: int) -> None:
+        def read_range(p: str) -> tuple[bytes, int]:
+            with open(p, "rb", buffering=buffering) as f:
+                f.seek(offset)
+                return f.read(size), f.tell()
+
+        self.same(read_range, path)
+
+    @rule(path=NAMES)
+    def read_lines(self, path: str) -> None:
+        def read_lines(p: str) -> list[str]:
+            with open(p, encoding="latin-1") as f:
+                return list(f)
+
+        self.same(read_lines, path)
+
+    @rule(path=NAMES, offset=SIZES, data=PAYLOADS, mode=st.sampled_from(["r+b", "a+b", "w+b"]))
+    def update(self, path: str, offset: int, data: bytes, mode: str) -> None:
+        def update(p: str) -> tuple[bytes, int]:
+            with open(p, mode) as f:
+                f.seek(offset)
+                f.write(data)
+                position = f.tell()
+                f.seek(0)
+                return f.read(), position
+
+        self.same(update, path)
+
+    @rule(path=NAMES, size=SIZES)
+    def truncate(self, path: str, size: int) -> None:
+        self.same(os.truncate, path, length=size)
+
+    # -- namespace ------------------------------------------------------------------------------
+
+    @rule(path=NAMES)
+    def mkdir(self, path: str) -> None:
+        self.same(os.mkdir, path)
+
+    @rule(path=NAMES, exist_ok=st.booleans())
+    def makedirs(self, path: str, exist_ok: bool) -> None:
+        self.same(os.makedirs, path, exist_ok=exist_ok)
+
+    @rule(path=NAMES)
+    def rmdir(self, path: str) -> None:
+        self.same(os.rmdir, path)
+
+    @rule(path=NAMES)
+    def unlink(self, path: str) -> None:
+        self.same(os.unlink, path)
+
+    @rule(path=NAMES)
+    def rmtree(self, path: str) -> None:
+        self.same(shutil.rmtree, path)
+
+    @rule(src=NAMES, dst=NAMES, how=st.sampled_from(["rename", "replace"]))
+    def rename(self, src: str, dst: str, how: str) -> None:
+        self.same(getattr(os, how), src, dst)  # looked up now: the installed function
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    @rule(path=NAMES)
+    def listdir(self, path: str) -> None:
+        self.same(lambda p: sorted(os.listdir(p)), path)
+
+    @rule(path=NAMES)
+    def scandir(self, path: str) -> None:
+        def scan(p: str) -> list[tuple[str, bool, bool, int | None]]:
+            with os.scandir(p) as entries:
+                return sorted(
+                    (e.name, e.is_dir(), e.is_file(), e.stat().st_size if e.is_file() else None) for e in entries
+                )
+
+        self.same(scan, path)
+
+    @rule(path=NAMES)
+    def stat(self, path: str) -> None:
+        def stat(p: str) -> tuple[str, int | None]:
+            st_result = os.stat(p)
+            return ("dir", None) if os.path.isdir(p) else ("file", st_result.st_size)
+
+        self.same(stat, path)
+        self.same(lambda p: (os.path.exists(p), os.path.isfile(p), os.path.isdir(p)), path)
+
+    @invariant()
+    def walks_agree(self) -> None:
+        relative = [
+            sorted((os.path.relpath(top, root), sorted(dirs), sorted(files)) for top, dirs, files in os.walk(root))
+            for root in self.roots
+        ]
+        assert relative[0] == relative[1]
+
+
+TestMountMatchesLocal = MountMatchesLocal.TestCase
+TestMountMatchesLocal.settings = settings(
+    max_examples=60,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def setup_module() -> None:
+    process_interceptor().install()  # once for the module: each example's mount only counts a user
+
+
+def teardown_module() -> None:
+    process_interceptor().uninstall()
