@@ -8,6 +8,7 @@ against a real cluster; see docs/tikv.md for what each of the two proves.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -27,9 +28,10 @@ from fluxon_plugins.tikv_state.config import TikvStateStoreConfig
 from fluxon_plugins.tikv_state.store import VALUE_FORMAT_MARKER, TikvStateStore
 from tests.support.poll import wait_until
 from tests.support.tikv_double import TikvDouble
-from tests.support.tikv_double.mvcc import Mutation
+from tests.support.tikv_double.mvcc import KeyLocked, Mutation, MvccError, MvccStore, TxnLockNotFound, WriteConflict
 
 REAL_PD_VARIABLE = "FLUXON_TEST_TIKV_PD"
+NO_REAL_CLUSTER = f"no real TiKV cluster: set {REAL_PD_VARIABLE}=host:port (a PD endpoint) to run against one"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def _double_options(request: pytest.FixtureRequest, key_prefix: str) -> dict[str
 def _real_cluster_options(request: pytest.FixtureRequest, key_prefix: str) -> dict[str, Any]:
     endpoint = os.environ.get(REAL_PD_VARIABLE)
     if not endpoint:
-        pytest.skip(f"no real TiKV cluster: set {REAL_PD_VARIABLE}=host:port (a PD endpoint) to run against one")
+        pytest.skip(NO_REAL_CLUSTER)
     return {"pd_endpoints": [endpoint], "key_prefix": key_prefix, "scan_page_size": conformance.SCAN_PAGE_SIZE}
 
 
@@ -68,10 +70,27 @@ TIKV_BACKENDS = [
 @pytest.fixture(params=TIKV_BACKENDS)
 def make_store(request: pytest.FixtureRequest) -> Iterator[conformance.StoreMaker]:
     """Overrides the suite's fixture of the same name: the conformance tests below run on TiKV."""
+    real_cluster = request.param.options is _real_cluster_options
+    if real_cluster and not os.environ.get(REAL_PD_VARIABLE):
+        pytest.skip(NO_REAL_CLUSTER)
     maker = conformance.StoreMaker(request.param, request, uuid.uuid4().hex[:10])
     yield maker
     for made in maker.made:
         made.close()
+    if real_cluster and maker.made:
+        _remove_test_keys(maker)
+
+
+def _remove_test_keys(maker: conformance.StoreMaker) -> None:
+    """A real cluster outlives the test: delete everything the test wrote under its prefixes."""
+    options = maker.options()
+    options["key_prefix"] = options["key_prefix"].rsplit("/", 2)[0] + "/"  # "/fx-state-<token>/"
+    cleaner = conformance.create_store("tikv", options)
+    try:
+        while keys := [key for key, _ in cleaner.scan_prefix("", limit=128)]:
+            cleaner.batch_write([], deletes=keys)
+    finally:
+        cleaner.close()
 
 
 store = conformance.store
@@ -284,3 +303,63 @@ def _commit_directly(double: TikvDouble, values: dict[bytes, bytes]) -> None:
         [Mutation("put", key, value) for key, value in values.items()], primary=primary, start_ts=start_ts, ttl_ms=3000
     )
     double.mvcc.commit(list(values), start_ts, double.tso_now())
+
+
+# -- the double's MVCC model on its own (what the tests above rely on it to enforce) --------------
+
+
+def test_double_mvcc_snapshot_reads_and_write_write_conflicts() -> None:
+    store = MvccStore()
+    store.prewrite([Mutation("put", b"k", b"v1")], primary=b"k", start_ts=10, ttl_ms=3000)
+    assert store.get(b"k", 5) is None  # a lock of a later transaction does not block an older snapshot
+    with pytest.raises(MvccError) as locked:
+        store.get(b"k", 12)
+    assert isinstance(locked.value.errors[0], KeyLocked)
+    store.commit([b"k"], start_ts=10, commit_ts=20)
+    assert store.get(b"k", 19) is None
+    assert store.get(b"k", 20) == b"v1"
+    # A transaction that started before the commit must not overwrite it.
+    with pytest.raises(MvccError) as conflict:
+        store.prewrite([Mutation("put", b"k", b"v2")], primary=b"k", start_ts=15, ttl_ms=3000)
+    assert isinstance(conflict.value.errors[0], WriteConflict)
+    # Prewrite is all or nothing: the free key "other" was not locked either.
+    with pytest.raises(MvccError):
+        store.prewrite([Mutation("put", b"other", b"x"), Mutation("put", b"k", b"v2")], b"other", 16, 3000)
+    assert store.get(b"other", 30) is None and store.lock_count_for(16) == 0
+
+
+def test_double_mvcc_rollback_is_final_and_commit_is_idempotent() -> None:
+    store = MvccStore()
+    store.prewrite([Mutation("put", b"a", b"1")], primary=b"a", start_ts=10, ttl_ms=3000)
+    store.rollback([b"a"], start_ts=10)
+    with pytest.raises(MvccError) as late_commit:
+        store.commit([b"a"], start_ts=10, commit_ts=11)
+    assert isinstance(late_commit.value.errors[0], TxnLockNotFound)
+    with pytest.raises(MvccError) as late_prewrite:
+        store.prewrite([Mutation("put", b"a", b"1")], primary=b"a", start_ts=10, ttl_ms=3000)
+    assert isinstance(late_prewrite.value.errors[0], WriteConflict)
+    store.prewrite([Mutation("put", b"a", b"2")], primary=b"a", start_ts=20, ttl_ms=3000)
+    store.commit([b"a"], start_ts=20, commit_ts=21)
+    store.commit([b"a"], start_ts=20, commit_ts=21)  # a retried commit succeeds again
+    assert store.get(b"a", 30) == b"2"
+
+
+def test_a_forked_child_must_open_its_own_store(double_store: TikvStateStore) -> None:
+    double_store.put("k", b"v")
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_use_inherited_store, args=(double_store, results))
+    child.start()
+    outcome = results.get(timeout=30)
+    child.join(30)
+    assert outcome == "StoreClosedError", outcome
+    assert double_store.get("k") == b"v"  # the parent's store is unaffected
+
+
+def _use_inherited_store(store: TikvStateStore, results: Any) -> None:
+    """Child body: the store object inherited through fork must refuse to work."""
+    try:
+        store.get("k")
+        results.put("no error")
+    except Exception as exc:
+        results.put(type(exc).__name__)
