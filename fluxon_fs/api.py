@@ -1,5 +1,10 @@
 """The public FS API in one place (what ``fluxon_py.fluxon_fs`` re-exports)."""
 
+from fluxon_fs.fs_agent.service import FsAgent, start_fs_agent
+from fluxon_fs.fs_patcher import FluxonFsPatcher, install_patcher_from_master
+from fluxon_fs.runtime import start_fs_agent_process, start_fs_master_process
+from fluxon_fs.transfer.client import TransferClient
+from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.prescan import (
     FluxonFsTransferSkipEntry,
     FluxonFsTransferSkipEntryKind,
@@ -15,6 +20,7 @@ from fluxon_fs.transfer.state_config import (
 )
 
 __all__ = [
+    "FluxonFsPatcher",
     "FluxonFsTransferSkipEntry",
     "FluxonFsTransferSkipEntryKind",
     "FluxonFsTransferStateStoreConfig",
@@ -22,6 +28,13 @@ __all__ = [
     "FluxonFsTransferStateStoreKind",
     "FluxonFsTransferStateStoreSqliteConfig",
     "FluxonFsTransferStateStoreTiKvConfig",
+    "FsAgent",
+    "JobSpec",
     "TransferCheckSummary",
+    "TransferClient",
+    "install_patcher_from_master",
+    "start_fs_agent",
+    "start_fs_agent_process",
+    "start_fs_master_process",
     "transfer_check_local_blocking",
 ]
