@@ -67,10 +67,15 @@ class Classified:
     retry: bool
 
 
+def commit_outcome_unknown(error: BaseException) -> bool:
+    """True when ``tikv_client`` could not learn whether a commit took effect."""
+    return bool(_UNDETERMINED.search(str(error)))
+
+
 def classify(error: BaseException, action: str) -> Classified:
     """Interpret ``error`` raised by ``tikv_client`` during ``action`` (see the module docstring)."""
     text = str(error)
-    if _UNDETERMINED.search(text):
+    if commit_outcome_unknown(error):
         return Classified(
             NetworkError(f"TiKV {action}: the commit's outcome is unknown (the connection failed mid-commit): {text}"),
             retry=False,

@@ -29,7 +29,7 @@ from typing import Any
 
 from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_plugins.tikv_state.config import TikvStateStoreConfig
-from fluxon_plugins.tikv_state.session import TikvSession
+from fluxon_plugins.tikv_state.session import TikvSession, commit_outcome_unknown
 
 VALUE_FORMAT_MARKER = b"\x01"
 
@@ -87,9 +87,21 @@ class _Transaction:
         await self._txn.delete(key)
 
     async def commit(self) -> None:
-        """Two-phase commit of the buffered writes."""
+        """Two-phase commit of the buffered writes.
+
+        A commit that failed before its commit point is rolled back at once: with several regions,
+        some prewrites may have succeeded, and their locks would block readers until the TTL.
+        """
         self._finished = True
-        await self._txn.commit()
+        try:
+            await self._txn.commit()
+        except Exception as error:
+            if not commit_outcome_unknown(error):
+                try:
+                    await self._txn.rollback()
+                except Exception:  # the original failure is the one to report
+                    pass
+            raise
 
     async def rollback(self) -> None:
         """Abandon the transaction."""
