@@ -75,9 +75,22 @@ class JobRunner:
             except Exception:
                 log.exception("transfer runner pass failed; retrying")
 
-    def _scan(self, job_id: str, spec: JobSpec) -> None:
+    def _ops_or_wait(self, job_id: str, export_name: str) -> ExportOps | None:
+        """The export's operations, or None (reason recorded on the job) while no live agent serves it,
+        e.g. just after a master restart, before the agents registered again."""
         try:
-            source = self._export_ops(spec.source_export)
+            ops = self._export_ops(export_name)
+        except FileNotFoundError as exc:
+            self._coordinator.set_reason(job_id, f"waiting: {exc.strerror or exc}")
+            return None
+        self._coordinator.set_reason(job_id, "")
+        return ops
+
+    def _scan(self, job_id: str, spec: JobSpec) -> None:
+        source = self._ops_or_wait(job_id, spec.source_export)
+        if source is None:
+            return
+        try:
             entries = scan_export_dir(source, spec.source_dir)
             for number, (batch, size) in enumerate(group_batches(entries, spec.batch_ready_bytes)):
                 self._coordinator.add_batch(job_id, number, batch, size)
@@ -89,8 +102,10 @@ class JobRunner:
         log.info("job %s scanned: %d files in %d batches", job_id, job.counters.files_total, job.counters.batches_total)
 
     def _verify(self, job_id: str, spec: JobSpec) -> None:
-        source = self._export_ops(spec.source_export)
-        target = self._export_ops(spec.target_export)
+        source = self._ops_or_wait(job_id, spec.source_export)
+        target = self._ops_or_wait(job_id, spec.target_export)
+        if source is None or target is None:
+            return
         differences: list[str] = []
         for state in self._coordinator.batch_states(job_id):
             entries = self._coordinator.batch_entries(job_id, state.number)

@@ -360,8 +360,19 @@ class TransferCoordinator:
         return self._set_state(job_id, "paused", allowed=("ready", "running", "scanning"))
 
     def resume(self, job_id: str) -> JobRecord:
-        """Continue a paused job."""
-        return self._set_state(job_id, "running", allowed=("paused",))
+        """Continue a paused job (scanning again when it was paused before its scan finished)."""
+
+        def change(job: JobRecord) -> JobRecord:
+            if job.state != "paused":
+                raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to running")
+            return attrs.evolve(job, state="running" if job.started_at else "scanning")
+
+        job = self._update_job(job_id, change)
+        return self._maybe_finish(job)
+
+    def set_reason(self, job_id: str, reason: str) -> JobRecord:
+        """Say why a job is not progressing (e.g. waiting for an agent); written only when it changes."""
+        return self._update_job(job_id, lambda job: attrs.evolve(job, state_reason=reason))
 
     def cancel(self, job_id: str) -> JobRecord:
         """End the job; no more batches are handed out."""
@@ -373,8 +384,16 @@ class TransferCoordinator:
         )
 
     def retry_failed(self, job_id: str) -> JobRecord:
-        """Make failed batches pending again (attempts reset) and run the job."""
+        """Make failed batches pending again (attempts reset) and run the job again if it had failed.
+
+        A job that failed its scan scans again; one that failed only its verification is verified
+        again. Succeeded and cancelled jobs are final.
+        """
         with self._lock:
+            if self.job(job_id).state in ("succeeded", "cancelled"):
+                raise InvalidArgumentError(
+                    f"job {job_id} is {self.job(job_id).state}; only a failed or unfinished job can be retried"
+                )
             for state in list(self.batch_states(job_id)):
                 if state.state == "failed":
                     self._update_batch(
@@ -385,9 +404,12 @@ class TransferCoordinator:
 
             def change(job: JobRecord) -> JobRecord:
                 counters = attrs.evolve(job.counters, batches_failed=0, files_failed=0)
-                return attrs.evolve(job, state="running", counters=counters, finished_at=0.0, state_reason="")
+                if job.state != "failed":
+                    return attrs.evolve(job, counters=counters)
+                state = "running" if job.started_at else "scanning"
+                return attrs.evolve(job, state=state, counters=counters, finished_at=0.0, state_reason="")
 
-            return self._update_job(job_id, change)
+            return self._maybe_finish(self._update_job(job_id, change))
 
     def recover_after_restart(self) -> None:
         """Extend every live lease by one TTL so workers that finished meanwhile can still report,

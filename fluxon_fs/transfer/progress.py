@@ -10,7 +10,8 @@ from rich.live import Live
 from rich.text import Text
 
 
-def _human_bytes(value: float) -> str:
+def human_bytes(value: float) -> str:
+    """``1.5 MiB`` style size for people."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
@@ -48,7 +49,7 @@ class ScanProgress:
             files, size, dirs = self._files, self._bytes, self._dirs
         elapsed = max(time.monotonic() - self._started, 1e-6)
         rate = files / elapsed
-        line = f"pre-scan  files {files:,}  dirs {dirs:,}  {_human_bytes(size)}  {rate:,.0f} files/s  "
+        line = f"pre-scan  files {files:,}  dirs {dirs:,}  {human_bytes(size)}  {rate:,.0f} files/s  "
         if self._expected_files > files and rate > 0:
             line += f"ETA {(self._expected_files - files) / rate:,.0f}s"
         elif self._expected_files:
