@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Start the Fluxon FS service plane on this host and keep it running until Ctrl-C.
+
+    python3 examples/start_kv_and_fs_svc.py                    # kv master + owner + fs master + fs agent
+    python3 examples/start_kv_and_fs_svc.py --without-master   # owner + fs agent joining an existing cluster
+
+Everything is on this host with the embedded defaults (local coordination, sqlite access_db and
+transfer state). Set ETCD_ENDPOINT=host:port (or pass --etcd) to use a real etcd instead. Names and
+paths come from environment variables of the same name: CLUSTER_NAME, SHARED_MEMORY_PATH,
+SHARED_FILE_PATH, KV_MASTER_ADDRESS, FS_MASTER_INSTANCE_KEY, OWNER_INSTANCE_KEY,
+FS_AGENT_INSTANCE_KEY, EXPORT_NAME, REMOTE_ROOT_DIR, FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL,
+ADMIN_USERNAME, ADMIN_PASSWORD. Role output goes to WORKDIR/log; the terminal keeps a summary.
+Ready-to-use writer.yaml and reader.yaml are written into WORKDIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fluxon_core.runtime import wait_subproc_or_ctrlc
+from fluxon_fs.demo.stack import StackSettings, start_stack, write_client_configs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--without-master", action="store_true", help="start only owner + fs agent")
+    parser.add_argument(
+        "--workdir", default=os.environ.get("WORKDIR", "/tmp/fluxon_fs_demo"), help="configs, logs, data"
+    )
+    parser.add_argument(
+        "--etcd", default=None, metavar="HOST:PORT", help="use this etcd (default: $ETCD_ENDPOINT or none)"
+    )
+    args = parser.parse_args()
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    overrides = {"etcd_endpoint": args.etcd} if args.etcd else {}
+    settings = StackSettings.from_env(workdir, **overrides)
+    try:
+        children = start_stack(settings, with_master=not args.without_master)
+    except Exception as exc:
+        print(f"start failed: {exc}\nsee the role logs under {workdir / 'log'}", file=sys.stderr)
+        return 1
+    configs = write_client_configs(settings)
+    if not args.without_master:
+        print(f"panel:  {settings.panel_url}/  (user {settings.admin_username!r})")
+    print(f"export {settings.export_name!r} serves {settings.remote_root_dir}")
+    print("next, in other terminals:")
+    print(f"  python3 examples/start_fluxon_fs_writer.py -c {configs['writer']} -w {workdir / 'writer'}")
+    print(f"  python3 examples/start_fluxon_fs_reader.py -c {configs['reader']} -w {workdir / 'reader'}")
+    print("press Ctrl-C to stop", flush=True)
+    wait_subproc_or_ctrlc(children)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

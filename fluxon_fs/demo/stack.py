@@ -1,0 +1,292 @@
+"""Configs and start-up of a whole Fluxon FS deployment on this host.
+
+Every name can be overridden by the environment variable of the same name, which is how a second
+machine joins with ``--without-master`` (``OWNER_INSTANCE_KEY``, ``FS_AGENT_INSTANCE_KEY``,
+``EXPORT_NAME`` and ``REMOTE_ROOT_DIR`` must then be unique per machine, and ``ETCD_ENDPOINT`` or
+``KV_MASTER_ADDRESS`` must point at the cluster's).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from fluxon_core.runtime import (
+    ManagedSubprocess,
+    start_kv_master_process,
+    start_owner_kvclient_process,
+)
+from fluxon_core.runtime.processes import RoleProcess
+from fluxon_fs.runtime import start_fs_agent_process, start_fs_master_process
+
+READY_TIMEOUT_S = 90.0
+
+
+def _host() -> str:
+    return socket.gethostname().split(".")[0].lower().replace("_", "-") or "host"
+
+
+@attrs.frozen
+class StackSettings:
+    """Names, paths and addresses of the demo deployment (defaults: everything on this host)."""
+
+    workdir: Path
+    cluster_name: str = "demo-fs-cluster"
+    shared_memory_path: str = "/dev/shm/fluxon_fs_demo"
+    shared_file_path: str = "/tmp/fluxon_fs_demo/shared"
+    etcd_endpoint: str | None = None
+    kv_master_host: str = "127.0.0.1"
+    kv_master_port: int = 31000
+    kv_master_address: str | None = None
+    kv_master_instance_key: str = "kv-master"
+    fs_master_instance_key: str = "fs-master"
+    owner_instance_key: str = attrs.field(factory=lambda: f"owner-{_host()}")
+    fs_agent_instance_key: str = attrs.field(factory=lambda: f"fs-agent-{_host()}")
+    export_name: str = "demo"
+    remote_root_dir: str = "/tmp/fluxon_fs_demo/export_demo"
+    panel_listen_addr: str = "127.0.0.1:18080"
+    panel_public_base_url: str | None = None
+    admin_username: str = "admin"
+    admin_password: str = "admin"
+    pool_size: str = "512MiB"
+    transfer_state_store: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_env(cls, workdir: Path, environ: Mapping[str, str] | None = None, **overrides: Any) -> StackSettings:
+        """Defaults, then environment variables (``CLUSTER_NAME``, ``ETCD_ENDPOINT``, …), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        names = {
+            "CLUSTER_NAME": "cluster_name",
+            "SHARED_MEMORY_PATH": "shared_memory_path",
+            "SHARED_FILE_PATH": "shared_file_path",
+            "ETCD_ENDPOINT": "etcd_endpoint",
+            "KV_MASTER_ADDRESS": "kv_master_address",
+            "FS_MASTER_INSTANCE_KEY": "fs_master_instance_key",
+            "OWNER_INSTANCE_KEY": "owner_instance_key",
+            "FS_AGENT_INSTANCE_KEY": "fs_agent_instance_key",
+            "EXPORT_NAME": "export_name",
+            "REMOTE_ROOT_DIR": "remote_root_dir",
+            "FS_PANEL_LISTEN_ADDR": "panel_listen_addr",
+            "FS_PANEL_PUBLIC_BASE_URL": "panel_public_base_url",
+            "ADMIN_USERNAME": "admin_username",
+            "ADMIN_PASSWORD": "admin_password",
+        }
+        values: dict[str, Any] = {field: env[var] for var, field in names.items() if env.get(var)}
+        if env.get("KV_MASTER_PORT"):
+            values["kv_master_port"] = int(env["KV_MASTER_PORT"])
+        values.update(overrides)
+        return cls(workdir=workdir, **values)
+
+    @property
+    def master_address(self) -> str:
+        """Where owners find the kv master when no etcd is used."""
+        return self.kv_master_address or f"tcp://{self.kv_master_host}:{self.kv_master_port}"
+
+    @property
+    def panel_url(self) -> str:
+        """The panel's public URL."""
+        return self.panel_public_base_url or f"http://{self.panel_listen_addr}"
+
+    @property
+    def local_cache_dir(self) -> str:
+        """The local directory the example clients cache through KV (a cache rule)."""
+        return str(self.workdir / "local_cache")
+
+    @property
+    def secret_file(self) -> str:
+        """The cluster secret shared by the roles of this host."""
+        return str(self.workdir / "cluster.secret")
+
+
+def _coordination(settings: StackSettings) -> dict[str, Any]:
+    if settings.etcd_endpoint:
+        return {"kind": "etcd", "etcd": {"endpoints": [settings.etcd_endpoint]}}
+    return {"kind": "local"}
+
+
+def kv_master_config(settings: StackSettings) -> dict[str, Any]:
+    """The kv master's config."""
+    return {
+        "instance_key": settings.kv_master_instance_key,
+        "cluster_name": settings.cluster_name,
+        "host": settings.kv_master_host,
+        "port": settings.kv_master_port,
+        "coordination": _coordination(settings),
+        "cluster_secret_file": settings.secret_file,
+    }
+
+
+def _spec(settings: StackSettings) -> dict[str, Any]:
+    return {
+        "cluster_name": settings.cluster_name,
+        "shared_memory_path": settings.shared_memory_path,
+        "shared_file_path": settings.shared_file_path,
+    }
+
+
+def owner_config(settings: StackSettings) -> dict[str, Any]:
+    """This host's owner (its pool is what every process on the host caches into)."""
+    spec = _spec(settings)
+    if settings.etcd_endpoint:
+        spec["etcd_addresses"] = [settings.etcd_endpoint]
+    else:
+        spec["master_address"] = settings.master_address
+        spec["cluster_secret_file"] = settings.secret_file
+    return {
+        "instance_key": settings.owner_instance_key,
+        "contribute_to_cluster_pool_size": {"dram": settings.pool_size},
+        "fluxonkv_spec": spec,
+    }
+
+
+def _kvclient(settings: StackSettings, instance_key: str) -> dict[str, Any]:
+    return {"instance_key": instance_key, "fluxonkv_spec": _spec(settings)}
+
+
+def _cache_section(settings: StackSettings, *, rules: bool) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "exports": {settings.export_name: {"remote_root_dir_abs": settings.remote_root_dir}},
+    }
+    if rules:
+        section["rules"] = [
+            {
+                "dir_abs": settings.local_cache_dir,
+                "kv_key_prefix": f"/fluxon_local_cache/{settings.cluster_name}/",
+                "cache_mode": "read_through",
+                "write_mode": "write_through",
+            }
+        ]
+    return section
+
+
+def fs_master_config(settings: StackSettings) -> dict[str, Any]:
+    """The fs master (panel, access_db, export snapshot, transfer jobs)."""
+    panel: dict[str, Any] = {
+        "listen_addr": settings.panel_listen_addr,
+        "access_db_path": str(settings.workdir / "fs_master" / "access.db"),
+        "bootstrap_access_model": {
+            "users": [
+                {"username": settings.admin_username, "password": settings.admin_password, "can_manage_users": True}
+            ],
+            "scope_access": [],
+        },
+    }
+    if settings.panel_public_base_url:
+        panel["public_base_url"] = settings.panel_public_base_url
+    if settings.transfer_state_store is not None:
+        panel["transfer_state_store"] = dict(settings.transfer_state_store)
+    return {
+        "kvclient": _kvclient(settings, settings.fs_master_instance_key),
+        "fluxon_fs": {
+            "master": {"instance_key": settings.fs_master_instance_key},
+            "master_panel": panel,
+            "cache": _cache_section(settings, rules=False),
+        },
+        "monitoring": {"prometheus": None},
+    }
+
+
+def fs_agent_config(settings: StackSettings) -> dict[str, Any]:
+    """The fs agent serving ``REMOTE_ROOT_DIR`` as ``EXPORT_NAME``."""
+    return {
+        "kvclient": _kvclient(settings, settings.fs_agent_instance_key),
+        "fluxon_fs": {
+            "master": {"instance_key": settings.fs_master_instance_key},
+            "agent": {"exports": {settings.export_name: {"root_dir_abs": settings.remote_root_dir}}},
+        },
+    }
+
+
+def client_config(settings: StackSettings, role: str) -> dict[str, Any]:
+    """A ready-to-use config for ``examples/start_fluxon_fs_<role>.py`` (role: writer or reader)."""
+    return {
+        "kvclient": _kvclient(settings, f"{role}-{_host()}-{os.getpid()}"),
+        "fluxon_fs": {
+            "master": {"instance_key": settings.fs_master_instance_key},
+            "cache": _cache_section(settings, rules=True),
+            "mount": {
+                "local_mount_dir_abs": str(settings.workdir / f"mnt_{role}"),
+                "export_name": settings.export_name,
+            },
+            "identity": {"username": settings.admin_username, "password": settings.admin_password},
+        },
+    }
+
+
+def write_client_configs(settings: StackSettings) -> dict[str, Path]:
+    """Write ``writer.yaml`` and ``reader.yaml`` into the workdir; returns their paths."""
+    paths = {}
+    for role in ("writer", "reader"):
+        path = settings.workdir / f"{role}.yaml"
+        config = client_config(settings, role)
+        config["kvclient"]["instance_key"] = f"{role}-{_host()}"
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        paths[role] = path
+    return paths
+
+
+def _start(label: str, proc: RoleProcess, children: list[ManagedSubprocess], say: Any) -> dict[str, str]:
+    children.append(ManagedSubprocess(label, proc))
+    ready = proc.wait_ready(READY_TIMEOUT_S)
+    say(f"{label:<9} ready  {ready.instance_key:<22} {ready.endpoint}  (log: {proc.log_path})")
+    return ready.fields
+
+
+def start_stack(settings: StackSettings, *, with_master: bool = True, say: Any = print) -> list[ManagedSubprocess]:
+    """Start the roles in order (kv master, owner, fs master, fs agent); returns them for supervision.
+
+    On failure the roles already started are stopped and the error is raised.
+    """
+    work = settings.workdir
+    log_dir = work / "log"
+    Path(settings.remote_root_dir).mkdir(parents=True, exist_ok=True)
+    Path(settings.local_cache_dir).mkdir(parents=True, exist_ok=True)
+    children: list[ManagedSubprocess] = []
+    try:
+        if with_master:
+            _start(
+                "kv_master",
+                start_kv_master_process(
+                    kv_master_config(settings), workdir=work / "kv_master", log_path=log_dir / "kv_master.log"
+                ),
+                children,
+                say,
+            )
+        _start(
+            "owner",
+            start_owner_kvclient_process(
+                owner_config(settings), workdir=work / "owner", log_path=log_dir / "owner.log"
+            ),
+            children,
+            say,
+        )
+        if with_master:
+            _start(
+                "fs_master",
+                start_fs_master_process(
+                    fs_master_config(settings), workdir=work / "fs_master", log_path=log_dir / "fs_master.log"
+                ),
+                children,
+                say,
+            )
+        _start(
+            "fs_agent",
+            start_fs_agent_process(
+                fs_agent_config(settings), workdir=work / "fs_agent", log_path=log_dir / "fs_agent.log"
+            ),
+            children,
+            say,
+        )
+    except BaseException:
+        for child in reversed(children):
+            if child.proc.poll() is None:
+                child.proc.terminate()
+                child.proc.wait(10)
+        raise
+    return children
