@@ -29,7 +29,7 @@ from fluxon_core.errors import (
     StoreInitFailedError,
     UnknownPathError,
 )
-from fluxon_core.kv import KvClient, MemHolder, new_store
+from fluxon_core.kv import MemHolder, new_store
 from fluxon_core.rpc_types import RpcMessage
 from tests.support.etcd_server import free_port
 from tests.support.kv_cluster import KvCluster, kv_cluster
@@ -238,20 +238,25 @@ def test_closed_store_refuses_and_close_is_idempotent(plane: KvCluster):
     assert isinstance(client.put("/x", {"a": 1}).wait(5).unwrap_error(), StoreClosedError)
 
 
-def test_eviction_under_a_small_budget(fresh: KvCluster):
-    fresh.start_owner("small", "h1", dram="1MiB")
-    client = fresh.external("writer", "h1")
-    keys = [f"/evict/{i:03d}" for i in range(24)]
-    for key in keys:  # each value costs 25 pages of the 256-page budget
-        assert client.put_blocking(key, {"data": os.urandom(100_000)}).is_ok(), key
-    stats = client.pool_stats()
-    assert stats["used_bytes"] <= stats["capacity_bytes"] == 1024**2
-    assert stats["evictions"] >= 14
-    assert value_of(client.get_blocking(keys[-1]))["data"].nbytes == 100_000
-    assert isinstance(client.get_blocking(keys[0]).unwrap_error(), KeyNotFoundError)
-    # the master forgets evicted replicas: only what the pool still holds is counted
-    wait_until(lambda: client.count_prefix("/evict/").unwrap() <= 10, 10, "evicted keys to leave the routes")
-    assert isinstance(client.put_blocking("/evict/huge", {"data": b"x" * 2_000_000}).unwrap_error(), StorageFullError)
+def test_eviction_under_a_small_budget():
+    # pool behaviour, the same with either coordination backend: local only
+    with kv_cluster() as cluster:
+        cluster.start_master()
+        cluster.start_owner("small", "h1", dram="1MiB")
+        client = cluster.external("writer", "h1")
+        keys = [f"/evict/{i:03d}" for i in range(24)]
+        for key in keys:  # each value costs 25 pages of the 256-page budget
+            assert client.put_blocking(key, {"data": os.urandom(100_000)}).is_ok(), key
+        stats = client.pool_stats()
+        assert stats["used_bytes"] <= stats["capacity_bytes"] == 1024**2
+        assert stats["evictions"] >= 14
+        assert value_of(client.get_blocking(keys[-1]))["data"].nbytes == 100_000
+        assert isinstance(client.get_blocking(keys[0]).unwrap_error(), KeyNotFoundError)
+        # the master forgets evicted replicas: only what the pool still holds is counted
+        wait_until(lambda: client.count_prefix("/evict/").unwrap() <= 10, 10, "evicted keys to leave the routes")
+        assert isinstance(
+            client.put_blocking("/evict/huge", {"data": b"x" * 2_000_000}).unwrap_error(), StorageFullError
+        )
 
 
 def test_owner_killed_then_restarted(fresh: KvCluster):
@@ -277,9 +282,20 @@ def test_owner_killed_then_restarted(fresh: KvCluster):
     assert isinstance(remote.get_blocking("/single-copy").unwrap_error(), KeyNotFoundError)
     assert value_of(remote.get_blocking("/only-on-h1")) == {"v": 1}
 
+    # shared.json still names the dead owner: a new client does not attach to it, and waits for a new one
+    error = new_store(fresh.external_config("impatient", "h1", attach_timeout_ms=300)).unwrap_error()
+    assert isinstance(error, StoreInitFailedError) and "no longer running" in str(error)
+    waiting: list = []
+    waiter = threading.Thread(
+        target=lambda: waiting.append(new_store(fresh.external_config("patient", "h1", attach_timeout_ms=30_000)))
+    )
+    waiter.start()
+
     fresh.start_owner("o1", "h1")
     assert os.listdir(pool_dir) == []  # the new generation swept the old pool files
-    again = fresh.external("local-again", "h1")
+    waiter.join(40)
+    fresh.clients.append(waiting[0].unwrap("new_store failed"))
+    again = fresh.clients[-1]
     assert isinstance(again.get_blocking("/single-copy").unwrap_error(), KeyNotFoundError)
     assert value_of(again.get_blocking("/only-on-h1")) == {"v": 1}  # fetched from h2
     assert isinstance(local.get_blocking("/only-on-h1").unwrap_error(), NetworkError)  # the old client stays broken
@@ -309,27 +325,6 @@ def test_new_store_without_an_owner_fails_within_the_bound(tmp_path):
         result.unwrap("new_store failed")
 
 
-def test_a_dead_owners_shared_json_is_not_attached_to(fresh: KvCluster):
-    fresh.start_owner("gone", "h1")
-    fresh.kill_owner("gone")
-    result = new_store(fresh.external_config("late", "h1", attach_timeout_ms=300))
-    error = result.unwrap_error()
-    assert isinstance(error, StoreInitFailedError) and "no longer running" in str(error)
-
-
-def test_a_client_waits_for_an_owner_that_starts_late(fresh: KvCluster):
-    result: list = []
-    waiter = threading.Thread(
-        target=lambda: result.append(new_store(fresh.external_config("patient", "h1", attach_timeout_ms=20_000)))
-    )
-    waiter.start()
-    fresh.start_owner("late-owner", "h1")
-    waiter.join(30)
-    client: KvClient = result[0].unwrap("new_store failed")
-    fresh.clients.append(client)
-    assert client.put_blocking("/late", {"ok": True}).is_ok()
-
-
 def test_a_restarted_master_learns_the_routes_again(fresh: KvCluster):
     fixed_port = {} if fresh.etcd_endpoint else {"port": free_port()}
     fresh.restart_master(**fixed_port)  # owners of local coordination need a master address that survives
@@ -354,16 +349,17 @@ def test_a_restarted_master_learns_the_routes_again(fresh: KvCluster):
     )
 
 
-def test_a_newer_generation_takes_an_instance_key_over(fresh: KvCluster):
-    fresh.start_owner("o1", "h1")
-    first = fresh.external("twin", "h1")
-    assert first.put_blocking("/twin/k", {"v": 1}).is_ok()
-    second = fresh.external("twin", "h1")  # same name, later start: a new generation
+def test_a_newer_generation_takes_an_instance_key_over(plane: KvCluster):
+    twin = "twin-" + os.urandom(3).hex()
+    key = unique("twin")
+    first = plane.external(twin, "h1")
+    assert first.put_blocking(key, {"v": 1}).is_ok()
+    second = plane.external(twin, "h1")  # same name, later start: a new generation
     assert second.rpc_register("/twin/who", lambda frm, p: {"generation": second.generation()}).is_ok()
-    observer = fresh.external("observer", "h1")
-    answer = observer.rpc_call("twin", "/twin/who", {}).unwrap()
+    observer = plane.external("observer-" + os.urandom(3).hex(), "h2")
+    answer = observer.rpc_call(twin, "/twin/who", {}).unwrap()
     assert answer == {"generation": second.generation()} and second.generation() > first.generation()
-    assert value_of(observer.get_blocking("/twin/k")) == {"v": 1}  # values belong to the owner, not the writer
+    assert value_of(observer.get_blocking(key)) == {"v": 1}  # values belong to the owner, not the writer
 
 
 def test_an_unreachable_holder_is_expelled_and_wipes_its_copies(fresh: KvCluster):
@@ -389,21 +385,20 @@ def test_an_unreachable_holder_is_expelled_and_wipes_its_copies(fresh: KvCluster
     assert value_of(on_h1.get_blocking("/p/k2")) == {"v": 2}
 
 
-def test_a_forgotten_store_is_closed_at_exit():
+def test_a_forgotten_store_is_closed_at_exit(plane: KvCluster):
     from fluxon_core.runtime.commands import fetch_status
 
-    with kv_cluster() as cluster:
-        cluster.start_master()
-        cluster.start_owner("o1", "h1")
-        config = cluster.root / "forgetful.yaml"
-        config.write_text(yaml.safe_dump(cluster.external_config("forgetful", "h1")))
-        script = (
-            "import sys; from fluxon_core.kv import FluxonKvClientConfig, new_store; "
-            "s = new_store(FluxonKvClientConfig.from_file(sys.argv[1])).unwrap('new_store failed'); "
-            "s.put_blocking('/forgotten', {'v': 1}).unwrap(); print('up', flush=True)"
-        )
-        done = subprocess.run([sys.executable, "-c", script, str(config)], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0 and done.stdout.strip() == "up", done.stderr
-        members = {m["instance_key"] for m in fetch_status(workdir=str(cluster.root / "master"))["members"]}
-        assert members == {"o1"}  # it left at exit instead of waiting for its lease to lapse
-        assert value_of(cluster.external("later", "h1").get_blocking("/forgotten")) == {"v": 1}
+    name = "forgetful-" + os.urandom(3).hex()
+    key = unique("forgotten")
+    config = plane.root / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(plane.external_config(name, "h1")))
+    script = (
+        "import sys; from fluxon_core.kv import FluxonKvClientConfig, new_store; "
+        "s = new_store(FluxonKvClientConfig.from_file(sys.argv[1])).unwrap('new_store failed'); "
+        "s.put_blocking(sys.argv[2], {'v': 1}).unwrap(); print('up', flush=True)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(config), key], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "up", done.stderr
+    members = {m["instance_key"] for m in fetch_status(workdir=str(plane.root / "master"))["members"]}
+    assert name not in members  # it left at exit instead of waiting for its lease to lapse
+    assert value_of(plane.external("later-" + os.urandom(3).hex(), "h1").get_blocking(key)) == {"v": 1}

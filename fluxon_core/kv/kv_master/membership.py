@@ -29,6 +29,7 @@ class MemberState:
     info: MemberInfo
     lease_id: int
     registered_at: float
+    registered_monotonic: float
     last_seen_monotonic: float
     stats: dict[str, int] = attrs.field(factory=dict)
 
@@ -78,7 +79,8 @@ class Membership:
             self._coordinator.put(
                 self._record_key(info.instance_key), json.dumps(info.to_meta()).encode(), lease_id=lease_id
             )
-            state = MemberState(info, lease_id, time.time(), time.monotonic())
+            now = time.monotonic()
+            state = MemberState(info, lease_id, time.time(), now, now)
             self._members[info.instance_key] = state
         if replaced is not None:
             self._coordinator.revoke(replaced.lease_id)
@@ -154,9 +156,15 @@ class Membership:
 
     def sweep(self) -> None:
         """Backstop for missed watch events: forget members whose record is gone from the coordinator."""
+        snapshot_started = time.monotonic()
         present = {key for key, _ in self._coordinator.get_prefix(self._prefix)}
         with self._lock:
-            missing = [s for k, s in self._members.items() if self._record_key(k) not in present]
+            # a member (re)registered while the snapshot was read may be missing from it
+            missing = [
+                s
+                for k, s in self._members.items()
+                if self._record_key(k) not in present and s.registered_monotonic < snapshot_started
+            ]
         for state in missing:
             self._forget(state.info.instance_key, state.info.generation, "lease expired")
 
