@@ -1,0 +1,222 @@
+"""The one interface between the panel and the rest of the fs master.
+
+The panel never reaches into the fs master directly: everything it shows or does goes through a
+:class:`PanelBackend`. :class:`FsMasterPanelBackend` is the implementation the fs master builds
+from its registries, stores and coordinator plus a few callables (cluster members, cache usage,
+metrics, browsing, starting transfer jobs) that other layers supply; tests build the same class
+around local directories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from fluxon_core.errors import KeyNotFoundError
+from fluxon_fs.auth.identity import Authorizer
+from fluxon_fs.auth.store_api import AccessModelStore
+from fluxon_fs.export_api import ExportOps
+from fluxon_fs.fs_master.export_registry import AgentRecord, ExportRegistry, ExportSnapshot
+from fluxon_fs.fs_master.mount_registry import MountRecord, MountRegistry
+from fluxon_fs.transfer.jobs import JobRecord, JobSpec, TransferCoordinator
+from fluxon_fs.transfer.records import PrescanRecord, decode_prescan, prescan_key
+
+PRESCANS_PREFIX = "prescans/"
+
+ClusterMembersSource = Callable[[], list[dict[str, Any]]]
+"""Returns one dict per cluster member, e.g. ``instance_key``, ``role``, ``endpoint``, ``state``,
+``pool_used_bytes``, ``pool_capacity_bytes``; any other keys are shown as extra columns."""
+
+CacheUsageSource = Callable[[], dict[str, Any]]
+"""Returns the content cache's usage, e.g. ``used_bytes``, ``capacity_bytes``, ``hits``, ``misses``
+(``hit_rate`` is computed from hits and misses when absent); other keys are shown as they are."""
+
+
+class PanelBackend(Protocol):
+    """What the panel needs from the fs master. Every method may be called from several threads."""
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """Logs users in (password checked once) and authorizes every browse and transfer."""
+        ...
+
+    @property
+    def access_store(self) -> AccessModelStore:
+        """The access db: users and scope grants, changed by the users and scopes pages."""
+        ...
+
+    @property
+    def transfers(self) -> TransferCoordinator:
+        """Transfer jobs and their batches (lists, pause / resume / cancel / retry)."""
+        ...
+
+    def cluster_members(self) -> list[dict[str, Any]]:
+        """Members of the KV cluster with their roles and pool usage (see :data:`ClusterMembersSource`)."""
+        ...
+
+    def cache_usage(self) -> dict[str, Any]:
+        """Content cache usage and hit counters (see :data:`CacheUsageSource`)."""
+        ...
+
+    def export_snapshot(self) -> ExportSnapshot:
+        """The current export snapshot (configured exports plus those of live agents)."""
+        ...
+
+    def agents(self) -> list[AgentRecord]:
+        """Live fs agents and the exports they serve."""
+        ...
+
+    def mounts(self) -> list[MountRecord]:
+        """Mounts that clients reported."""
+        ...
+
+    def export_root_dir(self, export_name: str) -> str:
+        """The export's root directory on its agents; :class:`KeyNotFoundError` for an unknown export."""
+        ...
+
+    def export_ops(self, export_name: str) -> ExportOps:
+        """Operations on an export, for browsing and downloads (the panel authorizes before calling)."""
+        ...
+
+    def prescans(self) -> list[PrescanRecord]:
+        """Pre-scans in the transfer state store, newest first."""
+        ...
+
+    def prescan(self, prescan_job_id: str) -> PrescanRecord:
+        """One pre-scan; :class:`KeyNotFoundError` when the state store has no such pre-scan."""
+        ...
+
+    def start_transfer(self, spec: JobSpec) -> JobRecord:
+        """Create a job that scans ``spec.source_dir`` and then runs; returns it (usually ``scanning``)."""
+        ...
+
+    def import_prescan(self, prescan_job_id: str, spec: JobSpec) -> JobRecord:
+        """Create a running job from a finished pre-scan; ``spec.source_dir`` is derived from the pre-scan."""
+        ...
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition served at ``/metrics``."""
+        ...
+
+
+def _no_cluster_members() -> list[dict[str, Any]]:
+    return []
+
+
+def _no_cache_usage() -> dict[str, Any]:
+    return {}
+
+
+def _no_metrics() -> str:
+    return ""
+
+
+class FsMasterPanelBackend:
+    """:class:`PanelBackend` over the fs master's own components.
+
+    ``export_ops(name)`` returns the operations of an export (the fs master: an RPC client to an
+    agent serving it; tests: :class:`~fluxon_fs.agent.local_ops.LocalExportOps`); the panel does not
+    close what it returns. ``start_transfer(spec)`` creates a job that scans and then runs (the fs
+    master's job runner). Pre-scans are read from the coordinator's state store.
+    """
+
+    def __init__(
+        self,
+        *,
+        export_registry: ExportRegistry,
+        mount_registry: MountRegistry,
+        access_store: AccessModelStore,
+        authorizer: Authorizer,
+        transfers: TransferCoordinator,
+        export_ops: Callable[[str], ExportOps],
+        start_transfer: Callable[[JobSpec], JobRecord],
+        cluster_members: ClusterMembersSource = _no_cluster_members,
+        cache_usage: CacheUsageSource = _no_cache_usage,
+        metrics_text: Callable[[], str] = _no_metrics,
+    ) -> None:
+        self._exports = export_registry
+        self._mounts = mount_registry
+        self._access_store = access_store
+        self._authorizer = authorizer
+        self._transfers = transfers
+        self._export_ops = export_ops
+        self._start_transfer = start_transfer
+        self._cluster_members = cluster_members
+        self._cache_usage = cache_usage
+        self._metrics_text = metrics_text
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """The fs master's authorizer."""
+        return self._authorizer
+
+    @property
+    def access_store(self) -> AccessModelStore:
+        """The fs master's access db."""
+        return self._access_store
+
+    @property
+    def transfers(self) -> TransferCoordinator:
+        """The fs master's transfer coordinator."""
+        return self._transfers
+
+    def cluster_members(self) -> list[dict[str, Any]]:
+        """From the KV layer's callable."""
+        return self._cluster_members()
+
+    def cache_usage(self) -> dict[str, Any]:
+        """From the cache layer's callable."""
+        return self._cache_usage()
+
+    def export_snapshot(self) -> ExportSnapshot:
+        """The export registry's snapshot."""
+        return self._exports.snapshot()
+
+    def agents(self) -> list[AgentRecord]:
+        """The export registry's live agents."""
+        return self._exports.agents()
+
+    def mounts(self) -> list[MountRecord]:
+        """The mount registry's live mounts."""
+        return self._mounts.mounts()
+
+    def export_root_dir(self, export_name: str) -> str:
+        """``remote_root_dir_abs`` of the export in the current snapshot."""
+        entry = self.export_snapshot().body["exports"].get(export_name)
+        if entry is None:
+            raise KeyNotFoundError(f"unknown export_name {export_name!r}: it is not in the current export snapshot")
+        return str(entry["remote_root_dir_abs"])
+
+    def export_ops(self, export_name: str) -> ExportOps:
+        """The supplied factory's ops, for exports present in the snapshot only."""
+        self.export_root_dir(export_name)
+        return self._export_ops(export_name)
+
+    def prescans(self) -> list[PrescanRecord]:
+        """``prescans/*`` records of the coordinator's state store, newest first."""
+        records = [decode_prescan(value) for _, value in self._transfers.store.scan_prefix(PRESCANS_PREFIX)]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def prescan(self, prescan_job_id: str) -> PrescanRecord:
+        """One pre-scan record; :class:`KeyNotFoundError` when it does not exist."""
+        data = self._transfers.store.get(prescan_key(prescan_job_id))
+        if data is None:
+            raise KeyNotFoundError(f"pre-scan {prescan_job_id!r} does not exist in this state store")
+        return decode_prescan(data)
+
+    def start_transfer(self, spec: JobSpec) -> JobRecord:
+        """Validate and hand the spec to the supplied job runner."""
+        spec.validate()
+        self.export_root_dir(spec.source_export)
+        self.export_root_dir(spec.target_export)
+        return self._start_transfer(spec)
+
+    def import_prescan(self, prescan_job_id: str, spec: JobSpec) -> JobRecord:
+        """The coordinator imports the pre-scan, rebased onto the source export's root directory."""
+        self.export_root_dir(spec.target_export)
+        root = self.export_root_dir(spec.source_export)
+        return self._transfers.create_job_from_prescan(prescan_job_id, spec, root)
+
+    def metrics_text(self) -> str:
+        """From the metrics layer's callable."""
+        return self._metrics_text()

@@ -1,0 +1,96 @@
+"""Panel sessions and the signed session cookie, with an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.panel.sessions import CookieSigner, SessionStore
+from fluxon_fs.panel.settings import PanelSettings
+from fluxon_fs.panel.web import is_local_path
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cookie_signature_rejects_any_change():
+    signer = CookieSigner(b"k" * 32)
+    value = signer.sign("session-id_1")
+    assert signer.unsign(value) == "session-id_1"
+    session_id, _, mac = value.rpartition(".")
+    assert signer.unsign(f"{session_id}x.{mac}") is None
+    assert signer.unsign(f"{session_id}.{mac[:-1]}A") is None
+    assert signer.unsign(session_id) is None
+    assert signer.unsign("") is None
+    assert CookieSigner(b"j" * 32).unsign(value) is None
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        CookieSigner(b"short")
+
+
+def test_sessions_expire_when_idle_and_anonymous_ones_sooner():
+    clock = Clock()
+    store = SessionStore(idle_timeout_s=100, anonymous_timeout_s=10, clock=clock)
+    anonymous = store.create()
+    user = store.log_in(store.create(), "alice", "token")
+    assert user.session_id != anonymous.session_id and user.csrf_token != anonymous.csrf_token
+    clock.now += 9
+    assert store.get(anonymous.session_id) is anonymous
+    clock.now += 10
+    assert store.get(anonymous.session_id) is None
+    assert store.get(user.session_id) is user  # restarts its idle timer
+    clock.now += 99
+    assert store.get(user.session_id) is user
+    clock.now += 100
+    assert store.get(user.session_id) is None
+
+
+def test_login_replaces_the_anonymous_session_and_drop_user_keeps_one():
+    store = SessionStore(idle_timeout_s=100, clock=Clock())
+    anonymous = store.create()
+    first = store.log_in(anonymous, "bob", "t1")
+    second = store.log_in(store.create(), "bob", "t2")
+    assert store.get(anonymous.session_id) is None
+    assert store.drop_user("bob", keep=second.session_id) == 1
+    assert store.get(first.session_id) is None and store.get(second.session_id) is second
+
+
+def test_session_count_is_bounded_least_recently_used_first():
+    clock = Clock()
+    store = SessionStore(idle_timeout_s=100, max_sessions=3, clock=clock)
+    sessions = []
+    for _ in range(3):
+        sessions.append(store.create())
+        clock.now += 1
+    store.get(sessions[0].session_id)
+    store.create()
+    assert len(store) == 3
+    assert store.get(sessions[1].session_id) is None
+    assert store.get(sessions[0].session_id) is sessions[0]
+
+
+def test_flashes_are_taken_once():
+    session = SessionStore(idle_timeout_s=1).create()
+    session.flash("info", "saved")
+    assert session.take_flashes() == [("info", "saved")]
+    assert session.take_flashes() == []
+
+
+@pytest.mark.parametrize(
+    ("target", "local"),
+    [("/ui/", True), ("/ui/x?y=1", True), ("//evil.example", False), ("/\\evil", False), ("https://x", False)],
+)
+def test_only_local_redirect_targets_are_followed(target, local):
+    assert is_local_path(target) is local
+
+
+def test_settings_check_the_public_url_and_derive_cookie_security():
+    assert PanelSettings(public_base_url="https://panel.example/").cookie_secure
+    assert PanelSettings(public_base_url="https://panel.example/").absolute("/ui/") == "https://panel.example/ui/"
+    assert not PanelSettings(public_base_url="http://127.0.0.1:8080").cookie_secure
+    with pytest.raises(InvalidArgumentError, match="public_base_url"):
+        PanelSettings(public_base_url="panel.example")
