@@ -242,4 +242,4 @@ class ZmqRpcClient:
             # Asking for the more-flag costs microseconds in pyzmq, so a small reply skips it: the
             # server never sends unannounced parts, and stray parts would fail the next id check.
             frames = wire.recv_bulk(sock, sizes, self._zero_copy_min, wire.has_more(sock)) if sizes else ()
-            return RpcMessage(meta=meta, frames=frames)
+            return RpcMessage(meta, frames)

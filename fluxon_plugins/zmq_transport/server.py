@@ -11,8 +11,7 @@ A watchdog thread notices when the receiver has been inside one handler for long
 its now-detached thread and passes its reply through an inproc PUSH socket to whichever thread is
 receiving (which polls the ROUTER and that inproc socket while replies are owed). A path whose
 handler overran is sent straight to the worker pool next time, and runs inline again once a pooled
-run was quick. The watchdog only ticks while calls arrive; an idle server wakes no thread (apart
-from a once-a-second receive timeout that backs up the shutdown message).
+run was quick. The watchdog only ticks while calls arrive; an idle server wakes no thread.
 
 A call whose deadline passed before a worker picked it up is dropped: its caller already gave up.
 """
@@ -43,7 +42,6 @@ Authenticate = Callable[[RpcCall], None]
 _WILDCARD_HOSTS = ("0.0.0.0", "*", "[::]", "::")
 _WATCHDOG_IDLE_S = 1.0  # the watchdog stops ticking after this long without a new call
 _JOIN_TIMEOUT_S = 5.0  # close() waits this long for running handlers
-_IDLE_RECV_TIMEOUT_MS = 1000  # the receiver re-checks for close() this often if the stop message is lost
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
@@ -102,7 +100,6 @@ class ZmqRpcServer:
 
         self._router = context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.RCVTIMEO, _IDLE_RECV_TIMEOUT_MS)
         try:
             self._router.bind(bind_address)
         except zmq.ZMQError as exc:
@@ -110,10 +107,14 @@ class ZmqRpcServer:
             raise NetworkError(f"cannot bind RPC server at {bind_address!r}: {exc}") from None
         last_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._endpoint = connectable_endpoint(last_endpoint, advertise_host)
-        self._local_endpoint = connectable_endpoint(last_endpoint, "127.0.0.1")
         self._ipc_file = self._ipc_file_identity()
+        server_id = next(_server_ids)
+        # close() wakes a receiver blocked in recv() with a secret token sent to this in-process
+        # endpoint of the same ROUTER (a timeout instead would cost every call a little).
+        self._wake_address = f"inproc://fluxon-rpc-wake-{server_id}"
+        self._router.bind(self._wake_address)
         self._stop_token = os.urandom(16)
-        self._replies_address = f"inproc://fluxon-rpc-replies-{next(_server_ids)}"
+        self._replies_address = f"inproc://fluxon-rpc-replies-{server_id}"
         self._replies = context.socket(zmq.PULL)
         self._replies.setsockopt(zmq.LINGER, 0)
         self._replies.bind(self._replies_address)
@@ -220,11 +221,8 @@ class ZmqRpcServer:
         stopper.connect(self._replies_address)
         stopper.send(b"")  # a one-part message on the replies socket means stop
         knock = self._context.socket(zmq.DEALER)
-        try:
-            knock.connect(self._local_endpoint)
-            knock.send(self._stop_token, zmq.NOBLOCK)
-        except zmq.ZMQError as exc:  # the idle receive timeout still ends the receiver, just later
-            log.debug("RPC server %s: cannot send the stop message: %s", self._endpoint, exc)
+        knock.connect(self._wake_address)
+        knock.send(self._stop_token)
         return [stopper, knock]
 
     # --- worker threads -------------------------------------------------------------------------
@@ -274,13 +272,21 @@ class ZmqRpcServer:
         wire.send_message(push, (request.identity,), header, frames, self._zero_copy_min)
 
     def _receive(self) -> bool:
-        """Act as the receiver until the role is taken away (True) or the server closes (False)."""
+        """Act as the receiver until the role is taken away (True) or the server closes (False).
+
+        This loop is the hot path of every call, so the inline case is written out here rather
+        than split into helpers.
+        """
         me = threading.get_ident()
         with self._lock:
             if self._closed:
                 return False
             self._receiver = me
         router = self._router
+        recv = router.recv
+        send = wire.send_frame
+        lock = self._lock
+        monotonic = time.monotonic
         poller = zmq.Poller()
         poller.register(router, _POLLIN)
         poller.register(self._replies, _POLLIN)
@@ -291,24 +297,40 @@ class ZmqRpcServer:
                     return False
                 if not any(sock is router for sock, _ in ready):
                     continue
-            try:
-                request = self._read_request()
-            except zmq.Again:  # the idle receive timeout
-                if self._closed:
-                    return False
-                continue
+            identity = recv()
+            request = self._parse_request(identity, recv(copy=False))
             if request is None:
                 continue
             if request is _STOP:
                 return False
-            if self._can_detach and request.call.path in self._slow_paths:
-                with self._lock:
+            path = request.call.path
+            if path in self._slow_paths and self._can_detach:
+                with lock:
                     self._detached += 1
                 self._jobs.put(request)
                 continue
-            outcome = self._run_inline(request, me)
-            if outcome is not None:
-                return outcome
+            # Plain attribute stores (atomic under the GIL), since before path: the watchdog reads path first.
+            self._last_call = self._inline_since = monotonic()
+            self._inline_path = path
+            if not self._watchdog_armed and self._can_detach:
+                with lock:
+                    self._watchdog_armed = True
+                    self._watchdog_wakeup.notify()
+            header, frames = self._execute(request)
+            with lock:
+                if self._closed:
+                    return False
+                still_receiver = self._receiver == me
+                if still_receiver:
+                    self._inline_path = None
+            if not still_receiver:  # the watchdog gave receiving to another thread meanwhile
+                self._reply_via_receiver(request.identity, header, frames)
+                return True
+            if frames:
+                wire.send_message(router, (identity,), header, frames, self._zero_copy_min)
+            else:
+                send(router, identity, _SNDMORE)
+                send(router, header)
 
     def _forward_replies(self) -> bool:
         """Send the replies detached threads produced; False when the stop message arrived."""
@@ -323,34 +345,12 @@ class ZmqRpcServer:
                 self._detached -= 1
             self._router.send_multipart(parts, copy=False)
 
-    def _run_inline(self, request: _Request, me: int) -> bool | None:
-        """Run the handler on the receiving thread; None to keep receiving, else what _receive returns."""
-        # Plain attribute stores (atomic under the GIL), since before path: the watchdog reads path first.
-        self._last_call = self._inline_since = time.monotonic()
-        self._inline_path = request.call.path
-        if not self._watchdog_armed and self._can_detach:
-            with self._lock:
-                self._watchdog_armed = True
-                self._watchdog_wakeup.notify()
-        header, frames = self._execute(request)
-        with self._lock:
-            if self._closed:
-                return False
-            still_receiver = self._receiver == me
-            if still_receiver:
-                self._inline_path = None
-        if still_receiver:
-            if frames:
-                wire.send_message(self._router, (request.identity,), header, frames, self._zero_copy_min)
-            else:
-                wire.send_frame(self._router, request.identity, _SNDMORE)
-                wire.send_frame(self._router, header)
-            return None
+    def _reply_via_receiver(self, identity: bytes, header: bytes, frames: Sequence[Buffer]) -> None:
+        """Hand a reply to whichever thread receives now, through the inproc replies socket."""
         push = self._context.socket(zmq.PUSH)
         push.connect(self._replies_address)
-        wire.send_message(push, (request.identity,), header, frames, self._zero_copy_min)
+        wire.send_message(push, (identity,), header, frames, self._zero_copy_min)
         push.close(linger=1000)
-        return True
 
     def _watchdog(self) -> None:
         with self._lock:
@@ -377,11 +377,13 @@ class ZmqRpcServer:
 
     # --- one call -------------------------------------------------------------------------------
 
-    def _read_request(self) -> Any:
-        """One call from the ROUTER: a _Request, None (malformed or expired: answered or dropped) or _STOP."""
+    def _parse_request(self, identity: bytes, header_frame: zmq.Frame) -> Any:
+        """The call whose identity and header frame were just read: a _Request, _STOP, or None.
+
+        None means the message was malformed or already expired, and was answered or dropped.
+        (A ROUTER delivers the identity plus at least one part, so the header frame always exists.)
+        """
         router = self._router
-        identity = router.recv()
-        header_frame = router.recv(copy=False)  # a ROUTER delivers the identity plus at least one part
         more = header_frame.more
         if header_frame.buffer == self._stop_token:
             wire.drain(router, more)
@@ -414,7 +416,7 @@ class ZmqRpcServer:
             return None
         if remaining_s <= 0:
             return None
-        call = RpcCall(path, caller, auth, RpcMessage(meta=meta, frames=frames), time.monotonic() + remaining_s)
+        call = RpcCall(path, caller, auth, RpcMessage(meta, frames), time.monotonic() + remaining_s)
         return _Request(identity, request_id, call)
 
     def _reply_error(self, identity: bytes, request_id: int, exc: BaseException) -> None:
