@@ -14,6 +14,7 @@ alone does not let a caller whose access was revoked keep writing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -23,6 +24,7 @@ from typing import Protocol
 import attrs
 
 from fluxon_core.log_setup import get_logger
+from fluxon_core.metrics import FS_OPS
 from fluxon_core.protocols import RpcServer
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 from fluxon_fs.agent.confinement import guard_resolved_paths
@@ -102,8 +104,22 @@ def _handler(
     export_name: str, spec: OpSpec, ops: ServableExportOps, authorize: Authorize
 ) -> Callable[[RpcCall], RpcMessage]:
     method = getattr(ops, spec.name)
+    op_counts = FS_OPS.get()
+    ok_count = op_counts.labels(spec.name, "ok")
 
     def handle(call: RpcCall) -> RpcMessage:
+        try:
+            reply = serve(call)
+        except OSError as exc:
+            op_counts.labels(spec.name, errno.errorcode.get(exc.errno or 0, type(exc).__name__)).inc()
+            raise
+        except Exception as exc:
+            op_counts.labels(spec.name, type(exc).__name__).inc()
+            raise
+        ok_count.inc()
+        return reply
+
+    def serve(call: RpcCall) -> RpcMessage:
         started = time.perf_counter()
         args = decode_request(spec, call.message)
         if "session_id" in args:

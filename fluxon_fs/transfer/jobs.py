@@ -34,6 +34,7 @@ import attrs
 
 from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
 from fluxon_core.log_setup import get_logger
+from fluxon_core.metrics import TRANSFER_BYTES_COPIED, TRANSFER_FILES_COPIED
 from fluxon_core.protocols import StateStore
 from fluxon_fs.transfer.records import (
     SCHEMA_VERSION,
@@ -567,6 +568,8 @@ class TransferCoordinator:
                 return attrs.evolve(job, counters=counters)
 
             job = self._update_job(job_id, change)
+            TRANSFER_FILES_COPIED.get().inc(result.files_copied)
+            TRANSFER_BYTES_COPIED.get().inc(result.bytes_copied)
             self._maybe_finish(job)
             return True
 
