@@ -250,6 +250,7 @@ def test_bad_open_arguments_raise_like_io_open(mnt: Mounted, tmp_path: Path) -> 
         dict(mode="rb", newline=""),
         dict(mode="r", buffering=0),
         dict(mode="r", closefd=False),
+        dict(mode="a", newline="bad"),
     ]
     for kwargs in cases:
         with pytest.raises(Exception) as on_local:
@@ -259,6 +260,7 @@ def test_bad_open_arguments_raise_like_io_open(mnt: Mounted, tmp_path: Path) -> 
         assert type(on_mount.value) is type(on_local.value), kwargs
         assert str(on_mount.value) == str(on_local.value), kwargs
     assert mnt.real("m.txt").read_text() == "x"
+    assert len(mnt.ops.inner.sessions) == 0  # a file opened before a later argument failed is closed again
 
 
 def test_closed_file_operations_raise_value_error(mnt: Mounted) -> None:

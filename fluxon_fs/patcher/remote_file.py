@@ -108,6 +108,23 @@ def open_remote(
         raw: RemoteReadFile | RemoteWriteFile = _open_for_reading(target, name)
     else:
         raw = _open_for_writing(target, name, parsed)
+    try:
+        return _layer(raw, parsed, mode, buffering, encoding, errors, newline)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _layer(
+    raw: RemoteReadFile | RemoteWriteFile,
+    parsed: OpenMode,
+    mode: str,
+    buffering: int,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+) -> IO[Any]:
+    """The buffered and text layers ``io.open`` would put over ``raw``."""
     line_buffering = False
     if buffering == 1:
         buffering, line_buffering = -1, True
@@ -116,7 +133,6 @@ def open_remote(
     if buffering == 0:
         if parsed.binary:
             return raw
-        raw.close()
         raise ValueError("can't have unbuffered text I/O")
     buffer: io.BufferedIOBase
     if parsed.updating:
