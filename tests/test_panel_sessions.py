@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import cast
+
 import pytest
+from starlette.routing import Route
 
 from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.panel import PanelBackend, create_panel_app
 from fluxon_fs.panel.sessions import CookieSigner, SessionStore
 from fluxon_fs.panel.settings import PanelSettings
 from fluxon_fs.panel.web import is_local_path
@@ -94,3 +99,16 @@ def test_settings_check_the_public_url_and_derive_cookie_security():
     assert not PanelSettings(public_base_url="http://127.0.0.1:8080").cookie_secure
     with pytest.raises(InvalidArgumentError, match="public_base_url"):
         PanelSettings(public_base_url="panel.example")
+
+
+def test_docs_list_every_route():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "panel.md").read_text(encoding="utf-8")
+    app = create_panel_app(cast(PanelBackend, None), PanelSettings(public_base_url="http://127.0.0.1:1"))
+    undocumented = [
+        f"{method} {route.path}"
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in sorted((route.methods or set()) - {"HEAD"})
+        if f"`{method} {route.path}`" not in docs
+    ]
+    assert not undocumented, f"docs/panel.md does not mention: {undocumented}"

@@ -45,7 +45,7 @@ def build_export_list(ctx: RequestContext) -> dict[str, Any]:
                 "name": name,
                 "remote_root_dir_abs": exports[name].get("remote_root_dir_abs", ""),
                 "agent_count": len(exports[name].get("agents", [])),
-                "browse_url": ctx.settings.absolute(f"/ui/exports/{name}/"),
+                "browse_url": ctx.settings.absolute(f"/ui/exports/{quote(name, safe='')}/"),
             }
             for name in names
         ]
@@ -55,7 +55,7 @@ def build_export_list(ctx: RequestContext) -> dict[str, Any]:
 def build_listing(ctx: RequestContext) -> dict[str, Any]:
     """One directory of an export, showing only what the user's scopes allow."""
     export = ctx.path_param("export")
-    path = clean_path(ctx.text("path", ""))
+    path = clean_path(ctx.text("path", "", strip=False))
     visibility = ctx.backend.authorizer.authorize_listing(ctx.user.access_token, export, path)
     listed = ctx.backend.export_ops(export).list_dir(path)
     entries = [entry_payload(entry, path) for entry in listed if visibility.shows(entry.name)]
@@ -69,7 +69,7 @@ def build_listing(ctx: RequestContext) -> dict[str, Any]:
         "entries": entries[:limit],
         "truncated": len(entries) > limit,
         "total_entries": len(entries),
-        "link": ctx.settings.absolute(f"/ui/exports/{export}/?path={quote(path, safe='/')}"),
+        "link": ctx.settings.absolute(f"/ui/exports/{quote(export, safe='')}/?path={quote(path, safe='/')}"),
     }
 
 
@@ -82,7 +82,7 @@ def content_disposition(filename: str) -> str:
 def build_download(ctx: RequestContext) -> Response:
     """A file's bytes, streamed in chunks after a read authorization of the exact path."""
     export = ctx.path_param("export")
-    path = clean_path(ctx.text("path"))
+    path = clean_path(ctx.text("path", strip=False))
     if not path:
         raise InvalidArgumentError("field 'path' must name a file")
     ctx.backend.authorizer.authorize(ctx.user.access_token, export, path, is_write=False)

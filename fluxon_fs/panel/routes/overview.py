@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.panel.payloads import agent_payload, mount_payload
@@ -59,7 +60,7 @@ def build_overview(ctx: RequestContext) -> dict[str, Any]:
             "remote_root_dir_abs": all_exports[name].get("remote_root_dir_abs", ""),
             "cache_max_bytes": all_exports[name].get("cache_max_bytes"),
             "agents": [agent["instance_key"] for agent in all_exports[name].get("agents", [])],
-            "browse_url": settings.absolute(f"/ui/exports/{name}/"),
+            "browse_url": settings.absolute(f"/ui/exports/{quote(name, safe='')}/"),
         }
         for name in names
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from typing import Any, cast
+from urllib.parse import quote
 
 import attrs
 
@@ -71,7 +72,7 @@ def _visible_prescans(ctx: RequestContext) -> list[dict[str, Any]]:
                 {
                     **prescan_payload(prescan),
                     "sources": sources,
-                    "import_url": f"/ui/transfers/prescans/{prescan.job_id}/import",
+                    "import_url": f"/ui/transfers/prescans/{quote(prescan.job_id, safe='')}/import",
                 }
             )
     return rows
@@ -142,7 +143,7 @@ def _spec(ctx: RequestContext, *, source_dir: str, batch_ready_default: int) -> 
         source_export=ctx.text("source_export"),
         source_dir=source_dir,
         target_export=ctx.text("target_export"),
-        target_prefix=clean_path(ctx.text("target_prefix", "")),
+        target_prefix=clean_path(ctx.text("target_prefix", "", strip=False)),
         desired_worker_count=ctx.integer("desired_worker_count", DEFAULT_WORKERS),
         batch_ready_bytes=ctx.byte_size("batch_ready_bytes", batch_ready_default),
         conflict_policy=ctx.text("conflict_policy", "overwrite"),
@@ -153,7 +154,11 @@ def _spec(ctx: RequestContext, *, source_dir: str, batch_ready_default: int) -> 
 
 def create_job(ctx: RequestContext) -> ActionOutcome:
     """A job that scans the source folder, then copies it under the target prefix."""
-    spec = _spec(ctx, source_dir=clean_path(ctx.text("source_dir", "")), batch_ready_default=DEFAULT_BATCH_READY_BYTES)
+    spec = _spec(
+        ctx,
+        source_dir=clean_path(ctx.text("source_dir", "", strip=False)),
+        batch_ready_default=DEFAULT_BATCH_READY_BYTES,
+    )
     authorize_transfer(ctx.user, ctx.backend.authorizer, spec)
     job = ctx.backend.start_transfer(spec)
     return ActionOutcome(
@@ -219,7 +224,7 @@ VIEWS = [
         api_path="/api/transfers/jobs/{job_id}",
         template="transfer_job.html",
     ),
-    View(build_import_form, ui_path="/ui/transfers/prescans/{prescan_id}/import", template="transfer_import.html"),
+    View(build_import_form, ui_path="/ui/transfers/prescans/{prescan_id:path}/import", template="transfer_import.html"),
 ]
 ACTIONS = [
     Action(create_job, ui_path="/ui/transfers/jobs", api_path="/api/transfers/jobs"),
@@ -228,7 +233,7 @@ ACTIONS = [
     ),
     Action(
         import_prescan,
-        ui_path="/ui/transfers/prescans/{prescan_id}/import",
-        api_path="/api/transfers/prescans/{prescan_id}/import",
+        ui_path="/ui/transfers/prescans/{prescan_id:path}/import",
+        api_path="/api/transfers/prescans/{prescan_id:path}/import",
     ),
 ]
