@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = not args.full
     rows: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
+    seconds_by_area: dict[str, float] = {}
     started = time.monotonic()
     for area in selected:
         console.print(f"[bold]bench_{area}[/bold] ({'quick' if quick else 'full'}) ...")
@@ -132,13 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             failures[area] = traceback.format_exc()
             console.print(f"[red]bench_{area} failed[/red]\n{failures[area]}")
-        console.print(f"  done in {time.monotonic() - area_started:.1f}s")
+        seconds_by_area[area] = round(time.monotonic() - area_started, 1)
+        console.print(f"  done in {seconds_by_area[area]}s")
 
     render(console, rows)
     report = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if quick else "full",
         "seconds": round(time.monotonic() - started, 1),
+        "seconds_by_area": seconds_by_area,
         "machine": machine(),
         "rows": rows,
         "failures": failures,
