@@ -23,7 +23,7 @@ EntryFilter = Callable[[str], bool]
 
 def cluster_authenticator(store: KvClient) -> RpcAuthenticator:
     """The cluster-secret signer of a store's KV membership."""
-    return store._node.rpc.authenticator  # type: ignore[attr-defined]
+    return store.cluster_authenticator()
 
 
 def service_auth(store: KvClient) -> Callable[[str], str]:
@@ -47,7 +47,10 @@ def export_authorizer(
                 raise PermissionDeniedError(
                     f"permission denied: no identity on {op} in export {export_name!r}; call set_request_identity first"
                 )
-            cluster.verify(call)
+            try:
+                cluster.verify(call)
+            except PermissionDeniedError as exc:  # worded like every other refusal of an FS request
+                raise PermissionDeniedError(f"permission denied: {exc.message}") from None
             return None
         if op == "list_dir":
             visibility = authorizer.authorize_listing(token, export_name, relpaths[0])

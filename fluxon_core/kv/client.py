@@ -280,6 +280,14 @@ class KvClient:
     def _call_master_ok(self, path: str, meta: Mapping[str, Any]) -> None:
         self._node.call_master(path, meta)
 
+    def cluster_status(self) -> Result[dict[str, Any]]:
+        """The kv master's view: cluster name, master, and every member with its role and pool stats."""
+        return self._run(lambda: dict(self._node.call_master(MasterPath.STATUS, {}).meta))
+
+    def cluster_authenticator(self) -> RpcAuthenticator:
+        """Signs and checks cluster-member call tokens (the secret this store joined the cluster with)."""
+        return self._node.rpc.authenticator  # type: ignore[attr-defined, no-any-return]
+
     # -- node-to-node RPC -------------------------------------------------------------------------
 
     def rpc_register(self, path: str, handler: DictHandler) -> Result[None]:
