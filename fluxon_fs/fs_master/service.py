@@ -46,10 +46,12 @@ from fluxon_fs.master_link import (
     TRANSFER_RENEW_PATH,
     TRANSFER_SHOW_PATH,
 )
+from fluxon_fs.panel import FsMasterPanelBackend, start_panel
 from fluxon_fs.request_auth import service_auth
 from fluxon_fs.transfer.holders import ClaimHolders
 from fluxon_fs.transfer.jobs import BatchResult, JobRecord, JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store
+from fluxon_plugins.prometheus_metrics import render_prometheus_text
 
 log = get_logger("fluxon.fs.master")
 
@@ -108,7 +110,51 @@ class FsMaster:
         self._register_handlers()
         self._start_thread("fs-master-reaper", self._reap_forever)
         self.jobs.start()
-        self.panel_url = ""
+        self.panel = start_panel(self._panel_backend(), self.panel_config)
+        self.panel_url = self.panel.url
+
+    def _panel_backend(self) -> FsMasterPanelBackend:
+        return FsMasterPanelBackend(
+            export_registry=self.exports,
+            mount_registry=self.mounts,
+            access_store=self.access_store,
+            authorizer=self.authorizer,
+            transfers=self.transfers,
+            export_ops=self.export_ops,
+            start_transfer=lambda spec: self.transfers.job(self.jobs.start_job(spec)),
+            cluster_members=self._cluster_members,
+            cache_usage=self._cache_usage,
+            metrics_text=render_prometheus_text,
+        )
+
+    def _cluster_members(self) -> list[dict[str, Any]]:
+        status = self.store.cluster_status().unwrap("cluster status")
+        members = []
+        for member in status.get("members", []):
+            stats = member.get("stats") or {}
+            members.append(
+                {
+                    "instance_key": member.get("instance_key"),
+                    "role": member.get("role"),
+                    "endpoint": member.get("endpoint"),
+                    "host": member.get("host", ""),
+                    "state": "alive",
+                    "pool_used_bytes": stats.get("used_bytes", ""),
+                    "pool_capacity_bytes": stats.get("capacity_bytes", ""),
+                    "keys_held": member.get("keys_held", ""),
+                    "last_seen_s_ago": member.get("last_seen_s_ago", ""),
+                }
+            )
+        return members
+
+    def _cache_usage(self) -> dict[str, Any]:
+        stats = self.store.pool_stats()
+        return {
+            "used_bytes": stats.get("used_bytes", 0),
+            "capacity_bytes": stats.get("capacity_bytes", 0),
+            "hits": stats.get("hits", 0),
+            "misses": stats.get("misses", 0),
+        }
 
     def _state_store_block(self) -> BackendConfig | dict[str, Any]:
         if self.panel_config.transfer_state_store is not None:
@@ -207,7 +253,11 @@ class FsMaster:
         return user_access_to_wire(self.access_store.user_access(str(payload.get("username", ""))))
 
     def _on_auth_epoch(self, _caller: str, _payload: dict[str, Any]) -> dict[str, Any]:
-        return {"auth_epoch": self.access_store.auth_epoch()}
+        # Agents re-read the epoch at this master's bound, so the configured bound holds on them too.
+        return {
+            "auth_epoch": self.access_store.auth_epoch(),
+            "revocation_bound_s": self.panel_config.session.revocation_bound_s,
+        }
 
     def _on_transfer_claim(self, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         target_exports = set(payload.get("target_exports", []))
@@ -330,6 +380,7 @@ class FsMaster:
         if self._stop.is_set():
             return
         self._stop.set()
+        self.panel.stop()
         self.jobs.stop()
         for thread in self._threads:
             thread.join(timeout=5)
