@@ -281,6 +281,12 @@ def test_nothing_listening_fails_within_the_timeout(client: RpcClient, ipc_dir: 
         assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("timeout_s", [0, -1.0, float("nan")])
+def test_timeout_must_be_positive(server: RpcServer, client: RpcClient, timeout_s: float) -> None:
+    with pytest.raises(InvalidArgumentError, match="timeout_s"):
+        client.call(server.endpoint, "/echo", RpcMessage(), timeout_s=timeout_s)
+
+
 def test_malformed_endpoint_is_a_network_error(client: RpcClient) -> None:
     with pytest.raises(NetworkError, match="nonsense"):
         client.call("nonsense://where", "/echo", RpcMessage(), timeout_s=1)

@@ -99,6 +99,8 @@ class ZmqRpcClient:
         endpoint is malformed, InvalidArgumentError for a meta that is not JSON-able, and
         StoreClosedError after :meth:`close`.
         """
+        if not timeout_s > 0:  # also refuses NaN
+            raise InvalidArgumentError(f"RPC timeout_s must be a positive number of seconds, got {timeout_s!r}")
         deadline = _monotonic() + timeout_s
         try:
             state: _ThreadSockets = self._local.state
