@@ -224,7 +224,7 @@ def fluxon_register_commands(register: RegisterCommand) -> None:
 
 
 # Modules of the core that contribute commands through the same hook as every plugin.
-CORE_COMMAND_MODULES: list[str] = ["fluxon_core.cli"]
+CORE_COMMAND_MODULES: list[str] = ["fluxon_core.cli", "fluxon_core.runtime.commands"]
 
 
 if __name__ == "__main__":
