@@ -2,36 +2,59 @@
 
 A batch seals when it reaches ``batch_ready_bytes`` or ``MAX_ENTRIES_PER_BATCH`` entries; a file of
 at least ``batch_ready_bytes`` is a batch of its own.
+
+Entries are :class:`~fluxon_fs.transfer.records.ScanEntry` tuples or plain tuples of the same shape
+``(relpath, kind, size, mtime_ns, mode)`` (the pre-scan uses plain ones: cheaper to create by the
+million, and they encode to the same JSON).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Generic, TypeVar
 
 from fluxon_fs.transfer.records import ENTRY_FILE, MAX_ENTRIES_PER_BATCH, ScanEntry
 
-SealedBatch = tuple[list[ScanEntry], int]
+EntryRow = tuple[str, str, int, int, int]
+E = TypeVar("E", bound=EntryRow)
+SealedBatch = tuple[list[E], int]
 
 
-class BatchSealer:
+class BatchSealer(Generic[E]):
     """Accumulates entries and returns batches as they seal (not thread-safe; callers lock)."""
 
     def __init__(self, batch_ready_bytes: int) -> None:
         self._ready = batch_ready_bytes
-        self._entries: list[ScanEntry] = []
+        self._entries: list[E] = []
         self._bytes = 0
 
-    def add(self, entry: ScanEntry) -> SealedBatch | None:
+    def add(self, entry: E) -> SealedBatch[E] | None:
         """Add one entry; returns a sealed batch when this entry completed one."""
-        if entry.kind == ENTRY_FILE and entry.size >= self._ready:
-            return [entry], entry.size
+        size = entry[2]
+        if size >= self._ready and entry[1] == ENTRY_FILE:
+            return [entry], size
         self._entries.append(entry)
-        self._bytes += entry.size
+        self._bytes += size
         if self._bytes >= self._ready or len(self._entries) >= MAX_ENTRIES_PER_BATCH:
             return self.flush()
         return None
 
-    def flush(self) -> SealedBatch | None:
+    def add_slice(self, entries: list[E], slice_bytes: int, largest: int) -> list[SealedBatch[E]]:
+        """Add entries whose sizes total ``slice_bytes`` (largest ``largest``); returns the batches they sealed.
+
+        Same result as :meth:`add` per entry, in one step when the slice seals nothing.
+        """
+        if (
+            largest < self._ready
+            and self._bytes + slice_bytes < self._ready
+            and len(self._entries) + len(entries) < MAX_ENTRIES_PER_BATCH
+        ):
+            self._entries.extend(entries)
+            self._bytes += slice_bytes
+            return []
+        return [sealed for entry in entries if (sealed := self.add(entry)) is not None]
+
+    def flush(self) -> SealedBatch[E] | None:
         """Seal whatever is open (None when empty)."""
         if not self._entries:
             return None
@@ -40,9 +63,9 @@ class BatchSealer:
         return sealed
 
 
-def group_batches(entries: Iterable[ScanEntry], batch_ready_bytes: int) -> Iterator[SealedBatch]:
+def group_batches(entries: Iterable[ScanEntry], batch_ready_bytes: int) -> Iterator[SealedBatch[ScanEntry]]:
     """Batches of a stream of entries."""
-    sealer = BatchSealer(batch_ready_bytes)
+    sealer: BatchSealer[ScanEntry] = BatchSealer(batch_ready_bytes)
     for entry in entries:
         sealed = sealer.add(entry)
         if sealed is not None:

@@ -123,7 +123,7 @@ def _progress(job: dict[str, Any]) -> tuple[str, str]:
 
 
 def _store_warning(jobs: list[dict[str, Any]]) -> None:
-    errors = {job.get("state_store_error") for job in jobs} - {"", None}
+    errors = {str(job["state_store_error"]) for job in jobs if job.get("state_store_error")}
     for error in sorted(errors):
         print(f"fluxon transfer: warning: {error} (showing the last known state)", file=sys.stderr)
 

@@ -194,7 +194,7 @@ def _load_job(data: bytes) -> JobRecord:
     spec = JobSpec(**{k: v for k, v in raw.pop("spec").items() if k in attrs.fields_dict(JobSpec)})
     counters = JobCounters(**{k: v for k, v in raw.pop("counters").items() if k in attrs.fields_dict(JobCounters)})
     known = attrs.fields_dict(JobRecord)
-    fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
+    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
     return JobRecord(spec=spec, counters=counters, **fields)
 
 

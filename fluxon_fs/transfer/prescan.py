@@ -23,13 +23,12 @@ import attrs
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
-from fluxon_fs.transfer.batching import BatchSealer, SealedBatch
+from fluxon_fs.transfer.batching import BatchSealer, EntryRow, SealedBatch
 from fluxon_fs.transfer.progress import ScanProgress
 from fluxon_fs.transfer.records import (
     ENTRY_DIR,
     ENTRY_FILE,
     PrescanRecord,
-    ScanEntry,
     decode_prescan,
     encode,
     encode_batch,
@@ -98,18 +97,14 @@ class _BatchWriter:
         self._store = store
         self._job_id = job_id
         self._epoch = epoch
-        self._sealer = BatchSealer(batch_ready_bytes)
+        self._sealer: BatchSealer[EntryRow] = BatchSealer(batch_ready_bytes)
         self._lock = threading.Lock()
         self.batch_count = 0
 
-    def add_many(self, entries: list[ScanEntry]) -> None:
+    def add_slice(self, entries: list[EntryRow], slice_bytes: int, largest: int) -> None:
         """Add entries (one lock round per call); writes every batch they seal."""
-        sealed: list[tuple[int, SealedBatch]] = []
         with self._lock:
-            for entry in entries:
-                batch = self._sealer.add(entry)
-                if batch is not None:
-                    sealed.append(self._number(batch))
+            sealed = [self._number(batch) for batch in self._sealer.add_slice(entries, slice_bytes, largest)]
         self._write(sealed)
 
     def flush(self) -> None:
@@ -119,11 +114,11 @@ class _BatchWriter:
             sealed = [self._number(batch)] if batch is not None else []
         self._write(sealed)
 
-    def _number(self, batch: SealedBatch) -> tuple[int, SealedBatch]:
+    def _number(self, batch: SealedBatch[EntryRow]) -> tuple[int, SealedBatch[EntryRow]]:
         self.batch_count += 1
         return self.batch_count - 1, batch
 
-    def _write(self, sealed: list[tuple[int, SealedBatch]]) -> None:
+    def _write(self, sealed: list[tuple[int, SealedBatch[EntryRow]]]) -> None:
         for number, (entries, total) in sealed:
             self._store.put(prescan_batch_key(self._job_id, self._epoch, number), encode_batch(entries, total))
 
@@ -196,6 +191,7 @@ class _Walker:
                 self.skipped_samples.append((relpath, reason))
 
     def _scan_dir(self, relpath: str) -> None:
+        # The hot loop of the pre-scan: plain tuples, local names, batches handed over per slice.
         path = os.path.join(self._root, relpath) if relpath else self._root
         try:
             iterator = os.scandir(path)
@@ -203,9 +199,11 @@ class _Walker:
             self._skip(relpath or ".", f"cannot list directory: {exc.strerror}")
             return
         prefix = f"{relpath}/" if relpath else ""
-        found: list[ScanEntry] = []
+        skip_files, skip_dirs = self._skip_files, self._skip_dirs
+        found: list[EntryRow] = []
+        append = found.append
         subdirs: list[str] = []
-        files = size_sum = 0
+        files = size_sum = slice_bytes = largest = 0
         with iterator:
             for entry in iterator:
                 child = prefix + entry.name
@@ -216,27 +214,35 @@ class _Walker:
                     continue
                 mode = st.st_mode
                 if S_ISREG(mode):
-                    if child in self._skip_files:
+                    if skip_files and child in skip_files:
                         self._skip(child, "skip entry (file)")
                         continue
-                    found.append(ScanEntry(child, ENTRY_FILE, st.st_size, st.st_mtime_ns, mode & 0o7777))
+                    size = st.st_size
+                    append((child, ENTRY_FILE, size, st.st_mtime_ns, mode & 0o7777))
                     files += 1
-                    size_sum += st.st_size
+                    slice_bytes += size
+                    if size > largest:
+                        largest = size
                 elif S_ISDIR(mode):
-                    if child in self._skip_dirs:
+                    if skip_dirs and child in skip_dirs:
                         self._skip(child, "skip entry (dir)")
                         continue
-                    found.append(ScanEntry(child, ENTRY_DIR, 0, st.st_mtime_ns, mode & 0o7777))
+                    append((child, ENTRY_DIR, 0, st.st_mtime_ns, mode & 0o7777))
                     subdirs.append(child)
                 else:
                     kind = "symlink" if stat_module.S_ISLNK(mode) else "special file"
                     self._skip(child, f"{kind} not transferred")
+                    continue
                 if len(found) >= SCAN_SLICE:
                     # Huge directories are handed over in slices, never held whole.
-                    self._writer.add_many(found)
+                    self._writer.add_slice(found, slice_bytes, largest)
+                    size_sum += slice_bytes
                     found = []
+                    append = found.append
+                    slice_bytes = largest = 0
         if found:
-            self._writer.add_many(found)
+            self._writer.add_slice(found, slice_bytes, largest)
+        size_sum += slice_bytes
         if subdirs:
             with self._cond:
                 self._stack.extend(subdirs)

@@ -10,6 +10,7 @@ Keys (relative to the store's ``key_prefix``):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import attrs
@@ -81,8 +82,8 @@ def decode_prescan(data: bytes) -> PrescanRecord:
     return PrescanRecord(**{k: v for k, v in raw.items() if k in known})
 
 
-def encode_batch(entries: list[ScanEntry], total_bytes: int) -> bytes:
-    """JSON bytes of one batch."""
+def encode_batch(entries: Sequence[tuple[str, str, int, int, int]], total_bytes: int) -> bytes:
+    """JSON bytes of one batch (entries are ScanEntry or plain tuples of the same shape)."""
     body = {"schema_version": SCHEMA_VERSION, "bytes": total_bytes, "entries": entries}
     return json.dumps(body, separators=(",", ":")).encode()
 
