@@ -353,20 +353,25 @@ class ZmqRpcServer:
         push.close(linger=1000)
 
     def _watchdog(self) -> None:
-        with self._lock:
-            while not self._closed:
-                if not self._watchdog_armed:
+        """Hand receiving to another thread when the receiver is stuck in a handler."""
+        while True:
+            with self._lock:
+                while not self._watchdog_armed and not self._closed:
                     self._watchdog_wakeup.wait()
-                    continue
-                self._watchdog_wakeup.wait(self._inline_handler_s)
+                if self._closed:
+                    return
+            # A plain sleep is the cheapest tick (Condition.wait with a timeout allocates a lock
+            # each time); close() then waits at most one tick for this thread.
+            time.sleep(self._inline_handler_s)
+            with self._lock:
                 now = time.monotonic()
                 path = self._inline_path
                 if (
                     path is not None
                     and self._receiver is not None
                     and now - self._inline_since >= self._inline_handler_s
+                    and not self._closed
                 ):
-                    # The receiver is stuck in a handler: an idle worker takes over receiving.
                     self._receiver = None
                     self._inline_path = None
                     self._detached += 1
