@@ -157,13 +157,28 @@ class FluxonFsPatcher:
         return self._cache_config
 
     def set_request_identity(self, username: str, password: str) -> None:
-        """Bind later FS requests to this identity (the password is verified once by the fs master)."""
+        """Bind later FS requests, on existing mounts too, to this identity (the password is verified
+        once by the fs master). When the login is refused, no identity stays bound."""
         link = self._require_link("set_request_identity")
+        self.clear_request_identity()
         self._identity = _Identity(link, username, password)
 
     def clear_request_identity(self) -> None:
-        """Forget the identity; later requests are refused as unauthenticated."""
+        """Forget the identity; later requests, on existing mounts too, are refused as unauthenticated."""
         self._identity = None
+        self._forget_cached_answers()
+
+    def _request_token(self, rpc_path: str) -> str:
+        """The token of the identity bound now ("" without one: the agent refuses the call)."""
+        identity = self._identity
+        return identity.token(rpc_path) if identity is not None else ""
+
+    def _forget_cached_answers(self) -> None:
+        # Metadata answered to the previous identity must not be shown to the new one (or to none).
+        mounted = process_mount_table().exports()
+        for mount_dir in list(self._mounts):
+            if mount_dir in mounted:
+                mounted[mount_dir].metadata.clear()
 
     def _require_link(self, what: str) -> FsMasterLink:
         if self._link is None:
@@ -224,12 +239,11 @@ class FluxonFsPatcher:
                 "check REMOTE_ROOT_DIR"
             )
         export_config = served[export_name]
-        identity = self._identity
         ops = RoutedExportOps(
             self._rpc_client,
             export_name,
             lambda: self._snapshot.agents(export_name) if self._snapshot else [],
-            auth=(identity.token if identity is not None else (lambda _path: "")),
+            auth=self._request_token,
             caller=self._store.instance_key(),
             static_nodes=(client_export.nodes if client_export is not None else None) or export_config.get("nodes"),
         )

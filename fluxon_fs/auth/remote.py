@@ -52,14 +52,23 @@ def claims_to_wire(claims: TokenClaims) -> dict:
 
 
 class RemoteAccessView:
-    """``auth_epoch`` and ``user_access`` answered by the fs master."""
+    """``auth_epoch`` and ``user_access`` answered by the fs master.
+
+    ``revocation_bound_s`` is the master's session policy bound, learned from its epoch replies
+    (None until the first reply, or from a master that does not send it).
+    """
 
     def __init__(self, link: FsMasterLink) -> None:
         self._link = link
+        self.revocation_bound_s: float | None = None
 
     def auth_epoch(self) -> int:
         """The master's current access epoch."""
-        return int(self._link.call(AUTH_EPOCH_PATH, {})["auth_epoch"])
+        reply = self._link.call(AUTH_EPOCH_PATH, {})
+        bound = reply.get("revocation_bound_s")
+        if isinstance(bound, int | float) and not isinstance(bound, bool) and bound > 0:
+            self.revocation_bound_s = float(bound)
+        return int(reply["auth_epoch"])
 
     def user_access(self, username: str) -> UserAccess | None:
         """A user's grants as the master sees them now."""
@@ -91,6 +100,29 @@ class RemoteTokenVerifier:
         return claims
 
 
+class _MasterPacedAuthorizer(Authorizer):
+    """An :class:`Authorizer` re-reading the epoch at the fs master's configured bound once it is known.
+
+    The agent has no session policy of its own; without this, a master configured with a shorter
+    bound than the agent's default would see its changes reach agents late.
+    """
+
+    def __init__(self, view: RemoteAccessView, verifier: RemoteTokenVerifier, default_bound_s: float) -> None:
+        self._view = view
+        super().__init__(view, verifier, revocation_bound_s=default_bound_s)  # type: ignore[arg-type]
+
+    @property  # type: ignore[override]
+    def _bound_s(self) -> float:
+        return self._view.revocation_bound_s or self._default_bound_s
+
+    @_bound_s.setter
+    def _bound_s(self, value: float) -> None:
+        self._default_bound_s = value
+
+
 def remote_authorizer(link: FsMasterLink, revocation_bound_s: float) -> Authorizer:
-    """An :class:`Authorizer` whose store and token verification live on the fs master."""
-    return Authorizer(RemoteAccessView(link), RemoteTokenVerifier(link), revocation_bound_s=revocation_bound_s)  # type: ignore[arg-type]
+    """An :class:`Authorizer` whose store and token verification live on the fs master.
+
+    ``revocation_bound_s`` applies until the master's first epoch reply names its own bound.
+    """
+    return _MasterPacedAuthorizer(RemoteAccessView(link), RemoteTokenVerifier(link), revocation_bound_s)
