@@ -37,7 +37,7 @@ SIZES = st.integers(min_value=0, max_value=400)
 MODES = st.sampled_from([0o700, 0o750, 0o755, 0o777])  # the owner keeps rwx: trees stay removable
 TIMES_NS = st.integers(min_value=0, max_value=2**41)
 
-# About 20 s on an idle machine (each step is a few agent round trips); keep it below a minute.
+# Over 10 s: ~3000 mirrored calls (each a few agent round trips) take 15-20 s here; keep it below a minute.
 SETTINGS = settings(
     max_examples=100,
     stateful_step_count=30,
