@@ -120,7 +120,7 @@ def test_route_with_mounts_sharing_no_path_component(tmp_path: Path, ops: LocalE
         table = MountTable()
         first = table.mount(str(tmp_path / "m1"), ops, "one")
         second = table.mount(elsewhere + "/m2", ops, "two")
-        assert table.miss_token == [""]
+        assert table.local_guard == ["", ""]
         assert table.route(str(tmp_path / "m1" / "a")).export is first  # type: ignore[union-attr]
         assert table.route(elsewhere + "/m2/b").export is second  # type: ignore[union-attr]
         assert table.route(str(tmp_path / "m1x")) is None

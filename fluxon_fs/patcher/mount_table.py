@@ -56,9 +56,9 @@ class MountTable:
         self._lock = threading.Lock()
         self._exports: dict[str, MountedExport] = {}
         self._cwd_near_mount = False
-        self.miss_token = [""]
-        """``miss_token[0]``: an absolute str path not containing it is outside every mount ("" = no such
-        shortcut). For replacements that inline the hottest check instead of calling :meth:`route`."""
+        self.local_guard = ["", ""]
+        """A str path containing neither ``local_guard[0]`` nor ``local_guard[1]`` is outside every mount
+        (an empty entry disables the shortcut). For replacements that inline :meth:`route`'s first test."""
         self._publish({})
 
     # -- mounting -------------------------------------------------------------------------------
@@ -136,14 +136,15 @@ class MountTable:
         return None
 
     def _make_route(self) -> Callable[[Any], MountedPath | None]:
+        relative_stays_local = not self._cwd_near_mount
         if not self._exports:
-            self.miss_token[0] = "\0"  # in no valid path
+            self.local_guard[:] = ["\0", "\0"]  # NUL is in no valid path
             return _no_mount
         mount_dirs = tuple(self._exports)
         shared = _longest_shared_component(mount_dirs)
         tokens = (shared,) if shared else tuple(_longest_shared_component((d,)) for d in mount_dirs)
-        self.miss_token[0] = shared
-        relative_stays_local = not self._cwd_near_mount
+        # Without a shared token nothing is certain; with the cwd near a mount, relative paths are not.
+        self.local_guard[:] = [shared, ".." if relative_stays_local else ""] if shared else ["", ""]
         resolve = self._resolve
 
         def route(path: Any) -> MountedPath | None:

@@ -35,13 +35,13 @@ def _like(original: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callab
 
 def replace_stat(table: MountTable, real: Callable[..., Any]) -> Callable[..., Any]:
     """``os.stat`` (the hottest call: ``os.path.exists``/``isdir``/``getsize`` … use it)."""
-    miss_token = table.miss_token
+    guard = table.local_guard
 
     @_like(real)
     def stat(path: Any, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> os.stat_result:
         if dir_fd is None:
             # MountTable.route's first test, inlined: the common local case skips a call.
-            if type(path) is str and path[:1] == "/" and miss_token[0] not in path:
+            if type(path) is str and guard[0] not in path and guard[1] not in path:
                 return real(path) if follow_symlinks else real(path, follow_symlinks=False)
             target = table.route(path)
             if target is not None:
@@ -55,12 +55,12 @@ def replace_stat(table: MountTable, real: Callable[..., Any]) -> Callable[..., A
 
 def replace_lstat(table: MountTable, real: Callable[..., Any]) -> Callable[..., Any]:
     """``os.lstat``."""
-    miss_token = table.miss_token
+    guard = table.local_guard
 
     @_like(real)
     def lstat(path: Any, *, dir_fd: int | None = None) -> os.stat_result:
         if dir_fd is None:
-            if type(path) is str and path[:1] == "/" and miss_token[0] not in path:
+            if type(path) is str and guard[0] not in path and guard[1] not in path:
                 return real(path)
             target = table.route(path)
             if target is not None:
