@@ -249,7 +249,7 @@ class FluxonFsPatcher:
         )
         options = MountOptions(
             metadata_cache_ttl_ms=int(
-                (client_export or self._cache_config).metadata_cache_ttl_ms
+                client_export.metadata_cache_ttl_ms
                 if client_export is not None
                 else export_config.get("metadata_cache_ttl_ms", 5000)
             ),
