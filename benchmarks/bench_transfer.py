@@ -1,7 +1,7 @@
 """Directory transfer benchmark: a Fluxon transfer job against ``rsync -a`` and ``rclone copy``, same trees.
 
-The tree: 10 000 small files (1-16 KiB, in 100 directories) plus three large files (64 MiB each with
-``--full``, 16 MiB with ``--quick``). Fluxon runs as a real deployment on this host — kv master,
+The tree: 10 000 small files (1-16 KiB, in 100 directories) plus three large files of 64 MiB with
+``--full``; 2 500 small files and three of 16 MiB with ``--quick``. Fluxon runs as a real deployment on this host — kv master,
 owner, fs master and one fs agent as processes, the agent serving both the source and the target
 export (so data goes within one agent) — and a job is timed from ``create_job`` to ``succeeded``:
 scan, copy and the verification pass included. ``rsync -a SRC/ DST/`` and ``rclone copy SRC DST``
@@ -33,21 +33,25 @@ from fluxon_fs.transfer.jobs import JobSpec
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
 
 MIB = 1024 * 1024
-SMALL_FILES = 10_000
 SMALL_DIRS = 100
 TARGET = 1.0
-WORKERS = 4
+WORKERS = 2
 
 
 def _plan(quick: bool) -> dict[str, Any]:
-    return {"large_files": 3, "large_bytes": (16 if quick else 64) * MIB, "rounds": 2 if quick else 3}
+    return {
+        "small_files": 2_500 if quick else 10_000,
+        "large_files": 3,
+        "large_bytes": (16 if quick else 64) * MIB,
+        "rounds": 2 if quick else 3,
+    }
 
 
-def make_source(root: Path, large_files: int, large_bytes: int, seed: int = 11) -> tuple[int, int]:
+def make_source(root: Path, small_files: int, large_files: int, large_bytes: int, seed: int = 11) -> tuple[int, int]:
     """Write the benchmark tree; returns (files, bytes)."""
     rng = random.Random(seed)
     total = 0
-    for i in range(SMALL_FILES):
+    for i in range(small_files):
         directory = root / "small" / f"d{i % SMALL_DIRS:03d}"
         if i < SMALL_DIRS:
             directory.mkdir(parents=True)
@@ -58,7 +62,7 @@ def make_source(root: Path, large_files: int, large_bytes: int, seed: int = 11) 
     for i in range(large_files):
         (root / "large" / f"big{i}.bin").write_bytes(os.urandom(large_bytes))
         total += large_bytes
-    return SMALL_FILES + large_files, total
+    return small_files + large_files, total
 
 
 def _start_agent(fs: FsCluster, exports: dict[str, str]) -> None:
@@ -111,7 +115,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with fs_cluster() as fs:
         src = fs.export_dir("src")
         dst = fs.export_dir("dst")
-        files, size = make_source(src / "tree", plan["large_files"], plan["large_bytes"])
+        files, size = make_source(src / "tree", plan["small_files"], plan["large_files"], plan["large_bytes"])
         fs.start_master()
         _start_agent(fs, {"src": str(src), "dst": str(dst)})
         client = TransferClient(fs.kv.external("bench-cli", fs.host), MASTER_KEY, *ADMIN)
@@ -145,7 +149,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             for child in dst.iterdir():  # empty the target export (its root stays: the agent holds it open)
                 shutil.rmtree(child)
     best = {name: min(values) for name, values in times.items()}
-    tree = f"{files} files, {size / MIB:.0f} MiB ({SMALL_FILES} x 1-16 KiB + {plan['large_files']} x "
+    tree = f"{files} files, {size / MIB:.0f} MiB ({plan['small_files']} x 1-16 KiB + {plan['large_files']} x "
     tree += f"{plan['large_bytes'] // MIB} MiB)"
     rows = []
     for baseline in ("rsync", "rclone"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
@@ -21,6 +22,8 @@ from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
 log = get_logger("fluxon.fs.transfer.runner")
 
 POLL_INTERVAL_S = 0.3
+# Verification is two stat round trips per file; batches are verified this many at a time.
+VERIFY_THREADS = 8
 
 
 class JobRunner:
@@ -106,9 +109,12 @@ class JobRunner:
         target = self._ops_or_wait(job_id, spec.target_export)
         if source is None or target is None:
             return
-        differences: list[str] = []
-        for state in self._coordinator.batch_states(job_id):
-            entries = self._coordinator.batch_entries(job_id, state.number)
-            differences += verify_batch(spec, entries, source, target)
+
+        def verify_one(number: int) -> list[str]:
+            return verify_batch(spec, self._coordinator.batch_entries(job_id, number), source, target)
+
+        numbers = [state.number for state in self._coordinator.batch_states(job_id)]
+        with ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="fs-transfer-verify") as pool:
+            differences = [line for found in pool.map(verify_one, numbers) for line in found]
         job = self._coordinator.finish_verification(job_id, differences)
         log.info("job %s verification: %s (%d differences)", job_id, job.state, len(differences))

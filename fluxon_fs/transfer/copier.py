@@ -54,36 +54,39 @@ def copy_file(
     target: ExportOps,
     target_relpath: str,
     on_progress: Callable[[int], None] | None = None,
+    first_chunk: tuple[FileStat, bytes] | None = None,
 ) -> FileStat:
-    """Copy one file atomically; returns the source stat the copy corresponds to."""
+    """Copy one file atomically; returns the source stat the copy corresponds to.
+
+    ``first_chunk`` is the result of ``source.read_chunk(source_relpath, 0, COPY_CHUNK_BYTES)`` when
+    the caller already read it. The temporary file is created with the source's permission bits, so
+    a chmod is needed only when the target's umask (or a set-id bit) changed them.
+    """
+    first_stat, data = first_chunk or source.read_chunk(source_relpath, 0, COPY_CHUNK_BYTES)
+    wanted_mode = first_stat.mode & 0o7777
     temp = _temp_name(target_relpath)
-    session = target.session_open(temp, create=True, exclusive=True, truncate=True, mode=0o600)
+    session = target.session_open(temp, create=True, exclusive=True, truncate=True, mode=wanted_mode & 0o777)
     committed = False
     try:
         offset = 0
-        first_stat: FileStat | None = None
-        while True:
-            stat, data = source.read_chunk(source_relpath, offset, COPY_CHUNK_BYTES)
-            if first_stat is None:
-                first_stat = stat
-            elif stat.version != first_stat.version:
-                raise OSError(errno.EAGAIN, f"source changed while copying: {source_relpath}")
-            if not data:
-                break
+        while data:
             target.session_write(session.session_id, offset, data)
             offset += len(data)
             if on_progress is not None:
                 on_progress(len(data))
-            if offset >= stat.size:
+            if offset >= first_stat.size:
                 break
-        assert first_stat is not None
+            stat, data = source.read_chunk(source_relpath, offset, COPY_CHUNK_BYTES)
+            if stat.version != first_stat.version:
+                raise OSError(errno.EAGAIN, f"source changed while copying: {source_relpath}")
         written = target.session_finalize(session.session_id)
         committed = True
         if written.size != first_stat.size:
             raise OSError(
                 errno.EIO, f"size mismatch after copy of {source_relpath}: {written.size} != {first_stat.size}"
             )
-        target.chmod(temp, first_stat.mode & 0o7777)
+        if written.mode & 0o7777 != wanted_mode:
+            target.chmod(temp, wanted_mode)
         target.utime(temp, (first_stat.atime_ns, first_stat.mtime_ns))
         target.rename(temp, target_relpath)
         return first_stat
@@ -167,18 +170,19 @@ def copy_batch(
                 continue
             ensure_dirs(target, _parent(target_rel), known_dirs)
             try:
-                current = source.stat(source_rel, follow_symlinks=False)
+                if spec.conflict_policy == "skip_existing":
+                    current = source.stat(source_rel, follow_symlinks=False)
+                    if _same_file(target, target_rel, current):
+                        skipped += 1
+                        continue
+                first_chunk = source.read_chunk(source_rel, 0, COPY_CHUNK_BYTES)
             except FileNotFoundError:
-                skipped += 1
+                skipped += 1  # vanished since the scan
                 continue
-            is_changed = current.size != entry.size or current.mtime_ns != entry.mtime_ns
-            if spec.conflict_policy == "skip_existing" and _same_file(target, target_rel, current):
-                skipped += 1
-                continue
-            stat = copy_file(source, source_rel, target, target_rel, on_progress)
+            stat = copy_file(source, source_rel, target, target_rel, on_progress, first_chunk)
             copied += 1
             copied_bytes += stat.size
-            changed += int(is_changed)
+            changed += int(stat.size != entry.size or stat.mtime_ns != entry.mtime_ns)
         except OSError as exc:
             errors.append(f"{source_rel}: {exc.strerror or exc}")
     for target_rel, entry in dir_times:
