@@ -1,0 +1,1 @@
+"""Helpers that benchmarks start and stop: a private sshd, the Fluxon FS stack."""
