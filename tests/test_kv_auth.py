@@ -83,7 +83,7 @@ def test_shared_json_is_private_to_the_owner_user(cluster: KvCluster):
 def test_unauthenticated_and_forged_calls_are_refused_everywhere(cluster: KvCluster):
     info = read_shared_json(shared_json_path(cluster.root / "h1" / cluster.cluster_name))
     external = cluster.external("auth-probe", "h1")
-    assert external.authenticator().secret_hex == info.cluster_secret
+    assert external.cluster_authenticator().secret_hex == info.cluster_secret
     targets = [
         (cluster.master_ready.endpoint, MasterPath.STATUS),
         (info.owner_endpoint, OwnerPath.ATTACH),

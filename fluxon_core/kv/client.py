@@ -168,10 +168,6 @@ class KvClient:
         """This member's RPC endpoint (where ``rpc_register`` handlers are served)."""
         return self._node.endpoint
 
-    def authenticator(self) -> RpcAuthenticator:
-        """The cluster-secret token maker/checker of this store (for services with their own RPC servers)."""
-        return self._node.rpc.authenticator
-
     def pool_stats(self) -> dict[str, int]:
         """Capacity, usage, entries, hits, misses and evictions of the host's pool."""
         self._check_open()
@@ -286,7 +282,7 @@ class KvClient:
 
     def cluster_authenticator(self) -> RpcAuthenticator:
         """Signs and checks cluster-member call tokens (the secret this store joined the cluster with)."""
-        return self._node.rpc.authenticator  # type: ignore[attr-defined, no-any-return]
+        return self._node.rpc.authenticator
 
     # -- node-to-node RPC -------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 * ``supervisor RECORD STOP_TIMEOUT``: starts sleepers first/second/third (third ignores SIGTERM when
   STOP_TIMEOUT is below 1 s), prints ``supervising``, runs ``wait_subproc_or_ctrlc``.
 * ``launcher WORKDIR``: starts a kv master with the runtime helper, prints its pid, then waits.
-* ``cli ARGS...``: the ``fluxon`` CLI with the runtime commands registered.
+* ``cli ARGS...``: the ``fluxon`` CLI.
 """
 
 from __future__ import annotations
@@ -60,13 +60,8 @@ def launcher(workdir: str) -> None:
 
 
 def cli(argv: list[str]) -> int:
-    import fluxon_core.runtime.commands as commands
     from fluxon_core.cli import main
-    from fluxon_core.plugins import get_plugin_manager
 
-    manager = get_plugin_manager()
-    if manager.pm.get_plugin(commands.__name__) is None:
-        manager.register(commands, name=commands.__name__)
     return main(argv)
 
 
