@@ -35,6 +35,7 @@ from fluxon_core.config.fields import (
     port_number,
     positive,
 )
+from fluxon_core.monitoring import MonitoringConfig
 
 DEFAULT_ATTACH_TIMEOUT_MS = 30_000
 DEFAULT_RPC_HOST = "127.0.0.1"
@@ -320,6 +321,9 @@ class KvMasterConfig:
         doc="deadline of the master's invalidation calls to replica holders.", default=3000, check=positive
     )
     rpc_worker_threads: int = config_field(doc="threads serving RPCs.", default=8, check=positive)
+    monitoring: MonitoringConfig = config_field(
+        doc="metrics sinks of the kv master (see docs/metrics.md).", factory=MonitoringConfig
+    )
     log_dir: str | None = config_field(
         doc="also write the master's log to <log_dir>/kv_master.<instance_key>.log (besides stderr, which the "
         "runtime helpers send to <workdir>/log/kv_master.log).",

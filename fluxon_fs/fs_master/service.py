@@ -17,6 +17,7 @@ from fluxon_core.config import BackendConfig
 from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkError
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
+from fluxon_core.metrics import POOL_CAPACITY_BYTES, POOL_USED_BYTES
 from fluxon_core.protocols import StateStore
 from fluxon_core.rpc import default_transport
 from fluxon_fs.auth.identity import Authorizer
@@ -110,6 +111,8 @@ class FsMaster:
         self._register_handlers()
         self._start_thread("fs-master-reaper", self._reap_forever)
         self.jobs.start()
+        POOL_CAPACITY_BYTES.get().set_function(lambda: self._pool_stat("capacity_bytes"))
+        POOL_USED_BYTES.get().set_function(lambda: self._pool_stat("used_bytes"))
         self.panel = start_panel(self._panel_backend(), self.panel_config)
         self.panel_url = self.panel.url
 
@@ -126,6 +129,11 @@ class FsMaster:
             cache_usage=self._cache_usage,
             metrics_text=render_prometheus_text,
         )
+
+    def _pool_stat(self, name: str) -> float | None:
+        if self.store.closed():
+            return None
+        return float(self.store.pool_stats().get(name, 0))
 
     def _cluster_members(self) -> list[dict[str, Any]]:
         status = self.store.cluster_status().unwrap("cluster status")

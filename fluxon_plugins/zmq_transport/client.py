@@ -18,13 +18,14 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
 
 from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkError, StoreClosedError
 from fluxon_core.log_setup import get_logger
+from fluxon_core.metrics import BYTES_MOVED, RPC_LATENCY
 from fluxon_core.rpc import DEFAULT_TIMEOUT_S, decode_error
 from fluxon_core.rpc_types import RpcMessage
 from fluxon_plugins.zmq_transport import wire
@@ -139,7 +140,9 @@ class ZmqRpcClient:
                     wire.send_frame(sock, header, _NOBLOCK)
             except zmq.Again:
                 self._send_when_connected(sock, endpoint, header, frames, deadline)
-            return self._await_reply(peer, endpoint, path, request_id, deadline, timeout_s)
+            reply = self._await_reply(peer, endpoint, path, request_id, deadline, timeout_s)
+            _record_call(path, deadline - timeout_s, frames, reply.frames)
+            return reply
         finally:
             with state.lock:
                 state.busy = False
@@ -245,3 +248,21 @@ class ZmqRpcClient:
             # server never sends unannounced parts, and stray parts would fail the next id check.
             frames = wire.recv_bulk(sock, sizes, self._zero_copy_min, wire.has_more(sock)) if sizes else ()
             return RpcMessage(meta, frames)
+
+
+_LATENCY = RPC_LATENCY.get()
+_BYTES_OUT = BYTES_MOVED.get().labels("out")
+_BYTES_IN = BYTES_MOVED.get().labels("in")
+_latency_by_path: dict[str, Any] = {}
+
+
+def _record_call(path: str, started: float, sent: Sequence[Any], received: Sequence[Any]) -> None:
+    """Client-side latency by path and bulk bytes moved (metrics; a dict lookup and two adds)."""
+    series = _latency_by_path.get(path)
+    if series is None:
+        series = _latency_by_path.setdefault(path, _LATENCY.labels(path, "client"))
+    series.observe(_monotonic() - started)
+    if sent:
+        _BYTES_OUT.inc(sum(memoryview(f).nbytes for f in sent))
+    if received:
+        _BYTES_IN.inc(sum(memoryview(f).nbytes for f in received))

@@ -9,6 +9,7 @@ from pathlib import Path
 from fluxon_core.kv.config import load_master_config
 from fluxon_core.kv.kv_master.service import KvMaster
 from fluxon_core.log_setup import configure_logging
+from fluxon_core.monitoring import start_monitoring
 from fluxon_core.runtime.role_main import RunningRole, run_role
 
 ROLE = "kv_master"
@@ -24,12 +25,17 @@ def start(config_path: Path, workdir: Path) -> RunningRole:
     master = KvMaster(config)
     master.start()
     write_master_file(workdir, master)
+    monitoring = start_monitoring(config.monitoring, ROLE, config.instance_key)
+    extra = {"cluster": config.cluster_name, "generation": str(master.generation)}
+    if monitoring.prometheus_url:
+        extra["metrics"] = monitoring.prometheus_url
+
+    def stop() -> None:
+        monitoring.close()
+        master.stop()
+
     return RunningRole(
-        instance_key=config.instance_key,
-        endpoint=master.endpoint,
-        config=config,
-        stop=master.stop,
-        extra={"cluster": config.cluster_name, "generation": str(master.generation)},
+        instance_key=config.instance_key, endpoint=master.endpoint, config=config, stop=stop, extra=extra
     )
 
 
