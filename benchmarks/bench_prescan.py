@@ -119,7 +119,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for tool in ("find", "rclone"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed")
-    work = Path(tempfile.mkdtemp(prefix="fxprescan", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="fluxon-bench-prescan-", dir="/tmp"))
     try:
         root = work / "tree"
         make_tree(root, files)
