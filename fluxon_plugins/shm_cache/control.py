@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import struct
 
 import attrs
 
@@ -19,10 +18,8 @@ from fluxon_core.errors import StoreInitFailedError
 
 CONTROL_MAGIC = b"FXPOOL01"
 CONTROL_BYTES = 4096
-_WORDS = struct.Struct("<8Q")
-_U64 = struct.Struct("<Q")
-_COUNTER_AT = 8
-_WORDS_AT = 8
+_COUNTER_WORD = 1  # word 0 is the magic
+_FIELD_COUNT = 8
 
 STATE_OPEN = 1
 STATE_CLOSED = 2
@@ -48,6 +45,9 @@ class ControlBlock:
     def __init__(self, path: str, mapping: mmap.mmap) -> None:
         self.path = path
         self._map = mapping
+        # One aligned 8-byte load or store per field: a reader never sees a half-written or
+        # momentarily zeroed word (``struct.pack_into`` over the whole block could expose one).
+        self._words = memoryview(mapping).cast("Q")
 
     @classmethod
     def open_for_owner(cls, path: str) -> ControlBlock:
@@ -91,11 +91,12 @@ class ControlBlock:
 
     def counter(self) -> int:
         """The change counter (the reader's hot path: one 8-byte load)."""
-        return _U64.unpack_from(self._map, _COUNTER_AT)[0]
+        return int(self._words[_COUNTER_WORD])
 
     def snapshot(self) -> ControlSnapshot:
-        """All fields."""
-        return ControlSnapshot(*_WORDS.unpack_from(self._map, _WORDS_AT))
+        """All fields, each read as one word."""
+        words = self._words
+        return ControlSnapshot(*(int(words[_COUNTER_WORD + i]) for i in range(_FIELD_COUNT)))
 
     def publish(
         self,
@@ -109,23 +110,16 @@ class ControlBlock:
         state: int | None = None,
     ) -> None:
         """Owner: write usage (and optionally identity fields), then bump the change counter."""
-        current = self.snapshot()
-        _WORDS.pack_into(
-            self._map,
-            _WORDS_AT,
-            current.counter,
-            current.generation if generation is None else generation,
-            current.capacity_bytes if capacity_bytes is None else capacity_bytes,
-            used_bytes,
-            entries,
-            evictions,
-            current.owner_pid if owner_pid is None else owner_pid,
-            current.state if state is None else state,
-        )
+        words = self._words
+        fields = (generation, capacity_bytes, used_bytes, entries, evictions, owner_pid, state)
+        for offset, value in enumerate(fields, start=_COUNTER_WORD + 1):
+            if value is not None and words[offset] != value:
+                words[offset] = value
         # the counter goes last: a reader that sees it has moved sees everything before it
-        _U64.pack_into(self._map, _COUNTER_AT, current.counter + 1)
+        words[_COUNTER_WORD] = words[_COUNTER_WORD] + 1
 
     def close(self) -> None:
         """Unmap; idempotent."""
         if not self._map.closed:
+            self._words.release()
             self._map.close()
