@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,13 +101,16 @@ def test_another_mount_sharing_the_cache_reads_pieces_from_it(tmp_path: Path) ->
     data = os.urandom(8 * 64 * KiB)
     with mounted_export(tmp_path, options=options, piece_cache=shared, mount_name="first") as first:
         first.real("f.bin").write_bytes(data)
+        first.real("small").write_bytes(b"small")
         assert read_bytes(first.path("f.bin")) == data
+        assert read_bytes(first.path("small")) == b"small"
     # A second "process" on the host: fresh metadata, same pool, same export content.
     with mounted_export(
         tmp_path, options=options, piece_cache=shared, mount_name="second", export_root=first.root
     ) as second:
         assert read_bytes(second.path("f.bin")) == data
-        assert second.ops.calls == {"read_chunk": 1}  # only the probe of the unknown file
+        assert read_bytes(second.path("small")) == b"small"
+        assert second.ops.calls == {"stat": 2}  # the pool's version hints: stat, then every piece from the pool
 
 
 def test_stale_window_bounds_trust_in_a_cached_version(mnt: Mounted, clock: FakeClock) -> None:
@@ -209,3 +213,16 @@ def test_missing_answers_below_a_path_that_becomes_a_file_are_forgotten(mnt: Mou
         os.stat(mnt.path("d/a"))
     with pytest.raises(NotADirectoryError):
         read_bytes(mnt.path("d/a"))
+
+
+def test_a_followed_stat_never_answers_for_the_link_itself(mnt: Mounted) -> None:
+    mnt.real("target.txt").write_bytes(b"t")
+    os.symlink("target.txt", mnt.real("link"))
+    assert read_bytes(mnt.path("link")) == b"t"
+    assert os.path.isfile(mnt.path("link"))
+    assert os.path.islink(mnt.path("link"))
+    assert stat.S_ISLNK(os.lstat(mnt.path("link")).st_mode)
+    assert stat.S_ISREG(os.stat(mnt.path("link")).st_mode)
+    entry = next(e for e in os.scandir(mnt.mount) if e.name == "link")
+    assert entry.is_symlink() and entry.is_file() and not entry.is_file(follow_symlinks=False)
+    assert not os.path.islink(mnt.path("target.txt"))

@@ -4,7 +4,8 @@ Each step runs the same Python call (``open``/``os.*``/``shutil``) against a loc
 directory and against a mount, and requires the same return value or the same exception type, errno
 and (root-relative) file names. At the end the two trees — and the agent's own directory — must
 hold the same entries and bytes. Tiny pieces and write chunks make small files exercise multi-piece
-reads, readahead and chunked writes.
+reads, readahead and chunked writes; names with ``..`` exercise the kernel-like check that the
+component before a ``..`` is a directory.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from fluxon_fs.patcher import MountOptions, process_interceptor
 from tests.support.mount_harness import mounted_export
 
-NAMES = st.sampled_from(["a", "b", "d", "d/a", "d/b", "d/e", "d/e/a", "x/y"])
+NAMES = st.sampled_from(
+    ["a", "b", "d", "d/a", "d/b", "d/e", "d/e/a", "x/y", "d/../b", "d/e/../a", "x/../a", "a/../d/b"]
+)
 PAYLOADS = st.binary(max_size=300)
 SIZES = st.integers(min_value=0, max_value=400)
 OPTIONS = MountOptions(piece_bytes=64, readahead_pieces=2, write_chunk_bytes=100, write_inflight_bytes=200)

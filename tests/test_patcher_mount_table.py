@@ -65,6 +65,8 @@ def test_route_normalises_lexically(tmp_path: Path, ops: LocalExportOps) -> None
         assert target.export is export
         return target.relpath
 
+    (tmp_path / "export" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "export" / "f").write_bytes(b"")
     assert relpath(mount) == ""
     assert relpath(mount + "/") == ""
     assert relpath(mount + "/a/b.txt") == "a/b.txt"
@@ -74,6 +76,14 @@ def test_route_normalises_lexically(tmp_path: Path, ops: LocalExportOps) -> None
     assert relpath(str(tmp_path) + "/./mnt/a") == "a"
     assert relpath(str(tmp_path) + "/other/../mnt/a") == "a"
     assert relpath(mount + "x/a") is None
+    # '..' needs an existing directory before it, as in the kernel's walk (checked on the export).
+    with pytest.raises(FileNotFoundError) as missing:
+        table.route(mount + "/missing/../f")
+    assert missing.value.filename == mount + "/missing/../f"
+    with pytest.raises(NotADirectoryError):
+        table.route(mount + "/f/../a")
+    with pytest.raises(FileNotFoundError):
+        table.route(mount + "/missing/../../x")  # climbing out through a missing directory
     assert relpath(str(tmp_path / "elsewhere")) is None
     assert relpath(Path(mount) / "p") == "p"
     assert relpath(os.fsencode(mount + "/b")) == "b"

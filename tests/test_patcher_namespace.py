@@ -173,6 +173,9 @@ def test_chmod_utime_truncate(mnt: Mounted) -> None:
         os.utime(mnt.path("a.txt"), (1, 2), ns=(1, 2))
     with pytest.raises(TypeError):
         os.utime(mnt.path("a.txt"), [1, 2])
+    with pytest.raises(FileNotFoundError) as missing:
+        os.utime(mnt.path("missing"))
+    assert missing.value.filename is None  # as CPython's os.utime
     os.truncate(mnt.path("a.txt"), 1)
     assert os.path.getsize(mnt.path("a.txt")) == 1
     assert read_bytes(mnt.path("a.txt")) == b"a"
@@ -308,4 +311,7 @@ def test_relative_paths_and_dot_dot(mnt: Mounted, tmp_path: Path) -> None:
     Path(tmp_path / "outside.txt").write_bytes(b"local")
     assert read_bytes(mnt.path("../outside.txt")) == b"local"  # '..' out of the mount: local again
     assert read_bytes(mnt.path("sub/./../a.txt")) == b"aaa"
+    assert not os.path.exists(mnt.path("missing/../a.txt"))  # as locally: 'missing' must exist
+    with pytest.raises(NotADirectoryError):
+        read_bytes(mnt.path("a.txt/../a.txt"))
     assert read_bytes(mnt.mount + "//sub//b.txt") == b"bb"

@@ -23,6 +23,16 @@ def piece_key(export_name: str, relpath: str, version: str, piece_index: int) ->
     return f"{CACHE_KEY_ROOT}{export_name}/{relpath}@{version}/{piece_index}"
 
 
+def version_hint_key(export_name: str, relpath: str) -> str:
+    """Key of a hint that some process cached pieces of this file (its value: that version).
+
+    A process that knows nothing of the file then learns the version with ``stat`` and finds the
+    pieces in the pool, instead of reading the first piece from the agent. Never a piece key: those
+    end in ``/<piece_index>``.
+    """
+    return f"{CACHE_KEY_ROOT}{export_name}/{relpath}@latest"
+
+
 class PieceCache(Protocol):
     """Where the mount client keeps file pieces. Every method is best-effort and thread-safe."""
 

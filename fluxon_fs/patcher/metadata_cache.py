@@ -90,10 +90,11 @@ class MetadataCache:
             self._missing.add(key)
         else:
             self._missing.discard(key)
-        if stat is not None and not _is_link(stat):
-            # For anything but a symlink, stat and lstat agree.
-            self._stats.pop((relpath, not follow_symlinks), None)
-            self._stats[(relpath, not follow_symlinks)] = entry
+        if not follow_symlinks and stat is not None and not _is_link(stat):
+            # What is not a symlink has the same stat as lstat. (Not the other way round: a followed
+            # stat says nothing about whether the path itself is a link.)
+            self._stats.pop((relpath, True), None)
+            self._stats[(relpath, True)] = entry
         if len(self._stats) > self.max_entries:
             self._evict()
 

@@ -175,16 +175,45 @@ class MountTable:
         normal = posixpath.normpath(p) if ("/." in p or "//" in p or p.endswith("/")) else p
         if normal.startswith("//"):
             normal = "/" + normal.lstrip("/")
+        if "/.." in p:
+            self._check_dot_dot(p, original)
+        located = self._locate(normal)
+        if located is None:
+            return None
+        return MountedPath(located[0], located[1], _spelled(original), p.endswith(("/", "/.")))
+
+    def _locate(self, normal: str) -> tuple[MountedExport, str] | None:
+        """The export and export-relative path of a normalised absolute path, if it is in a mount."""
         for mount_dir, export in self._exports.items():
             if normal == mount_dir:
-                relpath = ""
-            elif normal.startswith(mount_dir) and normal[len(mount_dir)] == "/":
-                relpath = normal[len(mount_dir) + 1 :]
-            else:
-                continue
-            user_path = original if type(original) in (str, bytes) else os.fspath(original)
-            return MountedPath(export, relpath, user_path, p.endswith(("/", "/.")))
+                return export, ""
+            if normal.startswith(mount_dir) and normal[len(mount_dir)] == "/":
+                return export, normal[len(mount_dir) + 1 :]
         return None
+
+    def _check_dot_dot(self, p: str, original: Any) -> None:
+        """``..`` needs the component before it to be a directory, as in the kernel's walk.
+
+        Collapsing ``..`` lexically would let ``mnt/missing/../f`` name ``mnt/f``; a component inside
+        a mount is therefore checked on the export (metadata cache) and its failure raised as the
+        local call would (``ENOENT``/``ENOTDIR`` on the caller's path).
+        """
+        components: list[str] = []
+        for part in p.split("/"):
+            if part in ("", "."):
+                continue
+            if part != "..":
+                components.append(part)
+                continue
+            if components:
+                located = self._locate("/" + "/".join(components))
+                if located is not None and located[1]:
+                    located[0].require_directory(located[1], _spelled(original))
+                components.pop()
+
+
+def _spelled(original: Any) -> Any:
+    return original if type(original) in (str, bytes) else os.fspath(original)
 
 
 def _no_mount(path: Any) -> None:

@@ -15,7 +15,7 @@ import stat as stat_module
 from typing import IO, TYPE_CHECKING, Any
 
 from fluxon_fs.export_api import DirEntryInfo, ExportOps, FileStat
-from fluxon_fs.patcher.content_cache import Piece, PieceCache, piece_key
+from fluxon_fs.patcher.content_cache import Piece, PieceCache, piece_key, version_hint_key
 from fluxon_fs.patcher.errors import os_error, raise_with_user_path
 from fluxon_fs.patcher.metadata_cache import MetadataCache, StatEntry
 from fluxon_fs.patcher.options import MountOptions
@@ -71,7 +71,7 @@ class MountedExport:
         """``os.stat``/``os.lstat`` (metadata cached for the TTL)."""
         entry = self.metadata.fresh_stat(target.relpath, follow_symlinks, self._ttl_s)
         if entry is None:
-            entry = self._fetch_stat(target, follow_symlinks)
+            entry = self._fetch_stat(target.relpath, target.user_path, follow_symlinks)
         stat = entry.stat
         if stat is None:
             raise os_error(errno.ENOENT, target.user_path)
@@ -86,22 +86,22 @@ class MountedExport:
         """The export's :class:`FileStat` of an entry (metadata cached for the TTL)."""
         entry = self.metadata.fresh_stat(target.relpath, follow_symlinks, self._ttl_s)
         if entry is None:
-            entry = self._fetch_stat(target, follow_symlinks)
+            entry = self._fetch_stat(target.relpath, target.user_path, follow_symlinks)
         if entry.stat is None:
             raise os_error(errno.ENOENT, target.user_path)
         return entry.stat
 
-    def _fetch_stat(self, target: MountedPath, follow_symlinks: bool) -> StatEntry:
+    def _fetch_stat(self, relpath: str, user_path: Any, follow_symlinks: bool) -> StatEntry:
         generation = self.metadata.generation
         try:
-            stat: FileStat | None = self.ops.stat(target.relpath, follow_symlinks=follow_symlinks)
+            stat: FileStat | None = self.ops.stat(relpath, follow_symlinks=follow_symlinks)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
-                raise_with_user_path(exc, target.user_path)
+                raise_with_user_path(exc, user_path)
             stat = None
         except Exception as exc:
-            raise_with_user_path(exc, target.user_path)
-        return self.metadata.put_stat(target.relpath, follow_symlinks, stat, generation)
+            raise_with_user_path(exc, user_path)
+        return self.metadata.put_stat(relpath, follow_symlinks, stat, generation)
 
     def stat_result_of(self, stat: FileStat) -> os.stat_result:
         """An ``os.stat_result`` for an export stat, with this mount's device number."""
@@ -130,6 +130,16 @@ class MountedExport:
             "st_rdev": 0,
         }
         return os.stat_result(fields, extra)
+
+    def require_directory(self, relpath: str, user_path: Any) -> None:
+        """Raise ``ENOENT``/``ENOTDIR`` (on ``user_path``) unless ``relpath`` is a directory."""
+        entry = self.metadata.fresh_stat(relpath, True, self._ttl_s)
+        if entry is None:
+            entry = self._fetch_stat(relpath, user_path, True)
+        if entry.stat is None:
+            raise os_error(errno.ENOENT, user_path)
+        if not stat_module.S_ISDIR(entry.stat.mode):
+            raise os_error(errno.ENOTDIR, user_path)
 
     def access(self, target: MountedPath, mode: int, follow_symlinks: bool = True) -> bool:
         """``os.access`` judged from the entry's owner permission bits (the agent enforces the rest)."""
@@ -221,13 +231,13 @@ class MountedExport:
             self.metadata.forget(target.relpath)
 
     def utime(self, target: MountedPath, times_ns: tuple[int, int] | None, follow_symlinks: bool = True) -> None:
-        """``os.utime`` with nanosecond times (or now)."""
-        if not follow_symlinks and stat_module.S_ISLNK(self.file_stat(target, False).mode):
-            raise os_error(errno.ENOTSUP, target.user_path)
+        """``os.utime`` with nanosecond times (or now). Like CPython's, its errors name no file."""
         try:
+            if not follow_symlinks and stat_module.S_ISLNK(self.file_stat(target, False).mode):
+                raise os_error(errno.ENOTSUP)
             self.ops.utime(target.relpath, times_ns)
         except Exception as exc:
-            raise_with_user_path(exc, target.user_path)
+            raise_with_user_path(exc, None)
         finally:
             self.metadata.forget(target.relpath)
         if times_ns is not None:
@@ -278,17 +288,20 @@ class MountedExport:
     def snapshot_for_read(self, target: MountedPath) -> tuple[FileStat, Piece | None]:
         """The version a reader opens, and the first piece when fetching the version brought it.
 
-        A stat younger than ``stale_window_ms`` is trusted; an older known file is revalidated with
-        ``stat`` (its content is likely cached); an unknown file is probed with one ``read_chunk``
-        of a whole piece, which is the entire read for a small file.
+        A stat younger than ``stale_window_ms`` is trusted. A file whose content is likely cached —
+        this process knew it, or the pool holds a version hint — is revalidated with ``stat`` so its
+        pieces come from the pool. Any other file is probed with one ``read_chunk`` of a whole
+        piece, which is the entire read for a small file.
         """
         relpath = target.relpath
         entry = self.metadata.fresh_stat(relpath, True, self._open_window_s)
         first_piece = None
         if entry is None:
             known = self.metadata.stat_entry(relpath, True)
-            if known is not None and known.stat is not None:
-                entry = self._fetch_stat(target, True)
+            if (known is not None and known.stat is not None) or self.piece_cache.get(
+                version_hint_key(self.export_name, relpath)
+            ) is not None:
+                entry = self._fetch_stat(target.relpath, target.user_path, True)
             else:
                 entry, first_piece = self._probe(target)
         stat = entry.stat
@@ -307,7 +320,7 @@ class MountedExport:
             stat, data = self.ops.read_chunk(target.relpath, 0, piece_bytes)
         except OSError as exc:
             if exc.errno == errno.EISDIR or (exc.errno == errno.ENOTDIR and target.must_be_dir):
-                return self._fetch_stat(target, True), None
+                return self._fetch_stat(target.relpath, target.user_path, True), None
             if exc.errno == errno.ENOENT:
                 self.metadata.put_stat(target.relpath, True, None, generation)
             raise_with_user_path(exc, target.user_path)
@@ -316,8 +329,14 @@ class MountedExport:
         entry = self.metadata.put_stat(target.relpath, True, stat, generation)
         if len(data) != min(stat.size, piece_bytes):
             return entry, None  # changing while read: fetch pieces normally
-        self.piece_cache.put(piece_key(self.export_name, target.relpath, stat.version, 0), data)
+        self.cache_piece(target.relpath, stat.version, 0, data)
         return entry, data
+
+    def cache_piece(self, relpath: str, version: str, index: int, data: Piece) -> None:
+        """Put a piece in the pool (the first piece also leaves a version hint for other processes)."""
+        self.piece_cache.put(piece_key(self.export_name, relpath, version, index), data)
+        if index == 0:
+            self.piece_cache.put(version_hint_key(self.export_name, relpath), version.encode())
 
     def content_changed(self, relpath: str, stat: FileStat | None) -> None:
         """This process changed a file: forget its metadata; with its new stat, remember that instead."""

@@ -29,6 +29,7 @@ class PinnedContent:
         export = target.export
         self._ops = export.ops
         self._cache = export.piece_cache
+        self._cache_piece = export.cache_piece
         self._export_name = export.export_name
         self._relpath = target.relpath
         self._user_path = target.user_path
@@ -70,7 +71,7 @@ class PinnedContent:
             if stat.version != self.stat.version:
                 self.stat = stat
             if len(data) == min(stat.size, self._piece_bytes) and stat.version == self.stat.version:
-                self._cache.put(self._key(0), data)
+                self._cache_piece(self._relpath, stat.version, 0, data)
         if data:
             self._window[0] = memoryview(data).cast("B")
 
@@ -156,7 +157,7 @@ class PinnedContent:
         stat, data = self._read_remote(offset, want)
         self.remote_pieces += 1
         if stat.version == self.stat.version and len(data) == want:
-            self._cache.put(key, data)
+            self._cache_piece(self._relpath, stat.version, index, data)
         return data
 
     def _read_remote(self, offset: int, length: int) -> tuple[FileStat, bytes]:

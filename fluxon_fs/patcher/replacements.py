@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fluxon_fs.patcher.errors import cross_device, not_supported, os_error
-from fluxon_fs.patcher.mount_table import MountTable
+from fluxon_fs.patcher.mount_table import MountedPath, MountTable
 
 Factory = Callable[[MountTable, Callable[..., Any]], Callable[..., Any]]
 
@@ -175,8 +175,12 @@ def replace_rename(table: MountTable, real: Callable[..., Any]) -> Callable[...,
 
     @_like(real)
     def rename(src: Any, dst: Any, *, src_dir_fd: int | None = None, dst_dir_fd: int | None = None) -> None:
-        source = table.route(src) if src_dir_fd is None else None
-        destination = table.route(dst) if dst_dir_fd is None else None
+        source = destination = None
+        try:
+            source = table.route(src) if src_dir_fd is None else None
+            destination = table.route(dst) if dst_dir_fd is None else None
+        except OSError as exc:  # a '..' after a missing directory
+            raise _rename_error(exc, source, src, dst) from None
         if source is None and destination is None:
             if src_dir_fd is None and dst_dir_fd is None:
                 return real(src, dst)
@@ -186,6 +190,18 @@ def replace_rename(table: MountTable, real: Callable[..., Any]) -> Callable[...,
         return source.export.rename(source, destination)
 
     return rename
+
+
+def _rename_error(exc: OSError, source: MountedPath | None, src: Any, dst: Any) -> OSError:
+    """The error of a rename whose path failed to resolve, naming both paths. Like the kernel, which
+    resolves the source's directory before the destination's, a bad source directory wins."""
+    parent = source.relpath.rpartition("/")[0] if source is not None else ""
+    if source is not None and parent:
+        try:
+            source.export.require_directory(parent, source.user_path)
+        except OSError as source_exc:
+            exc = source_exc
+    return os_error(exc.errno or errno.ENOENT, _spelled(src), _spelled(dst), exc.strerror)
 
 
 # -- attributes ----------------------------------------------------------------------------------
