@@ -299,7 +299,8 @@ class FsMaster:
         return {"lease_deadline": deadline}
 
     def _on_transfer_complete(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
-        result = BatchResult(**{k: (tuple(v) if k == "errors" else v) for k, v in payload["result"].items()})
+        fields: dict[str, Any] = {k: (tuple(v) if k == "errors" else v) for k, v in payload["result"].items()}
+        result = BatchResult(**fields)
         accepted = self.transfers.complete(
             str(payload["job_id"]), int(payload["number"]), str(payload["claim_token"]), result
         )
