@@ -17,6 +17,7 @@ from fluxon_core.errors import ApiError
 from fluxon_core.kv import KvClient
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import default_transport
+from fluxon_fs.cache_rules import CacheRuleSet
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.kv_piece_cache import KvPieceCache
 from fluxon_fs.master_link import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH, FsMasterLink
@@ -114,6 +115,7 @@ class FluxonFsPatcher:
         self._snapshot: _SnapshotFollower | None = None
         self._cache_config: FsCacheConfig | None = None
         self._cache_loaded = threading.Event()
+        self._rules: CacheRuleSet | None = None
         self._cache_error: BaseException | None = None
         self._identity: _Identity | None = None
         self._installed = 0
@@ -144,6 +146,9 @@ class FluxonFsPatcher:
         with self._lock:
             self._cache_config = cache
             self._cache_error = None
+            self._rules = CacheRuleSet(self._store, cache.rules, cache.stale_window_ms) if cache.rules else None
+            if self._installed:
+                process_mount_table().local_rules = self._rules
             self._cache_loaded.set()
 
     def wait_cache_config_loaded(self, timeout_s: float = 30.0) -> FsCacheConfig:
@@ -192,6 +197,8 @@ class FluxonFsPatcher:
         with self._lock:
             process_interceptor().install()
             self._installed += 1
+            if self._rules is not None:
+                process_mount_table().local_rules = self._rules
 
     def uninstall(self) -> None:
         """Unmount this patcher's mounts and undo one :meth:`install`; the last one restores every original."""
@@ -202,6 +209,8 @@ class FluxonFsPatcher:
             if self._installed == 0:
                 for mount_dir in list(self._mounts):
                     self.unmount_remote_dir(mount_dir)
+                if process_mount_table().local_rules is self._rules:
+                    process_mount_table().local_rules = None
                 self._stop.set()
             process_interceptor().uninstall()
 

@@ -52,6 +52,7 @@ _REPLACED_OS_FUNCTIONS: tuple[tuple[str, r.Factory], ...] = (
     ("utime", r.replace_utime),
     ("truncate", r.replace_truncate),
     ("open", r.replace_os_open),
+    ("close", r.replace_os_close),
     ("chdir", r.replace_chdir),
     ("fchdir", r.replace_fchdir),
     ("chown", r.refuse_on_mount(((0, "path"),), ("dir_fd",))),

@@ -14,7 +14,7 @@ import os
 import posixpath
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fluxon_fs.export_api import ExportOps
 from fluxon_fs.patcher.content_cache import PieceCache
@@ -49,6 +49,22 @@ class MountedPath:
         return f"MountedPath({self.export.export_name!r}, {self.relpath!r}, user_path={self.user_path!r})"
 
 
+class LocalRules(Protocol):
+    """What the patched ``open``/``os.open``/``os.close`` ask about local paths under cache rules."""
+
+    def open_local(self, file: Any, mode: str, text_args: dict[str, Any], real_open: Callable[..., Any]) -> Any:
+        """A file object for ``file`` under a rule, or None to open it normally."""
+        ...
+
+    def opened_fd(self, fd: int, path: Any, flags: int) -> None:
+        """``os.open`` returned ``fd`` for ``path``."""
+        ...
+
+    def closed_fd(self, fd: int) -> None:
+        """``os.close(fd)`` happened."""
+        ...
+
+
 class MountTable:
     """The mounts of this process (FS.md §2). Thread-safe; lookups take no lock."""
 
@@ -59,6 +75,8 @@ class MountTable:
         self.local_guard = ["", ""]
         """A str path containing neither ``local_guard[0]`` nor ``local_guard[1]`` is outside every mount
         (an empty entry disables the shortcut). For replacements that inline :meth:`route`'s first test."""
+        self.local_rules: LocalRules | None = None
+        """Local cache rules (``fluxon_fs.cache.rules``) applied to paths outside every mount, or None."""
         self._publish({})
 
     # -- mounting -------------------------------------------------------------------------------

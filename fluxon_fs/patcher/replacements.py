@@ -301,6 +301,12 @@ def replace_open(table: MountTable, real: Callable[..., Any]) -> Callable[..., A
         target = table.route(file)
         if target is not None:
             return target.export.open(target, file, mode, buffering, encoding, errors, newline, closefd, opener)
+        rules = table.local_rules
+        if rules is not None and opener is None and closefd:
+            text_args = {"buffering": buffering, "encoding": encoding, "errors": errors, "newline": newline}
+            handled = rules.open_local(file, mode, text_args, real)
+            if handled is not None:
+                return handled
         return real(file, mode, buffering, encoding, errors, newline, closefd, opener)
 
     return open
@@ -315,10 +321,27 @@ def replace_os_open(table: MountTable, real: Callable[..., Any]) -> Callable[...
             target = table.route(path)
             if target is not None:
                 raise not_supported(target.user_path, "os.open: remote files have no descriptor, use open()")
-            return real(path, flags, mode)
+            fd = real(path, flags, mode)
+            rules = table.local_rules
+            if rules is not None:
+                rules.opened_fd(fd, path, flags)
+            return fd
         return real(path, flags, mode, dir_fd=dir_fd)
 
     return open
+
+
+def replace_os_close(table: MountTable, real: Callable[..., Any]) -> Callable[..., Any]:
+    """``os.close``: a descriptor opened for writing under a local cache rule publishes its file."""
+
+    @_like(real)
+    def close(fd: int) -> None:
+        real(fd)
+        rules = table.local_rules
+        if rules is not None:
+            rules.closed_fd(fd)
+
+    return close
 
 
 # -- working directory ---------------------------------------------------------------------------
