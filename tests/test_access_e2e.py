@@ -231,12 +231,6 @@ def test_a_read_only_scope_allows_reads_and_refuses_every_write(dep: AccessDeplo
     assert {p: p.stat().st_mode for p in demo.rglob("*")} == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="patcher/errors.py raise_with_user_path drops the agent's reason (PermissionDeniedError has no "
-    "strerror), so users see '[Errno 13] Permission denied: <path>' without the lowercase 'permission denied' "
-    "substring of FS.md §9 and without which user/export was refused",
-)
 def test_mount_refusals_carry_the_agents_reason(dep: AccessDeployment) -> None:
     with dep.mount(ALICE) as mount:
         exc = denied(lambda: read_text(mount.at("team_b/x")))

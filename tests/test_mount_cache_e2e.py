@@ -111,12 +111,6 @@ def test_another_process_on_the_host_reads_pieces_from_the_pool(e2e: MountE2E) -
     assert calls["read_chunk"] <= 1, calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MountedExport.snapshot_for_read probes a file this process has no stat for with read_chunk "
-    "(MountedExport._probe), so a second process on the host fetches piece 0 from the agent although the "
-    "host pool holds it; the version could be learned with stat and piece 0 looked up in the pool first",
-)
 def test_another_process_on_the_host_makes_no_content_call(e2e: MountE2E) -> None:
     small, large = fresh_name("small"), fresh_name("large")
     files = {small: os.urandom(50_000), large: os.urandom(2 * MiB + 7)}

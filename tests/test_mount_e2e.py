@@ -467,12 +467,6 @@ def test_dotdot_leaves_the_mount_and_crafted_dotdot_is_refused_by_the_agent(area
     assert area.r("f").read_bytes() == b"in export"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="patcher bug: MetadataCache._store_stat mirrors a followed stat (follow_symlinks=True) into the "
-    "lstat slot whenever the *target* is not a link, so os.lstat of a symlink answered after os.stat/open "
-    "reports the target (S_ISREG) instead of the link for metadata_cache_ttl_ms",
-)
 def test_lstat_of_a_symlink_after_stat_still_reports_the_link(area: Area) -> None:
     area.r("target").write_bytes(b"t")
     os.symlink("target", area.r("link"))
@@ -494,22 +488,12 @@ def test_dotdot_climbing_out_through_an_existing_remote_directory(area: Area, e2
     assert read(area.m("sub/../../../beside.txt")) == b"beside"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mount_table collapses '..' lexically before asking the agent, so 'missing/../f' names 'f' "
-    "although 'missing' does not exist; a local directory raises FileNotFoundError",
-)
 def test_dotdot_after_a_missing_directory_is_not_found(area: Area) -> None:
     area.r("f").write_bytes(b"f")
     with pytest.raises(FileNotFoundError):
         read(area.m("missing/../f"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CPython's os.utime raises its errors without a file name (posix_error, not path_error); "
-    "the mount's utime (MountedExport.utime via raise_with_user_path) adds the path, so the two differ",
-)
 def test_utime_errors_look_like_local_ones(area: Area, tmp_path: Path) -> None:
     assert failure(os.utime, area.m(), "missing") == failure(os.utime, str(tmp_path), "missing")
 

@@ -29,7 +29,9 @@ def os_error(code: int, path: Any = None, path2: Any = None, message: str | None
 def raise_with_user_path(exc: BaseException, path: Any, path2: Any = None) -> NoReturn:
     """Raise the error a local call on ``path`` would raise for ``exc`` raised by the export."""
     if isinstance(exc, OSError) and exc.errno is not None:
-        raise os_error(exc.errno, path, path2, exc.strerror or None) from None
+        # ApiError subclasses (PermissionDeniedError) carry their reason in ``message``, not strerror
+        reason = exc.strerror or getattr(exc, "message", None) or None
+        raise os_error(exc.errno, path, path2, reason) from None
     if isinstance(exc, PermissionError):
         raise os_error(errno.EACCES, path, path2, str(exc) or None) from None
     raise os_error(errno.EIO, path, path2, f"fluxon_fs remote call failed: {exc}") from exc
