@@ -7,9 +7,12 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
+from fluxon_fs.export_api import FileStat, WriteSessionInfo
 from fluxon_fs.patcher import InMemoryPieceCache, MountOptions, piece_key
 from tests.support.mount_harness import Mounted, mounted_export, read_bytes
 
@@ -226,3 +229,60 @@ def test_a_followed_stat_never_answers_for_the_link_itself(mnt: Mounted) -> None
     entry = next(e for e in os.scandir(mnt.mount) if e.name == "link")
     assert entry.is_symlink() and entry.is_file() and not entry.is_file(follow_symlinks=False)
     assert not os.path.islink(mnt.path("target.txt"))
+
+
+class FrozenMtimeOps:
+    """Every stat reports the same mtime: each same-size change keeps the version (a coarse clock)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute) or name == "close":
+            return attribute
+
+        def frozen(*args: Any, **kwargs: Any) -> Any:
+            return _freeze(attribute(*args, **kwargs))
+
+        return frozen
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, FileStat):
+        return attrs.evolve(value, mtime_ns=7_000_000_000)
+    if isinstance(value, WriteSessionInfo):
+        return attrs.evolve(value, stat=_freeze(value.stat))
+    if isinstance(value, tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def test_changed_pieces_of_a_same_size_rewrite_are_dropped_and_only_they(mnt: Mounted) -> None:
+    mnt.ops.inner = FrozenMtimeOps(mnt.ops.inner)
+    piece = 64 * KiB
+    data = bytearray(os.urandom(10 * piece))
+    mnt.real("same.bin").write_bytes(data)
+    assert read_bytes(mnt.path("same.bin")) == data
+    with open(mnt.path("same.bin"), "r+b") as f:
+        f.seek(3 * piece + 10)
+        f.write(b"X" * 100)
+        f.flush()
+        f.seek(7 * piece - 1)
+        f.write(b"YY")  # straddles pieces 6 and 7
+    data[3 * piece + 10 : 3 * piece + 110] = b"X" * 100
+    data[7 * piece - 1 : 7 * piece + 1] = b"YY"
+    mnt.ops.reset()
+    assert read_bytes(mnt.path("same.bin")) == data
+    assert mnt.ops.calls["read_chunk"] == 3  # pieces 3, 6 and 7; the rest is still valid in the cache
+
+
+def test_a_file_renamed_over_another_of_the_same_version_is_not_served_stale(mnt: Mounted) -> None:
+    mnt.ops.inner = FrozenMtimeOps(mnt.ops.inner)  # the two saves share size and timestamp tick
+    with open(mnt.path("config.json"), "wb") as f:
+        f.write(b'{"v": 1}')
+    assert read_bytes(mnt.path("config.json")) == b'{"v": 1}'
+    with open(mnt.path("config.json.tmp"), "wb") as f:
+        f.write(b'{"v": 2}')
+    os.replace(mnt.path("config.json.tmp"), mnt.path("config.json"))
+    assert read_bytes(mnt.path("config.json")) == b'{"v": 2}'

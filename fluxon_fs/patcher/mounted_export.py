@@ -210,7 +210,15 @@ class MountedExport:
             self.metadata.forget(target.relpath)
 
     def rename(self, source: MountedPath, destination: MountedPath) -> None:
-        """``os.rename``/``os.replace`` inside this export (POSIX: a file target is replaced)."""
+        """``os.rename``/``os.replace`` inside this export (POSIX: a file target is replaced).
+
+        The destination then holds the source's bytes under the source's version, which the
+        destination may have had before with other bytes (same size, same timestamp tick: the
+        write-then-rename save pattern); its pieces of that version are dropped.
+        """
+        known = self.metadata.fresh_stat(source.relpath, False, self._ttl_s) or self.metadata.fresh_stat(
+            source.relpath, True, self._ttl_s
+        )
         try:
             self.ops.rename(source.relpath, destination.relpath)
         except Exception as exc:
@@ -218,6 +226,14 @@ class MountedExport:
         finally:
             self.metadata.forget_tree(source.relpath)
             self.metadata.forget_tree(destination.relpath)
+        moved = known.stat if known is not None else None
+        if moved is None:
+            try:
+                moved = self.ops.stat(destination.relpath, follow_symlinks=False)
+            except Exception:
+                return
+        if stat_module.S_ISREG(moved.mode):
+            self.content_changed(destination.relpath, moved)
 
     def chmod(self, target: MountedPath, mode: int, follow_symlinks: bool = True) -> None:
         """``os.chmod``; like Linux, a symlink itself cannot change mode (``ENOTSUP``)."""
@@ -338,11 +354,21 @@ class MountedExport:
         if index == 0:
             self.piece_cache.put(version_hint_key(self.export_name, relpath), version.encode())
 
-    def content_changed(self, relpath: str, stat: FileStat | None) -> None:
-        """This process changed a file: forget its metadata; with its new stat, remember that instead."""
+    def content_changed(self, relpath: str, stat: FileStat | None, changed: tuple[int, int] | None = None) -> None:
+        """This process changed a file: forget its metadata; with its new stat, remember that instead.
+
+        Pieces cached under the new version are dropped where the bytes changed (``changed`` is the
+        byte range, None for anywhere): only a same-size change within one timestamp tick keeps the
+        version, and then only the changed pieces can differ from what was cached.
+        """
         self.metadata.forget(relpath)
         if stat is None:
             return
-        for index in range(max(-(-stat.size // self.options.piece_bytes), 1)):
+        piece_bytes = self.options.piece_bytes
+        count = max(-(-stat.size // piece_bytes), 1)
+        first, last = (
+            (0, count - 1) if changed is None else (changed[0] // piece_bytes, (changed[1] - 1) // piece_bytes)
+        )
+        for index in range(first, min(last, count - 1) + 1):
             self.piece_cache.delete(piece_key(self.export_name, relpath, stat.version, index))
         self.metadata.put_stat(relpath, True, stat, self.metadata.generation)

@@ -187,7 +187,7 @@ def _open_for_writing(target: MountedPath, name: Any, parsed: OpenMode) -> Remot
     except Exception as exc:
         export.content_changed(target.relpath, None)
         raise_with_user_path(exc, target.user_path)
-    export.content_changed(target.relpath, session.stat)
+    export.content_changed(target.relpath, session.stat, (0, 0))  # no bytes changed (truncation leaves none)
     stream = WriteStream(
         export.ops,
         session.session_id,
@@ -343,6 +343,7 @@ class RemoteWriteFile(_RemoteRaw):
         self._updating = parsed.updating
         self._pos = size if parsed.appending else 0
         self._unflushed = False
+        self._changed: tuple[int, int] = (0, 0)  # bytes changed since the last flush (start, end)
         self._closing = False
         self._finished = False
 
@@ -367,6 +368,10 @@ class RemoteWriteFile(_RemoteRaw):
             if self._appending:
                 self._pos = self._file_size
             self._stream.write(self._pos, view)
+            start, end = min(self._pos, self._file_size), self._pos + view.nbytes  # a hole reads as zeros now
+            if self._changed[0] < self._changed[1]:
+                start, end = min(start, self._changed[0]), max(end, self._changed[1])
+            self._changed = (start, end)
             self._pos += view.nbytes
             self._file_size = max(self._file_size, self._pos)
             self._unflushed = True
@@ -440,11 +445,12 @@ class RemoteWriteFile(_RemoteRaw):
         if not self._unflushed:
             return
         self._unflushed = False
+        changed, self._changed = self._changed, (0, 0)
         try:
             stat = self._stream.flush()
         finally:
             self._target.export.content_changed(self._target.relpath, None)
-        self._target.export.content_changed(self._target.relpath, stat)
+        self._target.export.content_changed(self._target.relpath, stat, changed)
 
     def begin_close(self) -> None:
         """Skip the separate flush round trip of the closing buffered layer."""
@@ -463,7 +469,7 @@ class RemoteWriteFile(_RemoteRaw):
             try:
                 stat = self._stream.finalize()
             finally:
-                target.export.content_changed(target.relpath, stat)
+                target.export.content_changed(target.relpath, stat, self._changed)
                 super().close()
         if log.isEnabledFor(10):
             log.debug(
