@@ -115,3 +115,26 @@ def run_reader(config_path: str, workdir: str, rounds: int, interval_s: float, s
         patcher.uninstall()
         store.close()
     return 0
+
+
+def example_main(role: str, description: str) -> int:
+    """Command line of ``examples/start_fluxon_fs_<role>.py`` (role: ``writer`` or ``reader``)."""
+    import argparse
+    import signal
+
+    from fluxon_core.log_setup import configure_logging
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", required=True, help=f"{role} config YAML")
+    parser.add_argument("-w", "--workdir", required=True, help=f"{role} working directory")
+    parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (default: run until Ctrl-C)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between rounds")
+    args = parser.parse_args()
+    configure_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    run = run_writer if role == "writer" else run_reader
+    try:
+        return run(args.config, args.workdir, args.rounds, args.interval, stop)
+    except KeyboardInterrupt:
+        return 130
