@@ -256,6 +256,8 @@ def test_shutil_copy_and_rmtree(mnt: Mounted, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         shutil.rmtree(mnt.path("sub_copy"))
     shutil.rmtree(mnt.path("sub_copy"), ignore_errors=True)
+    shutil.rmtree(mnt.path("missing/../sub"), ignore_errors=True)
+    assert mnt.real("sub").exists()
     failures: list[tuple[object, object]] = []
     shutil.rmtree(mnt.path("sub_copy"), onerror=lambda func, path, info: failures.append((func, path)))
     assert failures and failures[0][1] == mnt.path("sub_copy")

@@ -409,8 +409,11 @@ def replace_rmtree(table: MountTable, real: Callable[..., Any]) -> Callable[...,
     def rmtree(
         path: Any, ignore_errors: bool = False, onerror: Any = None, *, dir_fd: int | None = None, **more: Any
     ) -> None:
-        target = table.route(path) if dir_fd is None else None
-        if target is None:
+        try:
+            mounted = dir_fd is None and table.route(path) is not None
+        except OSError:  # a '..' after a missing directory: let the walk report it through onerror
+            mounted = True
+        if not mounted:
             return real(path, ignore_errors, onerror, dir_fd=dir_fd, **more)
         sys.audit("shutil.rmtree", path, dir_fd)
         return remove_tree_by_path(path, ignore_errors, onerror, more.get("onexc"))
