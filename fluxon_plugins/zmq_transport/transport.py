@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 
 import zmq
@@ -17,6 +18,31 @@ log = get_logger("fluxon.rpc.zmq")
 
 _TERM_TIMEOUT_S = 2.0
 
+# Contexts whose term() could not finish (a socket still held by a stuck thread) are kept here so
+# that pyzmq's Context.__del__ never runs a second, unbounded term() on them later (that blocked
+# a whole test session at exit).
+_ABANDONED_CONTEXTS: list[zmq.Context] = []
+
+
+def _terminate_bounded(context: zmq.Context) -> bool:
+    """term() in a helper thread for at most _TERM_TIMEOUT_S; True when it finished."""
+    if context.closed:
+        return True
+    terminator = threading.Thread(target=context.term, name="fluxon-zmq-term", daemon=True)
+    terminator.start()
+    terminator.join(_TERM_TIMEOUT_S)
+    if terminator.is_alive():
+        _ABANDONED_CONTEXTS.append(context)
+        return False
+    return True
+
+
+def _abandon_unclosed(context: zmq.Context) -> None:
+    """A transport was garbage-collected without close(): end its context without blocking the collector."""
+    if not context.closed:
+        _ABANDONED_CONTEXTS.append(context)
+        threading.Thread(target=context.destroy, kwargs={"linger": 0}, name="fluxon-zmq-gc", daemon=True).start()
+
 
 class ZmqTransport:
     """:class:`fluxon_core.protocols.Transport` over pyzmq: ``ipc://`` on one host, ``tcp://`` across hosts."""
@@ -28,6 +54,7 @@ class ZmqTransport:
         self._servers: set[ZmqRpcServer] = set()
         self._clients: set[ZmqRpcClient] = set()
         self._closed = False
+        self._finalizer = weakref.finalize(self, _abandon_unclosed, self._context)
 
     def bind_server(
         self,
@@ -76,12 +103,10 @@ class ZmqTransport:
             server.close()
         for client in clients:
             client.close()
+        self._finalizer.detach()
         # term() waits for every socket of the context; one still held by a thread stuck in a
         # handler or a call must not hang the caller, so wait a bounded time and move on.
-        terminator = threading.Thread(target=self._context.term, name="fluxon-zmq-term", daemon=True)
-        terminator.start()
-        terminator.join(_TERM_TIMEOUT_S)
-        if terminator.is_alive():
+        if not _terminate_bounded(self._context):
             log.warning("zmq transport: sockets still open %.0fs after close(); leaving the context", _TERM_TIMEOUT_S)
 
     def _forget_server(self, server: ZmqRpcServer) -> None:
