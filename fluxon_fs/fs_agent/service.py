@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from fluxon_core.errors import ApiError
+from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
@@ -38,7 +38,7 @@ class FsAgent:
         listen_address: str = "tcp://127.0.0.1:0",
     ) -> None:
         if not agent_config.exports:
-            raise ApiError("fluxon_fs.agent.exports is empty: an fs agent must serve at least one export")
+            raise InvalidArgumentError("fluxon_fs.agent.exports is empty: an fs agent must serve at least one export")
         self.instance_key = instance_key
         self.store = store
         self._owns_store = owns_store
@@ -107,10 +107,10 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
     """
     agent_config = config.fluxon_fs.agent
     if agent_config is None:
-        raise ApiError("fluxon_fs.agent is required for an fs agent")
+        raise InvalidArgumentError("fluxon_fs.agent is required for an fs agent")
     if store is None:
         if config.kvclient is None or "instance_key" not in config.kvclient:
-            raise ApiError("kvclient.instance_key is required for an fs agent (it is FS_AGENT_INSTANCE_KEY)")
+            raise InvalidArgumentError("kvclient.instance_key is required for an fs agent (it is FS_AGENT_INSTANCE_KEY)")
         key = str(config.kvclient["instance_key"])
         store = new_store(kv_client_config(config, key), role="fs_agent").unwrap("new_store failed")
         owns = True
