@@ -1,6 +1,6 @@
 """The public FS API in one place (what ``fluxon_py.fluxon_fs`` re-exports)."""
 
-from fluxon_fs.fs_agent.service import FsAgent, start_fs_agent
+from fluxon_fs.fs_agent.service import FsAgent, publish_export, start_fs_agent, unpublish_export
 from fluxon_fs.fs_patcher import FluxonFsPatcher, install_patcher_from_master
 from fluxon_fs.runtime import start_fs_agent_process, start_fs_master_process
 from fluxon_fs.transfer.client import TransferClient
@@ -33,8 +33,10 @@ __all__ = [
     "TransferCheckSummary",
     "TransferClient",
     "install_patcher_from_master",
+    "publish_export",
     "start_fs_agent",
     "start_fs_agent_process",
     "start_fs_master_process",
     "transfer_check_local_blocking",
+    "unpublish_export",
 ]

@@ -13,7 +13,7 @@ from fluxon_core.rpc import default_transport
 from fluxon_fs.agent.local_ops import LocalExportOps
 from fluxon_fs.agent.service import ServedExport, serve_export
 from fluxon_fs.auth.remote import remote_authorizer
-from fluxon_fs.config import FsAgentConfig, FsRoleConfig
+from fluxon_fs.config import AgentExportConfig, FsAgentConfig, FsRoleConfig
 from fluxon_fs.fs_agent.transfer_worker import TransferWorkerPool
 from fluxon_fs.fs_master.service import kv_client_config
 from fluxon_fs.master_link import EXPORT_REGISTRY_PATH, FsMasterLink
@@ -110,7 +110,9 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
         raise InvalidArgumentError("fluxon_fs.agent is required for an fs agent")
     if store is None:
         if config.kvclient is None or "instance_key" not in config.kvclient:
-            raise InvalidArgumentError("kvclient.instance_key is required for an fs agent (it is FS_AGENT_INSTANCE_KEY)")
+            raise InvalidArgumentError(
+                "kvclient.instance_key is required for an fs agent (it is FS_AGENT_INSTANCE_KEY)"
+            )
         key = str(config.kvclient["instance_key"])
         store = new_store(kv_client_config(config, key), role="fs_agent").unwrap("new_store failed")
         owns = True
@@ -124,3 +126,24 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
         owns_store=owns,
         listen_address=agent_config.listen_address,
     )
+
+
+def publish_export(
+    kv_store: KvClient,
+    export_name: str,
+    root_dir_abs: str,
+    *,
+    master_instance_key: str,
+    listen_address: str = "tcp://127.0.0.1:0",
+) -> FsAgent:
+    """Serve ``root_dir_abs`` as ``export_name`` from this process and register it with the fs master.
+
+    The in-process form of an fs agent (for tests and writer scripts); stop with :func:`unpublish_export`.
+    """
+    config = FsAgentConfig(exports={export_name: AgentExportConfig(root_dir_abs=root_dir_abs)})
+    return FsAgent(kv_store.instance_key(), config, master_instance_key, kv_store, listen_address=listen_address)
+
+
+def unpublish_export(agent: FsAgent) -> None:
+    """Unregister and stop an export served by :func:`publish_export` (the store stays open)."""
+    agent.close()
