@@ -55,6 +55,7 @@ class ZmqTransport:
         self._clients: set[ZmqRpcClient] = set()
         self._closed = False
         self._finalizer = weakref.finalize(self, _abandon_unclosed, self._context)
+        self._finalizer.atexit = False  # at exit, stores still leave the cluster over this context
 
     def bind_server(
         self,
