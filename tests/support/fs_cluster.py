@@ -5,7 +5,6 @@ as separate processes, all on this machine.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +102,3 @@ def fs_cluster(host: str = "h1") -> Iterator[FsCluster]:
     finally:
         cluster.close()
         kv.close()
-
-
-_ = os
