@@ -481,34 +481,30 @@ class RemoteWriteFile(_RemoteRaw):
             )
 
 
-class RemoteBufferedWriter(io.BufferedWriter):
+class _FlushesToAgent:
+    """Mixin for the buffered layers: ``flush()`` reaches the agent; close folds the last flush into finalize."""
+
+    raw: Any
+    closed: bool
+
+    def flush(self) -> None:
+        """Write the buffer out and flush the session."""
+        super().flush()  # type: ignore[misc]
+        self.raw.flush()
+
+    def close(self) -> None:
+        """Close; the final flush travels with the session's finalize."""
+        if not self.closed:
+            self.raw.begin_close()
+        super().close()  # type: ignore[misc]
+
+
+class RemoteBufferedWriter(_FlushesToAgent, io.BufferedWriter):
     """``BufferedWriter`` whose ``flush()`` reaches the agent."""
 
-    def flush(self) -> None:
-        """Write the buffer out and flush the session."""
-        super().flush()
-        self.raw.flush()
 
-    def close(self) -> None:
-        """Close; the final flush travels with the session's finalize."""
-        if not self.closed:
-            self.raw.begin_close()  # type: ignore[attr-defined]
-        super().close()
-
-
-class RemoteBufferedRandom(io.BufferedRandom):
+class RemoteBufferedRandom(_FlushesToAgent, io.BufferedRandom):
     """``BufferedRandom`` whose ``flush()`` reaches the agent."""
-
-    def flush(self) -> None:
-        """Write the buffer out and flush the session."""
-        super().flush()
-        self.raw.flush()
-
-    def close(self) -> None:
-        """Close; the final flush travels with the session's finalize."""
-        if not self.closed:
-            self.raw.begin_close()  # type: ignore[attr-defined]
-        super().close()
 
 
 class RemoteTextIOWrapper(io.TextIOWrapper):
