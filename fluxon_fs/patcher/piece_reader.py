@@ -42,6 +42,7 @@ class PinnedContent:
         self.stat = stat
         self.cached_pieces = 0
         self.remote_pieces = 0
+        self._version_missed = False
         if stat.size <= self._piece_bytes:
             self._load_whole(first_piece)
         elif first_piece is not None and len(first_piece) == self._piece_bytes:
@@ -147,11 +148,15 @@ class PinnedContent:
 
     def _load_piece(self, index: int) -> Piece:
         """One piece of the opened version (cache, else the agent). Runs on the pool too."""
-        key = self._key(index)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self.cached_pieces += 1
-            return cached
+        if not self._version_missed:
+            cached = self._cache.get(self._key(index))
+            if cached is not None:
+                self.cached_pieces += 1
+                return cached
+            # A version whose first piece nobody cached is cold throughout: later pieces go straight
+            # to the agent instead of paying a cluster-wide cache miss each. (Pieces of a partly
+            # rewritten file are cached around the changed ones, so only piece 0 decides.)
+            self._version_missed = index == 0
         offset = index * self._piece_bytes
         want = min(self._piece_bytes, self.stat.size - offset)
         stat, data = self._read_remote(offset, want)
