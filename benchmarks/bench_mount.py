@@ -45,6 +45,7 @@ from typing import Any
 
 import fsspec
 
+from benchmarks.rows import result_row
 from benchmarks.support.fs_stack import FsStack, fs_stack
 from benchmarks.support.sshd import SshEndpoint, local_sshd
 
@@ -117,19 +118,6 @@ class Pair:
         return statistics.median(f / b for f, b in zip(self.fluxon, self.baseline, strict=True))
 
 
-def _row(scenario: str, fluxon: float, baseline: float, unit: str, target: str, met: bool, note: str) -> dict[str, Any]:
-    return {
-        "scenario": scenario,
-        "fluxon": round(fluxon, 3),
-        "baseline": round(baseline, 3),
-        "unit": unit,
-        "ratio": round(fluxon / baseline, 3) if baseline else 0.0,
-        "target": target,
-        "met": met,
-        "note": note,
-    }
-
-
 def _throughput_row(scenario: str, pair: Pair, nbytes: int, target: float, note: str) -> dict[str, Any]:
     """Medians of the rounds (each round runs both sides back to back); best rounds in the note."""
     fluxon_s, baseline_s = pair.median
@@ -139,7 +127,9 @@ def _throughput_row(scenario: str, pair: Pair, nbytes: int, target: float, note:
         f"{note}; median of {len(pair.fluxon)} rounds (median of paired ratios {1 / pair.median_ratio:.2f}; "
         f"best rounds {nbytes / best_f / MIB:.0f} vs {nbytes / best_b / MIB:.0f} MiB/s = {best_b / best_f:.2f})"
     )
-    return _row(scenario, fluxon, baseline, "MiB/s", f">= {target:g}x throughput", fluxon >= target * baseline, note)
+    return result_row(
+        scenario, fluxon, baseline, "MiB/s", f">= {target:g}x throughput", fluxon >= target * baseline, note
+    )
 
 
 def _latency_row(scenario: str, pair: Pair, summary: str, target: float, target_text: str, note: str) -> dict[str, Any]:
@@ -152,7 +142,7 @@ def _latency_row(scenario: str, pair: Pair, summary: str, target: float, target_
         f"{note}; {summary} of {len(pair.fluxon)} {'rounds' if summary == 'median' else 'batches'} "
         f"(median of paired ratios {pair.median_ratio:.2f}; {other}: {other_f * 1e6:.1f} vs {other_b * 1e6:.1f} us)"
     )
-    return _row(scenario, fluxon, baseline, "us/op", target_text, fluxon <= target * baseline, note)
+    return result_row(scenario, fluxon, baseline, "us/op", target_text, fluxon <= target * baseline, note)
 
 
 def _write_local(path: Path, data: bytes) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rows import result_row
 from fluxon_core.config.units import ByteSize
 from fluxon_plugins.shm_cache import ShmCacheConfig, ShmPoolOwner, ShmPoolReader
 from fluxon_plugins.shm_cache.layout import encode_key, key_digest
@@ -178,19 +179,6 @@ def _measure_puts(owner: ShmPoolOwner, scratch: str, rounds: int, count: int) ->
     return statistics.median(pool_s), statistics.median(file_s)
 
 
-def _row(scenario: str, fluxon: float, baseline: float, unit: str, target: str, met: bool, note: str) -> dict[str, Any]:
-    return {
-        "scenario": scenario,
-        "fluxon": round(fluxon, 3),
-        "baseline": round(baseline, 3),
-        "unit": unit,
-        "ratio": round(fluxon / baseline, 3) if baseline else 0.0,
-        "target": target,
-        "met": met,
-        "note": note,
-    }
-
-
 def run(quick: bool) -> list[dict[str, Any]]:
     """Fill a pool, measure an external reader and the owner's puts; one row per scenario."""
     plan = _plan(quick)
@@ -230,7 +218,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         for phase, what in phases.items():
             gbs = figures["bytes"] / figures[f"{phase}_s"] / 1e9
             rows.append(
-                _row(
+                result_row(
                     f"pool read {label} values, external reader, {phase}",
                     gbs,
                     memcpy_gbs,
@@ -242,7 +230,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             )
     small = measured["small"]
     rows.append(
-        _row(
+        result_row(
             "pool get 1 KiB, warm (cached, pool unchanged)",
             small["warm_us"],
             small["stat_us"],
@@ -253,7 +241,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         )
     )
     rows.append(
-        _row(
+        result_row(
             "pool get 1 KiB, cold (fresh reader)",
             small["cold_us"],
             small["open_read_us"],
@@ -265,7 +253,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     )
     put_gbs, write_gbs = MIB * (32 if quick else 128) / put_s / 1e9, MIB * (32 if quick else 128) / write_s / 1e9
     rows.append(
-        _row(
+        result_row(
             "owner put 1 MiB values",
             put_gbs,
             write_gbs,

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import zmq
 
+from benchmarks.rows import result_row
 from fluxon_core.rpc import default_transport
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 
@@ -125,21 +126,11 @@ def _paired(a: Callable[[], Any], b: Callable[[], Any], rounds: int, per_round: 
 
 
 def _row(scenario: str, fluxon: float, baseline: float, ratio: float, unit: str, note: str) -> dict[str, Any]:
-    lower_is_better = unit == "us"
-    if lower_is_better:
+    if unit == "us":  # latency: lower is better
         target, met = f"<= {LATENCY_TARGET}x", ratio <= LATENCY_TARGET
     else:
         target, met = f">= {THROUGHPUT_TARGET}x", ratio >= THROUGHPUT_TARGET
-    return {
-        "scenario": scenario,
-        "fluxon": round(fluxon, 3),
-        "baseline": round(baseline, 3),
-        "unit": unit,
-        "ratio": round(ratio, 3),
-        "target": target,
-        "met": met,
-        "note": note,
-    }
+    return result_row(scenario, fluxon, baseline, unit, target, met, note, ratio=ratio)
 
 
 def run(quick: bool) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rows import result_row
 from fluxon_core.runtime.processes import start_role_process
 from fluxon_fs.runtime import FS_AGENT_MODULE
 from fluxon_fs.transfer.client import TransferClient
@@ -93,16 +94,7 @@ def _run_tool(command: list[str]) -> None:
 
 def _row(scenario: str, fluxon: float, baseline: float, note: str) -> dict[str, Any]:
     ratio = fluxon / baseline if baseline else 0.0
-    return {
-        "scenario": scenario,
-        "fluxon": fluxon / MIB,
-        "baseline": baseline / MIB,
-        "unit": "MiB/s",
-        "ratio": ratio,
-        "target": f">= {TARGET}",
-        "met": ratio >= TARGET,
-        "note": note,
-    }
+    return result_row(scenario, fluxon / MIB, baseline / MIB, "MiB/s", f">= {TARGET}", ratio >= TARGET, note)
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
