@@ -1,32 +1,7 @@
 """``fluxon_py.kvclient``: the KV client API under the guide's import path."""
 
-from fluxon_core.errors import (
-    ApiError,
-    ApiTimeoutError,
-    InvalidArgumentError,
-    KeyAlreadyExistsError,
-    KeyNotFoundError,
-    NetworkError,
-    StorageFullError,
-    StoreClosedError,
-    StoreInitFailedError,
-)
+from fluxon_core import *  # noqa: F403  (Result and the ApiError hierarchy)
+from fluxon_core import __all__ as _core_names
 from fluxon_core.kv import FluxonKvClientConfig, KvClient, MemHolder, new_store
-from fluxon_core.result import Result
 
-__all__ = [
-    "ApiError",
-    "ApiTimeoutError",
-    "FluxonKvClientConfig",
-    "InvalidArgumentError",
-    "KeyAlreadyExistsError",
-    "KeyNotFoundError",
-    "KvClient",
-    "MemHolder",
-    "NetworkError",
-    "Result",
-    "StorageFullError",
-    "StoreClosedError",
-    "StoreInitFailedError",
-    "new_store",
-]
+__all__ = [*_core_names, "FluxonKvClientConfig", "KvClient", "MemHolder", "new_store"]
