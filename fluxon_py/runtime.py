@@ -6,7 +6,7 @@ from fluxon_core.runtime import (
     start_owner_kvclient_process,
     wait_subproc_or_ctrlc,
 )
-from fluxon_fs.runtime import start_fs_agent_process, start_fs_master_process
+from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process
 
 __all__ = [
     "ManagedSubprocess",

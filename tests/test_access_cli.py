@@ -11,9 +11,9 @@ import pytest
 
 from fluxon_core.cli import Command, build_parser
 from fluxon_core.errors import PermissionDeniedError
-from fluxon_fs.auth import commands
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.tokens import TokenSigner
+from fluxon_fs.cli import users as commands
 from fluxon_plugins.sqlite_access.store import SqliteAccessStore, SqliteAccessStoreConfig
 from tests.support.poll import wait_until
 

@@ -4,7 +4,7 @@ exactly what the access model forbids (FS.md §8-§9, docs/access-control.md).
 One deployment (kv master, owner, fs master, agent serving ``demo``; see tests/support/access_e2e.py)
 serves the whole module; each test uses its own users or paths and puts back what it changed, so
 the order does not matter, except that the last test scans the access db after all the others ran.
-Mounts use :class:`~fluxon_fs.fs_patcher.FluxonFsPatcher` on an external KV client in this process.
+Mounts use :class:`~fluxon_fs.patcher.fs_patcher.FluxonFsPatcher` on an external KV client in this process.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import pytest
 
 from fluxon_core.cli import Command, build_parser
 from fluxon_core.errors import PermissionDeniedError
-from fluxon_fs.auth import commands
 from fluxon_fs.auth.identity import LOGIN_FAILED_MESSAGE
 from fluxon_fs.auth.records import ScopeMode
 from fluxon_fs.auth.tokens import EXPIRED_TOKEN_MESSAGE, INVALID_TOKEN_MESSAGE, TokenSigner
-from fluxon_fs.export_wire import op_path
-from fluxon_fs.master_link import AUTH_LOGIN_PATH, CONFIG_PATH, FsMasterLink
-from fluxon_fs.request_auth import cluster_authenticator
+from fluxon_fs.cli import users as commands
+from fluxon_fs.export.serving.caller_auth import cluster_authenticator
+from fluxon_fs.export.wire import op_path
+from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, CONFIG_PATH, FsMasterLink
 from tests.support.access_e2e import (
     ADMIN,
     ALICE,

@@ -16,8 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluxon_core.errors import PermissionDeniedError
-from fluxon_fs.agent.confinement import MAX_SYMLINKS, ExportRoot, guard_resolved_paths, lstat_no_link, split_relpath
-from fluxon_fs.agent.local_ops import LocalExportOps
+from fluxon_fs.export.serving.confinement import (
+    MAX_SYMLINKS,
+    ExportRoot,
+    guard_resolved_paths,
+    lstat_no_link,
+    split_relpath,
+)
+from fluxon_fs.export.serving.local_ops import LocalExportOps
 
 SECRET = b"SECRET outside the export"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from fluxon_fs.agent.local_ops import LocalExportOps
-from fluxon_fs.agent.sessions import WriteSessionTable
-from fluxon_fs.export_api import FileStat
+from fluxon_fs.export.ops import FileStat
+from fluxon_fs.export.serving.local_ops import LocalExportOps
+from fluxon_fs.export.serving.write_sessions import WriteSessionTable
 from tests.support.poll import wait_until
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fluxon_fs.fs_patcher import FluxonFsPatcher
+from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
 from tests.support.kv_cluster import kv_cluster
 
 PREFIX = "/rules_test/"

@@ -2,7 +2,7 @@
 
 Exercised three ways: an in-process loopback transport (JSON meta, zero-copy-like frames, errors
 through the RPC error codec), the real zmq transport in this process, and the real zmq transport
-talking to ``python -m fluxon_fs.agent.serve_dir`` in a separate process.
+talking to ``python -m fluxon_fs.export.serving.serve_dir`` in a separate process.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError, Unkn
 from fluxon_core.plugins import get_backends
 from fluxon_core.rpc import decode_error, encode_error
 from fluxon_core.rpc_types import RpcCall, RpcMessage
-from fluxon_fs.agent.local_ops import LocalExportOps
-from fluxon_fs.agent.service import serve_export
-from fluxon_fs.export_api import DirEntryInfo, FileStat
-from fluxon_fs.export_client import RemoteExportOps
-from fluxon_fs.export_wire import (
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.export.ops import DirEntryInfo, FileStat
+from fluxon_fs.export.serving.local_ops import LocalExportOps
+from fluxon_fs.export.serving.rpc_service import serve_export
+from fluxon_fs.export.wire import (
     OPS,
     decode_request,
     encode_request,
@@ -447,10 +447,10 @@ def test_separate_agent_process(zmq_transport, agent_process: tuple[str, int], e
 
 
 def _serve_dir(root: str, bind: str, *extra: str, capture_stderr: bool = False) -> subprocess.Popen[str]:
-    """``python -m fluxon_fs.agent.serve_dir`` as a child that also stops when its stdin closes.
+    """``python -m fluxon_fs.export.serving.serve_dir`` as a child that also stops when its stdin closes.
 
     stderr (its log) is inherited unless captured, so a chatty FLUXON_LOG=DEBUG cannot fill a pipe."""
-    command = ["-m", "fluxon_fs.agent.serve_dir", "--export", EXPORT, "--root", root, "--bind", bind]
+    command = ["-m", "fluxon_fs.export.serving.serve_dir", "--export", EXPORT, "--root", root, "--bind", bind]
     return subprocess.Popen(
         [sys.executable, *command, "--watch-stdin", *extra],
         stdin=subprocess.PIPE,

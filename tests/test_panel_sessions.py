@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.panel import PanelBackend, create_panel_app
-from fluxon_fs.panel.sessions import CookieSigner, SessionStore
+from fluxon_fs.panel.login_sessions import CookieSigner, SessionStore
 from fluxon_fs.panel.settings import PanelSettings
 from fluxon_fs.panel.web import is_local_path
 

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import pytest
 
-from fluxon_fs.export_api import FileStat, WriteSessionInfo
+from fluxon_fs.export.ops import FileStat, WriteSessionInfo
 from fluxon_fs.patcher import InMemoryPieceCache, MountOptions, piece_key
 from tests.support.mount_harness import Mounted, mounted_export, read_bytes
 

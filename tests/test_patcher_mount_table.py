@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxon_fs.agent.local_ops import LocalExportOps
+from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.patcher import MountTable
 
 

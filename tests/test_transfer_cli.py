@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from fluxon_core.cli import Command, build_parser
-from fluxon_fs.transfer import commands
+from fluxon_fs.cli import transfer as commands
 from fluxon_fs.transfer.prescan import transfer_check_local_blocking
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
 from tests.support.poll import wait_until
@@ -184,7 +184,7 @@ FLUXON = """
 import sys
 from fluxon_core.cli import main
 from fluxon_core.plugins import get_plugin_manager
-import fluxon_fs.transfer.commands as module
+import fluxon_fs.cli.transfer as module
 manager = get_plugin_manager()
 if not any(p is module for p in manager.pm.get_plugins()):
     manager.register(module, name="fluxon_fs_transfer")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.agent.local_ops import LocalExportOps
+from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.transfer.batching import group_batches
 from fluxon_fs.transfer.copier import copy_batch, scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fluxon_core.kv import KvClient
-from fluxon_fs.fs_patcher import FluxonFsPatcher
+from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster
 from tests.support.kv_cluster import KvCluster
 

@@ -7,5 +7,5 @@
 * :mod:`~fluxon_fs.auth.tokens` — signed, expiring session tokens.
 * :mod:`~fluxon_fs.auth.scopes` — export-relative paths, prefix matching and listing visibility.
 * :mod:`~fluxon_fs.auth.identity` — :func:`login` and the :class:`Authorizer` every FS request goes through.
-* :mod:`~fluxon_fs.auth.commands` — ``fluxon users``.
+* :mod:`~fluxon_fs.cli.users` — ``fluxon users``.
 """

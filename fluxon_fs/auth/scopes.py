@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.agent.confinement import split_relpath
 from fluxon_fs.auth.records import ScopeGrant, ScopeMode
+from fluxon_fs.export.serving.confinement import split_relpath
 
 PathComponents = tuple[str, ...]
 
@@ -35,7 +35,7 @@ class PathAccess(enum.IntEnum):
 def split_export_path(path: str) -> PathComponents:
     """Components of an export-relative path, by the agent's own rules (``""`` is the export root).
 
-    This is :func:`fluxon_fs.agent.confinement.split_relpath`, so authorization sees exactly the
+    This is :func:`fluxon_fs.export.serving.confinement.split_relpath`, so authorization sees exactly the
     path the agent will resolve: ``.`` and empty components are dropped; ``..`` or a leading ``/``
     raise ``PermissionError(EACCES)``; NUL raises ``ValueError``.
     """

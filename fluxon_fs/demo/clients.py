@@ -11,7 +11,7 @@ from fluxon_core.config import load_yaml_file
 from fluxon_core.kv import FluxonKvClientConfig, KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.config import FsRoleConfig
-from fluxon_fs.fs_patcher import FluxonFsPatcher, install_patcher_from_master
+from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher, install_patcher_from_master
 
 log = get_logger("fluxon.fs.example")
 

@@ -23,7 +23,7 @@ from fluxon_core.runtime import (
     start_owner_kvclient_process,
 )
 from fluxon_core.runtime.processes import RoleProcess
-from fluxon_fs.runtime import start_fs_agent_process, start_fs_master_process
+from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process
 
 READY_TIMEOUT_S = 90.0
 

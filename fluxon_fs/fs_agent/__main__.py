@@ -10,7 +10,7 @@ from fluxon_core.config import load_yaml_file
 from fluxon_core.monitoring import start_monitoring
 from fluxon_core.runtime.role_main import RunningRole, run_role
 from fluxon_fs.config import FsRoleConfig
-from fluxon_fs.fs_agent.service import start_fs_agent
+from fluxon_fs.fs_agent.agent import start_fs_agent
 
 ROLE = "fs_agent"
 

@@ -25,22 +25,22 @@ import attrs
 from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import default_transport
-from fluxon_fs.export_api import ExportOps
-from fluxon_fs.export_client import RemoteExportOps
-from fluxon_fs.master_link import (
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.export.ops import ExportOps
+from fluxon_fs.export.serving.caller_auth import service_auth
+from fluxon_fs.master_api.link import (
     CONFIG_PATH,
     TRANSFER_CLAIM_PATH,
     TRANSFER_COMPLETE_PATH,
     TRANSFER_FAIL_PATH,
     TRANSFER_RENEW_PATH,
 )
-from fluxon_fs.request_auth import service_auth
 from fluxon_fs.transfer.copier import copy_batch
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.records import ScanEntry
 
 if TYPE_CHECKING:
-    from fluxon_fs.fs_agent.service import FsAgent
+    from fluxon_fs.fs_agent.agent import FsAgent
 
 log = get_logger("fluxon.fs.transfer.worker")
 

@@ -10,7 +10,7 @@ from fluxon_core.config import load_yaml_file
 from fluxon_core.monitoring import start_monitoring
 from fluxon_core.runtime.role_main import RunningRole, run_role
 from fluxon_fs.config import FsRoleConfig
-from fluxon_fs.fs_master.service import FsMaster
+from fluxon_fs.fs_master.master import FsMaster
 
 ROLE = "fs_master"
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
-from fluxon_fs.export_api import ExportOps
+from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.transfer.batching import group_batches
 from fluxon_fs.transfer.copier import scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from fluxon_core.errors import KeyNotFoundError
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.store_api import AccessModelStore
-from fluxon_fs.export_api import ExportOps
+from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.export_registry import AgentRecord, ExportRegistry, ExportSnapshot
 from fluxon_fs.fs_master.mount_registry import MountRecord, MountRegistry
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec, TransferCoordinator
@@ -115,7 +115,7 @@ class FsMasterPanelBackend:
     """:class:`PanelBackend` over the fs master's own components.
 
     ``export_ops(name)`` returns the operations of an export (the fs master: an RPC client to an
-    agent serving it; tests: :class:`~fluxon_fs.agent.local_ops.LocalExportOps`); the panel does not
+    agent serving it; tests: :class:`~fluxon_fs.export.serving.local_ops.LocalExportOps`); the panel does not
     close what it returns. ``start_transfer(spec)`` creates a job that scans and then runs (the fs
     master's job runner). Pre-scans are read from the coordinator's state store.
     """

@@ -11,7 +11,7 @@ import jinja2
 from fluxon_fs.panel.settings import PanelSettings
 
 if TYPE_CHECKING:
-    from fluxon_fs.panel.sessions import PanelSession
+    from fluxon_fs.panel.login_sessions import PanelSession
     from fluxon_fs.panel.web import PanelUser
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"

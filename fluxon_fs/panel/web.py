@@ -42,8 +42,8 @@ from fluxon_core.errors import (
 )
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.panel.backend import PanelBackend
+from fluxon_fs.panel.login_sessions import CookieSigner, PanelSession, SessionStore
 from fluxon_fs.panel.rendering import Renderer
-from fluxon_fs.panel.sessions import CookieSigner, PanelSession, SessionStore
 from fluxon_fs.panel.settings import PanelSettings
 
 log = get_logger("fluxon.fs.panel")

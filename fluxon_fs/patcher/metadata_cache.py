@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from fluxon_fs.export_api import DirEntryInfo, FileStat
+from fluxon_fs.export.ops import DirEntryInfo, FileStat
 
 _MAX_MISSING = 4096
 """Cached "does not exist" answers are few and scanned on every change; beyond this many, start over."""

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from fluxon_fs.export_api import ExportOps
+from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.patcher.content_cache import PieceCache
 from fluxon_fs.patcher.mounted_export import MountedExport
 from fluxon_fs.patcher.options import MountOptions

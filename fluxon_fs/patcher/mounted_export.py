@@ -14,7 +14,7 @@ import os
 import stat as stat_module
 from typing import IO, TYPE_CHECKING, Any
 
-from fluxon_fs.export_api import DirEntryInfo, ExportOps, FileStat
+from fluxon_fs.export.ops import DirEntryInfo, ExportOps, FileStat
 from fluxon_fs.patcher.content_cache import Piece, PieceCache, piece_key, version_hint_key
 from fluxon_fs.patcher.errors import os_error, raise_with_user_path
 from fluxon_fs.patcher.metadata_cache import MetadataCache, StatEntry

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from fluxon_fs.export_api import FileStat
+from fluxon_fs.export.ops import FileStat
 from fluxon_fs.patcher.content_cache import Piece, piece_key
 from fluxon_fs.patcher.errors import raise_with_user_path
 from fluxon_fs.patcher.io_pool import io_pool

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from types import GenericAlias, TracebackType
 from typing import Any
 
-from fluxon_fs.export_api import DirEntryInfo
+from fluxon_fs.export.ops import DirEntryInfo
 from fluxon_fs.patcher.mount_table import MountedPath
 
 

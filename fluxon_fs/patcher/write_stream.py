@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from fluxon_fs.export_api import ExportOps, FileStat
+from fluxon_fs.export.ops import ExportOps, FileStat
 from fluxon_fs.patcher.errors import raise_with_user_path
 from fluxon_fs.patcher.io_pool import io_pool
 

@@ -9,7 +9,7 @@ import attrs
 
 from fluxon_core.errors import ApiTimeoutError
 from fluxon_core.kv import KvClient
-from fluxon_fs.master_link import (
+from fluxon_fs.master_api.link import (
     AUTH_LOGIN_PATH,
     TRANSFER_ACTION_PATH,
     TRANSFER_CREATE_PATH,

@@ -13,7 +13,7 @@ import errno
 import secrets
 from collections.abc import Callable, Iterator
 
-from fluxon_fs.export_api import ExportOps, FileStat
+from fluxon_fs.export.ops import ExportOps, FileStat
 from fluxon_fs.transfer.jobs import BatchResult, JobSpec
 from fluxon_fs.transfer.records import ENTRY_DIR, ENTRY_FILE, ScanEntry
 

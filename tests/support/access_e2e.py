@@ -2,7 +2,7 @@
 
 Processes: kv master, one owner, fs master (access db seeded from a bootstrap model) and an fs agent
 serving export ``demo``; more agents and masters can be started later. Users mount exports in this
-process with :class:`~fluxon_fs.fs_patcher.FluxonFsPatcher` on their own external KV client, exactly
+process with :class:`~fluxon_fs.patcher.fs_patcher.FluxonFsPatcher` on their own external KV client, exactly
 as an application does.
 """
 
@@ -21,10 +21,10 @@ import attrs
 from fluxon_core.kv import KvClient
 from fluxon_core.rpc import default_transport
 from fluxon_core.runtime import RoleProcess
-from fluxon_fs.export_client import RemoteExportOps
-from fluxon_fs.fs_patcher import FluxonFsPatcher
-from fluxon_fs.master_link import CONFIG_PATH, FsMasterLink
-from fluxon_fs.runtime import start_fs_master_process
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.master_api.link import CONFIG_PATH, FsMasterLink
+from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
+from fluxon_fs.roles import start_fs_master_process
 from fluxon_plugins.sqlite_access.store import SqliteAccessStore, SqliteAccessStoreConfig
 from tests.support.fs_cluster import MASTER_KEY, FsCluster, fs_cluster
 

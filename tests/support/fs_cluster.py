@@ -11,7 +11,7 @@ from typing import Any
 
 from fluxon_core.runtime import RoleProcess
 from fluxon_core.runtime.readiness import ReadyInfo
-from fluxon_fs.runtime import start_fs_agent_process, start_fs_master_process
+from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process
 from tests.support.kv_cluster import KvCluster
 
 ADMIN = ("admin", "admin-pw")

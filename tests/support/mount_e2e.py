@@ -2,7 +2,7 @@
 
 :func:`running_mount_e2e` starts a kv master, an owner, an fs master and one fs agent (separate
 processes, :mod:`tests.support.fs_cluster`) serving two exports, ``demo`` and ``aux``, and mounts
-both in this process through the public :class:`~fluxon_fs.fs_patcher.FluxonFsPatcher`.
+both in this process through the public :class:`~fluxon_fs.patcher.fs_patcher.FluxonFsPatcher`.
 :func:`mount_e2e_fixture` wraps it as a module-scoped pytest fixture, so a test module pays the
 cluster start (a few seconds) once.
 
@@ -36,10 +36,10 @@ import pytest
 
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.rpc import default_transport
-from fluxon_fs.export_client import RemoteExportOps
-from fluxon_fs.fs_patcher import FluxonFsPatcher
-from fluxon_fs.master_link import AUTH_LOGIN_PATH, FsMasterLink
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, FsMasterLink
 from fluxon_fs.patcher import MountedExport, process_mount_table
+from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
 
 EXPORTS = ("demo", "aux")

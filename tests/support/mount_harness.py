@@ -1,6 +1,6 @@
 """Test harness for the interception layer: a real export directory mounted in this process.
 
-The backend is the agent's :class:`~fluxon_fs.agent.local_ops.LocalExportOps` on a temporary
+The backend is the agent's :class:`~fluxon_fs.export.serving.local_ops.LocalExportOps` on a temporary
 directory, wrapped in :class:`CountingOps` so tests can assert which export calls happened.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from fluxon_fs.agent.local_ops import LocalExportOps
+from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.patcher import (
     InMemoryPieceCache,
     MountedExport,

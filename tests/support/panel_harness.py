@@ -16,12 +16,12 @@ from typing import Any
 
 from fluxon_core.config import BackendConfig, load_config
 from fluxon_core.protocols import StateStore
-from fluxon_fs.agent.local_ops import LocalExportOps
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.model import BootstrapAccessModelConfig
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
-from fluxon_fs.export_api import ExportOps
+from fluxon_fs.export.ops import ExportOps
+from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.mount_registry import MountRegistry
 from fluxon_fs.panel import FsMasterPanelBackend, PanelServer, PanelSettings, create_panel_app

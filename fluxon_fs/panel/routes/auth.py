@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from fluxon_core.errors import PermissionDeniedError
 from fluxon_fs.auth.identity import Authorizer
-from fluxon_fs.panel.sessions import PanelSession
+from fluxon_fs.panel.login_sessions import PanelSession
 from fluxon_fs.panel.web import (
     CSRF_FIELD,
     Panel,

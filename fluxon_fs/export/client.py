@@ -1,7 +1,7 @@
-"""``RemoteExportOps``: an export's :class:`~fluxon_fs.export_api.ExportOps` reached over RPC.
+"""``RemoteExportOps``: an export's :class:`~fluxon_fs.export.ops.ExportOps` reached over RPC.
 
 Each method is one call to ``/fluxon_fs/<export>/<op>`` at the agent's endpoint, encoded with
-:mod:`fluxon_fs.export_wire`. The caller's identity (``auth``, a token, or a function of the RPC path returning the
+:mod:`fluxon_fs.export.wire`. The caller's identity (``auth``, a token, or a function of the RPC path returning the
 current one) rides on every call. Failures come back as the agent raised them: ``OSError`` with
 the agent's errno and the *export-relative* path as filename (the mount layer swaps in the
 user-visible path), ``PermissionDeniedError`` from access control, ``ValueError`` for a path the
@@ -15,8 +15,8 @@ from typing import Any
 
 from fluxon_core.errors import RemoteHandlerError
 from fluxon_core.protocols import RpcClient
-from fluxon_fs.export_api import DirEntryInfo, FileStat, WriteSessionInfo
-from fluxon_fs.export_wire import OPS, decode_reply, encode_request, op_path
+from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
+from fluxon_fs.export.wire import OPS, decode_reply, encode_request, op_path
 
 DEFAULT_TIMEOUT_S = 30.0
 """Deadline of one export call (a chunk of several MiB over a slow link fits comfortably)."""

@@ -1,6 +1,6 @@
-"""``LocalExportOps``: the :class:`~fluxon_fs.export_api.ExportOps` of a real directory on the agent.
+"""``LocalExportOps``: the :class:`~fluxon_fs.export.ops.ExportOps` of a real directory on the agent.
 
-Every path goes through :class:`~fluxon_fs.agent.confinement.ExportRoot` (fd-anchored, no-follow);
+Every path goes through :class:`~fluxon_fs.export.serving.confinement.ExportRoot` (fd-anchored, no-follow);
 files are opened relative to their confined parent fd with ``O_NOFOLLOW``. Failures are the
 ``OSError`` the local call gives (same class and errno) with the export-relative path as
 ``filename`` (and the destination as ``filename2`` for ``rename``), so the mount client only swaps
@@ -19,7 +19,8 @@ import stat as stat_module
 from collections.abc import Callable
 from types import TracebackType
 
-from fluxon_fs.agent.confinement import (
+from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
+from fluxon_fs.export.serving.confinement import (
     ROOT_NAME,
     ExportRoot,
     lstat_no_link,
@@ -27,8 +28,7 @@ from fluxon_fs.agent.confinement import (
     open_no_link,
     with_filename,
 )
-from fluxon_fs.agent.sessions import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_SESSIONS, WriteSessionTable
-from fluxon_fs.export_api import DirEntryInfo, FileStat, WriteSessionInfo
+from fluxon_fs.export.serving.write_sessions import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_SESSIONS, WriteSessionTable
 
 DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024
 """Largest ``read_chunk`` answer; a longer request gets a short read (callers loop, as with ``pread``)."""

@@ -10,14 +10,14 @@ from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
 from fluxon_core.rpc import default_transport
-from fluxon_fs.agent.local_ops import LocalExportOps
-from fluxon_fs.agent.service import ServedExport, serve_export
 from fluxon_fs.auth.remote import remote_authorizer
 from fluxon_fs.config import AgentExportConfig, FsAgentConfig, FsRoleConfig
+from fluxon_fs.export.serving.caller_auth import cluster_authenticator, export_authorizer
+from fluxon_fs.export.serving.local_ops import LocalExportOps
+from fluxon_fs.export.serving.rpc_service import ServedExport, serve_export
 from fluxon_fs.fs_agent.transfer_worker import TransferWorkerPool
-from fluxon_fs.fs_master.service import kv_client_config
-from fluxon_fs.master_link import EXPORT_REGISTRY_PATH, FsMasterLink
-from fluxon_fs.request_auth import cluster_authenticator, export_authorizer
+from fluxon_fs.fs_master.master import kv_client_config
+from fluxon_fs.master_api.link import EXPORT_REGISTRY_PATH, FsMasterLink
 
 log = get_logger("fluxon.fs.agent")
 
@@ -38,7 +38,9 @@ class FsAgent:
         listen_address: str = "tcp://127.0.0.1:0",
     ) -> None:
         if not agent_config.exports:
-            raise InvalidArgumentError("fluxon_fs.agent.exports is empty: an fs agent must serve at least one export")
+            raise InvalidArgumentError(
+                "fluxon_fs.export.serving.exports is empty: an fs agent must serve at least one export"
+            )
         self.instance_key = instance_key
         self.store = store
         self._owns_store = owns_store
@@ -107,7 +109,7 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
     """
     agent_config = config.fluxon_fs.agent
     if agent_config is None:
-        raise InvalidArgumentError("fluxon_fs.agent is required for an fs agent")
+        raise InvalidArgumentError("fluxon_fs.export.serving is required for an fs agent")
     if store is None:
         if config.kvclient is None or "instance_key" not in config.kvclient:
             raise InvalidArgumentError(

@@ -17,14 +17,14 @@ from fluxon_core.errors import ApiError
 from fluxon_core.kv import KvClient
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import default_transport
-from fluxon_fs.cache_rules import CacheRuleSet
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
-from fluxon_fs.kv_piece_cache import KvPieceCache
-from fluxon_fs.master_link import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH, FsMasterLink
+from fluxon_fs.export.routing import RoutedExportOps
+from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH, FsMasterLink
+from fluxon_fs.patcher.cache_rules import CacheRuleSet
 from fluxon_fs.patcher.intercept import process_interceptor
+from fluxon_fs.patcher.kv_piece_cache import KvPieceCache
 from fluxon_fs.patcher.mount_table import process_mount_table
 from fluxon_fs.patcher.options import MountOptions
-from fluxon_fs.routed_ops import RoutedExportOps
 
 log = get_logger("fluxon.fs.patcher")
 

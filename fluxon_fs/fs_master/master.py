@@ -1,7 +1,7 @@
 """The fs master: one process holding the export snapshot, access control and transfer jobs.
 
 It attaches to the KV plane as an external client named ``fluxon_fs.master.instance_key`` and
-serves the ``/fluxon_fs/...`` paths of :mod:`fluxon_fs.master_link` over the KV node RPC.
+serves the ``/fluxon_fs/...`` paths of :mod:`fluxon_fs.master_api.link` over the KV node RPC.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.remote import claims_to_wire, user_access_to_wire
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
-from fluxon_fs.export_api import ExportOps
-from fluxon_fs.export_client import RemoteExportOps
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.export.ops import ExportOps
+from fluxon_fs.export.serving.caller_auth import service_auth
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.job_runner import JobRunner
 from fluxon_fs.fs_master.mount_registry import MountRegistry
-from fluxon_fs.master_link import (
+from fluxon_fs.master_api.link import (
     AUTH_EPOCH_PATH,
     AUTH_LOGIN_PATH,
     AUTH_USER_ACCESS_PATH,
@@ -48,7 +49,6 @@ from fluxon_fs.master_link import (
     TRANSFER_SHOW_PATH,
 )
 from fluxon_fs.panel import FsMasterPanelBackend, start_panel
-from fluxon_fs.request_auth import service_auth
 from fluxon_fs.transfer.holders import ClaimHolders
 from fluxon_fs.transfer.jobs import BatchResult, JobRecord, JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store

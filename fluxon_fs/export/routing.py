@@ -13,14 +13,14 @@ from typing import Any
 
 from fluxon_core.errors import ApiTimeoutError, NetworkError
 from fluxon_core.protocols import RpcClient
-from fluxon_fs.export_api import DirEntryInfo, FileStat, WriteSessionInfo
-from fluxon_fs.export_client import RemoteExportOps
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
 
 AgentList = Callable[[], list[dict[str, str]]]
 
 
 class RoutedExportOps:
-    """:class:`~fluxon_fs.export_api.ExportOps` of one export over whichever agent currently serves it."""
+    """:class:`~fluxon_fs.export.ops.ExportOps` of one export over whichever agent currently serves it."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The codec between :class:`~fluxon_fs.export_api.ExportOps` calls and RPC messages.
+"""The codec between :class:`~fluxon_fs.export.ops.ExportOps` calls and RPC messages.
 
 Each operation is served at ``/fluxon_fs/<export>/<op>``; :data:`OPS` declares, per operation, the
 argument names (exactly the ``ExportOps`` parameter names), whether it changes the export and
@@ -27,7 +27,7 @@ import attrs
 
 from fluxon_core.errors import InvalidArgumentError, NetworkError
 from fluxon_core.rpc_types import Buffer, RpcMessage
-from fluxon_fs.export_api import DirEntryInfo, FileStat, WriteSessionInfo
+from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
 
 PATH_PREFIX = "/fluxon_fs/"
 

@@ -1,11 +1,11 @@
 """Serve one export's operations on an :class:`~fluxon_core.protocols.RpcServer`.
 
-Every call is decoded with :mod:`fluxon_fs.export_wire`, passed to the ``authorize`` hook with
+Every call is decoded with :mod:`fluxon_fs.export.wire`, passed to the ``authorize`` hook with
 the export-relative paths it touches (a write-session call is checked against the path its
 session writes), then run on the export's ops. When the lookup follows a symlink, ``authorize``
 is asked again with the real path before the operation touches it, so a link cannot lead from a
 path the caller may use into one it may not (see
-:func:`~fluxon_fs.agent.confinement.guard_resolved_paths`). Errors are raised, not encoded here:
+:func:`~fluxon_fs.export.serving.confinement.guard_resolved_paths`). Errors are raised, not encoded here:
 the RPC layer returns them typed (``OSError`` keeps its errno and export-relative filename).
 
 Identity travels with every request (``RpcCall.auth``), never with the session: a session id
@@ -27,9 +27,9 @@ from fluxon_core.log_setup import get_logger
 from fluxon_core.metrics import FS_OPS
 from fluxon_core.protocols import RpcServer
 from fluxon_core.rpc_types import RpcCall, RpcMessage
-from fluxon_fs.agent.confinement import guard_resolved_paths
-from fluxon_fs.export_api import ExportOps
-from fluxon_fs.export_wire import OPS, OpSpec, decode_request, encode_reply, op_path
+from fluxon_fs.export.ops import ExportOps
+from fluxon_fs.export.serving.confinement import guard_resolved_paths
+from fluxon_fs.export.wire import OPS, OpSpec, decode_request, encode_reply, op_path
 
 log = get_logger("fluxon.fs.agent")
 
@@ -89,7 +89,7 @@ def allow_all(call: RpcCall, export_name: str, op: str, relpaths: Sequence[str],
 def serve_export(
     server: RpcServer, export_name: str, ops: ServableExportOps, authorize: Authorize | None = None
 ) -> ServedExport:
-    """Register ``/fluxon_fs/<export_name>/<op>`` for every operation in :data:`~fluxon_fs.export_wire.OPS`."""
+    """Register ``/fluxon_fs/<export_name>/<op>`` for every operation in :data:`~fluxon_fs.export.wire.OPS`."""
     check = authorize or allow_all
     paths = []
     for spec in OPS.values():

@@ -10,8 +10,8 @@ from fluxon_core.hookspecs import hookimpl
 @hookimpl
 def fluxon_register_commands(register: Any) -> None:
     """``demo`` and ``prescan``."""
-    from fluxon_fs.demo.command import add_demo_arguments, run_demo
-    from fluxon_fs.transfer.cli import add_prescan_arguments, run_prescan_command
+    from fluxon_fs.cli.demo import add_demo_arguments, run_demo
+    from fluxon_fs.cli.prescan import add_prescan_arguments, run_prescan_command
 
     register("demo", "run the whole stack on this host with example writer and reader", add_demo_arguments, run_demo)
 

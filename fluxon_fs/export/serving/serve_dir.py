@@ -1,6 +1,6 @@
 """Development entry: serve one directory as an export, without a master or registration.
 
-    python -m fluxon_fs.agent.serve_dir --export NAME --root DIR --bind ipc:///tmp/fx/agent.sock
+    python -m fluxon_fs.export.serving.serve_dir --export NAME --root DIR --bind ipc:///tmp/fx/agent.sock
 
 Prints exactly one line ``READY endpoint=<endpoint>`` on stdout once the export is served, then
 runs until SIGTERM/SIGINT or until stdin reaches EOF (so a parent that dies takes it along when it
@@ -18,13 +18,15 @@ from types import FrameType
 
 from fluxon_core.log_setup import configure_logging
 from fluxon_core.plugins import get_backends
-from fluxon_fs.agent.local_ops import LocalExportOps
-from fluxon_fs.agent.service import serve_export
+from fluxon_fs.export.serving.local_ops import LocalExportOps
+from fluxon_fs.export.serving.rpc_service import serve_export
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command line of the entry."""
-    parser = argparse.ArgumentParser(prog="python -m fluxon_fs.agent.serve_dir", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fluxon_fs.export.serving.serve_dir", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--export", required=True, help="export name served at /fluxon_fs/<export>/<op>")
     parser.add_argument("--root", required=True, help="absolute path of the directory to export")
     parser.add_argument("--bind", required=True, help="bind address: ipc://PATH or tcp://HOST:PORT (port 0: any)")

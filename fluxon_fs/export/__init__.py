@@ -1,0 +1,1 @@
+"""The export protocol: operations, wire codec, client, routing, and the serving side."""

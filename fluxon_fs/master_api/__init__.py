@@ -1,0 +1,1 @@
+"""The fs master's RPC protocol as every other role and client sees it."""
