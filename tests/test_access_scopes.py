@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.auth.records import ScopeGrant, ScopeMode
+from fluxon_core.access.records import ScopeGrant, ScopeMode
 from fluxon_fs.auth.scopes import ListingVisibility, PathAccess, ScopeSet, normalize_prefix, split_export_path
 
 RO, RW = ScopeMode.READ_ONLY, ScopeMode.READ_WRITE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from fluxon_core.config.fields import config_field, identifier, non_empty, positive
-from fluxon_fs.auth.records import ScopeMode
+from fluxon_core.access.records import ScopeMode
 from fluxon_fs.auth.scopes import prefix_problem
 
 __all__ = [

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 
 from fluxon_fs.auth.identity import Authorizer
-from fluxon_fs.auth.records import ScopeGrant, ScopeMode, UserAccess
+from fluxon_core.access.records import ScopeGrant, ScopeMode, UserAccess
 from fluxon_fs.auth.tokens import TokenClaims
 from fluxon_fs.master_api.link import AUTH_EPOCH_PATH, AUTH_USER_ACCESS_PATH, AUTH_VERIFY_PATH, FsMasterLink
 

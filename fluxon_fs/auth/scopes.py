@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.auth.records import ScopeGrant, ScopeMode
+from fluxon_core.access.records import ScopeGrant, ScopeMode
 from fluxon_fs.export.serving.confinement import split_relpath
 
 PathComponents = tuple[str, ...]

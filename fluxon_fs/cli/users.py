@@ -32,8 +32,8 @@ import attrs
 
 from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.hookspecs import hookimpl
-from fluxon_fs.auth.records import ScopeMode
-from fluxon_fs.auth.store_api import AccessModelStore
+from fluxon_core.access.records import ScopeMode
+from fluxon_core.access.store import AccessModelStore
 
 Action = Callable[[AccessModelStore, argparse.Namespace], int]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from fluxon_fs.auth.records import ScopeAccessRecord, UserRecord
+from fluxon_core.access.records import ScopeAccessRecord, UserRecord
 from fluxon_fs.export.ops import DirEntryInfo
 from fluxon_fs.fs_master.export_registry import AgentRecord
 from fluxon_fs.fs_master.mount_registry import MountRecord

@@ -16,14 +16,14 @@ from fluxon_core.config.fields import config_field, identifier, non_empty, posit
 from fluxon_core.errors import InvalidArgumentError, StoreClosedError, StoreInitFailedError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.auth.model import BootstrapAccessModelConfig
-from fluxon_fs.auth.passwords import (
+from fluxon_core.access.passwords import (
     PasswordAlgorithm,
     hash_password,
     require_available,
     spend_verify_time,
     verify_password_hash,
 )
-from fluxon_fs.auth.records import ScopeAccessRecord, ScopeGrant, ScopeMode, UserAccess, UserRecord
+from fluxon_core.access.records import ScopeAccessRecord, ScopeGrant, ScopeMode, UserAccess, UserRecord
 from fluxon_fs.auth.scopes import normalize_prefix
 from fluxon_plugins.sqlite_access.migrations import MIGRATIONS, current_version, run_migrations
 
@@ -69,7 +69,7 @@ def _user(row: sqlite3.Row | tuple) -> UserRecord:  # type: ignore[type-arg]
 
 
 class SqliteAccessStore:
-    """:class:`fluxon_fs.auth.store_api.AccessModelStore` on sqlite, safe across threads and processes.
+    """:class:`fluxon_core.access.store.AccessModelStore` on sqlite, safe across threads and processes.
 
     Each thread gets its own connection; WAL lets readers proceed while another process writes, and
     writers wait up to ``busy_timeout_ms`` for the lock. Every change runs in a ``BEGIN IMMEDIATE``

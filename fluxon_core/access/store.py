@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from fluxon_core.protocols import AccessStore
 from fluxon_fs.auth.model import BootstrapAccessModelConfig
-from fluxon_fs.auth.records import ScopeAccessRecord, ScopeMode, UserAccess, UserRecord
+from fluxon_core.access.records import ScopeAccessRecord, ScopeMode, UserAccess, UserRecord
 
 
 @runtime_checkable
