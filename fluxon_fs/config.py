@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.config import BackendConfig, ByteSize, config_field
 from fluxon_core.config.fields import (
     absolute_path,
@@ -20,7 +21,7 @@ from fluxon_core.config.fields import (
     slash_wrapped,
 )
 from fluxon_core.monitoring import MonitoringConfig
-from fluxon_fs.auth.model import BootstrapAccessModelConfig, SessionPolicyConfig
+from fluxon_fs.auth.session_policy import SessionPolicyConfig
 
 MiB = 1024 * 1024
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
+from fluxon_core.access.records import ScopeMode
 from fluxon_core.config import load_config
 from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError
 from fluxon_fs.auth.identity import SESSION_REVOKED_MESSAGE, Authorizer
-from fluxon_fs.auth.model import BootstrapAccessModelConfig
-from fluxon_core.access.records import ScopeMode
 from fluxon_fs.auth.scopes import PathAccess
 from fluxon_fs.auth.tokens import EXPIRED_TOKEN_MESSAGE, TokenSigner
 from fluxon_plugins.sqlite_access.store import SqliteAccessStore, SqliteAccessStoreConfig

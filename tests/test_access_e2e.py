@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from fluxon_core.access.records import ScopeMode
 from fluxon_core.cli import Command, build_parser
 from fluxon_core.errors import PermissionDeniedError
 from fluxon_fs.auth.identity import LOGIN_FAILED_MESSAGE
-from fluxon_core.access.records import ScopeMode
 from fluxon_fs.auth.tokens import EXPIRED_TOKEN_MESSAGE, INVALID_TOKEN_MESSAGE, TokenSigner
 from fluxon_fs.cli import users as commands
 from fluxon_fs.export.serving.caller_auth import cluster_authenticator

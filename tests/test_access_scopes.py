@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from fluxon_core.access.records import ScopeGrant, ScopeMode, normalize_prefix
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_core.access.records import ScopeGrant, ScopeMode
-from fluxon_fs.auth.scopes import ListingVisibility, PathAccess, ScopeSet, normalize_prefix, split_export_path
+from fluxon_fs.auth.scopes import ListingVisibility, PathAccess, ScopeSet, split_export_path
 
 RO, RW = ScopeMode.READ_ONLY, ScopeMode.READ_WRITE
 GRANTS = [

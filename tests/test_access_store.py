@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
+from fluxon_core.access.passwords import PasswordAlgorithm
+from fluxon_core.access.records import ScopeMode
+from fluxon_core.access.store import AccessModelStore
 from fluxon_core.config import ConfigError, load_config
 from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError, StoreClosedError, StoreInitFailedError
 from fluxon_core.plugins import get_backends
 from fluxon_core.protocols import AccessStore
 from fluxon_fs.auth.identity import LOGIN_FAILED_MESSAGE, login
-from fluxon_fs.auth.model import BootstrapAccessModelConfig
-from fluxon_core.access.passwords import PasswordAlgorithm
-from fluxon_core.access.records import ScopeMode
-from fluxon_core.access.store import AccessModelStore
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_plugins.sqlite_access.migrations import MIGRATIONS, Migration, current_version, run_migrations
 from fluxon_plugins.sqlite_access.store import SqliteAccessStore, SqliteAccessStoreConfig

@@ -1,10 +1,14 @@
-"""Records an access store hands out. Password hashes never leave the store, so none appear here."""
+"""Records an access store hands out, and the canonical scope prefix. Password hashes never leave the store."""
 
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import attrs
+
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.relpath import split_relpath
 
 
 class ScopeMode(enum.Enum):
@@ -58,3 +62,26 @@ class UserAccess:
     can_manage_users: bool
     credential_version: int
     grants: tuple[ScopeGrant, ...]
+
+
+def normalize_prefix(prefix: str) -> str:
+    """The canonical form of a scope prefix: components joined by ``/``, ``""`` for the whole export.
+
+    People write prefixes as ``/data/`` as often as ``data``, so surrounding slashes are accepted here.
+    """
+    if not isinstance(prefix, str):
+        raise InvalidArgumentError(f"scope prefix must be a string, got {type(prefix).__name__}")
+    try:
+        return "/".join(split_relpath(prefix.lstrip("/")))
+    except (PermissionError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidArgumentError(f"scope prefix {prefix!r} is not an export-relative directory: {reason}") from None
+
+
+def prefix_problem(value: Any) -> str | None:
+    """Config check: a scope prefix the store would accept."""
+    try:
+        normalize_prefix(value)
+    except InvalidArgumentError as exc:
+        return f"must be an export-relative directory: {exc.message}"
+    return None

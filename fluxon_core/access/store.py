@@ -1,6 +1,6 @@
 """The typed API of an access store, beyond the minimal :class:`fluxon_core.protocols.AccessStore`.
 
-The fs master, the panel, the ``fluxon users`` CLI and :class:`~fluxon_fs.auth.identity.Authorizer`
+The fs master, the panel, the ``fluxon users`` CLI and the FS authorizer
 program against this protocol; ``kind: sqlite`` (plugin ``sqlite_access``) implements it.
 
 Every change bumps the store's ``auth_epoch`` in the same transaction, so a server caching access
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from fluxon_core.protocols import AccessStore
-from fluxon_fs.auth.model import BootstrapAccessModelConfig
+from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.records import ScopeAccessRecord, ScopeMode, UserAccess, UserRecord
+from fluxon_core.protocols import AccessStore
 
 
 @runtime_checkable

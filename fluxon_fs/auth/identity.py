@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import attrs
 
+from fluxon_core.access.store import AccessModelStore
 from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError
 from fluxon_fs.auth.scopes import ListingVisibility, PathAccess, ScopeSet
-from fluxon_core.access.store import AccessModelStore
 from fluxon_fs.auth.tokens import TokenSigner
 
 LOGIN_FAILED_MESSAGE = "permission denied: wrong username or password"

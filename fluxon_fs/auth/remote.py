@@ -12,8 +12,8 @@ import threading
 import time
 from collections import OrderedDict
 
-from fluxon_fs.auth.identity import Authorizer
 from fluxon_core.access.records import ScopeGrant, ScopeMode, UserAccess
+from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.tokens import TokenClaims
 from fluxon_fs.master_api.link import AUTH_EPOCH_PATH, AUTH_USER_ACCESS_PATH, AUTH_VERIFY_PATH, FsMasterLink
 

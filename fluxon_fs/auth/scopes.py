@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 
-from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.access.records import ScopeGrant, ScopeMode
-from fluxon_fs.export.serving.confinement import split_relpath
+from fluxon_core.relpath import split_relpath
 
 PathComponents = tuple[str, ...]
 
@@ -40,29 +38,6 @@ def split_export_path(path: str) -> PathComponents:
     raise ``PermissionError(EACCES)``; NUL raises ``ValueError``.
     """
     return tuple(split_relpath(path))
-
-
-def normalize_prefix(prefix: str) -> str:
-    """The canonical form of a scope prefix: components joined by ``/``, ``""`` for the whole export.
-
-    People write prefixes as ``/data/`` as often as ``data``, so surrounding slashes are accepted here.
-    """
-    if not isinstance(prefix, str):
-        raise InvalidArgumentError(f"scope prefix must be a string, got {type(prefix).__name__}")
-    try:
-        return "/".join(split_relpath(prefix.lstrip("/")))
-    except (PermissionError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidArgumentError(f"scope prefix {prefix!r} is not an export-relative directory: {reason}") from None
-
-
-def prefix_problem(value: Any) -> str | None:
-    """Config check: a scope prefix the store would accept."""
-    try:
-        normalize_prefix(value)
-    except InvalidArgumentError as exc:
-        return f"must be an export-relative directory: {exc.message}"
-    return None
 
 
 _LEVEL_BY_MODE = {ScopeMode.READ_ONLY: PathAccess.READ, ScopeMode.READ_WRITE: PathAccess.READ_WRITE}

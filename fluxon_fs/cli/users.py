@@ -30,10 +30,10 @@ from typing import Any
 
 import attrs
 
-from fluxon_core.errors import ApiError, InvalidArgumentError
-from fluxon_core.hookspecs import hookimpl
 from fluxon_core.access.records import ScopeMode
 from fluxon_core.access.store import AccessModelStore
+from fluxon_core.errors import ApiError, InvalidArgumentError
+from fluxon_core.hookspecs import hookimpl
 
 Action = Callable[[AccessModelStore, argparse.Namespace], int]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fluxon_core.access.store import AccessModelStore
 from fluxon_core.errors import KeyNotFoundError
 from fluxon_fs.auth.identity import Authorizer
-from fluxon_core.access.store import AccessModelStore
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.export_registry import AgentRecord, ExportRegistry, ExportSnapshot
 from fluxon_fs.fs_master.mount_registry import MountRecord, MountRegistry

@@ -12,10 +12,7 @@ from pathlib import Path
 
 import attrs
 
-from fluxon_core.config.fields import config_field, identifier, non_empty, positive
-from fluxon_core.errors import InvalidArgumentError, StoreClosedError, StoreInitFailedError
-from fluxon_core.log_setup import get_logger
-from fluxon_fs.auth.model import BootstrapAccessModelConfig
+from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.passwords import (
     PasswordAlgorithm,
     hash_password,
@@ -23,8 +20,17 @@ from fluxon_core.access.passwords import (
     spend_verify_time,
     verify_password_hash,
 )
-from fluxon_core.access.records import ScopeAccessRecord, ScopeGrant, ScopeMode, UserAccess, UserRecord
-from fluxon_fs.auth.scopes import normalize_prefix
+from fluxon_core.access.records import (
+    ScopeAccessRecord,
+    ScopeGrant,
+    ScopeMode,
+    UserAccess,
+    UserRecord,
+    normalize_prefix,
+)
+from fluxon_core.config.fields import config_field, identifier, non_empty, positive
+from fluxon_core.errors import InvalidArgumentError, StoreClosedError, StoreInitFailedError
+from fluxon_core.log_setup import get_logger
 from fluxon_plugins.sqlite_access.migrations import MIGRATIONS, current_version, run_migrations
 
 log = get_logger("fluxon.access")

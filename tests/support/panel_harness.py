@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.config import BackendConfig, load_config
 from fluxon_core.protocols import StateStore
 from fluxon_fs.auth.identity import Authorizer
-from fluxon_fs.auth.model import BootstrapAccessModelConfig
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
 from fluxon_fs.export.ops import ExportOps

@@ -36,6 +36,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
+from fluxon_core.relpath import escape_error, split_relpath
+
 T = TypeVar("T")
 
 MAX_SYMLINKS = 40
@@ -45,25 +47,6 @@ _DIR_WALK_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 ROOT_NAME = "."
 """The final name handed to actions addressing the directory fd itself (the export root or a
 directory reached through a ``..`` link)."""
-
-
-def escape_error(relpath: str, why: str) -> PermissionError:
-    """``PermissionError(EACCES)`` explaining why ``relpath`` would leave the export root."""
-    return PermissionError(errno.EACCES, f"path escapes the export root ({why})", relpath)
-
-
-def split_relpath(relpath: str) -> list[str]:
-    """Validate an export-relative path and return its components ('' -> [])."""
-    if not isinstance(relpath, str):
-        raise TypeError(f"export path must be a str, got {type(relpath).__name__}")
-    if "\0" in relpath:
-        raise ValueError(f"embedded null byte in export path {relpath!r}")
-    if relpath.startswith("/"):
-        raise escape_error(relpath, "absolute path; export paths are relative to the export root")
-    parts = [part for part in relpath.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise escape_error(relpath, "'..' component")
-    return parts
 
 
 def with_filename(exc: OSError, relpath: str, relpath2: str | None = None) -> OSError:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.access.records import ScopeMode
+from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.panel.payloads import scope_payload
 from fluxon_fs.panel.web import Action, ActionOutcome, RequestContext, View
 

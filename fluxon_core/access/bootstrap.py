@@ -1,20 +1,13 @@
-"""The ``bootstrap_access_model`` config classes (embedded in the fs master config) and the session policy."""
+"""The ``bootstrap_access_model`` config: users and scope grants seeded into an empty access store."""
 
 from __future__ import annotations
 
 import attrs
 
-from fluxon_core.config.fields import config_field, identifier, non_empty, positive
-from fluxon_core.access.records import ScopeMode
-from fluxon_fs.auth.scopes import prefix_problem
+from fluxon_core.access.records import ScopeMode, prefix_problem
+from fluxon_core.config.fields import config_field, identifier, non_empty
 
-__all__ = [
-    "BootstrapAccessModelConfig",
-    "BootstrapScopeAccessConfig",
-    "BootstrapUserConfig",
-    "ScopeMode",
-    "SessionPolicyConfig",
-]
+__all__ = ["BootstrapAccessModelConfig", "BootstrapScopeAccessConfig", "BootstrapUserConfig"]
 
 
 @attrs.frozen(repr=False)
@@ -81,17 +74,3 @@ class BootstrapAccessModelConfig:
                         (f"scope_access[{index}].usernames[{position}]", f"names {name!r}, which is not in users")
                     )
         return problems
-
-
-@attrs.frozen
-class SessionPolicyConfig:
-    """How long session tokens live and how quickly access changes reach running servers."""
-
-    token_ttl_s: int = config_field(
-        doc="lifetime of a session token issued at login; clients log in again after it.", default=3600, check=positive
-    )
-    revocation_bound_s: float = config_field(
-        doc="longest time before a password change, user removal or grant change applies to open sessions.",
-        default=2.0,
-        check=positive,
-    )
