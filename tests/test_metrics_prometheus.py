@@ -18,10 +18,10 @@ import attrs
 import pytest
 
 from fluxon_core.metrics import CounterSpec, GaugeSpec, HistogramSpec, MetricsRegistry
+from fluxon_core.metrics_exposition import CONTENT_TYPE, render_prometheus_text
 from fluxon_core.monitoring import AttachableSink, MonitoringConfig, PrometheusConfig, start_monitoring
 from fluxon_core.plugins import get_backends
 from fluxon_core.protocols import MetricsSink
-from fluxon_plugins.prometheus_metrics import CONTENT_TYPE, render_prometheus_text
 from fluxon_plugins.prometheus_metrics.server import serve_metrics
 
 # --- a strict parser of the 0.0.4 text format ---

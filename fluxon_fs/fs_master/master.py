@@ -18,6 +18,7 @@ from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkErr
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.metrics import POOL_CAPACITY_BYTES, POOL_USED_BYTES
+from fluxon_core.metrics_exposition import render_prometheus_text
 from fluxon_core.protocols import StateStore
 from fluxon_core.rpc import default_transport
 from fluxon_fs.auth.identity import Authorizer
@@ -52,7 +53,6 @@ from fluxon_fs.panel import FsMasterPanelBackend, start_panel
 from fluxon_fs.transfer.holders import ClaimHolders
 from fluxon_fs.transfer.jobs import BatchResult, JobRecord, JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store
-from fluxon_plugins.prometheus_metrics import render_prometheus_text
 
 log = get_logger("fluxon.fs.master")
 

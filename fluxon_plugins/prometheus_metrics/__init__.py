@@ -1,10 +1,6 @@
-"""The ``prometheus_metrics`` default plugin: Prometheus text exposition of the metrics registry.
+"""The ``prometheus_metrics`` default plugin: a role's own ``/metrics`` endpoint in Prometheus text.
 
-``render_prometheus_text(registry)`` is what any ``/metrics`` route returns (the panel mounts it
-with ``CONTENT_TYPE``); ``fluxon_plugins.prometheus_metrics.server.serve_metrics(host, port)`` runs
-a standalone endpoint for roles without the panel.
+The text format itself lives in :mod:`fluxon_core.metrics_exposition`, shared with the panel's
+``/metrics`` route; ``fluxon_plugins.prometheus_metrics.server.serve_metrics(host, port)`` runs a
+standalone endpoint for roles without the panel.
 """
-
-from fluxon_plugins.prometheus_metrics.exposition import CONTENT_TYPE, render_prometheus_text, render_snapshots
-
-__all__ = ["CONTENT_TYPE", "render_prometheus_text", "render_snapshots"]

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from fluxon_core.log_setup import get_logger
-from fluxon_plugins.prometheus_metrics.exposition import CONTENT_TYPE, render_prometheus_text
+from fluxon_core.metrics_exposition import CONTENT_TYPE, render_prometheus_text
 
 log = get_logger("fluxon.metrics.prometheus")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from fluxon_core.metrics import Labels, MetricsRegistry, RecordedSamples, merge_snapshots
+from fluxon_core.metrics_exposition import render_snapshots
 from fluxon_core.monitoring import PrometheusConfig
-from fluxon_plugins.prometheus_metrics.exposition import render_snapshots
 from fluxon_plugins.prometheus_metrics.server import MetricsHttpServer, serve_metrics, split_listen_addr
 
 

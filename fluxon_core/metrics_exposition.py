@@ -1,4 +1,4 @@
-"""Prometheus text exposition format 0.0.4 for registry snapshots.
+"""Prometheus text exposition format 0.0.4 for registry snapshots (the prometheus sink and the panel use it).
 
 Per family: ``# HELP name text`` (backslash and newline escaped), ``# TYPE name kind``, then one
 line per sample ``name{label="value",...} number``; label values escape backslash, double quote
