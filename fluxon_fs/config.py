@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
-from fluxon_core.config import BackendConfig, ByteSize, config_field
+from fluxon_core.config import BackendConfig, ByteSize, config_field, load_backend_block
 from fluxon_core.config.fields import (
     absolute_path,
     all_of,
@@ -169,7 +169,17 @@ class MasterPanelConfig:
     bootstrap_access_model: BootstrapAccessModelConfig = config_field(
         doc="seed for an empty access_db (required; applied only when the database has no users)."
     )
-    access_db_path: str = config_field(doc="sqlite access_db, the long-lived authority.", check=absolute_path)
+    access_db_path: str | None = config_field(
+        doc="sqlite access_db, the long-lived authority (shorthand for access_store kind sqlite at this path).",
+        default=None,
+        check=absolute_path,
+    )
+    access_store: BackendConfig | None = config_field(
+        doc="access store backend holding users, password hashes and scope grants, chosen by kind; "
+        "use instead of access_db_path for a store other than sqlite or for sqlite options.",
+        default=None,
+        backend="access_store",
+    )
     listen_addr: str = config_field(doc="host:port the panel binds.", default="127.0.0.1:18080", check=host_port)
     public_base_url: str | None = config_field(
         doc="base URL the UI uses in links; default http://<listen_addr>.", default=None, check=http_url
@@ -183,6 +193,21 @@ class MasterPanelConfig:
         default=None,
         backend="state_store",
     )
+
+    def __config_validate__(self) -> list[tuple[str, str]]:
+        """Exactly one of access_db_path and access_store names the access store."""
+        if self.access_db_path is None and self.access_store is None:
+            return [("access_db_path", "is required (or set access_store: {kind: ..., <kind>: {...}})")]
+        if self.access_db_path is not None and self.access_store is not None:
+            return [("access_store", "conflicts with access_db_path; set one of them")]
+        return []
+
+    def access_store_backend(self) -> BackendConfig:
+        """The access store to open: ``access_store`` as given, or kind sqlite at ``access_db_path``."""
+        if self.access_store is not None:
+            return self.access_store
+        block = {"kind": "sqlite", "sqlite": {"path": self.access_db_path}}
+        return load_backend_block(block, "access_store", "fluxon_fs.master_panel.access_db_path")
 
 
 @attrs.frozen

@@ -49,6 +49,11 @@ def load_config(cls: type, data: Any, path: str = "") -> Any:
     return _convert(cls, data, path, backend=None)
 
 
+def load_backend_block(data: Any, category: str, path: str) -> BackendConfig:
+    """Parse a ``{kind: ..., <kind>: {...}}`` block of backend ``category`` (``state_store``, ...) at ``path``."""
+    return _convert_backend(data, path, category)
+
+
 def parse_yaml_text(text: str, path: str = "") -> Any:
     """Parse YAML text into plain data; syntax errors and duplicate keys raise :class:`ConfigError`.
 

@@ -32,6 +32,7 @@ import attrs
 
 from fluxon_core.access.records import ScopeMode
 from fluxon_core.access.store import AccessModelStore
+from fluxon_core.config import load_backend_block
 from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.hookspecs import hookimpl
 
@@ -43,11 +44,12 @@ class _UsageError(Exception):
 
 
 def _open_store(db: str, *, create: bool) -> AccessModelStore:
-    from fluxon_plugins.sqlite_access.store import SqliteAccessStore, SqliteAccessStoreConfig
-
     if not create and not Path(db).is_file():
         raise _UsageError(f"access db {db!r} does not exist (only 'fluxon users add' creates one)")
-    return SqliteAccessStore(SqliteAccessStoreConfig(path=db))
+    store: AccessModelStore = load_backend_block(
+        {"kind": "sqlite", "sqlite": {"path": db}}, "access_store", "--db"
+    ).create("access_store")
+    return store
 
 
 def _read_password(args: argparse.Namespace) -> str:

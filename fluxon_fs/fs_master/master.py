@@ -91,11 +91,10 @@ class FsMaster:
         )
         self.exports = ExportRegistry(config.fluxon_fs.cache, lease_ttl_s=AGENT_LEASE_TTL_S)
         self.mounts = MountRegistry()
-        self.access_store = BackendConfig(
-            kind="sqlite", options=_sqlite_access_options(self.panel_config.access_db_path)
-        ).create("access_store")
+        access_backend = self.panel_config.access_store_backend()
+        self.access_store = access_backend.create("access_store")
         if self.access_store.bootstrap(self.panel_config.bootstrap_access_model):
-            log.info("access_db %s was empty: bootstrap_access_model applied", self.panel_config.access_db_path)
+            log.info("access store (kind %s) was empty: bootstrap_access_model applied", access_backend.kind)
         session = self.panel_config.session
         self.signer = TokenSigner(self.access_store.token_secret(), ttl_s=session.token_ttl_s)
         self.authorizer = Authorizer(self.access_store, self.signer, revocation_bound_s=session.revocation_bound_s)
@@ -398,12 +397,6 @@ class FsMaster:
         self.access_store.close()
         if self._owns_store:
             self.store.close()
-
-
-def _sqlite_access_options(path: str) -> Any:
-    from fluxon_plugins.sqlite_access.store import SqliteAccessStoreConfig
-
-    return SqliteAccessStoreConfig(path=path)
 
 
 def job_spec_from_wire(data: Any) -> JobSpec:
