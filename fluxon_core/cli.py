@@ -68,7 +68,8 @@ def _conflicted(name: str, plugins: tuple[str, ...]) -> Command:
     return Command(name, f"unavailable: {message}", lambda parser: None, run, plugins[0], plugins)
 
 
-def _register_core_modules(manager: FluxonPluginManager) -> None:
+def register_core_modules(manager: FluxonPluginManager) -> None:
+    """Register the core's own hook implementations (its commands and roles) once per manager."""
     for module_name in CORE_COMMAND_MODULES:
         if manager.pm.get_plugin(module_name) is None:
             manager.register(importlib.import_module(module_name), name=module_name, origin="core")
@@ -81,7 +82,7 @@ def collect_commands() -> dict[str, Command]:
     to a command that fails naming all of them.
     """
     manager = get_plugin_manager()
-    _register_core_modules(manager)
+    register_core_modules(manager)
     providers: dict[str, list[Command]] = {}
     for impl in manager.hook.fluxon_register_commands.get_hookimpls():
         staged: list[Command] = []

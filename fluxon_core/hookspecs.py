@@ -44,6 +44,14 @@ class RegisterCommand(Protocol):
         ...
 
 
+class RegisterRole(Protocol):
+    """The ``register`` callable handed to :func:`fluxon_register_roles`."""
+
+    def __call__(self, name: str, module: str, config_type: type, help: str) -> None:
+        """Offer role ``name``: run as ``python -m <module> --config F --workdir W``, its YAML parsed into ``config_type``."""
+        ...
+
+
 @hookspec
 def fluxon_register_transports(register: RegisterBackend) -> None:
     """Register RPC transports (:class:`fluxon_core.protocols.Transport`), selected by ``transport: {kind: ...}``.
@@ -97,6 +105,17 @@ def fluxon_register_metrics_sinks(register: RegisterBackend) -> None:
 
     Called once per process when the plugin manager is built; ``factory(options) -> MetricsSink``.
     Return value is ignored. Raising drops every contribution of the plugin and records it as failed.
+    """
+
+
+@hookspec
+def fluxon_register_roles(register: RegisterRole) -> None:
+    """Register role processes: ``fluxon start <name>``, ``start_role_process`` and the config reference use them.
+
+    ``register(name, module, config_type, help)``: ``module`` is run as ``python -m module --config F
+    --workdir W``; ``config_type`` is the attrs class its YAML is parsed into (documented in the config
+    reference). Called once per process when the roles are first needed. A name registered by two
+    plugins is an error naming both. Raising drops every contribution of the plugin and records it as failed.
     """
 
 

@@ -20,6 +20,7 @@ from fluxon_core.config.fields import (
     positive,
     slash_wrapped,
 )
+from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.monitoring import MonitoringConfig
 from fluxon_fs.auth.session_policy import SessionPolicyConfig
 
@@ -224,7 +225,7 @@ class FluxonFsSection:
 
 @attrs.frozen
 class FsRoleConfig:
-    """A whole FS YAML file: the KV client block plus the ``fluxon_fs`` section."""
+    """FS roles and mount clients: the `kvclient` block plus the `fluxon_fs` section."""
 
     fluxon_fs: FluxonFsSection = config_field(doc="the FS section.")
     kvclient: dict[str, Any] | None = config_field(
@@ -233,3 +234,15 @@ class FsRoleConfig:
     monitoring: MonitoringConfig = config_field(
         doc="metrics sinks of this role (see docs/metrics.md).", factory=MonitoringConfig
     )
+
+    def kv_client_config(self, default_instance_key: str) -> dict[str, Any]:
+        """The ``kvclient`` block with its instance key defaulted to (and checked against) the role's."""
+        if self.kvclient is None:
+            raise InvalidArgumentError("kvclient is required: the FluxonKvClientConfig this role attaches with")
+        block = dict(self.kvclient)
+        key = block.setdefault("instance_key", default_instance_key)
+        if key != default_instance_key:
+            raise InvalidArgumentError(
+                f"kvclient.instance_key {key!r} must equal {default_instance_key!r} (the instance key peers address)"
+            )
+        return block

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import collections.abc
-import importlib
 import sys
 import typing
 from pathlib import Path
@@ -21,17 +20,6 @@ import attrs
 from fluxon_core.config.backend import BackendConfig
 from fluxon_core.config.loader import describe_type, dump_config
 from fluxon_core.plugins import REGISTER_HOOKS, get_plugin_manager
-
-# (section title, "module:Class", dotted prefix written before every field)
-REFERENCE_ROOTS: list[tuple[str, str, str]] = [
-    ("kv master (`fluxon start kv-master -c F`)", "fluxon_core.kv.config:KvMasterConfig", ""),
-    (
-        "KV client and owner (`FluxonKvClientConfig`, the `kvclient` block)",
-        "fluxon_core.kv.config:KvClientSettings",
-        "",
-    ),
-    ("FS roles and mount clients (fs master, fs agent, reader/writer examples)", "fluxon_fs.config:FsRoleConfig", ""),
-]
 
 BEGIN_MARK = "<!-- BEGIN GENERATED REFERENCE: do not edit by hand; run python -m fluxon_core.config.reference --write docs/configuration.md -->"
 END_MARK = "<!-- END GENERATED REFERENCE -->"
@@ -47,9 +35,23 @@ class ReferenceRow:
     doc: str
 
 
-def _resolve(spec: str) -> type:
-    module_name, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+def reference_roots() -> list[tuple[str, type]]:
+    """(section title, config class) of every role this distribution ships, one section per config class."""
+    from fluxon_core.runtime.roles import registered_roles
+
+    roles = registered_roles()
+    origins = {info.name: info.origin for info in get_plugin_manager().plugins()}
+    names_by_type: dict[type, list[str]] = {}
+    # The core's roles first, then the shipped plugins' (third-party roles must not change the reference).
+    for role in sorted(roles.values(), key=lambda role: (origins.get(role.plugin) != "core", role.name)):
+        if origins.get(role.plugin) in ("default", "core"):
+            names_by_type.setdefault(role.config_type, []).append(role.name)
+    roots = []
+    for config_type, names in names_by_type.items():
+        summary = (config_type.__doc__ or config_type.__name__).strip().splitlines()[0].rstrip(".")
+        starts = ", ".join(f"`fluxon start {name} -c F`" for name in names)
+        roots.append((f"{summary} ({starts})", config_type))
+    return roots
 
 
 def _inner_attrs(tp: Any) -> tuple[type | None, str]:
@@ -111,8 +113,8 @@ def _table(rows: list[ReferenceRow]) -> list[str]:
 def render_reference() -> str:
     """The generated part of ``docs/configuration.md``."""
     lines = [BEGIN_MARK, ""]
-    for title, spec, prefix in REFERENCE_ROOTS:
-        lines += [f"### {title}", "", *_table(rows_for(_resolve(spec), prefix)), ""]
+    for title, config_type in reference_roots():
+        lines += [f"### {title}", "", *_table(rows_for(config_type, "")), ""]
     manager = get_plugin_manager()
     registry = manager.backends()
     # Only what this distribution ships: installed third-party or test plugins must not change the reference.

@@ -11,19 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fluxon_core.hookspecs import hookimpl
-
-ROLE_MODULES: dict[str, str] = {
-    "kv-master": "fluxon_core.kv.kv_master",
-    "owner": "fluxon_core.kv.owner",
-    "fs-master": "fluxon_fs.fs_master",
-    "fs-agent": "fluxon_fs.fs_agent",
-}
-"""``fluxon start`` role name -> the module run as ``python -m <module> --config F --workdir W``."""
+from fluxon_core.hookspecs import RegisterRole, hookimpl
+from fluxon_core.runtime.roles import registered_roles, role_module
 
 
 def _start_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("role", choices=sorted(ROLE_MODULES), help="the role to run")
+    parser.add_argument("role", choices=sorted(registered_roles()), help="the role to run")
     parser.add_argument("-c", "--config", required=True, help="the role's YAML config")
     parser.add_argument("-w", "--workdir", default=None, help="working directory (default: current directory)")
 
@@ -55,7 +48,7 @@ def _start_run(args: argparse.Namespace) -> int:
     argv = ["--config", os.path.abspath(args.config)]
     if args.workdir:
         argv += ["--workdir", os.path.abspath(args.workdir)]
-    return run_role_module(ROLE_MODULES[args.role], argv)
+    return run_role_module(role_module(args.role), argv)
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,3 +152,12 @@ def fluxon_register_commands(register: Any) -> None:
     """``fluxon start`` and ``fluxon status``."""
     register("start", "run a Fluxon role (kv-master, owner, ...) in the foreground", _start_arguments, _start_run)
     register("status", "show the KV cluster: members, roles, pool usage", _status_arguments, _status_run)
+
+
+@hookimpl
+def fluxon_register_roles(register: RegisterRole) -> None:
+    """The KV plane's roles: ``kv-master`` and ``owner``."""
+    from fluxon_core.kv.config import KvClientSettings, KvMasterConfig
+
+    register("kv-master", "fluxon_core.kv.kv_master", KvMasterConfig, "the kv master: membership and cache routes")
+    register("owner", "fluxon_core.kv.owner", KvClientSettings, "a host's owner: the shared-memory cache pool")

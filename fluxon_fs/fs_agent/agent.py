@@ -16,7 +16,6 @@ from fluxon_fs.export.serving.caller_auth import cluster_authenticator, export_a
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.export.serving.rpc_service import ServedExport, serve_export
 from fluxon_fs.fs_agent.transfer_worker import TransferWorkerPool
-from fluxon_fs.fs_master.master import kv_client_config
 from fluxon_fs.master_api.link import EXPORT_REGISTRY_PATH, FsMasterLink
 
 log = get_logger("fluxon.fs.agent")
@@ -116,7 +115,7 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
                 "kvclient.instance_key is required for an fs agent (it is FS_AGENT_INSTANCE_KEY)"
             )
         key = str(config.kvclient["instance_key"])
-        store = new_store(kv_client_config(config, key), role="fs_agent").unwrap("new_store failed")
+        store = new_store(config.kv_client_config(key), role="fs_agent").unwrap("new_store failed")
         owns = True
     else:
         owns = False

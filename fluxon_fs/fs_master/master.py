@@ -62,19 +62,6 @@ REAPER_INTERVAL_S = 0.5
 STATE_STORE_DOWN = (NetworkError, ApiTimeoutError)
 
 
-def kv_client_config(config: FsRoleConfig, default_instance_key: str) -> dict[str, Any]:
-    """The role's ``kvclient`` block with its instance key defaulted (and checked) against the role's."""
-    if config.kvclient is None:
-        raise InvalidArgumentError("kvclient is required: the FluxonKvClientConfig this role attaches with")
-    block = dict(config.kvclient)
-    key = block.setdefault("instance_key", default_instance_key)
-    if key != default_instance_key:
-        raise InvalidArgumentError(
-            f"kvclient.instance_key {key!r} must equal {default_instance_key!r} (the instance key peers address)"
-        )
-    return block
-
-
 class FsMaster:
     """The running fs master; :meth:`close` stops everything it started."""
 
@@ -86,7 +73,7 @@ class FsMaster:
         self.panel_config: MasterPanelConfig = config.fluxon_fs.master_panel
         self.instance_key = config.fluxon_fs.master.instance_key
         self._owns_store = store is None
-        self.store = store or new_store(kv_client_config(config, self.instance_key), role="fs_master").unwrap(
+        self.store = store or new_store(config.kv_client_config(self.instance_key), role="fs_master").unwrap(
             "new_store failed"
         )
         self.exports = ExportRegistry(config.fluxon_fs.cache, lease_ttl_s=AGENT_LEASE_TTL_S)
