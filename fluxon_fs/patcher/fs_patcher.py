@@ -12,10 +12,11 @@ import threading
 import time
 from typing import Any
 
-from fluxon_core.config import dump_config, load_config, load_yaml_file, load_yaml_text
+from fluxon_core.config import dump_config, load_config, load_yaml_file, load_yaml_text, parse_yaml_text, read_yaml_file
 from fluxon_core.errors import ApiError
 from fluxon_core.kv import KvClient
 from fluxon_core.log_setup import get_logger
+from fluxon_core.monitoring import MonitoringConfig, MonitoringHandle, start_monitoring
 from fluxon_core.rpc import default_transport
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
@@ -100,6 +101,12 @@ def _parse_role_yaml(yaml_text: str, what: str) -> FsRoleConfig:
     return load_yaml_text(FsRoleConfig, yaml_text)
 
 
+def _asks_for_monitoring(data: Any) -> bool:
+    # A mount lives inside the user's process: sinks (a Prometheus port, a push thread) start only
+    # when the client YAML has a monitoring block, never by default as in a role process.
+    return isinstance(data, dict) and data.get("monitoring") is not None
+
+
 class FluxonFsPatcher:
     """Mounts fs master exports into this process on top of a store from ``new_store``."""
 
@@ -125,6 +132,7 @@ class FluxonFsPatcher:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reporter: threading.Thread | None = None
+        self._monitoring: MonitoringHandle | None = None
 
     # ----- configuration ------------------------------------------------------------------------
 
@@ -139,8 +147,26 @@ class FluxonFsPatcher:
             self._snapshot = _SnapshotFollower(self._link, master.pull_interval_ms)
 
     def set_cache_config_yaml(self, yaml_text: str) -> None:
-        """The export snapshot / cache config the client expects (YAML with ``fluxon_fs.cache``)."""
-        self._set_cache_config(_parse_role_yaml(yaml_text, "set_cache_config_yaml").fluxon_fs.cache)
+        """The export snapshot / cache config the client expects (YAML with ``fluxon_fs.cache``).
+
+        A ``monitoring`` block in the same YAML starts (or replaces) this client's metrics sinks.
+        """
+        config = _parse_role_yaml(yaml_text, "set_cache_config_yaml")
+        self._set_cache_config(config.fluxon_fs.cache)
+        if _asks_for_monitoring(parse_yaml_text(yaml_text)):
+            self._start_monitoring(config.monitoring)
+
+    def _start_monitoring(self, config: MonitoringConfig) -> None:
+        handle = start_monitoring(config, role="fs_client", instance_key=self._store.instance_key())
+        with self._lock:
+            previous, self._monitoring = self._monitoring, handle
+        if previous is not None:
+            previous.close()
+
+    @property
+    def monitoring(self) -> MonitoringHandle | None:
+        """The metrics sinks a ``monitoring`` block of the client YAML started (None without one)."""
+        return self._monitoring
 
     def _set_cache_config(self, cache: FsCacheConfig) -> None:
         with self._lock:
@@ -212,6 +238,9 @@ class FluxonFsPatcher:
                 if process_mount_table().local_rules is self._rules:
                     process_mount_table().local_rules = None
                 self._stop.set()
+                monitoring, self._monitoring = self._monitoring, None
+                if monitoring is not None:
+                    monitoring.close()
             process_interceptor().uninstall()
 
     def __enter__(self) -> FluxonFsPatcher:
@@ -328,6 +357,8 @@ def install_patcher_from_master(*, kv_store: Any, config_path: str | os.PathLike
     config = load_yaml_file(FsRoleConfig, config_path)
     patcher = FluxonFsPatcher(kv_store)
     patcher._follow(config.fluxon_fs.master)
+    if _asks_for_monitoring(read_yaml_file(config_path)):
+        patcher._start_monitoring(config.monitoring)
     if config.fluxon_fs.identity is not None:
         patcher.set_request_identity(config.fluxon_fs.identity.username, config.fluxon_fs.identity.password)
     local_rules = [dump_config(rule) for rule in config.fluxon_fs.cache.rules]
