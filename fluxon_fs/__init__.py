@@ -8,8 +8,8 @@ Layout, one package per concern:
 * :mod:`fluxon_fs.patcher` — ``FluxonFsPatcher``: interception, remote files, caches, cache rules;
 * :mod:`fluxon_fs.export` — the export protocol: operations, wire codec, client, routing, serving side;
 * :mod:`fluxon_fs.master_api` — the fs master's RPC protocol as clients and agents see it;
-* :mod:`fluxon_fs.fs_master`, :mod:`fluxon_fs.fs_agent` — the two FS roles;
-* :mod:`fluxon_fs.panel` — the fs master's web panel; :mod:`fluxon_fs.auth` — tokens and scopes;
+* :mod:`fluxon_fs.fs_master` (with its web panel, :mod:`fluxon_fs.fs_master.panel`), :mod:`fluxon_fs.fs_agent` — the two FS roles;
+* :mod:`fluxon_fs.auth` — session tokens and scope decisions;
 * :mod:`fluxon_fs.transfer` — transfer jobs and pre-scans; :mod:`fluxon_fs.cli` — ``fluxon`` subcommands;
 * :mod:`fluxon_fs.roles` — starting the FS roles as processes; :mod:`fluxon_fs.demo` — the demo stack.
 """

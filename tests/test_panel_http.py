@@ -16,9 +16,9 @@ import pytest
 
 from fluxon_core.config import load_config
 from fluxon_fs.config import MasterPanelConfig
-from fluxon_fs.panel import PanelServer, PanelSettings, create_panel_app, start_panel
-from fluxon_fs.panel.server import bind_listen_socket
-from fluxon_fs.panel.web import COOKIE_NAME
+from fluxon_fs.fs_master.panel import PanelServer, PanelSettings, create_panel_app, start_panel
+from fluxon_fs.fs_master.panel.server import bind_listen_socket
+from fluxon_fs.fs_master.panel.web import COOKIE_NAME
 from fluxon_fs.transfer.prescan import transfer_check_local_blocking
 from tests.support.panel_harness import (
     ADMIN,

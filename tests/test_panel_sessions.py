@@ -9,10 +9,10 @@ import pytest
 from starlette.routing import Route
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.panel import PanelBackend, create_panel_app
-from fluxon_fs.panel.login_sessions import CookieSigner, SessionStore
-from fluxon_fs.panel.settings import PanelSettings
-from fluxon_fs.panel.web import is_local_path
+from fluxon_fs.fs_master.panel import PanelBackend, create_panel_app
+from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, SessionStore
+from fluxon_fs.fs_master.panel.settings import PanelSettings
+from fluxon_fs.fs_master.panel.web import is_local_path
 
 
 class Clock:

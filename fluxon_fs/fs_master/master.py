@@ -31,6 +31,7 @@ from fluxon_fs.export.serving.caller_auth import service_auth
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.job_runner import JobRunner
 from fluxon_fs.fs_master.mount_registry import MountRegistry
+from fluxon_fs.fs_master.panel import FsMasterPanelBackend, start_panel
 from fluxon_fs.master_api.link import (
     AUTH_EPOCH_PATH,
     AUTH_LOGIN_PATH,
@@ -49,7 +50,6 @@ from fluxon_fs.master_api.link import (
     TRANSFER_RENEW_PATH,
     TRANSFER_SHOW_PATH,
 )
-from fluxon_fs.panel import FsMasterPanelBackend, start_panel
 from fluxon_fs.transfer.holders import ClaimHolders
 from fluxon_fs.transfer.jobs import BatchResult, JobRecord, JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store

@@ -24,8 +24,8 @@ from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.mount_registry import MountRegistry
-from fluxon_fs.panel import FsMasterPanelBackend, PanelServer, PanelSettings, create_panel_app
-from fluxon_fs.panel.server import bind_listen_socket
+from fluxon_fs.fs_master.panel import FsMasterPanelBackend, PanelServer, PanelSettings, create_panel_app
+from fluxon_fs.fs_master.panel.server import bind_listen_socket
 from fluxon_fs.transfer.batching import group_batches
 from fluxon_fs.transfer.copier import copy_batch, scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec, TransferCoordinator

@@ -41,10 +41,10 @@ from fluxon_core.errors import (
     PermissionDeniedError,
 )
 from fluxon_core.log_setup import get_logger
-from fluxon_fs.panel.backend import PanelBackend
-from fluxon_fs.panel.login_sessions import CookieSigner, PanelSession, SessionStore
-from fluxon_fs.panel.rendering import Renderer
-from fluxon_fs.panel.settings import PanelSettings
+from fluxon_fs.fs_master.panel.backend import PanelBackend
+from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, PanelSession, SessionStore
+from fluxon_fs.fs_master.panel.rendering import Renderer
+from fluxon_fs.fs_master.panel.settings import PanelSettings
 
 log = get_logger("fluxon.fs.panel")
 

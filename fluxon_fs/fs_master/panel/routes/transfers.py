@@ -10,10 +10,10 @@ from urllib.parse import quote
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.panel.payloads import batch_payload, job_payload, prescan_payload
-from fluxon_fs.panel.permissions import authorize_transfer, may_read, may_transfer, visible_exports
-from fluxon_fs.panel.routes.exports import clean_path
-from fluxon_fs.panel.web import Action, ActionOutcome, RequestContext, View
+from fluxon_fs.fs_master.panel.payloads import batch_payload, job_payload, prescan_payload
+from fluxon_fs.fs_master.panel.permissions import authorize_transfer, may_read, may_transfer, visible_exports
+from fluxon_fs.fs_master.panel.routes.exports import clean_path
+from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec
 from fluxon_fs.transfer.records import PrescanRecord
 

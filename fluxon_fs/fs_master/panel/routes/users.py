@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.panel.payloads import user_payload
-from fluxon_fs.panel.routes.auth import accepted_token
-from fluxon_fs.panel.web import Action, ActionOutcome, RequestContext, View
+from fluxon_fs.fs_master.panel.payloads import user_payload
+from fluxon_fs.fs_master.panel.routes.auth import accepted_token
+from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
 
 
 def build_users(ctx: RequestContext) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fluxon_fs.panel.backend import PanelBackend
-from fluxon_fs.panel.routes import FEATURE_MODULES, auth, metrics
-from fluxon_fs.panel.settings import PanelSettings
-from fluxon_fs.panel.web import Panel, action_routes, view_routes
+from fluxon_fs.fs_master.panel.backend import PanelBackend
+from fluxon_fs.fs_master.panel.routes import FEATURE_MODULES, auth, metrics
+from fluxon_fs.fs_master.panel.settings import PanelSettings
+from fluxon_fs.fs_master.panel.web import Panel, action_routes, view_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -56,7 +56,7 @@ class SecurityHeadersMiddleware:
 
 
 def create_panel_app(backend: PanelBackend, settings: PanelSettings) -> Starlette:
-    """The panel for ``backend``; ``app.state.panel`` is the :class:`~fluxon_fs.panel.web.Panel`."""
+    """The panel for ``backend``; ``app.state.panel`` is the :class:`~fluxon_fs.fs_master.panel.web.Panel`."""
     panel = Panel(backend, settings)
 
     async def home(_request: Request) -> Response:

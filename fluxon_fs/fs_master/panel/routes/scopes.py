@@ -6,8 +6,8 @@ from typing import Any
 
 from fluxon_core.access.records import ScopeMode
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.panel.payloads import scope_payload
-from fluxon_fs.panel.web import Action, ActionOutcome, RequestContext, View
+from fluxon_fs.fs_master.panel.payloads import scope_payload
+from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
 
 
 def scope_mode(ctx: RequestContext, field: str = "mode") -> ScopeMode:

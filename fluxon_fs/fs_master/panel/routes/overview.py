@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fluxon_core.log_setup import get_logger
-from fluxon_fs.panel.payloads import agent_payload, mount_payload
-from fluxon_fs.panel.permissions import visible_exports
-from fluxon_fs.panel.web import RequestContext, View
+from fluxon_fs.fs_master.panel.payloads import agent_payload, mount_payload
+from fluxon_fs.fs_master.panel.permissions import visible_exports
+from fluxon_fs.fs_master.panel.web import RequestContext, View
 
 log = get_logger("fluxon.fs.panel")
 

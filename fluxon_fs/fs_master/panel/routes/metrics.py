@@ -8,7 +8,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from fluxon_core.errors import PermissionDeniedError
-from fluxon_fs.panel.web import NOT_LOGGED_IN_MESSAGE, Panel, unauthorized
+from fluxon_fs.fs_master.panel.web import NOT_LOGGED_IN_MESSAGE, Panel, unauthorized
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -11,9 +11,9 @@ from starlette.responses import Response, StreamingResponse
 
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.auth.scopes import split_export_path
-from fluxon_fs.panel.payloads import entry_payload
-from fluxon_fs.panel.permissions import visible_exports
-from fluxon_fs.panel.web import RequestContext, View
+from fluxon_fs.fs_master.panel.payloads import entry_payload
+from fluxon_fs.fs_master.panel.permissions import visible_exports
+from fluxon_fs.fs_master.panel.web import RequestContext, View
 
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 

@@ -12,8 +12,8 @@ from starlette.routing import BaseRoute, Route
 
 from fluxon_core.errors import PermissionDeniedError
 from fluxon_fs.auth.identity import Authorizer
-from fluxon_fs.panel.login_sessions import PanelSession
-from fluxon_fs.panel.web import (
+from fluxon_fs.fs_master.panel.login_sessions import PanelSession
+from fluxon_fs.fs_master.panel.web import (
     CSRF_FIELD,
     Panel,
     csrf_token_ok,

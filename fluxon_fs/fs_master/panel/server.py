@@ -12,9 +12,9 @@ from starlette.types import ASGIApp
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.config import MasterPanelConfig
-from fluxon_fs.panel.app import create_panel_app
-from fluxon_fs.panel.backend import PanelBackend
-from fluxon_fs.panel.settings import PanelSettings
+from fluxon_fs.fs_master.panel.app import create_panel_app
+from fluxon_fs.fs_master.panel.backend import PanelBackend
+from fluxon_fs.fs_master.panel.settings import PanelSettings
 
 log = get_logger("fluxon.fs.panel")
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from fluxon_fs.panel.settings import PanelSettings
+from fluxon_fs.fs_master.panel.settings import PanelSettings
 
 if TYPE_CHECKING:
-    from fluxon_fs.panel.login_sessions import PanelSession
-    from fluxon_fs.panel.web import PanelUser
+    from fluxon_fs.fs_master.panel.login_sessions import PanelSession
+    from fluxon_fs.fs_master.panel.web import PanelUser
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 

@@ -1,12 +1,12 @@
 """The panel's routes, one module per feature.
 
-Modules declaring :class:`~fluxon_fs.panel.web.View` / :class:`~fluxon_fs.panel.web.Action` lists
+Modules declaring :class:`~fluxon_fs.fs_master.panel.web.View` / :class:`~fluxon_fs.fs_master.panel.web.Action` lists
 (``VIEWS``, ``ACTIONS``) are listed in :data:`FEATURE_MODULES`; ``auth`` and ``metrics`` build
 their own routes because they sit outside the logged-in request flow.
 """
 
 from __future__ import annotations
 
-from fluxon_fs.panel.routes import exports, overview, scopes, transfers, users
+from fluxon_fs.fs_master.panel.routes import exports, overview, scopes, transfers, users
 
 FEATURE_MODULES = (overview, exports, users, scopes, transfers)

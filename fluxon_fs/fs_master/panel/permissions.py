@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from fluxon_core.errors import ApiError
 from fluxon_fs.auth.identity import Authorizer
-from fluxon_fs.panel.web import PanelUser
+from fluxon_fs.fs_master.panel.web import PanelUser
 from fluxon_fs.transfer.jobs import JobSpec
 
 
