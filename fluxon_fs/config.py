@@ -22,7 +22,6 @@ from fluxon_core.config.fields import (
 )
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.monitoring import MonitoringConfig
-from fluxon_fs.auth.session_policy import SessionPolicyConfig
 
 MiB = 1024 * 1024
 
@@ -160,6 +159,20 @@ class FsAgentConfig:
     listen_address: str = config_field(
         doc="where the agent serves export RPCs (tcp://host:port, port 0 = any; ipc:// for one host).",
         default="tcp://127.0.0.1:0",
+    )
+
+
+@attrs.frozen
+class SessionPolicyConfig:
+    """How long session tokens live and how quickly access changes reach running servers."""
+
+    token_ttl_s: int = config_field(
+        doc="lifetime of a session token issued at login; clients log in again after it.", default=3600, check=positive
+    )
+    revocation_bound_s: float = config_field(
+        doc="longest time before a password change, user removal or grant change applies to open sessions.",
+        default=2.0,
+        check=positive,
     )
 
 

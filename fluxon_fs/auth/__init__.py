@@ -1,6 +1,5 @@
 """Access control of the FS roles, on top of the access-store contract in :mod:`fluxon_core.access`.
 
-* :mod:`~fluxon_fs.auth.session_policy` — token lifetime and revocation bound (``fluxon_fs.master_panel.session``).
 * :mod:`~fluxon_fs.auth.tokens` — signed, expiring session tokens.
 * :mod:`~fluxon_fs.auth.scopes` — export-relative paths, prefix matching and listing visibility.
 * :mod:`~fluxon_fs.auth.identity` — :func:`login` and the :class:`Authorizer` every FS request goes through.
