@@ -28,6 +28,7 @@ from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.value_codec import Value, decode_value, encode_value, encoded_size
 from fluxon_core.log_setup import configure_logging, get_logger, level_from_env
 from fluxon_core.result import Result
+from fluxon_core.rpc import select_transport
 from fluxon_core.rpc_types import Buffer, RpcMessage
 
 log = get_logger("fluxon.kv.client")
@@ -390,6 +391,8 @@ def new_store(
 ) -> Result[KvClient]:
     """Create an owner store (``dram > 0``) or attach an external client to the host's owner.
 
+    The config's ``transport`` block becomes the process's transport (see
+    :func:`fluxon_core.rpc.select_transport`), used by this store and by later RPC of the process.
     ``role`` labels the member in ``fluxon status`` (default ``owner`` / ``external``). Fails with
     InvalidArgumentError for a bad config and StoreInitFailedError when the store cannot start,
     e.g. when no owner appears within ``fluxonkv_spec.attach_timeout_ms``.
@@ -410,16 +413,17 @@ def new_store(
         config = FluxonKvClientConfig.from_settings(settings)
     node: StoreNode
     try:
+        transport = select_transport(settings.transport)
         if settings.is_owner:
             from fluxon_core.kv.owner.node import OwnerNode
 
-            owner = OwnerNode(settings, role or "owner")
+            owner = OwnerNode(settings, transport, role or "owner")
             owner.start()
             node = owner
         else:
             from fluxon_core.kv.external import ExternalNode
 
-            external = ExternalNode(settings, role or "external")
+            external = ExternalNode(settings, transport, role or "external")
             external.start()
             node = external
     except StoreInitFailedError as exc:

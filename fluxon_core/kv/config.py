@@ -36,6 +36,7 @@ from fluxon_core.config.fields import (
     positive,
 )
 from fluxon_core.monitoring import MonitoringConfig
+from fluxon_core.rpc import transport_field
 
 DEFAULT_ATTACH_TIMEOUT_MS = 30_000
 DEFAULT_RPC_HOST = "127.0.0.1"
@@ -186,6 +187,7 @@ class KvClientSettings:
     contribute_to_cluster_pool_size: PoolContribution = config_field(
         doc="pool contribution; dram > 0 makes this process the host's owner.", factory=PoolContribution
     )
+    transport: BackendConfig | None = transport_field()
 
     def __config_validate__(self) -> list[tuple[str, str]]:
         spec = self.fluxonkv_spec
@@ -303,6 +305,7 @@ class KvMasterConfig:
         default=None,
         backend="coordinator",
     )
+    transport: BackendConfig | None = transport_field()
     member_lease_ttl_ms: int = config_field(
         doc="a member that sends no keep-alive for this long is dropped with its replicas.",
         default=10_000,

@@ -43,7 +43,7 @@ from fluxon_core.kv.shared_json import (
     write_shared_json,
 )
 from fluxon_core.log_setup import get_logger
-from fluxon_core.protocols import Coordinator, RpcServer
+from fluxon_core.protocols import Coordinator, RpcServer, Transport
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
 
 log = get_logger("fluxon.kv.owner")
@@ -58,8 +58,9 @@ _FORWARD_MARGIN_S = 0.1
 class OwnerNode:
     """Everything an owner store runs; :meth:`start` brings it up, :meth:`close` takes it down."""
 
-    def __init__(self, settings: KvClientSettings, role: str = "owner") -> None:
+    def __init__(self, settings: KvClientSettings, transport: Transport, role: str = "owner") -> None:
         self.settings = settings
+        self.transport = transport
         self.spec = settings.fluxonkv_spec
         self.instance_key = settings.instance_key
         self.role = role
@@ -96,7 +97,7 @@ class OwnerNode:
         if self.coordinator is not None:
             self._closers.append(self.coordinator.close)
         authenticator = RpcAuthenticator(self._cluster_secret(deadline))
-        self.rpc = AuthedRpc(authenticator, caller=self.instance_key)
+        self.rpc = AuthedRpc(authenticator, caller=self.instance_key, transport=self.transport)
         self._closers.append(self.rpc.close)
         self._claim_file_dir()
         pool_path = str(spec.cluster_pool_dir / "pool")
