@@ -9,6 +9,7 @@ from fluxon_core.config.errors import ConfigError, ConfigTypeError
 from fluxon_core.config.fields import config_field
 from fluxon_core.config.loader import (
     dump_config,
+    load_backend_block,
     load_config,
     load_yaml_file,
     load_yaml_text,
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigTypeError",
     "config_field",
     "dump_config",
+    "load_backend_block",
     "load_config",
     "load_yaml_file",
     "load_yaml_text",

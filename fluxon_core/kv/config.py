@@ -35,6 +35,7 @@ from fluxon_core.config.fields import (
     port_number,
     positive,
 )
+from fluxon_core.kv.pool import pool_block_problems
 from fluxon_core.monitoring import MonitoringConfig
 from fluxon_core.rpc import transport_field
 
@@ -187,9 +188,21 @@ class KvClientSettings:
     contribute_to_cluster_pool_size: PoolContribution = config_field(
         doc="pool contribution; dram > 0 makes this process the host's owner.", factory=PoolContribution
     )
+    pool: BackendConfig | None = config_field(
+        doc="the host's shared-memory pool, a cache backend block `{kind: shm, shm: {...}}`. Owner: default "
+        "`shm`; the kind is recorded in shared.json. External client: default the owner's kind (naming "
+        "another is an error); its options tune this client's reads. The pool's path, role and capacity "
+        "come from fluxonkv_spec and contribute_to_cluster_pool_size and are left out of the block.",
+        default=None,
+        backend="cache",
+    )
     transport: BackendConfig | None = transport_field()
 
     def __config_validate__(self) -> list[tuple[str, str]]:
+        pool_problems = [(f"pool.{rel}", problem) for rel, problem in pool_block_problems(self.pool)]
+        return pool_problems or self._spec_problems()
+
+    def _spec_problems(self) -> list[tuple[str, str]]:
         spec = self.fluxonkv_spec
         if self.is_owner:
             if spec.master_address is None and spec.etcd_addresses is None and spec.coordination is None:

@@ -16,7 +16,7 @@ from fluxon_core.kv.auth import RpcAuthenticator, SecretFileError, secret_from_h
 from fluxon_core.kv.config import KvClientSettings
 from fluxon_core.kv.member_session import MemberSession
 from fluxon_core.kv.node_rpc import NodeRpc, resolver_via
-from fluxon_core.kv.pool import ReaderPool, attach_reader_pool
+from fluxon_core.kv.pool import ReaderPool, attach_reader_pool, reader_pool_block
 from fluxon_core.kv.protocol import MemberInfo, OwnerPath, pid_namespace
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.shared_json import SharedInfo, SharedJsonError, read_shared_json, shared_json_path
@@ -124,7 +124,9 @@ class ExternalNode:
         self.rpc = attachment.rpc
         self._started.append("rpc")
         try:
-            self.reader = attach_reader_pool(self.owner.pool_path)
+            origin = str(shared_json_path(self.settings.fluxonkv_spec.cluster_file_dir))
+            pool_block = reader_pool_block(self.settings.pool, self.owner.pool_kind, origin)
+            self.reader = attach_reader_pool(pool_block, self.owner.pool_path)
             self._started.append("reader")
             self.server = self.rpc.bind(f"tcp://{self.owner.rpc_host}:0", {}, worker_threads=RPC_WORKER_THREADS)
             self._started.append("server")
@@ -142,6 +144,9 @@ class ExternalNode:
             self.session.register()
             self._started.append("session")
             self.session.start()
+        except StoreInitFailedError:
+            self.close()
+            raise
         except ApiError as exc:
             self.close()
             raise StoreInitFailedError(
