@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from fluxon_core.config import BackendConfig, config_field
+from fluxon_core.config import BackendConfig, config_field, load_backend_block
 from fluxon_core.errors import ERROR_CLASSES_BY_CODE, ApiError, NetworkError, RemoteHandlerError
 from fluxon_core.protocols import Transport
 
@@ -96,8 +96,8 @@ def _filename(value: Any) -> str | int | None:
 
 
 TRANSPORT_FIELD_DOC = (
-    "RPC transport of this process, a transport backend block `{kind: zmq, zmq: {...}}`; default `zmq` "
-    "with its default options. Every process of a cluster must use wire-compatible kinds."
+    "RPC transport of this process, e.g. `{kind: zmq, zmq: {io_threads: 2}}`; default `zmq` with its "
+    "default options. Every process of a cluster must use wire-compatible kinds."
 )
 
 
@@ -150,9 +150,9 @@ def select_transport(block: BackendConfig | None) -> Transport:
     afterwards (:func:`default_transport`, e.g. the FS roles and the patcher) uses the same one.
     """
     if block is None:
-        set_default_transport(DEFAULT_TRANSPORT_KIND)
-    else:
-        set_default_transport(block.kind, block.options)
+        # Resolved like a written block, so a missing default plugin is reported naming the field.
+        block = load_backend_block("transport", {"kind": DEFAULT_TRANSPORT_KIND}, "transport")
+    set_default_transport(block.kind, block.options)
     return default_transport()
 
 

@@ -189,7 +189,7 @@ class KvClientSettings:
         doc="pool contribution; dram > 0 makes this process the host's owner.", factory=PoolContribution
     )
     pool: BackendConfig | None = config_field(
-        doc="the host's shared-memory pool, a cache backend block `{kind: shm, shm: {...}}`. Owner: default "
+        doc="the host's shared-memory pool, e.g. `{kind: shm, shm: {view_cache_bytes: 1GiB}}`. Owner: default "
         "`shm`; the kind is recorded in shared.json. External client: default the owner's kind (naming "
         "another is an error); its options tune this client's reads. The pool's path, role and capacity "
         "come from fluxonkv_spec and contribute_to_cluster_pool_size and are left out of the block.",

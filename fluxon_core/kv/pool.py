@@ -120,7 +120,7 @@ def _default_of(field: attrs.Attribute) -> Any:  # type: ignore[type-arg]
 
 def owner_pool_block(block: BackendConfig | None) -> BackendConfig:
     """The pool an owner creates: its ``pool`` block, or ``shm`` with default options."""
-    return BackendConfig(DEFAULT_POOL_KIND) if block is None else block
+    return load_backend_block("cache", {"kind": DEFAULT_POOL_KIND}, "pool") if block is None else block
 
 
 def reader_pool_block(block: BackendConfig | None, owner_kind: str, origin: str) -> BackendConfig:
