@@ -220,7 +220,9 @@ def test_zmq_options_from_yaml_change_what_each_process_advertises(restore_proce
         assert plain.endpoint().startswith("tcp://127.0.0.1:")
         client = cluster.external("e-advertised", "h1", client_fields={"transport": advertise})
         assert client.endpoint().startswith("tcp://localhost:")
-        assert rpc.default_transport().config.advertise_host == "localhost"  # type: ignore[attr-defined]
+        # The last store's selection is the process's transport; each store keeps the one it was built with.
+        assert client.transport() is rpc.default_transport() is not plain.transport()
+        assert client.transport().config.advertise_host == "localhost"  # type: ignore[attr-defined]
         client.put_blocking("k", {"v": 1}).unwrap("put failed")
         assert plain.get_blocking("k").unwrap("get failed").access() == {"v": 1}
 

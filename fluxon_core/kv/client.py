@@ -27,6 +27,7 @@ from fluxon_core.kv.protocol import MasterPath
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.value_codec import Value, decode_value, encode_value, encoded_size
 from fluxon_core.log_setup import configure_logging, get_logger, level_from_env
+from fluxon_core.protocols import Transport
 from fluxon_core.result import Result
 from fluxon_core.rpc import select_transport
 from fluxon_core.rpc_types import Buffer, RpcMessage
@@ -46,6 +47,7 @@ class StoreNode(Protocol):
     generation: int
     node_rpc: NodeRpc
     rpc: AuthedRpc
+    transport: Transport
 
     @property
     def endpoint(self) -> str: ...
@@ -168,6 +170,14 @@ class KvClient:
     def endpoint(self) -> str:
         """This member's RPC endpoint (where ``rpc_register`` handlers are served)."""
         return self._node.endpoint
+
+    def transport(self) -> Transport:
+        """The RPC transport this store uses (its config's ``transport`` block).
+
+        Code that builds its own RPC servers or clients next to a store (the FS roles, the patcher)
+        takes them from here, so they follow the store's config.
+        """
+        return self._node.transport
 
     def pool_stats(self) -> dict[str, int]:
         """Capacity, usage, entries, hits, misses and evictions of the host's pool."""
