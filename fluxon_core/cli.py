@@ -7,13 +7,20 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
 from fluxon_core.hookspecs import RegisterCommand, hookimpl
-from fluxon_core.plugins import FluxonPluginManager, PluginError, call_hookimpl, get_plugin_manager
+from fluxon_core.plugins import (
+    REGISTER_HOOKS,
+    BackendRegistry,
+    FluxonPluginManager,
+    PluginError,
+    call_hookimpl,
+    get_plugin_manager,
+)
 
 
 @attrs.frozen
@@ -142,11 +149,32 @@ def main(argv: list[str] | None = None) -> int:
 
 @attrs.frozen
 class PluginReport:
-    """What ``fluxon plugins`` shows: each plugin with what it provides, failures and conflicts."""
+    """What ``fluxon plugins`` shows: each plugin with what it provides, every kind per category, failures and conflicts.
+
+    ``kinds`` maps each backend category to ``{"kind", "plugins", "usable"}`` entries; a kind
+    registered by several plugins lists them all and is not usable.
+    """
 
     plugins: list[dict[str, Any]]
+    kinds: dict[str, list[dict[str, Any]]]
     failed: list[dict[str, str]]
     conflicts: list[dict[str, Any]]
+
+
+def backend_kinds(registry: BackendRegistry) -> dict[str, list[dict[str, Any]]]:
+    """Every backend kind per category (all categories, even empty ones) with the plugins providing it."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    conflicts = registry.conflicts()
+    for category in REGISTER_HOOKS:
+        entries = [
+            {"kind": kind, "plugins": [registry.entry(category, kind).plugin], "usable": True}
+            for kind in registry.kinds(category)
+        ]
+        entries += [
+            {"kind": c.kind, "plugins": list(c.plugins), "usable": False} for c in conflicts if c.category == category
+        ]
+        kinds[category] = sorted(entries, key=lambda entry: entry["kind"])
+    return kinds
 
 
 def plugin_report() -> PluginReport:
@@ -181,11 +209,18 @@ def plugin_report() -> PluginReport:
         if c.conflicting_plugins
     ]
     failed = [{"name": f.name, "error": f.error} for f in manager.failures]
-    return PluginReport(plugins, failed, conflicts)
+    return PluginReport(plugins, backend_kinds(registry), failed, conflicts)
 
 
 def _plugins_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last column is not padded."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]))
 
 
 def _plugins_run(args: argparse.Namespace) -> int:
@@ -202,10 +237,19 @@ def _plugins_run(args: argparse.Namespace) -> int:
         )
         for p in report.plugins
     ]
-    header = ("plugin", "origin", "distribution", "provides")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    _print_table(("plugin", "origin", "distribution", "provides"), rows)
+    print()
+    kind_rows: list[tuple[str, str, str]] = []
+    for category, entries in report.kinds.items():
+        kind_rows += [
+            (
+                category,
+                entry["kind"],
+                " and ".join(entry["plugins"]) + ("" if entry["usable"] else " (unusable: duplicate)"),
+            )
+            for entry in entries
+        ] or [(category, "-", "-")]
+    _print_table(("category", "kind", "plugin"), kind_rows)
     for failure in report.failed:
         print(f"FAILED {failure['name']}: {failure['error']}")
     for conflict in report.conflicts:
@@ -218,7 +262,7 @@ def fluxon_register_commands(register: RegisterCommand) -> None:
     """``fluxon plugins``."""
     register(
         "plugins",
-        "list loaded plugins, their origin and the backend kinds and commands each provides",
+        "list loaded plugins with their origin and what each provides, and every backend kind per category",
         _plugins_arguments,
         _plugins_run,
     )

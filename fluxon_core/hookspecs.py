@@ -63,9 +63,11 @@ def fluxon_register_transports(register: RegisterBackend) -> None:
 
 @hookspec
 def fluxon_register_caches(register: RegisterBackend) -> None:
-    """Register content-cache pools (:class:`fluxon_core.protocols.CacheBackend`).
+    """Register content-cache pools (:class:`fluxon_core.protocols.CacheBackend`), selected by ``pool: {kind: ...}``.
 
-    Called once per process when the plugin manager is built; ``factory(options) -> CacheBackend``.
+    The KV plane's pool needs options with the placement fields ``path``, ``role`` and ``capacity``
+    (see :mod:`fluxon_core.kv.pool`). Called once per process when the plugin manager is built;
+    ``factory(options) -> CacheBackend``.
     Return value is ignored. Raising drops every contribution of the plugin and records it as failed.
     """
 

@@ -183,6 +183,13 @@ class BackendRegistry:
             )
         return found
 
+    def options(self, category: str, kind: str, options: Any = None) -> Any:
+        """The options :meth:`create` hands to the factory: an instance of the kind's options class, or None.
+
+        ``options`` is taken as in :meth:`create`; two selections of a kind are the same when these are equal.
+        """
+        return _options_for(self.entry(category, kind), options)
+
     def create(self, category: str, kind: str, options: Any = None) -> Any:
         """Build a backend and check it against the category's Protocol.
 

@@ -1,5 +1,8 @@
 """Transport-agnostic RPC pieces: errors on the wire and the process-wide transport.
 
+Which transport a process uses is selected by the ``transport: {kind: ..., <kind>: {...}}`` block of
+its config (:func:`transport_field`, :func:`select_transport`); ``zmq`` with its defaults otherwise.
+
 A handler may raise anything; the caller must get a *typed* error back:
 
 * an :class:`~fluxon_core.errors.ApiError` comes back as the class registered for its ``code``;
@@ -17,6 +20,7 @@ import os
 import threading
 from typing import Any
 
+from fluxon_core.config import BackendConfig, config_field, load_backend_block
 from fluxon_core.errors import ERROR_CLASSES_BY_CODE, ApiError, NetworkError, RemoteHandlerError
 from fluxon_core.protocols import Transport
 
@@ -91,20 +95,65 @@ def _filename(value: Any) -> str | int | None:
     return str(value)
 
 
+TRANSPORT_FIELD_DOC = (
+    "RPC transport of this process, e.g. `{kind: zmq, zmq: {io_threads: 2}}`; default `zmq` with its "
+    "default options. Every process of a cluster must use wire-compatible kinds."
+)
+
+
+def transport_field() -> Any:
+    """The ``transport:`` field of a process's config (``BackendConfig | None``; None means ``zmq``)."""
+    return config_field(doc=TRANSPORT_FIELD_DOC, default=None, backend="transport")
+
+
 _default_lock = threading.Lock()
 _default: tuple[int, Transport] | None = None
-_default_selection: tuple[str, Any] = (DEFAULT_TRANSPORT_KIND, None)
+_default_selection: tuple[str, Any] | None = None
+"""(kind, parsed options) of the process's transport; None until selected or first built (then ``zmq``)."""
+
+
+def _normalized(kind: str, options: Any) -> tuple[str, Any]:
+    from fluxon_core.plugins import get_backends
+
+    return kind, get_backends().options("transport", kind, options)
+
+
+def _current_selection() -> tuple[str, Any]:
+    """The selection in force (caller holds ``_default_lock``); ``zmq`` with defaults until one is made."""
+    global _default_selection
+    if _default_selection is None:
+        _default_selection = _normalized(DEFAULT_TRANSPORT_KIND, None)
+    return _default_selection
 
 
 def set_default_transport(kind: str, options: Any = None) -> None:
-    """Select the backend :func:`default_transport` builds (a role calls this with its parsed config).
+    """Select the backend :func:`default_transport` builds; raises UnknownBackendError for a kind nobody provides.
 
-    Takes effect for the next :func:`default_transport` call; transports already handed out keep working.
+    ``options`` is an instance of the kind's options class, a mapping, or None for the defaults.
+    Selecting what is already selected keeps the transport built for it. Otherwise the next
+    :func:`default_transport` call builds the new selection; transports already handed out keep working.
     """
     global _default, _default_selection
+    selection = _normalized(kind, options)
     with _default_lock:
-        _default_selection = (kind, options)
-        _default = None
+        # Nothing is built before a selection is recorded, so a first selection costs nothing.
+        if selection != _default_selection:
+            _default_selection = selection
+            _default = None
+
+
+def select_transport(block: BackendConfig | None) -> Transport:
+    """Make the transport ``block`` selects (None: ``zmq`` with its defaults) the process's transport; return it.
+
+    A process has one transport, chosen by the ``transport:`` block of its config: the kv master
+    role and :func:`~fluxon_core.kv.new_store` call this, so everything the process does over RPC
+    afterwards (:func:`default_transport`, e.g. the FS roles and the patcher) uses the same one.
+    """
+    if block is None:
+        # Resolved like a written block, so a missing default plugin is reported naming the field.
+        block = load_backend_block("transport", {"kind": DEFAULT_TRANSPORT_KIND}, "transport")
+    set_default_transport(block.kind, block.options)
+    return default_transport()
 
 
 def default_transport() -> Transport:
@@ -117,6 +166,6 @@ def default_transport() -> Transport:
         if _default is None or _default[0] != os.getpid():
             from fluxon_core.plugins import get_backends
 
-            kind, options = _default_selection
+            kind, options = _current_selection()
             _default = (os.getpid(), get_backends().create("transport", kind, options))
         return _default[1]

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
-from fluxon_core.config import BackendConfig, ByteSize, config_field, load_backend_block
+from fluxon_core.config import BackendConfig, ByteSize, ConfigError, config_field, load_backend_block, load_config
 from fluxon_core.config.fields import (
     absolute_path,
     all_of,
@@ -21,6 +21,7 @@ from fluxon_core.config.fields import (
     slash_wrapped,
 )
 from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.kv.config import KvClientSettings
 from fluxon_core.monitoring import MonitoringConfig
 
 MiB = 1024 * 1024
@@ -221,7 +222,7 @@ class MasterPanelConfig:
         if self.access_store is not None:
             return self.access_store
         block = {"kind": "sqlite", "sqlite": {"path": self.access_db_path}}
-        return load_backend_block(block, "access_store", "fluxon_fs.master_panel.access_db_path")
+        return load_backend_block("access_store", block, "fluxon_fs.master_panel.access_db_path")
 
 
 @attrs.frozen
@@ -247,6 +248,17 @@ class FsRoleConfig:
     monitoring: MonitoringConfig = config_field(
         doc="metrics sinks of this role (see docs/metrics.md).", factory=MonitoringConfig
     )
+
+    def __config_validate__(self) -> list[tuple[str, str]]:
+        """A bad ``kvclient`` block is reported when the file is read, under ``kvclient.``."""
+        if self.kvclient is None:
+            return []
+        try:
+            # The role fills in its own instance key later (kv_client_config); any valid name checks the rest.
+            load_config(KvClientSettings, {"instance_key": "fs-role", **self.kvclient}, "kvclient")
+        except ConfigError as exc:
+            return [(exc.path, exc.expectation)]
+        return []
 
     def kv_client_config(self, default_instance_key: str) -> dict[str, Any]:
         """The ``kvclient`` block with its instance key defaulted to (and checked against) the role's."""

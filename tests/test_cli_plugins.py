@@ -40,6 +40,19 @@ def test_plugins_json_through_the_console_script(mixed_site: Path, tmp_path: Pat
     assert plugins["fluxon_core.cli"]["origin"] == "core" and plugins["fluxon_core.cli"]["provides"] == [
         "command:plugins"
     ]
+    # Every category is listed with each of its kinds and the plugin providing it.
+    assert list(report["kinds"]) == [
+        "transport",
+        "cache",
+        "state_store",
+        "access_store",
+        "coordinator",
+        "metrics_sink",
+    ]
+    assert {"kind": "zmq", "plugins": ["zmq_transport"], "usable": True} in report["kinds"]["transport"]
+    assert {"kind": "shm", "plugins": ["shm_cache"], "usable": True} in report["kinds"]["cache"]
+    assert {"kind": "good_sink", "plugins": ["good"], "usable": True} in report["kinds"]["metrics_sink"]
+    assert {"kind": "dup_sink", "plugins": ["dup_a", "dup_b"], "usable": False} in report["kinds"]["metrics_sink"]
     # Conflicting contributions stay listed under both plugins, and are reported as conflicts.
     assert plugins["dup_b"]["provides"] == ["command:clash", "metrics_sink:b_sink", "metrics_sink:dup_sink"]
     assert "broken" not in plugins
@@ -57,7 +70,8 @@ def test_plugins_table(mixed_site: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["plugin", "origin", "distribution", "provides"]
-    rows = {line.split()[0]: line.split() for line in lines[1:] if not line.startswith(("FAILED", "CONFLICT"))}
+    blank = lines.index("")
+    rows = {line.split()[0]: line.split() for line in lines[1:blank]}
     assert rows["good"] == [
         "good",
         "third-party",
@@ -67,6 +81,15 @@ def test_plugins_table(mixed_site: Path, tmp_path: Path) -> None:
         "metrics_sink:good_sink",
     ]
     assert rows["sqlite_state"][:4] == ["sqlite_state", "default", "fluxon", "0.1.0"]
+    assert lines[blank + 1].split() == ["category", "kind", "plugin"]
+    kind_rows = [line.split(maxsplit=2) for line in lines[blank + 2 :] if not line.startswith(("FAILED", "CONFLICT"))]
+    assert ["transport", "zmq", "zmq_transport"] in kind_rows
+    assert ["cache", "shm", "shm_cache"] in kind_rows
+    assert ["access_store", "sqlite", "sqlite_access"] in kind_rows
+    assert ["coordinator", "local", "local_coordination"] in kind_rows
+    assert ["state_store", "sqlite", "sqlite_state"] in kind_rows
+    assert ["metrics_sink", "good_sink", "good"] in kind_rows
+    assert ["metrics_sink", "dup_sink", "dup_a and dup_b (unusable: duplicate)"] in kind_rows
     assert "FAILED broken: ImportError: needs libfrobnicate" in lines
     assert any(
         line.startswith(

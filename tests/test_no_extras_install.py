@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import subprocess
 import threading
 import time
@@ -32,11 +33,15 @@ EXTRAS_ONLY_MODULES = ("starlette", "uvicorn", "jinja2", "pyetcd", "tikv_client"
 @pytest.fixture(scope="module")
 def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The interpreter of a fresh venv holding ``fluxon`` installed from this checkout without extras."""
-    env_dir = tmp_path_factory.mktemp("no-extras") / "venv"
+    base = tmp_path_factory.mktemp("no-extras")
+    # pip builds a local project in its own tree: build from a copy so the checkout stays clean.
+    source = base / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "tests"))
+    env_dir = base / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(REPO_ROOT)],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -18,6 +18,7 @@ from fluxon_core.errors import (
 )
 from fluxon_core.plugins import UnknownBackendError
 from fluxon_core.protocols import Transport
+from fluxon_plugins.zmq_transport.config import ZmqTransportConfig
 
 
 def round_trip(exc: BaseException) -> Exception:
@@ -118,9 +119,22 @@ def test_default_transport_is_the_zmq_backend_built_once() -> None:
 
 
 def test_selecting_an_unknown_transport_kind_names_the_available_ones() -> None:
-    rpc.set_default_transport("carrier-pigeon")
+    before = rpc.default_transport()
+    with pytest.raises(UnknownBackendError, match=r"carrier-pigeon.*zmq"):
+        rpc.set_default_transport("carrier-pigeon")
+    assert rpc.default_transport() is before
+
+
+def test_selecting_the_same_transport_again_keeps_the_built_one() -> None:
+    rpc.set_default_transport(rpc.DEFAULT_TRANSPORT_KIND)
+    first = rpc.default_transport()
+    # None, a mapping and an options object that all mean "the defaults" are one selection.
+    rpc.set_default_transport(rpc.DEFAULT_TRANSPORT_KIND, {})
+    rpc.set_default_transport(rpc.DEFAULT_TRANSPORT_KIND, ZmqTransportConfig())
+    assert rpc.default_transport() is first
+    rpc.set_default_transport(rpc.DEFAULT_TRANSPORT_KIND, {"io_threads": 2})
     try:
-        with pytest.raises(UnknownBackendError, match=r"carrier-pigeon.*zmq"):
-            rpc.default_transport()
+        second = rpc.default_transport()
+        assert second is not first and second.config.io_threads == 2  # type: ignore[attr-defined]
     finally:
         rpc.set_default_transport(rpc.DEFAULT_TRANSPORT_KIND)

@@ -49,8 +49,12 @@ def load_config(cls: type, data: Any, path: str = "") -> Any:
     return _convert(cls, data, path, backend=None)
 
 
-def load_backend_block(data: Any, category: str, path: str) -> BackendConfig:
-    """Parse a ``{kind: ..., <kind>: {...}}`` block of backend ``category`` (``state_store``, ...) at ``path``."""
+def load_backend_block(category: str, data: Any, path: str) -> BackendConfig:
+    """Parse ``{kind: NAME, NAME: {options}}`` of backend ``category`` found at ``path``.
+
+    The same parsing as a ``config_field(backend=category)`` field, for code that selects a kind
+    outside such a field: an unknown kind names ``<path>.kind`` and lists the installed kinds.
+    """
     return _convert_backend(data, path, category)
 
 

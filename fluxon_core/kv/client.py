@@ -27,7 +27,9 @@ from fluxon_core.kv.protocol import MasterPath
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.value_codec import Value, decode_value, encode_value, encoded_size
 from fluxon_core.log_setup import configure_logging, get_logger, level_from_env
+from fluxon_core.protocols import Transport
 from fluxon_core.result import Result
+from fluxon_core.rpc import select_transport
 from fluxon_core.rpc_types import Buffer, RpcMessage
 
 log = get_logger("fluxon.kv.client")
@@ -45,6 +47,7 @@ class StoreNode(Protocol):
     generation: int
     node_rpc: NodeRpc
     rpc: AuthedRpc
+    transport: Transport
 
     @property
     def endpoint(self) -> str: ...
@@ -167,6 +170,14 @@ class KvClient:
     def endpoint(self) -> str:
         """This member's RPC endpoint (where ``rpc_register`` handlers are served)."""
         return self._node.endpoint
+
+    def transport(self) -> Transport:
+        """The RPC transport this store uses (its config's ``transport`` block).
+
+        Code that builds its own RPC servers or clients next to a store (the FS roles, the patcher)
+        takes them from here, so they follow the store's config.
+        """
+        return self._node.transport
 
     def pool_stats(self) -> dict[str, int]:
         """Capacity, usage, entries, hits, misses and evictions of the host's pool."""
@@ -390,6 +401,8 @@ def new_store(
 ) -> Result[KvClient]:
     """Create an owner store (``dram > 0``) or attach an external client to the host's owner.
 
+    The config's ``transport`` block becomes the process's transport (see
+    :func:`fluxon_core.rpc.select_transport`), used by this store and by later RPC of the process.
     ``role`` labels the member in ``fluxon status`` (default ``owner`` / ``external``). Fails with
     InvalidArgumentError for a bad config and StoreInitFailedError when the store cannot start,
     e.g. when no owner appears within ``fluxonkv_spec.attach_timeout_ms``.
@@ -410,16 +423,17 @@ def new_store(
         config = FluxonKvClientConfig.from_settings(settings)
     node: StoreNode
     try:
+        transport = select_transport(settings.transport)
         if settings.is_owner:
             from fluxon_core.kv.owner.node import OwnerNode
 
-            owner = OwnerNode(settings, role or "owner")
+            owner = OwnerNode(settings, transport, role or "owner")
             owner.start()
             node = owner
         else:
             from fluxon_core.kv.external import ExternalNode
 
-            external = ExternalNode(settings, role or "external")
+            external = ExternalNode(settings, transport, role or "external")
             external.start()
             node = external
     except StoreInitFailedError as exc:

@@ -35,7 +35,9 @@ from fluxon_core.config.fields import (
     port_number,
     positive,
 )
+from fluxon_core.kv.pool import pool_block_problems
 from fluxon_core.monitoring import MonitoringConfig
+from fluxon_core.rpc import transport_field
 
 DEFAULT_ATTACH_TIMEOUT_MS = 30_000
 DEFAULT_RPC_HOST = "127.0.0.1"
@@ -186,8 +188,21 @@ class KvClientSettings:
     contribute_to_cluster_pool_size: PoolContribution = config_field(
         doc="pool contribution; dram > 0 makes this process the host's owner.", factory=PoolContribution
     )
+    pool: BackendConfig | None = config_field(
+        doc="the host's shared-memory pool, e.g. `{kind: shm, shm: {view_cache_bytes: 1GiB}}`. Owner: default "
+        "`shm`; the kind is recorded in shared.json. External client: default the owner's kind (naming "
+        "another is an error); its options tune this client's reads. The pool's path, role and capacity "
+        "come from fluxonkv_spec and contribute_to_cluster_pool_size and are left out of the block.",
+        default=None,
+        backend="cache",
+    )
+    transport: BackendConfig | None = transport_field()
 
     def __config_validate__(self) -> list[tuple[str, str]]:
+        pool_problems = [(f"pool.{rel}", problem) for rel, problem in pool_block_problems(self.pool)]
+        return pool_problems or self._spec_problems()
+
+    def _spec_problems(self) -> list[tuple[str, str]]:
         spec = self.fluxonkv_spec
         if self.is_owner:
             if spec.master_address is None and spec.etcd_addresses is None and spec.coordination is None:
@@ -303,6 +318,7 @@ class KvMasterConfig:
         default=None,
         backend="coordinator",
     )
+    transport: BackendConfig | None = transport_field()
     member_lease_ttl_ms: int = config_field(
         doc="a member that sends no keep-alive for this long is dropped with its replicas.",
         default=10_000,

@@ -1,9 +1,12 @@
-"""Building the coordinator a role's config selects (``local`` when none is given)."""
+"""Building the coordinator a role's config selects (``local`` when none is given).
+
+A default kind is resolved like a written one, so a missing plugin is reported the same way:
+naming the field and the installed kinds.
+"""
 
 from __future__ import annotations
 
-from fluxon_core.config import BackendConfig, load_config
-from fluxon_core.plugins import get_backends
+from fluxon_core.config import BackendConfig, ConfigError, load_backend_block
 from fluxon_core.protocols import Coordinator
 
 DEFAULT_COORDINATOR_KIND = "local"
@@ -12,22 +15,20 @@ DEFAULT_COORDINATOR_KIND = "local"
 def create_coordinator(block: BackendConfig | None) -> Coordinator:
     """The coordinator of ``block``; an absent block means ``kind: local`` with default options."""
     if block is None:
-        registry = get_backends()
-        entry = registry.entry("coordinator", DEFAULT_COORDINATOR_KIND)
-        options = None if entry.config_type is None else load_config(entry.config_type, {}, "coordination")
-        coordinator: Coordinator = registry.create("coordinator", DEFAULT_COORDINATOR_KIND, options)
-        return coordinator
+        block = load_backend_block("coordinator", {"kind": DEFAULT_COORDINATOR_KIND}, "coordination")
     created: Coordinator = block.create("coordinator")
     return created
 
 
 def etcd_block(addresses: list[str]) -> BackendConfig:
-    """The coordination block ``etcd_addresses`` stands for."""
-    entry = get_backends().entry("coordinator", "etcd")
-    if entry.config_type is None:
-        raise TypeError(f"coordinator kind 'etcd' of plugin {entry.plugin!r} declares no options class")
-    options = load_config(entry.config_type, {"endpoints": list(addresses)}, "fluxonkv_spec.etcd_addresses")
-    return BackendConfig(kind="etcd", options=options)
+    """The coordination block ``fluxonkv_spec.etcd_addresses`` stands for."""
+    try:
+        return load_backend_block("coordinator", {"kind": "etcd", "etcd": {"endpoints": list(addresses)}}, "")
+    except ConfigError as exc:
+        # Only the kind can fail: the addresses already passed the field's own check.
+        raise ConfigError(
+            "fluxonkv_spec.etcd_addresses", f"needs coordinator kind 'etcd', which {exc.expectation}"
+        ) from None
 
 
 def coordination_kind(block: BackendConfig | None) -> str:

@@ -16,12 +16,12 @@ from fluxon_core.kv.auth import RpcAuthenticator, SecretFileError, secret_from_h
 from fluxon_core.kv.config import KvClientSettings
 from fluxon_core.kv.member_session import MemberSession
 from fluxon_core.kv.node_rpc import NodeRpc, resolver_via
-from fluxon_core.kv.pool import ReaderPool, attach_reader_pool
+from fluxon_core.kv.pool import ReaderPool, attach_reader_pool, reader_pool_block
 from fluxon_core.kv.protocol import MemberInfo, OwnerPath, pid_namespace
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.shared_json import SharedInfo, SharedJsonError, read_shared_json, shared_json_path
 from fluxon_core.log_setup import get_logger
-from fluxon_core.protocols import RpcServer
+from fluxon_core.protocols import RpcServer, Transport
 from fluxon_core.rpc_types import Buffer, RpcMessage
 
 log = get_logger("fluxon.kv.external")
@@ -50,7 +50,7 @@ def _pid_gone(info: SharedInfo) -> bool:
     return False
 
 
-def attach_to_owner(settings: KvClientSettings, timeout_s: float) -> OwnerAttachment:
+def attach_to_owner(settings: KvClientSettings, transport: Transport, timeout_s: float) -> OwnerAttachment:
     """Wait up to ``timeout_s`` for ``shared.json`` to name an owner that answers; StoreInitFailedError otherwise."""
     spec = settings.fluxonkv_spec
     path = shared_json_path(spec.cluster_file_dir)
@@ -68,7 +68,7 @@ def attach_to_owner(settings: KvClientSettings, timeout_s: float) -> OwnerAttach
                 )
             else:
                 authenticator = RpcAuthenticator(secret_from_hex(info.cluster_secret, str(path)))
-                rpc = AuthedRpc(authenticator, caller=settings.instance_key)
+                rpc = AuthedRpc(authenticator, caller=settings.instance_key, transport=transport)
                 remaining = max(0.05, min(1.0, deadline - time.monotonic()))
                 answer = rpc.call(
                     info.owner_endpoint,
@@ -98,8 +98,9 @@ def attach_to_owner(settings: KvClientSettings, timeout_s: float) -> OwnerAttach
 class ExternalNode:
     """The store operations of an external client."""
 
-    def __init__(self, settings: KvClientSettings, role: str = "external") -> None:
+    def __init__(self, settings: KvClientSettings, transport: Transport, role: str = "external") -> None:
         self.settings = settings
+        self.transport = transport
         self.instance_key = settings.instance_key
         self.role = role
         self.generation = time.time_ns()
@@ -117,12 +118,15 @@ class ExternalNode:
 
     def start(self) -> None:
         """Attach (bounded wait), map the pool, serve this member's endpoint, register with the master."""
-        attachment = attach_to_owner(self.settings, self.settings.fluxonkv_spec.attach_timeout_ms / 1000)
+        timeout_s = self.settings.fluxonkv_spec.attach_timeout_ms / 1000
+        attachment = attach_to_owner(self.settings, self.transport, timeout_s)
         self.owner = attachment.info
         self.rpc = attachment.rpc
         self._started.append("rpc")
         try:
-            self.reader = attach_reader_pool(self.owner.pool_path)
+            origin = str(shared_json_path(self.settings.fluxonkv_spec.cluster_file_dir))
+            pool_block = reader_pool_block(self.settings.pool, self.owner.pool_kind, origin)
+            self.reader = attach_reader_pool(pool_block, self.owner.pool_path)
             self._started.append("reader")
             self.server = self.rpc.bind(f"tcp://{self.owner.rpc_host}:0", {}, worker_threads=RPC_WORKER_THREADS)
             self._started.append("server")
@@ -140,6 +144,9 @@ class ExternalNode:
             self.session.register()
             self._started.append("session")
             self.session.start()
+        except StoreInitFailedError:
+            self.close()
+            raise
         except ApiError as exc:
             self.close()
             raise StoreInitFailedError(

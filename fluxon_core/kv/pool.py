@@ -1,4 +1,14 @@
-"""The host's content pool as the KV plane uses it: the ``shm`` cache backend, as owner or reader.
+"""The host's content pool as the KV plane uses it: a ``cache`` backend, as owner or reader.
+
+The kind is selected by the ``pool: {kind: ..., <kind>: {...}}`` block of the owner's config
+(``shm`` by default). The owner records it in ``shared.json`` as ``pool_kind``; an external client
+attaches with that kind, and may name it in its own ``pool`` block (to tune its reader options) but
+not name another.
+
+A cache kind can hold the pool when its options class has the *placement* fields ``path``,
+``role`` (``owner`` or ``reader``) and ``capacity`` (bytes), all with defaults: the KV plane fills
+them from ``fluxonkv_spec`` and ``contribute_to_cluster_pool_size``, so a ``pool`` block leaves
+them out and sets only the kind's other options.
 
 The KV layer needs a little more than :class:`~fluxon_core.protocols.CacheBackend`: readers stage
 a value in the pool and owners adopt it (so bytes never cross a socket), and sizes are read
@@ -10,11 +20,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from fluxon_core.config import load_config
+import attrs
+
+from fluxon_core.config import BackendConfig, ConfigError, dump_config, load_backend_block, load_config
+from fluxon_core.errors import StoreInitFailedError
 from fluxon_core.plugins import get_backends
 from fluxon_core.protocols import Buffer, CacheBackend
 
-POOL_KIND = "shm"
+DEFAULT_POOL_KIND = "shm"
+
+PLACEMENT_FIELDS: dict[str, str] = {
+    "path": "fluxonkv_spec.shared_memory_path (<shared_memory_path>/<cluster_name>/pool)",
+    "role": "contribute_to_cluster_pool_size.dram (owner when > 0, reader otherwise)",
+    "capacity": "contribute_to_cluster_pool_size.dram",
+}
+"""Options of a pool kind that the KV plane sets, and where it takes each from."""
 
 
 @runtime_checkable
@@ -67,26 +87,84 @@ class ReaderPool(CacheBackend, Protocol):
         ...
 
 
-def _options(data: dict[str, Any]) -> Any:
-    entry = get_backends().entry("cache", POOL_KIND)
+def pool_block_problems(block: BackendConfig | None) -> list[tuple[str, str]]:
+    """What is wrong with a parsed ``pool`` block, as ``(path below pool, expectation)`` pairs.
+
+    The kind must be able to hold the pool (its options have the placement fields) and the block
+    must leave the placement to the KV plane.
+    """
+    if block is None:
+        return []
+    entry = get_backends().entry("cache", block.kind)
+    fields = {} if entry.config_type is None else {f.name: f for f in attrs.fields(entry.config_type)}
+    missing = [name for name in PLACEMENT_FIELDS if name not in fields]
+    if missing:
+        return [
+            (
+                "kind",
+                f"names cache kind {block.kind!r} of plugin {entry.plugin!r}, which cannot hold the KV pool: "
+                f"its options lack {', '.join(missing)}",
+            )
+        ]
+    return [
+        (f"{block.kind}.{name}", f"is set by the KV plane from {source}; remove it")
+        for name, source in PLACEMENT_FIELDS.items()
+        if getattr(block.options, name) != _default_of(fields[name])
+    ]
+
+
+def _default_of(field: attrs.Attribute) -> Any:  # type: ignore[type-arg]
+    default: Any = field.default
+    return default.factory() if isinstance(default, attrs.Factory) else default  # type: ignore[arg-type]
+
+
+def owner_pool_block(block: BackendConfig | None) -> BackendConfig:
+    """The pool an owner creates: its ``pool`` block, or ``shm`` with default options."""
+    return load_backend_block("cache", {"kind": DEFAULT_POOL_KIND}, "pool") if block is None else block
+
+
+def reader_pool_block(block: BackendConfig | None, owner_kind: str, origin: str) -> BackendConfig:
+    """The pool an external client attaches with, given the owner's ``pool_kind`` read from ``origin``.
+
+    StoreInitFailedError when the client's block names another kind, or the owner's kind is not
+    installed in this process.
+    """
+    if block is None:
+        try:
+            return load_backend_block("cache", {"kind": owner_kind}, "pool")
+        except ConfigError as exc:
+            raise StoreInitFailedError(
+                f"the owner's pool kind {owner_kind!r} (pool_kind in {origin}) cannot be used here: {exc}"
+            ) from None
+    if block.kind != owner_kind:
+        raise StoreInitFailedError(
+            f"pool.kind {block.kind!r} does not match the owner's pool kind {owner_kind!r} (pool_kind in {origin}); "
+            f"name {owner_kind!r} or leave pool out to attach with the owner's kind"
+        )
+    return block
+
+
+def _placed_options(block: BackendConfig, **placement: Any) -> Any:
+    entry = get_backends().entry("cache", block.kind)
     if entry.config_type is None:
-        return None
-    return load_config(entry.config_type, data, f"cache.{POOL_KIND}")
+        raise TypeError(f"cache kind {block.kind!r} of plugin {entry.plugin!r} takes no options, so no pool placement")
+    data = {} if block.options is None else dump_config(block.options)
+    data.update(placement)
+    return load_config(entry.config_type, data, f"pool.{block.kind}")
 
 
-def create_owner_pool(path: str, capacity_bytes: int) -> OwnerPool:
-    """Create (and claim) the pool at ``path`` with a byte budget."""
-    pool = get_backends().create(
-        "cache", POOL_KIND, _options({"path": path, "role": "owner", "capacity": capacity_bytes})
-    )
+def create_owner_pool(block: BackendConfig, path: str, capacity_bytes: int) -> OwnerPool:
+    """Create (and claim) the pool of kind ``block`` at ``path`` with a byte budget."""
+    options = _placed_options(block, path=path, role="owner", capacity=capacity_bytes)
+    pool = get_backends().create("cache", block.kind, options)
     if not isinstance(pool, OwnerPool):
-        raise TypeError(f"cache kind {POOL_KIND!r} does not provide the owner pool operations the KV plane needs")
+        raise TypeError(f"cache kind {block.kind!r} does not provide the owner pool operations the KV plane needs")
     return pool
 
 
-def attach_reader_pool(path: str) -> ReaderPool:
-    """Attach to the pool an owner created at ``path``."""
-    pool = get_backends().create("cache", POOL_KIND, _options({"path": path, "role": "reader"}))
+def attach_reader_pool(block: BackendConfig, path: str) -> ReaderPool:
+    """Attach to the pool of kind ``block`` an owner created at ``path``."""
+    pool = get_backends().create("cache", block.kind, _placed_options(block, path=path, role="reader"))
     if not isinstance(pool, ReaderPool):
-        raise TypeError(f"cache kind {POOL_KIND!r} does not provide the reader pool operations the KV plane needs")
+        raise TypeError(f"cache kind {block.kind!r} does not provide the reader pool operations the KV plane needs")
     return pool

@@ -69,19 +69,23 @@ def fetch_status(*, config: str | None = None, workdir: str | None = None, timeo
     from fluxon_core.kv.protocol import MasterPath, OwnerPath
     from fluxon_core.kv.rpc_link import AuthedRpc
     from fluxon_core.kv.shared_json import read_shared_json, shared_json_path
+    from fluxon_core.protocols import Transport
+    from fluxon_core.rpc import select_transport
 
     caller = f"fluxon-status-{os.getpid()}"
+    transport: Transport | None = None  # the master's workdir does not say; the process default then
     if workdir is not None:
         record = read_master_file(Path(workdir))
         authenticator = RpcAuthenticator(read_secret_file(record["cluster_secret_file"]))
         endpoint, path = str(record["endpoint"]), MasterPath.STATUS
     else:
         assert config is not None
-        spec = FluxonKvClientConfig.from_file(config).settings().fluxonkv_spec
-        info = read_shared_json(shared_json_path(spec.cluster_file_dir))
+        settings = FluxonKvClientConfig.from_file(config).settings()
+        info = read_shared_json(shared_json_path(settings.fluxonkv_spec.cluster_file_dir))
         authenticator = RpcAuthenticator(secret_from_hex(info.cluster_secret, "shared.json"))
         endpoint, path = info.owner_endpoint, OwnerPath.proxy(MasterPath.STATUS)
-    rpc = AuthedRpc(authenticator, caller=caller)
+        transport = select_transport(settings.transport)
+    rpc = AuthedRpc(authenticator, caller=caller, transport=transport)
     try:
         return dict(rpc.call(endpoint, path, {}, timeout_s=timeout_s).meta)
     finally:

@@ -47,7 +47,7 @@ def _open_store(db: str, *, create: bool) -> AccessModelStore:
     if not create and not Path(db).is_file():
         raise _UsageError(f"access db {db!r} does not exist (only 'fluxon users add' creates one)")
     store: AccessModelStore = load_backend_block(
-        {"kind": "sqlite", "sqlite": {"path": db}}, "access_store", "--db"
+        "access_store", {"kind": "sqlite", "sqlite": {"path": db}}, "--db"
     ).create("access_store")
     return store
 

@@ -9,7 +9,6 @@ from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
-from fluxon_core.rpc import default_transport
 from fluxon_fs.auth.remote import remote_authorizer
 from fluxon_fs.config import AgentExportConfig, FsAgentConfig, FsRoleConfig
 from fluxon_fs.export.serving.caller_auth import cluster_authenticator, export_authorizer
@@ -52,7 +51,7 @@ class FsAgent:
         authorize = export_authorizer(
             remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), cluster_authenticator(store)
         )
-        self.server: RpcServer = default_transport().bind_server(listen_address, worker_threads=16)
+        self.server: RpcServer = store.transport().bind_server(listen_address, worker_threads=16)
         self.served: list[ServedExport] = [
             serve_export(self.server, name, ops, authorize) for name, ops in self.ops.items()
         ]

@@ -24,7 +24,6 @@ import attrs
 
 from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
-from fluxon_core.rpc import default_transport
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.caller_auth import service_auth
@@ -111,7 +110,7 @@ class TransferWorkerPool:
         self._count = count
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._client = default_transport().new_client()
+        self._client = agent.store.transport().new_client()
         self._auth = service_auth(agent.store)
         self._incarnation = secrets.token_hex(4)
 

@@ -20,7 +20,6 @@ from fluxon_core.log_setup import get_logger
 from fluxon_core.metrics import POOL_CAPACITY_BYTES, POOL_USED_BYTES
 from fluxon_core.metrics_exposition import render_prometheus_text
 from fluxon_core.protocols import StateStore
-from fluxon_core.rpc import default_transport
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.remote import claims_to_wire, user_access_to_wire
 from fluxon_fs.auth.tokens import TokenSigner
@@ -91,7 +90,7 @@ class FsMaster:
         self.claim_holders = ClaimHolders(offline_after_s=AGENT_LEASE_TTL_S)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._rpc_client = default_transport().new_client()
+        self._rpc_client = self.store.transport().new_client()
         self._service_auth = service_auth(self.store)
         self.jobs = JobRunner(self.transfers, self.export_ops)
         self._register_handlers()

@@ -17,7 +17,6 @@ from fluxon_core.errors import ApiError
 from fluxon_core.kv import KvClient
 from fluxon_core.log_setup import get_logger
 from fluxon_core.monitoring import MonitoringConfig, MonitoringHandle, start_monitoring
-from fluxon_core.rpc import default_transport
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
 from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH, FsMasterLink
@@ -127,7 +126,7 @@ class FluxonFsPatcher:
         self._identity: _Identity | None = None
         self._installed = 0
         self._mounts: dict[str, str] = {}
-        self._rpc_client = default_transport().new_client()
+        self._rpc_client = store.transport().new_client()
         self._piece_cache = KvPieceCache(store)
         self._lock = threading.RLock()
         self._stop = threading.Event()

@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from pyetcd.utils import prefix_range_end
 
+from fluxon_core.coordination_watch import WatchCallback, WatchSubscription
 from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
+from fluxon_core.etcd_connection import EtcdConnection
 from fluxon_plugins.etcd_coordination.config import EtcdCoordinatorConfig
-from fluxon_plugins.etcd_coordination.connection import EtcdConnection
 from fluxon_plugins.etcd_coordination.watch import EtcdPrefixWatch
-from fluxon_plugins.local_coordination.watch import WatchCallback, WatchSubscription
 
 
 class EtcdCoordinator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxon_core.hookspecs import hookimpl
+from fluxon_core.hookspecs import RegisterBackend, hookimpl
 from fluxon_plugins.etcd_coordination.config import EtcdCoordinatorConfig
 
 
@@ -16,6 +16,6 @@ def create_etcd_coordinator(options: EtcdCoordinatorConfig) -> Any:
 
 
 @hookimpl
-def fluxon_register_coordinators(register: Any) -> None:
+def fluxon_register_coordinators(register: RegisterBackend) -> None:
     """Provide ``kind: etcd`` (leases, watches and membership in an etcd v3 cluster)."""
     register("etcd", create_etcd_coordinator, config_type=EtcdCoordinatorConfig)

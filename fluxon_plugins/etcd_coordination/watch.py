@@ -18,10 +18,10 @@ import grpc
 from pyetcd import etcdrpc
 from pyetcd.etcdrpc import kv_pb2
 
+from fluxon_core.coordination_watch import WatchSubscription
 from fluxon_core.errors import ApiError, ApiTimeoutError
+from fluxon_core.etcd_connection import EtcdConnection
 from fluxon_core.log_setup import get_logger
-from fluxon_plugins.etcd_coordination.connection import EtcdConnection
-from fluxon_plugins.local_coordination.watch import WatchSubscription
 
 log = get_logger("fluxon.coordination.etcd.watch")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxon_core.hookspecs import hookimpl
+from fluxon_core.hookspecs import RegisterBackend, hookimpl
 from fluxon_plugins.etcd_state.config import EtcdStateStoreConfig
 
 
@@ -16,6 +16,6 @@ def create_etcd_state_store(options: EtcdStateStoreConfig) -> Any:
 
 
 @hookimpl
-def fluxon_register_state_stores(register: Any) -> None:
+def fluxon_register_state_stores(register: RegisterBackend) -> None:
     """Provide ``kind: etcd`` (transfer job state in an etcd v3 cluster)."""
     register("etcd", create_etcd_state_store, config_type=EtcdStateStoreConfig)

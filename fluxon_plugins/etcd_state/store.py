@@ -20,7 +20,7 @@ from pyetcd import transactions
 from pyetcd.utils import prefix_range_end
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_plugins.etcd_coordination.connection import EtcdConnection
+from fluxon_core.etcd_connection import EtcdConnection
 from fluxon_plugins.etcd_state.config import EtcdStateStoreConfig
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxon_core.hookspecs import hookimpl
+from fluxon_core.hookspecs import RegisterBackend, hookimpl
 from fluxon_core.monitoring import GreptimeConfig
 
 
@@ -16,6 +16,6 @@ def create_greptime_sink(config: GreptimeConfig | None) -> Any:
 
 
 @hookimpl
-def fluxon_register_metrics_sinks(register: Any) -> None:
+def fluxon_register_metrics_sinks(register: RegisterBackend) -> None:
     """Provide ``kind: greptime``."""
     register("greptime", create_greptime_sink, config_type=GreptimeConfig)

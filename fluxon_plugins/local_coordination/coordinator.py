@@ -26,9 +26,9 @@ from collections.abc import Callable
 
 import attrs
 
+from fluxon_core.coordination_watch import CallbackDispatcher, WatchCallback, WatchSubscription
 from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError, StoreClosedError
 from fluxon_core.log_setup import get_logger
-from fluxon_plugins.local_coordination.watch import CallbackDispatcher, WatchCallback, WatchSubscription
 
 log = get_logger("fluxon.coordination.local")
 

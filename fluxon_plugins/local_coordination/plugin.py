@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fluxon_core.hookspecs import hookimpl
+from fluxon_core.hookspecs import RegisterBackend, hookimpl
 from fluxon_plugins.local_coordination.coordinator import LocalCoordinator
 
 
 @hookimpl
-def fluxon_register_coordinators(register: Any) -> None:
+def fluxon_register_coordinators(register: RegisterBackend) -> None:
     """Provide ``kind: local`` (embedded, in-process; takes no options)."""
     register("local", LocalCoordinator)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Literal
 
 import attrs
@@ -20,21 +19,26 @@ class ShmCacheConfig:
 
     One ``owner`` per host creates the pool and enforces its budget; any number of ``reader``
     processes on the same host attach to it by directory and read values without a round trip.
+    ``path``, ``role`` and ``capacity`` place the pool; the KV plane fills them (see
+    :mod:`fluxon_core.kv.pool`), so they have defaults and are checked when the pool is built.
     """
 
-    path: str = config_field(
+    path: str | None = config_field(
         doc="pool directory on a tmpfs, e.g. /dev/shm/fluxon_demo/<cluster>/pool; the owner creates it "
-        "and wipes values left by earlier generations when it starts.",
+        "and wipes values left by earlier generations when it starts. Required; in the KV plane's `pool` "
+        "block it is left out: the KV plane sets it from fluxonkv_spec.",
+        default=None,
         check=absolute_path,
     )
     role: PoolRole = config_field(
         doc="owner: create the pool and manage its budget (one per host); reader: attach to the pool "
-        "an owner created, reading zero-copy and sending writes through the owner.",
+        "an owner created, reading zero-copy and sending writes through the owner. Set by the KV plane.",
         default="owner",
     )
     capacity: ByteSize = config_field(
-        doc="owner: byte budget of the pool (the client's dram); each value is charged its tmpfs "
-        "footprint, value + key + 16-byte trailer rounded up to 4 KiB pages. Readers take it from the pool.",
+        doc="owner: byte budget of the pool (the client's dram), > 0; each value is charged its tmpfs "
+        "footprint, value + key + 16-byte trailer rounded up to 4 KiB pages. Readers take it from the pool. "
+        "Set by the KV plane from contribute_to_cluster_pool_size.dram.",
         default=ByteSize(0),
     )
     copy_below: ByteSize = config_field(
@@ -66,16 +70,12 @@ class ShmCacheConfig:
         check=positive,
     )
 
-    def __config_validate__(self) -> Iterator[tuple[str, str]]:
-        """Cross-field checks run by the config loader."""
-        if self.role == "owner" and self.capacity <= 0:
-            yield "capacity", "must be > 0 for role owner (the pool's byte budget)"
-
 
 def checked_config(config: ShmCacheConfig) -> ShmCacheConfig:
-    """``config`` with units parsed and every field check applied; InvalidArgumentError names the field.
+    """``config`` with units parsed, every field check applied and the placement complete.
 
-    Objects built directly in Python skip the loader, so the pool classes run it here.
+    InvalidArgumentError names the field. Objects built directly in Python skip the loader, so the
+    pool classes run it here.
     """
     from fluxon_core.config.loader import dump_config, load_config
 
@@ -87,4 +87,8 @@ def checked_config(config: ShmCacheConfig) -> ShmCacheConfig:
         loaded: ShmCacheConfig = load_config(ShmCacheConfig, dump_config(config), "cache.shm")
     except ValueError as exc:
         raise InvalidArgumentError(str(exc)) from None
+    if loaded.path is None:
+        raise InvalidArgumentError("cache.shm.path is required (the pool directory)")
+    if loaded.role == "owner" and loaded.capacity <= 0:
+        raise InvalidArgumentError("cache.shm.capacity must be > 0 for role owner (the pool's byte budget)")
     return loaded

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from fluxon_core.hookspecs import hookimpl
+from fluxon_core.hookspecs import RegisterBackend, hookimpl
 from fluxon_plugins.shm_cache.config import ShmCacheConfig
 
 if TYPE_CHECKING:
@@ -23,6 +23,6 @@ def create_shm_cache(config: ShmCacheConfig) -> ShmPoolOwner | ShmPoolReader:
 
 
 @hookimpl
-def fluxon_register_caches(register: Any) -> None:
+def fluxon_register_caches(register: RegisterBackend) -> None:
     """Provide ``kind: shm``."""
     register("shm", create_shm_cache, config_type=ShmCacheConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxon_core.hookspecs import hookimpl
+from fluxon_core.hookspecs import RegisterBackend, hookimpl
 from fluxon_plugins.tikv_state.config import TikvStateStoreConfig
 
 
@@ -16,6 +16,6 @@ def create_tikv_state_store(options: TikvStateStoreConfig) -> Any:
 
 
 @hookimpl
-def fluxon_register_state_stores(register: Any) -> None:
+def fluxon_register_state_stores(register: RegisterBackend) -> None:
     """Provide ``kind: tikv`` (transfer job state in a TiKV cluster, through its transactional API)."""
     register("tikv", create_tikv_state_store, config_type=TikvStateStoreConfig)

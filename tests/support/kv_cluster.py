@@ -12,7 +12,7 @@ import shutil
 import signal
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,16 @@ class KvCluster:
         spec.update(overrides)
         return spec
 
-    def owner_config(self, instance_key: str, host: str, dram: int | str = "64MiB", **spec: Any) -> dict[str, Any]:
-        """An owner's ``FluxonKvClientConfig`` dict."""
+    def owner_config(
+        self,
+        instance_key: str,
+        host: str,
+        dram: int | str = "64MiB",
+        *,
+        client_fields: Mapping[str, Any] | None = None,
+        **spec: Any,
+    ) -> dict[str, Any]:
+        """An owner's ``FluxonKvClientConfig`` dict; ``client_fields`` adds top-level keys (``pool``, ``transport``)."""
         owner_spec = self.spec(host, **spec)
         if self.etcd_endpoint is not None:
             owner_spec.setdefault("etcd_addresses", [self.etcd_endpoint])
@@ -82,11 +90,14 @@ class KvCluster:
             "instance_key": instance_key,
             "contribute_to_cluster_pool_size": {"dram": dram},
             "fluxonkv_spec": owner_spec,
+            **(client_fields or {}),
         }
 
-    def external_config(self, instance_key: str, host: str, **spec: Any) -> dict[str, Any]:
-        """An external client's config dict."""
-        return {"instance_key": instance_key, "fluxonkv_spec": self.spec(host, **spec)}
+    def external_config(
+        self, instance_key: str, host: str, *, client_fields: Mapping[str, Any] | None = None, **spec: Any
+    ) -> dict[str, Any]:
+        """An external client's config dict; ``client_fields`` adds top-level keys (``pool``, ``transport``)."""
+        return {"instance_key": instance_key, "fluxonkv_spec": self.spec(host, **spec), **(client_fields or {})}
 
     # -- processes --------------------------------------------------------------------------------
 
@@ -103,10 +114,19 @@ class KvCluster:
         self.master.wait(15)
         return self.start_master(**overrides)
 
-    def start_owner(self, instance_key: str, host: str, dram: int | str = "64MiB", **spec: Any) -> ReadyInfo:
+    def start_owner(
+        self,
+        instance_key: str,
+        host: str,
+        dram: int | str = "64MiB",
+        *,
+        client_fields: Mapping[str, Any] | None = None,
+        **spec: Any,
+    ) -> ReadyInfo:
         """Start an owner process on ``host`` and wait until it is ready."""
         proc = start_owner_kvclient_process(
-            self.owner_config(instance_key, host, dram, **spec), workdir=self.root / f"owner-{instance_key}"
+            self.owner_config(instance_key, host, dram, client_fields=client_fields, **spec),
+            workdir=self.root / f"owner-{instance_key}",
         )
         self.owners[instance_key] = proc
         ready = proc.wait_ready(30)
@@ -125,9 +145,12 @@ class KvCluster:
         proc.terminate()
         return proc.wait(15)
 
-    def external(self, instance_key: str, host: str, **spec: Any) -> KvClient:
+    def external(
+        self, instance_key: str, host: str, *, client_fields: Mapping[str, Any] | None = None, **spec: Any
+    ) -> KvClient:
         """An in-process external client on ``host`` (closed by :meth:`close`)."""
-        client = new_store(self.external_config(instance_key, host, **spec)).unwrap("new_store failed")
+        config = self.external_config(instance_key, host, client_fields=client_fields, **spec)
+        client = new_store(config).unwrap("new_store failed")
         self.clients.append(client)
         return client
 

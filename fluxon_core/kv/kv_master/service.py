@@ -35,6 +35,7 @@ from fluxon_core.kv.protocol import (
 from fluxon_core.kv.rpc_link import AuthedRpc, reply
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
+from fluxon_core.rpc import select_transport
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 
 log = get_logger("fluxon.kv.master")
@@ -51,7 +52,9 @@ class KvMaster:
         self._holder_timeout_s = config.holder_call_timeout_ms / 1000
         secret = load_or_create_secret_file(config.secret_file())
         self.authenticator = RpcAuthenticator(secret)
-        self._rpc = AuthedRpc(self.authenticator, caller=config.instance_key)
+        self._rpc = AuthedRpc(
+            self.authenticator, caller=config.instance_key, transport=select_transport(config.transport)
+        )
         self._coordinator = create_coordinator(config.coordination)
         self.membership = Membership(self._coordinator, config.cluster_name, self._lease_ttl_s, self._member_gone)
         self._leases_prefix = key_leases_prefix(config.cluster_name)

@@ -23,7 +23,7 @@ from fluxon_core.kv.member_session import MemberSession
 from fluxon_core.kv.node_rpc import NodeRpc, resolver_via
 from fluxon_core.kv.owner.master_link import MasterLink
 from fluxon_core.kv.owner.replicas import LocalReplicas
-from fluxon_core.kv.pool import OwnerPool, create_owner_pool
+from fluxon_core.kv.pool import OwnerPool, create_owner_pool, owner_pool_block
 from fluxon_core.kv.protocol import (
     PROXIED_MASTER_PATHS,
     MemberInfo,
@@ -43,7 +43,7 @@ from fluxon_core.kv.shared_json import (
     write_shared_json,
 )
 from fluxon_core.log_setup import get_logger
-from fluxon_core.protocols import Coordinator, RpcServer
+from fluxon_core.protocols import Coordinator, RpcServer, Transport
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
 
 log = get_logger("fluxon.kv.owner")
@@ -58,8 +58,10 @@ _FORWARD_MARGIN_S = 0.1
 class OwnerNode:
     """Everything an owner store runs; :meth:`start` brings it up, :meth:`close` takes it down."""
 
-    def __init__(self, settings: KvClientSettings, role: str = "owner") -> None:
+    def __init__(self, settings: KvClientSettings, transport: Transport, role: str = "owner") -> None:
         self.settings = settings
+        self.transport = transport
+        self.pool_block = owner_pool_block(settings.pool)
         self.spec = settings.fluxonkv_spec
         self.instance_key = settings.instance_key
         self.role = role
@@ -96,12 +98,14 @@ class OwnerNode:
         if self.coordinator is not None:
             self._closers.append(self.coordinator.close)
         authenticator = RpcAuthenticator(self._cluster_secret(deadline))
-        self.rpc = AuthedRpc(authenticator, caller=self.instance_key)
+        self.rpc = AuthedRpc(authenticator, caller=self.instance_key, transport=self.transport)
         self._closers.append(self.rpc.close)
         self._claim_file_dir()
         pool_path = str(spec.cluster_pool_dir / "pool")
         try:
-            self.pool = create_owner_pool(pool_path, self.settings.contribute_to_cluster_pool_size.dram)
+            self.pool = create_owner_pool(
+                self.pool_block, pool_path, self.settings.contribute_to_cluster_pool_size.dram
+            )
         except ApiError as exc:
             raise StoreInitFailedError(
                 f"owner {self.instance_key!r} could not create its pool at {pool_path}: {exc}"
@@ -138,9 +142,10 @@ class OwnerNode:
         self.session.start()
         self._publish_shared_json(authenticator)
         log.info(
-            "owner %s (generation %d) ready: pool %s (%d bytes), local %s, peer %s, master %s",
+            "owner %s (generation %d) ready: %s pool %s (%d bytes), local %s, peer %s, master %s",
             self.instance_key,
             self.generation,
+            self.pool_block.kind,
             pool_path,
             self.settings.contribute_to_cluster_pool_size.dram,
             self.local_endpoint,
@@ -229,7 +234,7 @@ class OwnerNode:
             owner_host=self.session.info.host,
             owner_endpoint=self.local_endpoint,
             owner_peer_endpoint=self.peer_server.endpoint,
-            pool_kind="shm",
+            pool_kind=self.pool_block.kind,
             pool_path=self.pool.location,
             pool_capacity_bytes=self.settings.contribute_to_cluster_pool_size.dram,
             master_endpoint=self.master.endpoint,

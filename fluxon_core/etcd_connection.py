@@ -1,12 +1,16 @@
 """A pyetcd client over the configured endpoints, with etcd failures translated to Fluxon errors.
 
-Used by the ``etcd`` coordinator and the ``etcd`` state store. Every call goes through
-:meth:`EtcdConnection.errors`, so callers only ever see :class:`~fluxon_core.errors.ApiError`
-subclasses: :class:`NetworkError` when etcd is unreachable, :class:`ApiTimeoutError` when a call
-exceeds ``timeout_s``, :class:`InvalidArgumentError` for requests etcd rejects as malformed (for
-example a transaction with more operations than the server's ``--max-txn-ops``),
-:class:`StorageFullError` when etcd's space quota is exhausted and :class:`StoreClosedError` after
-:meth:`EtcdConnection.close`.
+Shared by the ``etcd`` coordinator and the ``etcd`` state store, two plugins that may import only
+:mod:`fluxon_core`, so the one etcd connection lives here. pyetcd and grpc are optional
+(``pip install fluxon[etcd]``): they are imported when a connection is opened, never when this
+module is, so the core imports without them.
+
+Every call goes through :meth:`EtcdConnection.errors`, so callers only ever see
+:class:`~fluxon_core.errors.ApiError` subclasses: :class:`NetworkError` when etcd is unreachable,
+:class:`ApiTimeoutError` when a call exceeds ``timeout_s``, :class:`InvalidArgumentError` for
+requests etcd rejects as malformed (for example a transaction with more operations than the
+server's ``--max-txn-ops``), :class:`StorageFullError` when etcd's space quota is exhausted and
+:class:`StoreClosedError` after :meth:`EtcdConnection.close`.
 """
 
 from __future__ import annotations
@@ -14,10 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-
-import grpc
-import pyetcd
-from pyetcd import exceptions as etcd_exceptions
+from typing import TYPE_CHECKING
 
 from fluxon_core.config.fields import host_port
 from fluxon_core.errors import (
@@ -29,6 +30,10 @@ from fluxon_core.errors import (
     StorageFullError,
     StoreClosedError,
 )
+
+if TYPE_CHECKING:
+    import grpc
+    import pyetcd
 
 # A failed endpoint is skipped for this long before it is tried again; short, so that a restarted
 # etcd is used again quickly (pyetcd's own default is five minutes).
@@ -44,12 +49,13 @@ _GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
 
-_ERRORS_BY_STATUS: dict[grpc.StatusCode, type[ApiError]] = {
-    grpc.StatusCode.UNAVAILABLE: NetworkError,
-    grpc.StatusCode.DEADLINE_EXCEEDED: ApiTimeoutError,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.NOT_FOUND: KeyNotFoundError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: StorageFullError,
+# By gRPC status code name, so that nothing here needs grpc before a connection exists.
+_ERRORS_BY_STATUS: dict[str, type[ApiError]] = {
+    "UNAVAILABLE": NetworkError,
+    "DEADLINE_EXCEEDED": ApiTimeoutError,
+    "INVALID_ARGUMENT": InvalidArgumentError,
+    "NOT_FOUND": KeyNotFoundError,
+    "RESOURCE_EXHAUSTED": StorageFullError,
 }
 
 
@@ -69,6 +75,10 @@ class EtcdConnection:
     """One pyetcd client (one gRPC channel per endpoint, failover between them)."""
 
     def __init__(self, endpoints: Sequence[str], timeout_s: float) -> None:
+        import grpc
+        import pyetcd
+        from pyetcd import exceptions as etcd_exceptions
+
         if isinstance(endpoints, str) or not endpoints:
             raise InvalidArgumentError(f"etcd endpoints must be a non-empty list of 'host:port', got {endpoints!r}")
         if not timeout_s > 0:
@@ -84,6 +94,10 @@ class EtcdConnection:
             timeout=self.timeout_s,
             failover=True,
         )
+        # Kept from the lazy imports above, for the error translation of every call.
+        self._rpc_error: type[BaseException] = grpc.RpcError
+        self._etcd_error: type[BaseException] = etcd_exceptions.Etcd3Exception
+        self._timeout_error: type[BaseException] = etcd_exceptions.ConnectionTimeoutError
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -116,20 +130,20 @@ class EtcdConnection:
             yield
         except ApiError:
             raise
-        except (grpc.RpcError, etcd_exceptions.Etcd3Exception) as exc:
+        except (self._rpc_error, self._etcd_error) as exc:
             raise self.translate(exc, action) from exc
 
     def translate(self, exc: BaseException, action: str) -> ApiError:
         """The Fluxon error for a pyetcd or gRPC failure while doing ``action``."""
         where = ", ".join(self.endpoints)
         # pyetcd replaces some gRPC errors by detail-less exceptions; the original is the context.
-        rpc_error = exc if isinstance(exc, grpc.RpcError) else exc.__context__
-        if isinstance(rpc_error, grpc.RpcError) and hasattr(rpc_error, "code"):
+        rpc_error = exc if isinstance(exc, self._rpc_error) else exc.__context__
+        if isinstance(rpc_error, self._rpc_error) and hasattr(rpc_error, "code"):
             code = rpc_error.code()
             details = rpc_error.details() if hasattr(rpc_error, "details") else ""
-            error_class = _ERRORS_BY_STATUS.get(code, NetworkError)
+            error_class = _ERRORS_BY_STATUS.get(code.name, NetworkError)
             return error_class(f"etcd {action} failed at {where}: {code.name}: {details}")
-        if isinstance(exc, etcd_exceptions.ConnectionTimeoutError):
+        if isinstance(exc, self._timeout_error):
             return ApiTimeoutError(f"etcd {action} timed out after {self.timeout_s}s at {where}")
         return NetworkError(f"etcd {action} failed at {where}: {type(exc).__name__}: {exc}")
 

@@ -1,6 +1,7 @@
 """Prefix-watch subscriptions whose callbacks stop for good once cancelled.
 
-Shared by every coordinator of this distribution: a subscription serialises deliveries with its
+The building blocks of :meth:`fluxon_core.protocols.Coordinator.watch_prefix`, shared by coordinator
+plugins (``local``, ``etcd``, third-party ones): a subscription serialises deliveries with its
 cancellation, so after ``cancel()`` returns (from any thread other than the one running the
 callback) the callback is never entered again.
 """
