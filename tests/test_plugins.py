@@ -406,7 +406,7 @@ def test_example_plugin_own_tests_pass(example_plugin: Path, tmp_path: Path) -> 
         PYTHONDONTWRITEBYTECODE="1",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    assert "12 passed" in proc.stdout  # 4 state-store and 8 access-store tests
 
 
 # ---------------------------------------------------------------- registry and lifecycle API, in-process

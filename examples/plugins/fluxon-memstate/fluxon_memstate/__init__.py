@@ -1,7 +1,8 @@
-"""An in-memory :class:`fluxon_core.protocols.StateStore` for Fluxon, packaged as a third-party plugin."""
+"""In-memory backends for Fluxon, packaged as a third-party plugin: a state store and an access store."""
 
-from fluxon_memstate.store import MemoryStateStore, MemoryStateStoreConfig
+from fluxon_memstate.access_store import MemoryAccessStore, MemoryAccessStoreConfig
+from fluxon_memstate.state_store import MemoryStateStore, MemoryStateStoreConfig
 
 __version__ = "0.1.0"
 
-__all__ = ["MemoryStateStore", "MemoryStateStoreConfig"]
+__all__ = ["MemoryAccessStore", "MemoryAccessStoreConfig", "MemoryStateStore", "MemoryStateStoreConfig"]
