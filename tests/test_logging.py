@@ -42,7 +42,7 @@ def test_unknown_levels_are_refused_clearly(value: str) -> None:
 
 def test_loggers_live_under_the_fluxon_tree() -> None:
     assert get_logger("kv.owner").name == "fluxon.kv.owner"
-    assert get_logger("fluxon_fs.export.serving").name == "fluxon_fs.export.serving"
+    assert get_logger("fluxon_memstate.access").name == "fluxon.fluxon_memstate.access"
     assert get_logger("fluxon.plugins").name == "fluxon.plugins"
 
 

@@ -153,11 +153,6 @@ def test_fluxon_start_runs_a_role_a_plugin_registers(echo_run: EchoRun) -> None:
     assert echo_run.marks.get("stopping") == "echo echo-1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fluxon_core/runtime/role_main.py calls lifecycle hooks with every argument (impl.function(**kwargs)) "
-    "instead of FluxonPluginManager.notify, so an implementation taking fewer arguments raises TypeError",
-)
 def test_a_lifecycle_hook_taking_fewer_arguments_runs_in_a_real_role(echo_run: EchoRun) -> None:
     assert echo_run.marks.get("started") == "echo echo-1", echo_run.stderr
 
@@ -227,11 +222,6 @@ def test_fluxon_start_of_a_role_two_installed_plugins_register_fails_naming_both
     assert "role 'twin' is registered by plugins twin_a and twin_b" in proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the start command lists registered_roles() while the CLI builds its parser, so a role conflict "
-    "raises out of every fluxon command with a traceback (fluxon_core/runtime/commands.py _start_arguments)",
-)
 def test_a_role_conflict_leaves_the_other_commands_working(tmp_path: Path) -> None:
     site = make_site(tmp_path, _twin("fluxon-fake-twin-a", "twin_a"), _twin("fluxon-fake-twin-b", "twin_b"))
     listed = run_fluxon(["plugins"], [site], tmp_path)

@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.hookspecs import RegisterRole, hookimpl
-from fluxon_core.runtime.roles import registered_roles, role_module
+from fluxon_core.runtime.roles import role_module, role_names
 
 
 def _start_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("role", choices=sorted(registered_roles()), help="the role to run")
+    parser.add_argument("role", choices=role_names(), help="the role to run")
     parser.add_argument("-c", "--config", required=True, help="the role's YAML config")
     parser.add_argument("-w", "--workdir", default=None, help="working directory (default: current directory)")
 
@@ -48,7 +49,12 @@ def _start_run(args: argparse.Namespace) -> int:
     argv = ["--config", os.path.abspath(args.config)]
     if args.workdir:
         argv += ["--workdir", os.path.abspath(args.workdir)]
-    return run_role_module(role_module(args.role), argv)
+    try:
+        module = role_module(args.role)
+    except InvalidArgumentError as exc:
+        print(f"fluxon: error: {exc.message}", file=sys.stderr)
+        return 2
+    return run_role_module(module, argv)
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:

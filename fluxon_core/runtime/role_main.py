@@ -47,12 +47,7 @@ def parse_role_args(role: str, argv: Sequence[str] | None) -> argparse.Namespace
 def _call_hook(name: str, **kwargs: Any) -> None:
     from fluxon_core.plugins import get_plugin_manager
 
-    hook = getattr(get_plugin_manager().hook, name)
-    for impl in hook.get_hookimpls():
-        try:
-            impl.function(**kwargs)
-        except Exception:
-            log.exception("%s hook of plugin %r failed", name, impl.plugin_name)
+    get_plugin_manager().notify(name, **kwargs)
 
 
 def run_role(role: str, start: Callable[[Path, Path], RunningRole], argv: Sequence[str] | None = None) -> int:

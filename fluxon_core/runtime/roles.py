@@ -37,11 +37,25 @@ def registered_roles() -> dict[str, RoleEntry]:
     A plugin whose hook raises is skipped and logged; a name registered twice raises
     :class:`RoleConflictError` naming both plugins.
     """
+    roles, conflicts = _collect_roles()
+    if conflicts:
+        name, plugins = next(iter(conflicts.items()))
+        raise RoleConflictError(f"role {name!r} is registered by plugins {' and '.join(plugins)}")
+    return roles
+
+
+def role_names() -> list[str]:
+    """Every registered role name, conflicting ones included (starting one of those reports the conflict)."""
+    roles, conflicts = _collect_roles()
+    return sorted({*roles, *conflicts})
+
+
+def _collect_roles() -> tuple[dict[str, RoleEntry], dict[str, list[str]]]:
     from fluxon_core.cli import register_core_modules
 
     manager = get_plugin_manager()
     register_core_modules(manager)
-    roles: dict[str, RoleEntry] = {}
+    providers: dict[str, list[RoleEntry]] = {}
     for impl in manager.hook.fluxon_register_roles.get_hookimpls():
         staged: list[RoleEntry] = []
         try:
@@ -50,13 +64,16 @@ def registered_roles() -> dict[str, RoleEntry]:
             log.exception("plugin %s: fluxon_register_roles raised; its roles are skipped", impl.plugin_name)
             continue
         for entry in staged:
-            other = roles.get(entry.name)
-            if other is not None and other.plugin != entry.plugin:
-                raise RoleConflictError(
-                    f"role {entry.name!r} is registered by plugins {other.plugin} and {entry.plugin}"
-                )
-            roles[entry.name] = entry
-    return roles
+            providers.setdefault(entry.name, []).append(entry)
+    roles: dict[str, RoleEntry] = {}
+    conflicts: dict[str, list[str]] = {}
+    for name, entries in providers.items():
+        plugins = sorted({entry.plugin for entry in entries})
+        if len(plugins) > 1:
+            conflicts[name] = plugins
+        else:
+            roles[name] = entries[-1]
+    return roles, conflicts
 
 
 def _role_registrar(plugin: str, out: list[RoleEntry]) -> RegisterRole:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import attrs
 
-from fluxon_core.access.store import AccessModelStore
 from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError
+from fluxon_core.protocols import AccessStore
 from fluxon_fs.auth.scopes import ListingVisibility, PathAccess, ScopeSet
 from fluxon_fs.auth.tokens import TokenSigner
 
@@ -32,7 +32,7 @@ class Identity:
     token_expires_at: int
 
 
-def login(store: AccessModelStore, signer: TokenSigner, username: str, password: str) -> str:
+def login(store: AccessStore, signer: TokenSigner, username: str, password: str) -> str:
     """Check the password (the only slow step of a session) and return a session token.
 
     A wrong username and a wrong password raise the same :class:`PermissionDeniedError`.
@@ -60,7 +60,7 @@ class Authorizer:
 
     def __init__(
         self,
-        store: AccessModelStore,
+        store: AccessStore,
         signer: TokenSigner,
         *,
         revocation_bound_s: float = 2.0,

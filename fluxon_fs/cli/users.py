@@ -31,24 +31,24 @@ from typing import Any
 import attrs
 
 from fluxon_core.access.records import ScopeMode
-from fluxon_core.access.store import AccessModelStore
 from fluxon_core.config import load_backend_block
 from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.hookspecs import hookimpl
+from fluxon_core.protocols import AccessStore
 
-Action = Callable[[AccessModelStore, argparse.Namespace], int]
+Action = Callable[[AccessStore, argparse.Namespace], int]
 
 
 class _UsageError(Exception):
     """Bad command-line input found after parsing (e.g. mismatched password prompts)."""
 
 
-def _open_store(db: str, *, create: bool) -> AccessModelStore:
+def _open_store(db: str, *, create: bool) -> AccessStore:
     if not create and not Path(db).is_file():
         raise _UsageError(f"access db {db!r} does not exist (only 'fluxon users add' creates one)")
-    store: AccessModelStore = load_backend_block(
-        "access_store", {"kind": "sqlite", "sqlite": {"path": db}}, "--db"
-    ).create("access_store")
+    store: AccessStore = load_backend_block("access_store", {"kind": "sqlite", "sqlite": {"path": db}}, "--db").create(
+        "access_store"
+    )
     return store
 
 
@@ -64,19 +64,19 @@ def _read_password(args: argparse.Namespace) -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
-def _add(store: AccessModelStore, args: argparse.Namespace) -> int:
+def _add(store: AccessStore, args: argparse.Namespace) -> int:
     store.add_user(args.username, _read_password(args), can_manage_users=args.can_manage_users)
     print(f"added user {args.username}" + (" (can manage users)" if args.can_manage_users else ""))
     return 0
 
 
-def _remove(store: AccessModelStore, args: argparse.Namespace) -> int:
+def _remove(store: AccessStore, args: argparse.Namespace) -> int:
     store.remove_user(args.username)
     print(f"removed user {args.username}")
     return 0
 
 
-def _passwd(store: AccessModelStore, args: argparse.Namespace) -> int:
+def _passwd(store: AccessStore, args: argparse.Namespace) -> int:
     if store.get_user(args.username) is None:  # before prompting for a password that cannot be used
         raise InvalidArgumentError(f"user {args.username!r} does not exist")
     store.set_password(args.username, _read_password(args))
@@ -84,19 +84,19 @@ def _passwd(store: AccessModelStore, args: argparse.Namespace) -> int:
     return 0
 
 
-def _can_manage(store: AccessModelStore, args: argparse.Namespace) -> int:
+def _can_manage(store: AccessStore, args: argparse.Namespace) -> int:
     user = store.set_can_manage_users(args.username, args.value == "yes")
     print(f"{user.username} can manage users: {'yes' if user.can_manage_users else 'no'}")
     return 0
 
 
-def _grant(store: AccessModelStore, args: argparse.Namespace) -> int:
+def _grant(store: AccessStore, args: argparse.Namespace) -> int:
     scope = store.grant(args.export, args.prefix, ScopeMode(args.mode), args.usernames)
     print(f"{scope.export_name}:/{scope.prefix} {scope.mode.value}: {', '.join(scope.usernames)}")
     return 0
 
 
-def _revoke(store: AccessModelStore, args: argparse.Namespace) -> int:
+def _revoke(store: AccessStore, args: argparse.Namespace) -> int:
     mode = None if args.mode is None else ScopeMode(args.mode)
     removed = store.revoke(args.export, args.prefix, mode=mode, usernames=args.usernames or None)
     if not removed:
@@ -110,7 +110,7 @@ def _timestamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def _list(store: AccessModelStore, args: argparse.Namespace) -> int:
+def _list(store: AccessStore, args: argparse.Namespace) -> int:
     users = store.list_users()
     scopes = store.list_scopes()
     if args.json:

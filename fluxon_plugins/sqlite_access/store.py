@@ -75,7 +75,7 @@ def _user(row: sqlite3.Row | tuple) -> UserRecord:  # type: ignore[type-arg]
 
 
 class SqliteAccessStore:
-    """:class:`fluxon_core.access.store.AccessModelStore` on sqlite, safe across threads and processes.
+    """:class:`fluxon_core.protocols.AccessStore` on sqlite, safe across threads and processes.
 
     Each thread gets its own connection; WAL lets readers proceed while another process writes, and
     writers wait up to ``busy_timeout_ms`` for the lock. Every change runs in a ``BEGIN IMMEDIATE``

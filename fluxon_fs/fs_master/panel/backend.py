@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from fluxon_core.access.store import AccessModelStore
 from fluxon_core.errors import KeyNotFoundError
+from fluxon_core.protocols import AccessStore
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.export_registry import AgentRecord, ExportRegistry, ExportSnapshot
@@ -41,7 +41,7 @@ class PanelBackend(Protocol):
         ...
 
     @property
-    def access_store(self) -> AccessModelStore:
+    def access_store(self) -> AccessStore:
         """The access db: users and scope grants, changed by the users and scopes pages."""
         ...
 
@@ -125,7 +125,7 @@ class FsMasterPanelBackend:
         *,
         export_registry: ExportRegistry,
         mount_registry: MountRegistry,
-        access_store: AccessModelStore,
+        access_store: AccessStore,
         authorizer: Authorizer,
         transfers: TransferCoordinator,
         export_ops: Callable[[str], ExportOps],
@@ -151,7 +151,7 @@ class FsMasterPanelBackend:
         return self._authorizer
 
     @property
-    def access_store(self) -> AccessModelStore:
+    def access_store(self) -> AccessStore:
         """The fs master's access db."""
         return self._access_store
 

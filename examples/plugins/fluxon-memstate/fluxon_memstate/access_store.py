@@ -1,4 +1,4 @@
-"""A :class:`fluxon_core.access.store.AccessModelStore` kept in process memory.
+"""A :class:`fluxon_core.protocols.AccessStore` kept in process memory.
 
 The fs master is the only process that opens its access store, so a store living in that process's
 memory is enough for a test cluster or a demo: users and scope grants come from

@@ -13,7 +13,6 @@ from fluxon_memstate import access_store as module
 
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.records import ScopeMode
-from fluxon_core.access.store import AccessModelStore
 from fluxon_core.config import BackendConfig, config_field, load_config, load_yaml_text
 from fluxon_core.errors import InvalidArgumentError, StoreClosedError
 from fluxon_core.plugins import FluxonPluginManager, get_plugin_manager, reset_plugin_manager_for_tests
@@ -46,7 +45,7 @@ def manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[FluxonPluginManager]:
 
 
 @pytest.fixture
-def store(manager: FluxonPluginManager) -> Iterator[AccessModelStore]:
+def store(manager: FluxonPluginManager) -> Iterator[AccessStore]:
     created = manager.backends().create("access_store", "memory")
     assert created.bootstrap(load_config(BootstrapAccessModelConfig, MODEL, "bootstrap_access_model"))
     yield created
@@ -57,11 +56,11 @@ def test_selected_from_yaml_and_implements_the_access_contract(manager: FluxonPl
     assert manager.backends().entry("access_store", "memory").plugin == "memstate"
     config = load_yaml_text(PanelConfig, "access_store: {kind: memory, memory: {password_hash: argon2id}}")
     store = config.access_store.create("access_store")
-    assert isinstance(store, AccessStore) and isinstance(store, AccessModelStore)
+    assert isinstance(store, AccessStore) and isinstance(store, AccessStore)
     assert store.list_users() == [] and store.auth_epoch() == 0
 
 
-def test_bootstrap_applies_once_and_passwords_verify(store: AccessModelStore) -> None:
+def test_bootstrap_applies_once_and_passwords_verify(store: AccessStore) -> None:
     model = load_config(BootstrapAccessModelConfig, MODEL, "bootstrap_access_model")
     assert store.bootstrap(model) is False, "a store with users is never re-seeded"
     alice = store.verify_credentials("alice", ALICE_PW)
@@ -71,9 +70,7 @@ def test_bootstrap_applies_once_and_passwords_verify(store: AccessModelStore) ->
     assert store.verify_password("admin", ADMIN_PW) and not store.verify_password("nobody", ADMIN_PW)
 
 
-def test_unknown_users_cost_a_verification_like_known_ones(
-    store: AccessModelStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unknown_users_cost_a_verification_like_known_ones(store: AccessStore, monkeypatch: pytest.MonkeyPatch) -> None:
     spent: list[object] = []
     real = module.spend_verify_time
     monkeypatch.setattr(
@@ -85,7 +82,7 @@ def test_unknown_users_cost_a_verification_like_known_ones(
     assert spent == [module.PasswordAlgorithm.ARGON2ID] * 2
 
 
-def test_only_salted_hashes_are_kept(store: AccessModelStore) -> None:
+def test_only_salted_hashes_are_kept(store: AccessStore) -> None:
     store.set_password("alice", "Canary-alice-new-5b9c")
     hashes = [stored.password_hash for stored in store._users.values()]  # type: ignore[attr-defined]
     assert all(h.startswith("$argon2id$") for h in hashes)
@@ -94,7 +91,7 @@ def test_only_salted_hashes_are_kept(store: AccessModelStore) -> None:
         assert ADMIN_PW not in text and "Canary-alice-new-5b9c" not in text
 
 
-def test_every_change_bumps_the_epoch_and_refused_changes_do_not(store: AccessModelStore) -> None:
+def test_every_change_bumps_the_epoch_and_refused_changes_do_not(store: AccessStore) -> None:
     epochs = [store.auth_epoch()]
     first = store.add_user("eve", "eve-pw").credential_version
     for change in (
@@ -123,7 +120,7 @@ def test_every_change_bumps_the_epoch_and_refused_changes_do_not(store: AccessMo
     assert store.auth_epoch() == before
 
 
-def test_user_access_is_one_snapshot_of_grants(store: AccessModelStore) -> None:
+def test_user_access_is_one_snapshot_of_grants(store: AccessStore) -> None:
     store.grant("demo", "/shared/", "read_only", ["alice"])
     store.grant("other", "", ScopeMode.READ_ONLY, ["alice"])
     access = store.user_access("alice")
@@ -145,7 +142,7 @@ def test_token_secret_is_random_per_store(manager: FluxonPluginManager) -> None:
     assert first.token_secret() != second.token_secret()
 
 
-def test_a_closed_store_refuses_calls(store: AccessModelStore) -> None:
+def test_a_closed_store_refuses_calls(store: AccessStore) -> None:
     store.close()
     store.close()
     for call in (store.list_users, store.auth_epoch, lambda: store.verify_credentials("alice", ALICE_PW)):
