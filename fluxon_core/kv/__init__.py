@@ -3,7 +3,7 @@
 Users build a :class:`FluxonKvClientConfig`, call :func:`new_store` and get a :class:`KvClient`.
 """
 
-from fluxon_core.kv.client import KvClient, KvFuture, MemHolder, new_store
+from fluxon_core.kv.client import KvClient, KvFuture, MemHolder, as_kv_client, new_store
 from fluxon_core.kv.config import FluxonKvClientConfig, KvClientSettings, KvMasterConfig
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "KvFuture",
     "KvMasterConfig",
     "MemHolder",
+    "as_kv_client",
     "new_store",
 ]

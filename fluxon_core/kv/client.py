@@ -443,3 +443,17 @@ def new_store(
     except (OSError, ValueError) as exc:
         return Result.err(StoreInitFailedError(f"store {settings.instance_key!r} could not start: {exc}"))
     return Result.ok(KvClient(node, settings, config))
+
+
+def as_kv_client(store: Any, what: str = "store") -> KvClient:
+    """``store`` as a native :class:`KvClient`.
+
+    Accepts a ``KvClient`` or an adapter exposing one as ``native_store`` (the guide-compatible
+    client of ``fluxon_py`` does); anything else is a TypeError naming ``what``.
+    """
+    native = getattr(store, "native_store", store)
+    if not isinstance(native, KvClient):
+        raise TypeError(
+            f"{what} must be a store created by new_store(FluxonKvClientConfig(...)); got {type(store).__name__}"
+        )
+    return native

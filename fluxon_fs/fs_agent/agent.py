@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from fluxon_core.errors import ApiError, InvalidArgumentError
-from fluxon_core.kv import KvClient, new_store
+from fluxon_core.kv import KvClient, as_kv_client, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
 from fluxon_fs.auth.remote import remote_authorizer
@@ -129,7 +130,7 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
 
 
 def publish_export(
-    kv_store: KvClient,
+    kv_store: Any,
     export_name: str,
     root_dir_abs: str,
     *,
@@ -140,8 +141,9 @@ def publish_export(
 
     The in-process form of an fs agent (for tests and writer scripts); stop with :func:`unpublish_export`.
     """
+    store = as_kv_client(kv_store, "kv_store")
     config = FsAgentConfig(exports={export_name: AgentExportConfig(root_dir_abs=root_dir_abs)})
-    return FsAgent(kv_store.instance_key(), config, master_instance_key, kv_store, listen_address=listen_address)
+    return FsAgent(store.instance_key(), config, master_instance_key, store, listen_address=listen_address)
 
 
 def unpublish_export(agent: FsAgent) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from fluxon_core.config import dump_config, load_config, load_yaml_file, load_yaml_text, parse_yaml_text, read_yaml_file
 from fluxon_core.errors import ApiError
-from fluxon_core.kv import KvClient
+from fluxon_core.kv import as_kv_client
 from fluxon_core.log_setup import get_logger
 from fluxon_core.monitoring import MonitoringConfig, MonitoringHandle, start_monitoring
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
@@ -110,12 +110,14 @@ class FluxonFsPatcher:
     """Mounts fs master exports into this process on top of a store from ``new_store``."""
 
     def __init__(self, store: Any) -> None:
-        if not isinstance(store, KvClient):
+        try:
+            native = as_kv_client(store)
+        except TypeError:
             raise RuntimeError(
                 "fluxon_fs requires a fluxon backend store created by new_store(FluxonKvClientConfig(...)); "
                 f"got {type(store).__name__}"
-            )
-        self._store = store
+            ) from None
+        self._store = native
         self._master: FsMasterRef | None = None
         self._link: FsMasterLink | None = None
         self._snapshot: _SnapshotFollower | None = None
@@ -126,8 +128,8 @@ class FluxonFsPatcher:
         self._identity: _Identity | None = None
         self._installed = 0
         self._mounts: dict[str, str] = {}
-        self._rpc_client = store.transport().new_client()
-        self._piece_cache = KvPieceCache(store)
+        self._rpc_client = native.transport().new_client()
+        self._piece_cache = KvPieceCache(native)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reporter: threading.Thread | None = None
