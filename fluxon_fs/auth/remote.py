@@ -15,7 +15,8 @@ from collections import OrderedDict
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.records import ScopeGrant, ScopeMode, UserAccess
 from fluxon_fs.auth.tokens import TokenClaims
-from fluxon_fs.master_api.link import AUTH_EPOCH_PATH, AUTH_USER_ACCESS_PATH, AUTH_VERIFY_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import AUTH_EPOCH_PATH, AUTH_USER_ACCESS_PATH, AUTH_VERIFY_PATH
 
 MAX_CACHED_TOKENS = 4096
 

@@ -17,7 +17,8 @@ from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.export.serving.rpc_service import ServedExport, serve_export
 from fluxon_fs.fs_agent.transfer_worker import TransferWorkerPool
 from fluxon_fs.fs_master.master import kv_client_config
-from fluxon_fs.master_api.link import EXPORT_REGISTRY_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import EXPORT_REGISTRY_PATH
 
 log = get_logger("fluxon.fs.agent")
 

@@ -28,7 +28,7 @@ from fluxon_core.rpc import default_transport
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.caller_auth import service_auth
-from fluxon_fs.master_api.link import (
+from fluxon_fs.master_api.paths import (
     CONFIG_PATH,
     TRANSFER_CLAIM_PATH,
     TRANSFER_COMPLETE_PATH,

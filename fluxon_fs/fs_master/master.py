@@ -30,7 +30,7 @@ from fluxon_fs.export.serving.caller_auth import service_auth
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.job_runner import JobRunner
 from fluxon_fs.fs_master.mount_registry import MountRegistry
-from fluxon_fs.master_api.link import (
+from fluxon_fs.master_api.paths import (
     AUTH_EPOCH_PATH,
     AUTH_LOGIN_PATH,
     AUTH_USER_ACCESS_PATH,

@@ -19,7 +19,8 @@ from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import default_transport
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
-from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
 from fluxon_fs.patcher.intercept import process_interceptor
 from fluxon_fs.patcher.kv_piece_cache import KvPieceCache

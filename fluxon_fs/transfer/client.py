@@ -9,14 +9,14 @@ import attrs
 
 from fluxon_core.errors import ApiTimeoutError
 from fluxon_core.kv import KvClient
-from fluxon_fs.master_api.link import (
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import (
     AUTH_LOGIN_PATH,
     TRANSFER_ACTION_PATH,
     TRANSFER_CREATE_PATH,
     TRANSFER_IMPORT_PATH,
     TRANSFER_LIST_PATH,
     TRANSFER_SHOW_PATH,
-    FsMasterLink,
 )
 from fluxon_fs.transfer.jobs import FINAL_STATES, JobSpec
 
