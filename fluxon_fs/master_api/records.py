@@ -8,6 +8,8 @@ those records follows the transfer package's own definition of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from fluxon_fs.auth.records import ScopeGrant, ScopeMode, UserAccess
@@ -38,6 +40,11 @@ class SnapshotExport(ExportCacheConfig):
     """One export of the snapshot: how clients cache it, and the agents serving it now."""
 
     agents: tuple[SnapshotAgent, ...] = ()
+
+    @classmethod
+    def of(cls, config: ExportCacheConfig, agents: Iterable[SnapshotAgent]) -> SnapshotExport:
+        """The export configured by ``config``, served by ``agents``."""
+        return cls(**attrs.asdict(config, recurse=False), agents=tuple(agents))
 
 
 @attrs.frozen
