@@ -83,47 +83,37 @@ class Call(Generic[RequestT, ReplyT]):
     """The ``op`` value naming this call on a path that serves several."""
 
 
-EXPORT_SNAPSHOT = Call(CONFIG_PATH, ExportSnapshotQuery, ExportSnapshotReply)
-REGISTER_EXPORT = Call(EXPORT_REGISTRY_PATH, ExportRegistration, ExportRegistrationReply, op="register")
-HEARTBEAT_EXPORT = Call(EXPORT_REGISTRY_PATH, ExportHeartbeat, ExportHeartbeatReply, op="heartbeat")
-UNREGISTER_EXPORT = Call(EXPORT_REGISTRY_PATH, ExportUnregistration, ExportUnregistrationReply, op="unregister")
-REPORT_MOUNT = Call(MOUNT_REGISTRY_PATH, MountReport, MountReportReply, op="report")
-REMOVE_MOUNT = Call(MOUNT_REGISTRY_PATH, MountRemoval, MountRemovalReply, op="remove")
-LOGIN = Call(AUTH_LOGIN_PATH, Login, LoginReply)
-VERIFY_TOKEN = Call(AUTH_VERIFY_PATH, TokenVerification, TokenClaims)
-USER_ACCESS = Call(AUTH_USER_ACCESS_PATH, UserAccessQuery, UserAccessReply)
-AUTH_EPOCH = Call(AUTH_EPOCH_PATH, AuthEpochQuery, AuthEpochReply)
-CLAIM_BATCH = Call(TRANSFER_CLAIM_PATH, BatchClaim, BatchClaimReply)
-RENEW_LEASE = Call(TRANSFER_RENEW_PATH, LeaseRenewal, LeaseRenewalReply)
-COMPLETE_BATCH = Call(TRANSFER_COMPLETE_PATH, BatchCompletion, BatchReportReply)
-FAIL_BATCH = Call(TRANSFER_FAIL_PATH, BatchFailure, BatchReportReply)
-CREATE_JOB = Call(TRANSFER_CREATE_PATH, JobCreation, JobCreationReply)
-IMPORT_PRESCAN = Call(TRANSFER_IMPORT_PATH, PrescanImport, JobCreationReply)
-LIST_JOBS = Call(TRANSFER_LIST_PATH, JobListQuery, JobListReply)
-SHOW_JOB = Call(TRANSFER_SHOW_PATH, JobQuery, JobReply)
-ACT_ON_JOB = Call(TRANSFER_ACTION_PATH, JobAction, JobActionReply)
+_CALLS: list[Call[Any, Any]] = []
 
-CALLS: tuple[Call[Any, Any], ...] = (
-    EXPORT_SNAPSHOT,
-    REGISTER_EXPORT,
-    HEARTBEAT_EXPORT,
-    UNREGISTER_EXPORT,
-    REPORT_MOUNT,
-    REMOVE_MOUNT,
-    LOGIN,
-    VERIFY_TOKEN,
-    USER_ACCESS,
-    AUTH_EPOCH,
-    CLAIM_BATCH,
-    RENEW_LEASE,
-    COMPLETE_BATCH,
-    FAIL_BATCH,
-    CREATE_JOB,
-    IMPORT_PRESCAN,
-    LIST_JOBS,
-    SHOW_JOB,
-    ACT_ON_JOB,
-)
+
+def _call(path: str, request: type[RequestT], reply: type[ReplyT], op: str | None = None) -> Call[RequestT, ReplyT]:
+    call = Call(path, request, reply, op)
+    _CALLS.append(call)
+    return call
+
+
+EXPORT_SNAPSHOT = _call(CONFIG_PATH, ExportSnapshotQuery, ExportSnapshotReply)
+REGISTER_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportRegistration, ExportRegistrationReply, op="register")
+HEARTBEAT_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportHeartbeat, ExportHeartbeatReply, op="heartbeat")
+UNREGISTER_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportUnregistration, ExportUnregistrationReply, op="unregister")
+REPORT_MOUNT = _call(MOUNT_REGISTRY_PATH, MountReport, MountReportReply, op="report")
+REMOVE_MOUNT = _call(MOUNT_REGISTRY_PATH, MountRemoval, MountRemovalReply, op="remove")
+LOGIN = _call(AUTH_LOGIN_PATH, Login, LoginReply)
+VERIFY_TOKEN = _call(AUTH_VERIFY_PATH, TokenVerification, TokenClaims)
+USER_ACCESS = _call(AUTH_USER_ACCESS_PATH, UserAccessQuery, UserAccessReply)
+AUTH_EPOCH = _call(AUTH_EPOCH_PATH, AuthEpochQuery, AuthEpochReply)
+CLAIM_BATCH = _call(TRANSFER_CLAIM_PATH, BatchClaim, BatchClaimReply)
+RENEW_LEASE = _call(TRANSFER_RENEW_PATH, LeaseRenewal, LeaseRenewalReply)
+COMPLETE_BATCH = _call(TRANSFER_COMPLETE_PATH, BatchCompletion, BatchReportReply)
+FAIL_BATCH = _call(TRANSFER_FAIL_PATH, BatchFailure, BatchReportReply)
+CREATE_JOB = _call(TRANSFER_CREATE_PATH, JobCreation, JobCreationReply)
+IMPORT_PRESCAN = _call(TRANSFER_IMPORT_PATH, PrescanImport, JobCreationReply)
+LIST_JOBS = _call(TRANSFER_LIST_PATH, JobListQuery, JobListReply)
+SHOW_JOB = _call(TRANSFER_SHOW_PATH, JobQuery, JobReply)
+ACT_ON_JOB = _call(TRANSFER_ACTION_PATH, JobAction, JobActionReply)
+
+CALLS: tuple[Call[Any, Any], ...] = tuple(_CALLS)
+"""Every call, in the order declared above."""
 
 
 def _by_path() -> dict[str, tuple[Call[Any, Any], ...]]:

@@ -249,17 +249,9 @@ class ClaimedBatch:
 
     @classmethod
     def of(cls, assignment: BatchAssignment, lease_ttl_s: float) -> ClaimedBatch:
-        """The coordinator's assignment as a worker receives it."""
-        return cls(
-            job_id=assignment.job_id,
-            spec=assignment.spec,
-            number=assignment.number,
-            claim_token=assignment.claim_token,
-            lease_deadline=assignment.lease_deadline,
-            lease_ttl_s=lease_ttl_s,
-            entries=tuple(assignment.entries),
-            claims=assignment.claims,
-        )
+        """The coordinator's assignment as a worker receives it (its fields, and the lease's length)."""
+        fields = attrs.asdict(assignment, recurse=False)
+        return cls(**{**fields, "entries": tuple(assignment.entries)}, lease_ttl_s=lease_ttl_s)
 
     def scan_entries(self) -> list[ScanEntry]:
         """The entries to copy."""
