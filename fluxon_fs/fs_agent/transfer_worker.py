@@ -112,12 +112,14 @@ class TransferWorkerPool:
         self._incarnation = secrets.token_hex(4)
 
     def start(self) -> None:
+        """Start the worker threads."""
         for index in range(self._count):
             thread = threading.Thread(target=self._run, args=(index,), name=f"fs-transfer-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """Stop the workers (a batch being copied is abandoned; its claim expires) and wait for them."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)

@@ -88,12 +88,12 @@ class FsMaster:
         self.transfers.recover_after_restart()
         self.claim_holders = ClaimHolders(offline_after_s=AGENT_LEASE_TTL_S)
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._rpc_client = default_transport().new_client()
         self._service_auth = service_auth(self.store)
         self.jobs = JobRunner(self.transfers, self.export_ops)
         self._serve_protocol()
-        self._start_thread("fs-master-reaper", self._reap_forever)
+        self._reaper = threading.Thread(target=self._reap_forever, name="fs-master-reaper", daemon=True)
+        self._reaper.start()
         self.jobs.start()
         POOL_CAPACITY_BYTES.get().set_function(lambda: self._pool_stat("capacity_bytes"))
         POOL_USED_BYTES.get().set_function(lambda: self._pool_stat("used_bytes"))
@@ -166,17 +166,13 @@ class FsMaster:
         table = HandlerTable()
         ConfigHandlers(self.exports).register_paths(table)
         RegistryHandlers(self.exports, self.mounts).register_paths(table)
-        revocation_bound_s = self.panel_config.session.revocation_bound_s
-        AuthHandlers(self.authorizer, self.signer, self.access_store, revocation_bound_s).register_paths(table)
-        TransferHandlers(self.transfers, self.jobs, self.claim_holders, self.exports, self.authorizer).register_paths(
-            table
+        auth = AuthHandlers(
+            self.authorizer, self.signer, self.access_store, self.panel_config.session.revocation_bound_s
         )
+        auth.register_paths(table)
+        transfers = TransferHandlers(self.transfers, self.jobs, self.claim_holders, self.exports, self.authorizer)
+        transfers.register_paths(table)
         table.serve(self.store)
-
-    def _start_thread(self, name: str, target: Any) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
 
     def _reap_forever(self) -> None:
         while not self._stop.wait(REAPER_INTERVAL_S):
@@ -192,8 +188,7 @@ class FsMaster:
         self._stop.set()
         self.panel.stop()
         self.jobs.stop()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._reaper.join(timeout=5)
         self._rpc_client.close()
         self.state_store.close()
         self.access_store.close()
