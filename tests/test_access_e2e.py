@@ -28,7 +28,8 @@ from fluxon_fs.auth.tokens import EXPIRED_TOKEN_MESSAGE, INVALID_TOKEN_MESSAGE, 
 from fluxon_fs.cli import users as commands
 from fluxon_fs.export.serving.caller_auth import cluster_authenticator
 from fluxon_fs.export.wire import op_path
-from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, CONFIG_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import AUTH_LOGIN_PATH, CONFIG_PATH
 from tests.support.access_e2e import (
     ADMIN,
     ALICE,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fluxon_fs.master_api.link import CONFIG_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import CONFIG_PATH
 from fluxon_py.fluxon_fs import FluxonFsPatcher, publish_export, unpublish_export
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, fs_cluster
 

@@ -12,43 +12,13 @@ import threading
 import time
 from collections import OrderedDict
 
-from fluxon_core.access.records import ScopeGrant, ScopeMode, UserAccess
+from fluxon_core.access.records import UserAccess
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.tokens import TokenClaims
-from fluxon_fs.master_api.link import AUTH_EPOCH_PATH, AUTH_USER_ACCESS_PATH, AUTH_VERIFY_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.records import AuthEpochQuery, TokenVerification, UserAccessQuery
 
 MAX_CACHED_TOKENS = 4096
-
-
-def user_access_to_wire(access: UserAccess | None) -> dict:
-    """JSON form of a user's access (None = no such user)."""
-    if access is None:
-        return {"exists": False}
-    return {
-        "exists": True,
-        "username": access.username,
-        "can_manage_users": access.can_manage_users,
-        "credential_version": access.credential_version,
-        "grants": [[g.export_name, g.prefix, g.mode.value] for g in access.grants],
-    }
-
-
-def user_access_from_wire(data: dict) -> UserAccess | None:
-    """Inverse of :func:`user_access_to_wire`."""
-    if not data.get("exists"):
-        return None
-    grants = tuple(ScopeGrant(export, prefix, ScopeMode(mode)) for export, prefix, mode in data["grants"])
-    return UserAccess(data["username"], bool(data["can_manage_users"]), int(data["credential_version"]), grants)
-
-
-def claims_to_wire(claims: TokenClaims) -> dict:
-    """JSON form of verified token claims."""
-    return {
-        "username": claims.username,
-        "issued_at": claims.issued_at,
-        "expires_at": claims.expires_at,
-        "credential_version": claims.credential_version,
-    }
 
 
 class RemoteAccessView:
@@ -64,15 +34,14 @@ class RemoteAccessView:
 
     def auth_epoch(self) -> int:
         """The master's current access epoch."""
-        reply = self._link.call(AUTH_EPOCH_PATH, {})
-        bound = reply.get("revocation_bound_s")
-        if isinstance(bound, int | float) and not isinstance(bound, bool) and bound > 0:
-            self.revocation_bound_s = float(bound)
-        return int(reply["auth_epoch"])
+        reply = self._link.auth_epoch(AuthEpochQuery())
+        if reply.revocation_bound_s is not None and reply.revocation_bound_s > 0:
+            self.revocation_bound_s = reply.revocation_bound_s
+        return reply.auth_epoch
 
     def user_access(self, username: str) -> UserAccess | None:
         """A user's grants as the master sees them now."""
-        return user_access_from_wire(self._link.call(AUTH_USER_ACCESS_PATH, {"username": username}))
+        return self._link.user_access(UserAccessQuery(username)).user_access()
 
 
 class RemoteTokenVerifier:
@@ -91,8 +60,7 @@ class RemoteTokenVerifier:
             if cached is not None and cached.expires_at > time.time():
                 self._claims.move_to_end(token)
                 return cached
-        data = self._link.call(AUTH_VERIFY_PATH, {"token": token})
-        claims = TokenClaims(data["username"], data["issued_at"], data["expires_at"], data["credential_version"])
+        claims = self._link.verify_token(TokenVerification(token))
         with self._lock:
             self._claims[token] = claims
             while len(self._claims) > MAX_CACHED_TOKENS:

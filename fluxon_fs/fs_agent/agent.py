@@ -16,7 +16,8 @@ from fluxon_fs.export.serving.caller_auth import cluster_authenticator, export_a
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.export.serving.rpc_service import ServedExport, serve_export
 from fluxon_fs.fs_agent.transfer_worker import TransferWorkerPool
-from fluxon_fs.master_api.link import EXPORT_REGISTRY_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.records import ExportHeartbeat, ExportRegistration, ExportUnregistration
 
 log = get_logger("fluxon.fs.agent")
 
@@ -66,16 +67,12 @@ class FsAgent:
         log.info("fs agent %s serving %s at %s", instance_key, sorted(self.ops), self.endpoint)
 
     def _register(self) -> float:
-        reply = self.master.call(
-            EXPORT_REGISTRY_PATH, {"op": "register", "endpoint": self.endpoint, "exports": self.export_roots}
-        )
-        return float(reply["lease_ttl_s"])
+        return self.master.register_export(ExportRegistration(self.endpoint, self.export_roots)).lease_ttl_s
 
     def _heartbeat_forever(self) -> None:
         while not self._stop.wait(self._lease_ttl_s / 3):
             try:
-                reply = self.master.call(EXPORT_REGISTRY_PATH, {"op": "heartbeat"})
-                if not reply.get("known"):
+                if not self.master.heartbeat_export(ExportHeartbeat()).known:
                     log.warning(
                         "fs master forgot agent %s (restart or missed lease); registering again", self.instance_key
                     )
@@ -91,7 +88,7 @@ class FsAgent:
         self.workers.stop()
         self._heartbeat.join(timeout=5)
         try:
-            self.master.call(EXPORT_REGISTRY_PATH, {"op": "unregister"}, timeout_ms=2000)
+            self.master.unregister_export(ExportUnregistration(), timeout_ms=2000)
         except ApiError as exc:
             log.info("could not unregister from the fs master: %s", exc)
         self.server.close()

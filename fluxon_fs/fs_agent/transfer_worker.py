@@ -18,25 +18,23 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING
 
 from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.caller_auth import service_auth
-from fluxon_fs.master_api.link import (
-    CONFIG_PATH,
-    TRANSFER_CLAIM_PATH,
-    TRANSFER_COMPLETE_PATH,
-    TRANSFER_FAIL_PATH,
-    TRANSFER_RENEW_PATH,
+from fluxon_fs.master_api.calls import COMPLETE_BATCH, FAIL_BATCH
+from fluxon_fs.master_api.records import (
+    BatchClaim,
+    BatchCompletion,
+    BatchFailure,
+    ClaimedBatch,
+    ExportSnapshotQuery,
+    LeaseRenewal,
 )
 from fluxon_fs.transfer.copier import copy_batch
-from fluxon_fs.transfer.jobs import JobSpec
-from fluxon_fs.transfer.records import ScanEntry
 
 if TYPE_CHECKING:
     from fluxon_fs.fs_agent.agent import FsAgent
@@ -88,10 +86,8 @@ class _LeaseKeeper:
     def _run(self) -> None:
         while not self._done.wait(self._interval):
             try:
-                reply = self._agent.master.call(
-                    TRANSFER_RENEW_PATH, {"job_id": self._job_id, "number": self._number, "claim_token": self._token}
-                )
-                if reply.get("lease_deadline") is None:
+                reply = self._agent.master.renew_lease(LeaseRenewal(self._job_id, self._number, self._token))
+                if reply.lease_deadline is None:
                     self.lost.set()
                     return
             except ApiError as exc:
@@ -115,12 +111,14 @@ class TransferWorkerPool:
         self._incarnation = secrets.token_hex(4)
 
     def start(self) -> None:
+        """Start the worker threads."""
         for index in range(self._count):
             thread = threading.Thread(target=self._run, args=(index,), name=f"fs-transfer-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """Stop the workers (a batch being copied is abandoned; its claim expires) and wait for them."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
@@ -129,15 +127,12 @@ class TransferWorkerPool:
     def _run(self, index: int) -> None:
         while not self._stop.is_set():
             try:
-                reply = self._agent.master.call(
-                    TRANSFER_CLAIM_PATH,
-                    {"worker": str(index), "incarnation": self._incarnation, "target_exports": sorted(self._agent.ops)},
-                )
+                claim = BatchClaim(str(index), self._incarnation, tuple(sorted(self._agent.ops)))
+                assignment = self._agent.master.claim_batch(claim).assignment
             except ApiError as exc:
                 log.debug("claim failed: %s", exc)
                 self._stop.wait(IDLE_POLL_S * 4)
                 continue
-            assignment = reply.get("assignment")
             if assignment is None:
                 self._stop.wait(IDLE_POLL_S)
                 continue
@@ -147,37 +142,34 @@ class TransferWorkerPool:
         local = self._agent.ops.get(export_name)
         if local is not None:
             return local
-        snapshot = self._agent.master.call(CONFIG_PATH, {})
-        agents = snapshot.get("exports", {}).get(export_name, {}).get("agents", [])
-        if not agents:
+        exports = self._agent.master.export_snapshot(ExportSnapshotQuery()).exports or {}
+        export = exports.get(export_name)
+        if export is None or not export.agents:
             raise ApiError(f"no live agent serves source export {export_name!r}")
         return RemoteExportOps(
-            self._client, agents[0]["endpoint"], export_name, auth=self._auth, caller=self._agent.instance_key
+            self._client, export.agents[0].endpoint, export_name, auth=self._auth, caller=self._agent.instance_key
         )
 
-    def _run_batch(self, assignment: dict[str, Any]) -> None:
-        spec = JobSpec(**assignment["spec"])
-        job_id, number, token = assignment["job_id"], int(assignment["number"]), assignment["claim_token"]
-        entries = [ScanEntry(*row) for row in assignment["entries"]]
-        keeper = _LeaseKeeper(self._agent, job_id, number, token, float(assignment["lease_ttl_s"]))
+    def _run_batch(self, assignment: ClaimedBatch) -> None:
+        spec, job_id, number, token = assignment.spec, assignment.job_id, assignment.number, assignment.claim_token
+        keeper = _LeaseKeeper(self._agent, job_id, number, token, assignment.lease_ttl_s)
         started = time.monotonic()
         try:
             source = self._source_ops(spec.source_export)
             target = self._agent.ops[spec.target_export]
             result = copy_batch(
                 spec,
-                entries,
+                assignment.scan_entries(),
                 source,
                 target,
                 should_continue=lambda: not (keeper.lost.is_set() or self._stop.is_set()),
                 on_progress=_test_pause_hook(job_id, number),
-                clean_orphans=int(assignment.get("claims", 1)) > 1,
+                clean_orphans=assignment.claims > 1,
             )
         except Exception as exc:
             keeper.stop()
-            self._report(
-                TRANSFER_FAIL_PATH, {"job_id": job_id, "number": number, "claim_token": token, "error": repr(exc)}
-            )
+            failure = BatchFailure(job_id, number, token, repr(exc))
+            self._report(FAIL_BATCH.path, lambda: self._agent.master.fail_batch(failure))
             return
         keeper.stop()
         if keeper.lost.is_set() or self._stop.is_set():
@@ -191,16 +183,15 @@ class TransferWorkerPool:
             result.bytes_copied,
             time.monotonic() - started,
         )
-        self._report(
-            TRANSFER_COMPLETE_PATH,
-            {"job_id": job_id, "number": number, "claim_token": token, "result": attrs.asdict(result)},
-        )
+        completion = BatchCompletion(job_id, number, token, result)
+        self._report(COMPLETE_BATCH.path, lambda: self._agent.master.complete_batch(completion))
 
-    def _report(self, path: str, payload: dict[str, Any]) -> None:
-        """Deliver a result; keeps trying while the master is away (it extends leases on restart)."""
+    def _report(self, path: str, send: Callable[[], object]) -> None:
+        """Deliver a result to ``path`` with ``send``; keeps trying while the master is away (it extends
+        leases on restart)."""
         while not self._stop.is_set():
             try:
-                self._agent.master.call(path, payload)
+                send()
                 return
             except ApiError as exc:
                 log.warning("reporting %s to the fs master failed (%s); retrying", path, exc)

@@ -10,9 +10,11 @@ from typing import Any
 
 import attrs
 
-from fluxon_core.config import dump_config
+from fluxon_core.config.fields import absolute_path, identifier
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
+from fluxon_fs.master_api.codec import to_wire
+from fluxon_fs.master_api.records import ExportSnapshotReply, SnapshotAgent, SnapshotExport
 
 
 @attrs.frozen
@@ -31,7 +33,22 @@ class ExportSnapshot:
     """What clients need to mount exports; ``version`` changes whenever anything in it changes."""
 
     version: str
-    body: dict[str, Any]
+    cache: FsCacheConfig
+    """The master's cache config with every export below, without local rules (they are each host's own)."""
+    exports: dict[str, SnapshotExport]
+    """Configured exports and those of live agents, with the agents serving each."""
+
+    def reply(self, known_version: str) -> ExportSnapshotReply:
+        """The answer to a client holding ``known_version``: only the version when that is this one."""
+        if known_version == self.version:
+            return ExportSnapshotReply(self.version, unchanged=True)
+        return ExportSnapshotReply(self.version, unchanged=False, cache=self.cache, exports=self.exports)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON form of ``cache`` and ``exports``, as clients receive them."""
+        wire = to_wire(self.reply(known_version=""))
+        return {"cache": wire["cache"], "exports": wire["exports"]}
 
 
 class ExportRegistry:
@@ -64,9 +81,13 @@ class ExportRegistry:
     def register(self, agent_instance_key: str, endpoint: str, exports: dict[str, str]) -> str:
         """Record (or refresh) an agent; returns the new snapshot version.
 
-        An agent may not serve a configured export from a different root directory.
+        Export names must be names (letters, digits, ``.``, ``_``, ``-``) and roots absolute, as in the
+        master's config; an agent may not serve a configured export from a different root directory.
         """
         for name, root in exports.items():
+            problem = identifier(name) or absolute_path(root)
+            if problem:
+                raise InvalidArgumentError(f"agent {agent_instance_key!r} cannot serve export {name!r}: {problem}")
             configured = self._cache_config.exports.get(name)
             if configured is not None and configured.remote_root_dir_abs != root:
                 raise InvalidArgumentError(
@@ -132,21 +153,18 @@ class ExportRegistry:
 
     def _current(self) -> ExportSnapshot:
         if self._snapshot is None:
-            self._snapshot = ExportSnapshot(version=f"{self._epoch}:{self._counter}", body=self._build_body())
+            self._snapshot = self._build(f"{self._epoch}:{self._counter}")
         return self._snapshot
 
-    def _build_body(self) -> dict[str, Any]:
-        exports: dict[str, dict[str, Any]] = {}
-        for name, configured in self._cache_config.exports.items():
-            exports[name] = {**dump_config(configured), "agents": []}
+    def _build(self, version: str) -> ExportSnapshot:
+        configs = dict(self._cache_config.exports)
+        agents: dict[str, list[SnapshotAgent]] = {name: [] for name in configs}
         for record in sorted(self._agents.values(), key=lambda r: r.agent_instance_key):
             for name, root in record.exports.items():
-                entry = exports.get(name)
-                if entry is None:
-                    entry = {**dump_config(ExportCacheConfig(remote_root_dir_abs=root)), "agents": []}
-                    exports[name] = entry
-                entry["agents"].append({"instance_key": record.agent_instance_key, "endpoint": record.endpoint})
-        cache = dump_config(self._cache_config)
-        cache["exports"] = {name: {k: v for k, v in e.items() if k != "agents"} for name, e in exports.items()}
-        cache.pop("rules", None)
-        return {"cache": cache, "exports": exports}
+                configs.setdefault(name, ExportCacheConfig(remote_root_dir_abs=root))
+                agents.setdefault(name, []).append(SnapshotAgent(record.agent_instance_key, record.endpoint))
+        return ExportSnapshot(
+            version=version,
+            cache=attrs.evolve(self._cache_config, rules=[], exports=configs),
+            exports={name: SnapshotExport.of(config, agents[name]) for name, config in configs.items()},
+        )

@@ -12,14 +12,17 @@ import threading
 import time
 from typing import Any
 
-from fluxon_core.config import dump_config, load_config, load_yaml_file, load_yaml_text, parse_yaml_text, read_yaml_file
+import attrs
+
+from fluxon_core.config import load_yaml_file, load_yaml_text, parse_yaml_text, read_yaml_file
 from fluxon_core.errors import ApiError
 from fluxon_core.kv import as_kv_client
 from fluxon_core.log_setup import get_logger
 from fluxon_core.monitoring import MonitoringConfig, MonitoringHandle, start_monitoring
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
-from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.records import ExportSnapshotQuery, Login, MountRemoval, MountReport, SnapshotExport
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
 from fluxon_fs.patcher.intercept import process_interceptor
 from fluxon_fs.patcher.kv_piece_cache import KvPieceCache
@@ -48,8 +51,8 @@ class _Identity:
         self._login()
 
     def _login(self) -> None:
-        reply = self._link.call(AUTH_LOGIN_PATH, {"username": self.username, "password": self._password})
-        self._token, self._expires_at = str(reply["token"]), float(reply["expires_at"])
+        reply = self._link.login(Login(self.username, self._password))
+        self._token, self._expires_at = reply.token, float(reply.expires_at)
 
     def token(self, _rpc_path: str = "") -> str:
         """The current token (logs in again when it is about to expire)."""
@@ -67,31 +70,32 @@ class _SnapshotFollower:
         self._interval_s = pull_interval_ms / 1000
         self._lock = threading.Lock()
         self.version = ""
-        self.body: dict[str, Any] = {}
+        self.cache: FsCacheConfig | None = None
+        self.exports: dict[str, SnapshotExport] = {}
         self._fetched_at = 0.0
 
-    def refresh(self) -> dict[str, Any]:
-        """Fetch now (cheap when unchanged) and return the snapshot body."""
-        reply = self._link.call(CONFIG_PATH, {"known_version": self.version})
+    def refresh(self) -> dict[str, SnapshotExport]:
+        """Fetch now (cheap when unchanged) and return the snapshot's exports."""
+        reply = self._link.export_snapshot(ExportSnapshotQuery(self.version))
         with self._lock:
-            if not reply.get("unchanged"):
-                self.version = str(reply["version"])
-                self.body = {k: v for k, v in reply.items() if k not in ("version", "unchanged")}
+            if reply.cache is not None and reply.exports is not None:
+                self.version, self.cache, self.exports = reply.version, reply.cache, reply.exports
             self._fetched_at = time.monotonic()
-            return self.body
+            return self.exports
 
-    def current(self) -> dict[str, Any]:
-        """The snapshot, refreshed when older than the pull interval."""
+    def current(self) -> dict[str, SnapshotExport]:
+        """The snapshot's exports, refreshed when older than the pull interval."""
         if time.monotonic() - self._fetched_at >= self._interval_s:
             try:
                 return self.refresh()
             except ApiError as exc:
                 log.warning("fs master snapshot refresh failed (%s); using version %s", exc, self.version)
-        return self.body
+        return self.exports
 
     def agents(self, export_name: str) -> list[dict[str, str]]:
-        """Live agents of an export."""
-        return list(self.current().get("exports", {}).get(export_name, {}).get("agents", []))
+        """Live agents of an export, in the form :class:`~fluxon_fs.export.routing.RoutedExportOps` takes."""
+        export = self.current().get(export_name)
+        return [] if export is None else [attrs.asdict(agent) for agent in export.agents]
 
 
 def _parse_role_yaml(yaml_text: str, what: str) -> FsRoleConfig:
@@ -261,8 +265,7 @@ class FluxonFsPatcher:
         if self._installed == 0:
             raise RuntimeError("mount_remote_dir: call install() first")
         assert self._snapshot is not None and self._master is not None
-        snapshot = self._snapshot.refresh()
-        served = snapshot.get("exports", {})
+        served = self._snapshot.refresh()
         if export_name not in served:
             known = ", ".join(sorted(served)) or "none"
             raise ValueError(
@@ -270,28 +273,24 @@ class FluxonFsPatcher:
                 "check EXPORT_NAME and that its fs agent is running"
             )
         client_export = self._cache_config.exports.get(export_name)
-        server_root = served[export_name]["remote_root_dir_abs"]
+        export = served[export_name]
+        server_root = export.remote_root_dir_abs
         if client_export is not None and client_export.remote_root_dir_abs != server_root:
             raise RuntimeError(
                 f"{CACHE_NOT_LOADED}: client cache config says export {export_name!r} is "
                 f"{client_export.remote_root_dir_abs!r} but the fs master serves it from {server_root!r}; "
                 "check REMOTE_ROOT_DIR"
             )
-        export_config = served[export_name]
         ops = RoutedExportOps(
             self._rpc_client,
             export_name,
             lambda: self._snapshot.agents(export_name) if self._snapshot else [],
             auth=self._request_token,
             caller=self._store.instance_key(),
-            static_nodes=(client_export.nodes if client_export is not None else None) or export_config.get("nodes"),
+            static_nodes=(client_export.nodes if client_export is not None else None) or export.nodes,
         )
         options = MountOptions(
-            metadata_cache_ttl_ms=int(
-                client_export.metadata_cache_ttl_ms
-                if client_export is not None
-                else export_config.get("metadata_cache_ttl_ms", 5000)
-            ),
+            metadata_cache_ttl_ms=(client_export or export).metadata_cache_ttl_ms,
             stale_window_ms=self._cache_config.stale_window_ms,
             write_inflight_bytes=self._cache_config.write_session_target_inflight_bytes,
         )
@@ -311,7 +310,7 @@ class FluxonFsPatcher:
             self._mounts.pop(mounted.mount_dir, None)
         if self._link is not None:
             try:
-                self._link.call(MOUNT_REGISTRY_PATH, {"op": "remove", "local_mount_dir_abs": mounted.mount_dir})
+                self._link.remove_mount(MountRemoval(mounted.mount_dir))
             except ApiError as exc:
                 log.info("could not report the unmount of %s: %s", mounted.mount_dir, exc)
 
@@ -319,16 +318,14 @@ class FluxonFsPatcher:
         if self._link is None:
             return
         try:
-            self._link.call(
-                MOUNT_REGISTRY_PATH,
-                {
-                    "op": "report",
-                    "local_mount_dir_abs": mount_dir,
-                    "export_name": export_name,
-                    "username": self._identity.username if self._identity else "",
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                },
+            self._link.report_mount(
+                MountReport(
+                    mount_dir,
+                    export_name,
+                    username=self._identity.username if self._identity else "",
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                )
             )
         except ApiError as exc:
             log.info("could not report mount %s to the fs master: %s", mount_dir, exc)
@@ -362,17 +359,16 @@ def install_patcher_from_master(*, kv_store: Any, config_path: str | os.PathLike
         patcher._start_monitoring(config.monitoring)
     if config.fluxon_fs.identity is not None:
         patcher.set_request_identity(config.fluxon_fs.identity.username, config.fluxon_fs.identity.password)
-    local_rules = [dump_config(rule) for rule in config.fluxon_fs.cache.rules]
+    local_rules = config.fluxon_fs.cache.rules
 
     def fetch() -> None:
         deadline = time.monotonic() + CACHE_CONFIG_FETCH_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
                 assert patcher._snapshot is not None
-                body = patcher._snapshot.refresh()
-                patcher._set_cache_config(
-                    load_config(FsCacheConfig, {**body["cache"], "rules": local_rules}, "fluxon_fs.cache")
-                )
+                patcher._snapshot.refresh()
+                assert patcher._snapshot.cache is not None
+                patcher._set_cache_config(attrs.evolve(patcher._snapshot.cache, rules=local_rules))
                 return
             except ApiError as exc:
                 patcher._cache_error = exc

@@ -5,59 +5,48 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import attrs
-
 from fluxon_core.errors import ApiTimeoutError
 from fluxon_core.kv import KvClient
-from fluxon_fs.master_api.link import (
-    AUTH_LOGIN_PATH,
-    TRANSFER_ACTION_PATH,
-    TRANSFER_CREATE_PATH,
-    TRANSFER_IMPORT_PATH,
-    TRANSFER_LIST_PATH,
-    TRANSFER_SHOW_PATH,
-    FsMasterLink,
-)
+from fluxon_fs.master_api.codec import to_wire
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.records import JobAction, JobCreation, JobListQuery, JobQuery, Login, PrescanImport
 from fluxon_fs.transfer.jobs import FINAL_STATES, JobSpec
 
 
 class TransferClient:
-    """Create, watch and control transfer jobs as one user."""
+    """Create, watch and control transfer jobs as one user; jobs come back as dicts, as on the wire."""
 
     def __init__(self, store: KvClient, master_instance_key: str, username: str, password: str) -> None:
         self._link = FsMasterLink(store, master_instance_key)
-        self._token = self._link.call(AUTH_LOGIN_PATH, {"username": username, "password": password})["token"]
-
-    def _call(self, path: str, **payload: Any) -> dict[str, Any]:
-        return self._link.call(path, {"token": self._token, **payload})
+        self._token = self._link.login(Login(username, password)).token
 
     def create_job(self, spec: JobSpec) -> str:
         """Start a job that scans ``spec.source_dir`` of the source export, then copies; returns its id."""
-        return str(self._call(TRANSFER_CREATE_PATH, spec=attrs.asdict(spec))["job_id"])
+        return self._link.create_job(JobCreation(self._token, spec)).job_id
 
     def import_prescan(self, prescan_job_id: str, spec: JobSpec) -> str:
         """Turn a finished pre-scan into a running job (``spec.source_dir`` is derived from the scan)."""
-        return str(self._call(TRANSFER_IMPORT_PATH, prescan_job_id=prescan_job_id, spec=attrs.asdict(spec))["job_id"])
+        return self._link.import_prescan(PrescanImport(self._token, prescan_job_id, spec)).job_id
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job, newest first."""
-        return list(self._call(TRANSFER_LIST_PATH)["jobs"])
+        return [to_wire(job) for job in self._link.list_jobs(JobListQuery(self._token)).jobs]
 
     def show(self, job_id: str) -> dict[str, Any]:
         """A job with its batches."""
-        return self._call(TRANSFER_SHOW_PATH, job_id=job_id)
+        return to_wire(self._link.show_job(JobQuery(self._token, job_id)))
 
     def action(self, job_id: str, action: str) -> dict[str, Any]:
         """``pause``, ``resume``, ``cancel`` or ``retry_failed``."""
-        return dict(self._call(TRANSFER_ACTION_PATH, job_id=job_id, action=action)["job"])
+        return to_wire(self._link.act_on_job(JobAction(self._token, job_id, action)).job)
 
     def wait(self, job_id: str, timeout_s: float = 600.0, poll_s: float = 0.2) -> dict[str, Any]:
         """Poll until the job reaches succeeded, failed or cancelled; returns the final job."""
         deadline = time.monotonic() + timeout_s
         while True:
-            job = self.show(job_id)["job"]
-            if job["state"] in FINAL_STATES:
-                return dict(job)
+            view = self._link.show_job(JobQuery(self._token, job_id)).job
+            if view.job.state in FINAL_STATES:
+                return to_wire(view)
             if time.monotonic() >= deadline:
-                raise ApiTimeoutError(f"transfer job {job_id} is still {job['state']} after {timeout_s}s")
+                raise ApiTimeoutError(f"transfer job {job_id} is still {view.job.state} after {timeout_s}s")
             time.sleep(poll_s)

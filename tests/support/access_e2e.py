@@ -22,7 +22,8 @@ from fluxon_core.kv import KvClient
 from fluxon_core.rpc import default_transport
 from fluxon_core.runtime import RoleProcess
 from fluxon_fs.export.client import RemoteExportOps
-from fluxon_fs.master_api.link import CONFIG_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import CONFIG_PATH
 from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
 from fluxon_fs.roles import start_fs_master_process
 from fluxon_plugins.sqlite_access.store import SqliteAccessStore, SqliteAccessStoreConfig

@@ -37,7 +37,8 @@ import pytest
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.rpc import default_transport
 from fluxon_fs.export.client import RemoteExportOps
-from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, FsMasterLink
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import AUTH_LOGIN_PATH
 from fluxon_fs.patcher import MountedExport, process_mount_table
 from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster

@@ -1,0 +1,59 @@
+"""``/fluxon_fs/auth/*``: how agents check identities without holding the token secret or the access db."""
+
+from __future__ import annotations
+
+from fluxon_fs.auth.identity import Authorizer
+from fluxon_fs.auth.store_api import AccessModelStore
+from fluxon_fs.auth.tokens import TokenClaims, TokenSigner
+from fluxon_fs.fs_master.handlers.table import HandlerTable
+from fluxon_fs.master_api import calls
+from fluxon_fs.master_api.records import (
+    AuthEpochQuery,
+    AuthEpochReply,
+    Login,
+    LoginReply,
+    TokenVerification,
+    UserAccessQuery,
+    UserAccessReply,
+)
+
+
+class AuthHandlers:
+    """Logins, token verification, users' access and the access epoch, answered from the master's access db."""
+
+    def __init__(
+        self,
+        authorizer: Authorizer,
+        signer: TokenSigner,
+        access_store: AccessModelStore,
+        revocation_bound_s: float,
+    ) -> None:
+        self._authorizer = authorizer
+        self._signer = signer
+        self._access_store = access_store
+        self._revocation_bound_s = revocation_bound_s
+
+    def register_paths(self, table: HandlerTable) -> None:
+        """Add this domain's handlers to ``table``."""
+        table.add(calls.LOGIN, self.login)
+        table.add(calls.VERIFY_TOKEN, self.verify_token)
+        table.add(calls.USER_ACCESS, self.user_access)
+        table.add(calls.AUTH_EPOCH, self.auth_epoch)
+
+    def login(self, _caller: str, login: Login) -> LoginReply:
+        """A session token for a valid password (``PermissionDeniedError`` otherwise)."""
+        token = self._authorizer.login(login.username, login.password)
+        return LoginReply(token, self._signer.verify(token).expires_at)
+
+    def verify_token(self, _caller: str, verification: TokenVerification) -> TokenClaims:
+        """The claims of a valid token (``PermissionDeniedError`` otherwise)."""
+        return self._signer.verify(verification.token)
+
+    def user_access(self, _caller: str, query: UserAccessQuery) -> UserAccessReply:
+        """A user's access as the access db holds it now."""
+        return UserAccessReply.of(self._access_store.user_access(query.username))
+
+    def auth_epoch(self, _caller: str, _query: AuthEpochQuery) -> AuthEpochReply:
+        """The access epoch, with this master's revocation bound."""
+        # Agents re-read the epoch at this master's bound, so the configured bound holds on them too.
+        return AuthEpochReply(self._access_store.auth_epoch(), self._revocation_bound_s)

@@ -1,0 +1,43 @@
+"""Serving the fs master protocol: typed handlers by call, one RPC handler per path."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fluxon_core.kv import KvClient
+from fluxon_fs.master_api.calls import CALLS, CALLS_BY_PATH, Call
+from fluxon_fs.master_api.codec import decode_request, to_wire
+
+RequestT = TypeVar("RequestT")
+ReplyT = TypeVar("ReplyT")
+
+Handler = Callable[[str, RequestT], ReplyT]
+"""``handler(caller_instance_key, request) -> reply``."""
+
+
+class HandlerTable:
+    """The handler of every call; a request is decoded, handled and its reply encoded here only."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[Call[Any, Any], Handler[Any, Any]] = {}
+
+    def add(self, call: Call[RequestT, ReplyT], handler: Handler[RequestT, ReplyT]) -> None:
+        """Serve ``call`` with ``handler``."""
+        if call in self._handlers:
+            raise ValueError(f"{call.path} ({call.request.__name__}) already has a handler")
+        self._handlers[call] = handler
+
+    def handle(self, path: str, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The encoded reply to ``payload`` received on ``path`` from ``caller``."""
+        call, request = decode_request(path, payload)
+        return to_wire(self._handlers[call](caller, request))
+
+    def serve(self, store: KvClient) -> None:
+        """Register every path on ``store``; each call of the protocol must have its handler."""
+        missing = [f"{call.path} ({call.request.__name__})" for call in CALLS if call not in self._handlers]
+        if missing:
+            raise ValueError(f"no handler for {', '.join(missing)}")
+        for path in CALLS_BY_PATH:
+            store.rpc_register(path, functools.partial(self.handle, path)).unwrap(f"cannot serve {path}")

@@ -1,0 +1,177 @@
+"""``/fluxon_fs/transfer/*``: batches for the agents' transfer workers, jobs for users (CLI, Python API)."""
+
+from __future__ import annotations
+
+from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkError
+from fluxon_fs.auth.identity import Authorizer
+from fluxon_fs.fs_master.export_registry import ExportRegistry
+from fluxon_fs.fs_master.handlers.table import HandlerTable
+from fluxon_fs.fs_master.job_runner import JobRunner
+from fluxon_fs.master_api import calls
+from fluxon_fs.master_api.records import (
+    BatchClaim,
+    BatchClaimReply,
+    BatchCompletion,
+    BatchFailure,
+    BatchReportReply,
+    ClaimedBatch,
+    JobAction,
+    JobActionReply,
+    JobCreation,
+    JobCreationReply,
+    JobListQuery,
+    JobListReply,
+    JobQuery,
+    JobReply,
+    JobView,
+    LeaseRenewal,
+    LeaseRenewalReply,
+    PrescanImport,
+)
+from fluxon_fs.transfer.holders import ClaimHolders
+from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+
+# What an unreachable state store raises (etcd, TiKV); list/show then answer from the last known jobs.
+STATE_STORE_DOWN = (NetworkError, ApiTimeoutError)
+
+
+def state_store_error(exc: Exception) -> str:
+    """What users see while the transfer state store is unreachable."""
+    return f"transfer state store unavailable, jobs are paused until it is back: {exc}"
+
+
+class TransferHandlers:
+    """Hands batches to workers and takes their reports; creates, lists, shows and steers jobs for users.
+
+    A user may move data they may read to where they may write (users who can manage users: anywhere).
+    """
+
+    def __init__(
+        self,
+        transfers: TransferCoordinator,
+        jobs: JobRunner,
+        claim_holders: ClaimHolders,
+        exports: ExportRegistry,
+        authorizer: Authorizer,
+    ) -> None:
+        self._transfers = transfers
+        self._jobs = jobs
+        self._claim_holders = claim_holders
+        self._exports = exports
+        self._authorizer = authorizer
+
+    def register_paths(self, table: HandlerTable) -> None:
+        """Add this domain's handlers to ``table``."""
+        table.add(calls.CLAIM_BATCH, self.claim_batch)
+        table.add(calls.RENEW_LEASE, self.renew_lease)
+        table.add(calls.COMPLETE_BATCH, self.complete_batch)
+        table.add(calls.FAIL_BATCH, self.fail_batch)
+        table.add(calls.CREATE_JOB, self.create_job)
+        table.add(calls.IMPORT_PRESCAN, self.import_prescan)
+        table.add(calls.LIST_JOBS, self.list_jobs)
+        table.add(calls.SHOW_JOB, self.show_job)
+        table.add(calls.ACT_ON_JOB, self.act_on_job)
+
+    # ----- workers ------------------------------------------------------------------------------
+
+    def claim_batch(self, caller: str, claim: BatchClaim) -> BatchClaimReply:
+        """The next claimable batch whose target export the calling agent serves."""
+        worker = self._claim_holders.worker_name(caller, claim.incarnation, claim.worker)
+        registered = {record.agent_instance_key for record in self._exports.agents()}
+        target_exports = set(claim.target_exports)
+        assignment = self._transfers.claim(
+            worker,
+            job_ids=[j.job_id for j in self._transfers.jobs() if j.spec.target_export in target_exports],
+            holder_gone=lambda holder: self._claim_holders.gone(holder, registered),
+        )
+        if assignment is None:
+            return BatchClaimReply(None)
+        return BatchClaimReply(ClaimedBatch.of(assignment, self._transfers.lease_ttl_s))
+
+    def renew_lease(self, caller: str, renewal: LeaseRenewal) -> LeaseRenewalReply:
+        """Extend a claim's lease (the caller is alive)."""
+        self._claim_holders.seen(caller)
+        return LeaseRenewalReply(self._transfers.renew(renewal.job_id, renewal.number, renewal.claim_token))
+
+    def complete_batch(self, _caller: str, completion: BatchCompletion) -> BatchReportReply:
+        """Count a copied batch."""
+        accepted = self._transfers.complete(
+            completion.job_id, completion.number, completion.claim_token, completion.result
+        )
+        return BatchReportReply(accepted)
+
+    def fail_batch(self, _caller: str, failure: BatchFailure) -> BatchReportReply:
+        """Record a batch that could not be copied (it is retried up to the job's ``max_attempts``)."""
+        return BatchReportReply(
+            self._transfers.fail(failure.job_id, failure.number, failure.claim_token, failure.error)
+        )
+
+    # ----- users --------------------------------------------------------------------------------
+
+    def create_job(self, _caller: str, creation: JobCreation) -> JobCreationReply:
+        """Start a job that scans its source, then copies."""
+        self._authorize_transfer(creation.token, creation.spec)
+        return JobCreationReply(self._jobs.start_job(creation.spec))
+
+    def import_prescan(self, _caller: str, prescan_import: PrescanImport) -> JobCreationReply:
+        """Turn a finished pre-scan into a running job; needs read access to the whole source export."""
+        token, spec = prescan_import.token, prescan_import.spec
+        self._authorizer.authorize(token, spec.target_export, spec.target_prefix, is_write=True)
+        if not self._authorizer.authenticate(token).can_manage_users:
+            self._authorizer.authorize(token, spec.source_export, "", is_write=False)
+        job = self._transfers.create_job_from_prescan(
+            prescan_import.prescan_job_id, spec, self._export_root(spec.source_export)
+        )
+        return JobCreationReply(job.job_id)
+
+    def list_jobs(self, _caller: str, query: JobListQuery) -> JobListReply:
+        """Every job; the last known ones (with the store's error) while the state store is unreachable."""
+        self._authorizer.authenticate(query.token)
+        try:
+            jobs, error = self._transfers.jobs(), ""
+        except STATE_STORE_DOWN as exc:
+            jobs, error = self._transfers.cached_jobs(), state_store_error(exc)
+        return JobListReply(tuple(JobView.of(job, error) for job in jobs), error)
+
+    def show_job(self, _caller: str, query: JobQuery) -> JobReply:
+        """A job with its batches; the last known job without batches while the state store is unreachable."""
+        self._authorizer.authenticate(query.token)
+        try:
+            job = self._transfers.job(query.job_id)
+            batches = tuple(self._transfers.batch_states(query.job_id))
+        except STATE_STORE_DOWN as exc:
+            cached = self._transfers.cached_job(query.job_id)
+            if cached is None:
+                raise NetworkError(state_store_error(exc)) from exc
+            error = state_store_error(exc)
+            return JobReply(JobView.of(cached, error), (), error)
+        return JobReply(JobView.of(job), batches, "")
+
+    def act_on_job(self, _caller: str, action: JobAction) -> JobActionReply:
+        """Pause, resume, cancel or retry the failed batches of a job."""
+        job = self._transfers.job(action.job_id)
+        self._authorize_transfer(action.token, job.spec)
+        actions = {
+            "pause": self._transfers.pause,
+            "resume": self._transfers.resume,
+            "cancel": self._transfers.cancel,
+            "retry_failed": self._transfers.retry_failed,
+        }
+        if action.action not in actions:
+            raise InvalidArgumentError(
+                f"unknown transfer action {action.action!r}; expected one of {', '.join(actions)}"
+            )
+        updated = actions[action.action](job.job_id)
+        self._jobs.wake()
+        return JobActionReply(JobView.of(updated))
+
+    def _authorize_transfer(self, token: str, spec: JobSpec) -> None:
+        self._authorizer.authorize(token, spec.source_export, spec.source_dir, is_write=False)
+        self._authorizer.authorize(token, spec.target_export, spec.target_prefix, is_write=True)
+
+    def _export_root(self, export_name: str) -> str:
+        """The root directory of an export on its agents, from the snapshot."""
+        export = self._exports.snapshot().exports.get(export_name)
+        if export is None:
+            raise InvalidArgumentError(f"unknown export_name {export_name!r}")
+        return export.remote_root_dir_abs

@@ -1,0 +1,127 @@
+"""Every call of the fs master protocol: its path, request record and reply record.
+
+The registries multiplex several calls on one path; their requests carry an ``op`` key naming the
+call (``{"op": "register", ...}``), which the codec adds and strips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from fluxon_fs.auth.tokens import TokenClaims
+from fluxon_fs.master_api.paths import (
+    AUTH_EPOCH_PATH,
+    AUTH_LOGIN_PATH,
+    AUTH_USER_ACCESS_PATH,
+    AUTH_VERIFY_PATH,
+    CONFIG_PATH,
+    EXPORT_REGISTRY_PATH,
+    MOUNT_REGISTRY_PATH,
+    TRANSFER_ACTION_PATH,
+    TRANSFER_CLAIM_PATH,
+    TRANSFER_COMPLETE_PATH,
+    TRANSFER_CREATE_PATH,
+    TRANSFER_FAIL_PATH,
+    TRANSFER_IMPORT_PATH,
+    TRANSFER_LIST_PATH,
+    TRANSFER_RENEW_PATH,
+    TRANSFER_SHOW_PATH,
+)
+from fluxon_fs.master_api.records import (
+    AuthEpochQuery,
+    AuthEpochReply,
+    BatchClaim,
+    BatchClaimReply,
+    BatchCompletion,
+    BatchFailure,
+    BatchReportReply,
+    ExportHeartbeat,
+    ExportHeartbeatReply,
+    ExportRegistration,
+    ExportRegistrationReply,
+    ExportSnapshotQuery,
+    ExportSnapshotReply,
+    ExportUnregistration,
+    ExportUnregistrationReply,
+    JobAction,
+    JobActionReply,
+    JobCreation,
+    JobCreationReply,
+    JobListQuery,
+    JobListReply,
+    JobQuery,
+    JobReply,
+    LeaseRenewal,
+    LeaseRenewalReply,
+    Login,
+    LoginReply,
+    MountRemoval,
+    MountRemovalReply,
+    MountReport,
+    MountReportReply,
+    PrescanImport,
+    TokenVerification,
+    UserAccessQuery,
+    UserAccessReply,
+)
+
+RequestT = TypeVar("RequestT")
+ReplyT = TypeVar("ReplyT")
+
+
+@attrs.frozen
+class Call(Generic[RequestT, ReplyT]):
+    """One call: ``request`` records go to ``path`` and ``reply`` records come back."""
+
+    path: str
+    request: type[RequestT]
+    reply: type[ReplyT]
+    op: str | None = None
+    """The ``op`` value naming this call on a path that serves several."""
+
+
+_CALLS: list[Call[Any, Any]] = []
+
+
+def _call(path: str, request: type[RequestT], reply: type[ReplyT], op: str | None = None) -> Call[RequestT, ReplyT]:
+    call = Call(path, request, reply, op)
+    _CALLS.append(call)
+    return call
+
+
+EXPORT_SNAPSHOT = _call(CONFIG_PATH, ExportSnapshotQuery, ExportSnapshotReply)
+REGISTER_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportRegistration, ExportRegistrationReply, op="register")
+HEARTBEAT_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportHeartbeat, ExportHeartbeatReply, op="heartbeat")
+UNREGISTER_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportUnregistration, ExportUnregistrationReply, op="unregister")
+REPORT_MOUNT = _call(MOUNT_REGISTRY_PATH, MountReport, MountReportReply, op="report")
+REMOVE_MOUNT = _call(MOUNT_REGISTRY_PATH, MountRemoval, MountRemovalReply, op="remove")
+LOGIN = _call(AUTH_LOGIN_PATH, Login, LoginReply)
+VERIFY_TOKEN = _call(AUTH_VERIFY_PATH, TokenVerification, TokenClaims)
+USER_ACCESS = _call(AUTH_USER_ACCESS_PATH, UserAccessQuery, UserAccessReply)
+AUTH_EPOCH = _call(AUTH_EPOCH_PATH, AuthEpochQuery, AuthEpochReply)
+CLAIM_BATCH = _call(TRANSFER_CLAIM_PATH, BatchClaim, BatchClaimReply)
+RENEW_LEASE = _call(TRANSFER_RENEW_PATH, LeaseRenewal, LeaseRenewalReply)
+COMPLETE_BATCH = _call(TRANSFER_COMPLETE_PATH, BatchCompletion, BatchReportReply)
+FAIL_BATCH = _call(TRANSFER_FAIL_PATH, BatchFailure, BatchReportReply)
+CREATE_JOB = _call(TRANSFER_CREATE_PATH, JobCreation, JobCreationReply)
+IMPORT_PRESCAN = _call(TRANSFER_IMPORT_PATH, PrescanImport, JobCreationReply)
+LIST_JOBS = _call(TRANSFER_LIST_PATH, JobListQuery, JobListReply)
+SHOW_JOB = _call(TRANSFER_SHOW_PATH, JobQuery, JobReply)
+ACT_ON_JOB = _call(TRANSFER_ACTION_PATH, JobAction, JobActionReply)
+
+CALLS: tuple[Call[Any, Any], ...] = tuple(_CALLS)
+"""Every call, in the order declared above."""
+
+
+def _by_path() -> dict[str, tuple[Call[Any, Any], ...]]:
+    grouped: dict[str, tuple[Call[Any, Any], ...]] = {}
+    for call in CALLS:
+        grouped[call.path] = (*grouped.get(call.path, ()), call)
+    return grouped
+
+
+CALLS_BY_PATH: Mapping[str, tuple[Call[Any, Any], ...]] = _by_path()
+"""The calls served on each path."""

@@ -1,0 +1,125 @@
+"""The fs master's handler table behind the typed link, in one process (no KV plane)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from fluxon_core.errors import ApiError, InvalidArgumentError
+from fluxon_core.result import Result
+from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
+from fluxon_fs.fs_master.export_registry import ExportRegistry
+from fluxon_fs.fs_master.handlers.config import ConfigHandlers
+from fluxon_fs.fs_master.handlers.registry import RegistryHandlers
+from fluxon_fs.fs_master.handlers.table import HandlerTable
+from fluxon_fs.fs_master.mount_registry import MountRegistry
+from fluxon_fs.master_api import calls
+from fluxon_fs.master_api.calls import CALLS, CALLS_BY_PATH
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import EXPORT_REGISTRY_PATH, TRANSFER_RENEW_PATH
+from fluxon_fs.master_api.records import (
+    ExportHeartbeat,
+    ExportRegistration,
+    ExportSnapshotQuery,
+    ExportUnregistration,
+    MountRemoval,
+    MountReport,
+)
+
+
+class LoopbackStore:
+    """The two KvClient methods the master and its link use; payloads go through JSON like on the wire."""
+
+    def __init__(self, caller: str) -> None:
+        self.caller = caller
+        self.handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {}
+
+    def rpc_register(self, path: str, handler: Callable[[str, dict[str, Any]], dict[str, Any]]) -> Result[None]:
+        self.handlers[path] = handler
+        return Result.ok()
+
+    def rpc_call(self, _instance_key: str, path: str, payload: Any, _timeout_ms: float) -> Result[dict[str, Any]]:
+        try:
+            reply = self.handlers[path](self.caller, json.loads(json.dumps(payload)))
+        except ApiError as exc:
+            return Result.err(exc)
+        return Result.ok(json.loads(json.dumps(reply)))
+
+
+@pytest.fixture
+def master():
+    exports = ExportRegistry(FsCacheConfig(exports={"demo": ExportCacheConfig("/data/demo")}))
+    mounts = MountRegistry()
+    table = HandlerTable()
+    ConfigHandlers(exports).register_paths(table)
+    RegistryHandlers(exports, mounts).register_paths(table)
+    for call in CALLS:  # the access and transfer domains need stores; the end-to-end tests cover them
+        if call.path.startswith(("/fluxon_fs/auth/", "/fluxon_fs/transfer/")):
+            table.add(call, lambda _caller, _request: None)
+    store = LoopbackStore("agent-a")
+    table.serve(store)
+    return table, store, exports, mounts
+
+
+def link_to(store: LoopbackStore) -> FsMasterLink:
+    return FsMasterLink(store, "fs-master")  # type: ignore[arg-type]
+
+
+def test_an_agent_registers_heartbeats_and_leaves_through_the_typed_link(master):
+    _table, store, exports, _mounts = master
+    assert set(store.handlers) == set(CALLS_BY_PATH)
+    link = link_to(store)
+
+    before = link.export_snapshot(ExportSnapshotQuery())
+    registered = link.register_export(ExportRegistration("tcp://h:1", {"demo": "/data/demo", "extra": "/data/x"}))
+    assert registered.version != before.version and registered.lease_ttl_s == exports.lease_ttl_s
+    snapshot = link.export_snapshot(ExportSnapshotQuery(before.version))
+    assert not snapshot.unchanged and snapshot.exports is not None and snapshot.cache is not None
+    assert [agent.endpoint for agent in snapshot.exports["extra"].agents] == ["tcp://h:1"]
+    assert snapshot.cache.exports["extra"].remote_root_dir_abs == "/data/x"
+    assert link.export_snapshot(ExportSnapshotQuery(snapshot.version)).unchanged
+    assert link.heartbeat_export(ExportHeartbeat()).known
+    assert link.unregister_export(ExportUnregistration()).removed
+    assert not link.heartbeat_export(ExportHeartbeat()).known
+
+
+def test_mounts_are_reported_and_removed(master):
+    _table, store, _exports, mounts = master
+    link = link_to(store)
+    assert link.report_mount(MountReport("/mnt/a", "demo", username="alice", host="h1", pid=7)).ok
+    [mount] = mounts.mounts()
+    assert (mount.client_instance_key, mount.local_mount_dir_abs, mount.username, mount.pid) == (
+        "agent-a",
+        "/mnt/a",
+        "alice",
+        7,
+    )
+    assert link.remove_mount(MountRemoval("/mnt/a")).removed
+    assert mounts.mounts() == []
+
+
+def test_serving_needs_one_handler_for_every_call(master):
+    table, _store, exports, _mounts = master
+    with pytest.raises(ValueError, match="already has a handler"):
+        table.add(calls.EXPORT_SNAPSHOT, lambda _caller, _query: None)
+    partial = HandlerTable()
+    ConfigHandlers(exports).register_paths(partial)
+    with pytest.raises(ValueError, match=TRANSFER_RENEW_PATH):
+        partial.serve(LoopbackStore("agent-a"))
+
+
+def test_a_malformed_payload_is_refused_before_any_handler_runs(master):
+    table, _store, exports, _mounts = master
+    version = exports.snapshot().version
+    with pytest.raises(
+        InvalidArgumentError, match=r"/fluxon_fs/export_registry request: exports\['x'\] must be a string"
+    ):
+        table.handle(EXPORT_REGISTRY_PATH, "agent-a", {"op": "register", "endpoint": "tcp://h:1", "exports": {"x": 1}})
+    with pytest.raises(InvalidArgumentError, match="cannot serve export 'x': must be an absolute path"):
+        table.handle(
+            EXPORT_REGISTRY_PATH, "agent-a", {"op": "register", "endpoint": "tcp://h:1", "exports": {"x": "rel"}}
+        )
+    assert exports.snapshot().version == version
