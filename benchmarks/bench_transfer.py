@@ -28,8 +28,8 @@ from typing import Any
 
 from benchmarks.rows import result_row
 from fluxon_core.runtime.processes import start_role_process
+from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.roles import FS_AGENT_MODULE
-from fluxon_fs.transfer.client import TransferClient
 from fluxon_fs.transfer.jobs import JobSpec
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
 

@@ -31,7 +31,7 @@ _PUBLIC_NAMES: dict[str, str] = {
     "FsAgent": "fluxon_fs.fs_agent.agent",
     "JobSpec": "fluxon_fs.transfer.jobs",
     "TransferCheckSummary": "fluxon_fs.transfer.prescan",
-    "TransferClient": "fluxon_fs.transfer.client",
+    "TransferClient": "fluxon_fs.master_api.transfer_client",
     "install_patcher_from_master": "fluxon_fs.patcher.fs_patcher",
     "publish_export": "fluxon_fs.fs_agent.agent",
     "start_fs_agent": "fluxon_fs.fs_agent.agent",

@@ -28,8 +28,8 @@ from fluxon_core.runtime import RoleProcess
 from fluxon_core.runtime.processes import start_role_process
 from fluxon_core.runtime.readiness import RoleStartError
 from fluxon_fs.auth.identity import LOGIN_FAILED_MESSAGE
+from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.roles import FS_MASTER_MODULE
-from fluxon_fs.transfer.client import TransferClient
 from fluxon_fs.transfer.jobs import JobSpec
 from tests.support.access_e2e import AccessDeployment, Credentials, stop, write_tree
 from tests.support.fs_cluster import MASTER_KEY, FsCluster, fs_cluster

@@ -25,9 +25,9 @@ from fluxon_core.errors import NetworkError
 from fluxon_core.runtime.processes import start_role_process
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.fs_agent.transfer_worker import PAUSE_AFTER_BYTES_ENV, PAUSE_MARKER_ENV
+from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.roles import FS_AGENT_MODULE
 from fluxon_fs.transfer.batching import group_batches
-from fluxon_fs.transfer.client import TransferClient
 from fluxon_fs.transfer.copier import COPY_CHUNK_BYTES, TEMP_MARKER, copy_batch, scan_export_dir
 from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store

@@ -3,7 +3,7 @@
 * :mod:`~fluxon_fs.auth.tokens` — signed, expiring session tokens.
 * :mod:`~fluxon_fs.auth.scopes` — export-relative paths, prefix matching and listing visibility.
 * :mod:`~fluxon_fs.auth.identity` — :func:`login` and the :class:`Authorizer` every FS request goes through.
-* :mod:`~fluxon_fs.auth.remote` — the access model as an fs agent sees it, answered by the fs master.
+* :mod:`~fluxon_fs.fs_agent.remote_access` — the access model as an fs agent sees it, answered by the fs master.
 
 The ``fluxon users`` command lives in :mod:`fluxon_fs.cli.users`.
 """

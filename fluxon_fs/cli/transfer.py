@@ -35,7 +35,7 @@ from fluxon_core.errors import ApiError
 from fluxon_core.hookspecs import hookimpl
 from fluxon_core.kv import new_store
 from fluxon_fs.config import FsRoleConfig
-from fluxon_fs.transfer.client import TransferClient
+from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.progress import human_bytes
 

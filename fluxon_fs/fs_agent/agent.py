@@ -10,11 +10,11 @@ from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.kv import KvClient, as_kv_client, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
-from fluxon_fs.auth.remote import remote_authorizer
 from fluxon_fs.config import AgentExportConfig, FsAgentConfig, FsRoleConfig
 from fluxon_fs.export.serving.caller_auth import cluster_authenticator, export_authorizer
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.export.serving.rpc_service import ServedExport, serve_export
+from fluxon_fs.fs_agent.remote_access import remote_authorizer
 from fluxon_fs.fs_agent.transfer_worker import TransferWorkerPool
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import ExportHeartbeat, ExportRegistration, ExportUnregistration

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fluxon_core.protocols import AccessStore
 from fluxon_fs.auth.identity import Authorizer
-from fluxon_fs.auth.store_api import AccessModelStore
 from fluxon_fs.auth.tokens import TokenClaims, TokenSigner
 from fluxon_fs.fs_master.handlers.table import HandlerTable
 from fluxon_fs.master_api import calls
@@ -25,7 +25,7 @@ class AuthHandlers:
         self,
         authorizer: Authorizer,
         signer: TokenSigner,
-        access_store: AccessModelStore,
+        access_store: AccessStore,
         revocation_bound_s: float,
     ) -> None:
         self._authorizer = authorizer
