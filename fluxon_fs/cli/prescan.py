@@ -8,10 +8,10 @@ import json
 import yaml
 
 from fluxon_core.config import parse_byte_size
+from fluxon_fs.transfer.codec import to_json
 from fluxon_fs.transfer.prescan import (
     FluxonFsTransferSkipEntry,
     FluxonFsTransferSkipEntryKind,
-    summary_as_dict,
     transfer_check_local_blocking,
 )
 
@@ -63,5 +63,5 @@ def run_prescan_command(args: argparse.Namespace) -> int:
         enable_cli_progress=not args.no_progress,
         job_id=args.job_id,
     )
-    print(json.dumps(summary_as_dict(summary), indent=2))
+    print(json.dumps(to_json(summary), indent=2))
     return 0

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import default_transport
@@ -35,9 +33,9 @@ from fluxon_fs.master_api.link import (
     TRANSFER_FAIL_PATH,
     TRANSFER_RENEW_PATH,
 )
+from fluxon_fs.transfer.codec import from_json, to_json
 from fluxon_fs.transfer.copier import copy_batch
-from fluxon_fs.transfer.jobs import JobSpec
-from fluxon_fs.transfer.records import ScanEntry
+from fluxon_fs.transfer.jobs import BatchAssignment
 
 if TYPE_CHECKING:
     from fluxon_fs.fs_agent.agent import FsAgent
@@ -138,11 +136,10 @@ class TransferWorkerPool:
                 log.debug("claim failed: %s", exc)
                 self._stop.wait(IDLE_POLL_S * 4)
                 continue
-            assignment = reply.get("assignment")
-            if assignment is None:
+            if reply.get("assignment") is None:
                 self._stop.wait(IDLE_POLL_S)
                 continue
-            self._run_batch(assignment)
+            self._run_batch(from_json(BatchAssignment, reply["assignment"], "claimed batch"))
 
     def _source_ops(self, export_name: str) -> ExportOps:
         local = self._agent.ops.get(export_name)
@@ -156,23 +153,21 @@ class TransferWorkerPool:
             self._client, agents[0]["endpoint"], export_name, auth=self._auth, caller=self._agent.instance_key
         )
 
-    def _run_batch(self, assignment: dict[str, Any]) -> None:
-        spec = JobSpec(**assignment["spec"])
-        job_id, number, token = assignment["job_id"], int(assignment["number"]), assignment["claim_token"]
-        entries = [ScanEntry(*row) for row in assignment["entries"]]
-        keeper = _LeaseKeeper(self._agent, job_id, number, token, float(assignment["lease_ttl_s"]))
+    def _run_batch(self, assignment: BatchAssignment) -> None:
+        spec, job_id, number, token = assignment.spec, assignment.job_id, assignment.number, assignment.claim_token
+        keeper = _LeaseKeeper(self._agent, job_id, number, token, assignment.lease_ttl_s)
         started = time.monotonic()
         try:
             source = self._source_ops(spec.source_export)
             target = self._agent.ops[spec.target_export]
             result = copy_batch(
                 spec,
-                entries,
+                assignment.entries,
                 source,
                 target,
                 should_continue=lambda: not (keeper.lost.is_set() or self._stop.is_set()),
                 on_progress=_test_pause_hook(job_id, number),
-                clean_orphans=int(assignment.get("claims", 1)) > 1,
+                clean_orphans=assignment.claims > 1,
             )
         except Exception as exc:
             keeper.stop()
@@ -194,7 +189,7 @@ class TransferWorkerPool:
         )
         self._report(
             TRANSFER_COMPLETE_PATH,
-            {"job_id": job_id, "number": number, "claim_token": token, "result": attrs.asdict(result)},
+            {"job_id": job_id, "number": number, "claim_token": token, "result": to_json(result)},
         )
 
     def _report(self, path: str, payload: dict[str, Any]) -> None:

@@ -11,8 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from fluxon_core.config import BackendConfig
 from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkError
 from fluxon_core.kv import KvClient, new_store
@@ -49,9 +47,11 @@ from fluxon_fs.master_api.link import (
     TRANSFER_SHOW_PATH,
 )
 from fluxon_fs.panel import FsMasterPanelBackend, start_panel
+from fluxon_fs.transfer.codec import from_json, to_json
 from fluxon_fs.transfer.holders import ClaimHolders
-from fluxon_fs.transfer.jobs import BatchResult, JobRecord, JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import BatchResult, JobSpec, TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store
+from fluxon_fs.transfer.wire import batch_to_wire, job_spec_from_wire, job_to_wire
 from fluxon_plugins.prometheus_metrics import render_prometheus_text
 
 log = get_logger("fluxon.fs.master")
@@ -278,20 +278,7 @@ class FsMaster:
             job_ids=[j.job_id for j in self.transfers.jobs() if j.spec.target_export in target_exports],
             holder_gone=lambda holder: self.claim_holders.gone(holder, registered),
         )
-        if assignment is None:
-            return {"assignment": None}
-        return {
-            "assignment": {
-                "job_id": assignment.job_id,
-                "spec": attrs.asdict(assignment.spec),
-                "number": assignment.number,
-                "claim_token": assignment.claim_token,
-                "lease_deadline": assignment.lease_deadline,
-                "lease_ttl_s": self.transfers.lease_ttl_s,
-                "entries": [list(e) for e in assignment.entries],
-                "claims": assignment.claims,
-            }
-        }
+        return {"assignment": None if assignment is None else to_json(assignment)}
 
     def _on_transfer_renew(self, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         self.claim_holders.seen(caller)
@@ -299,8 +286,7 @@ class FsMaster:
         return {"lease_deadline": deadline}
 
     def _on_transfer_complete(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
-        fields: dict[str, Any] = {k: (tuple(v) if k == "errors" else v) for k, v in payload["result"].items()}
-        result = BatchResult(**fields)
+        result = from_json(BatchResult, payload.get("result"), "result")
         accepted = self.transfers.complete(
             str(payload["job_id"]), int(payload["number"]), str(payload["claim_token"]), result
         )
@@ -355,15 +341,13 @@ class FsMaster:
         job_id = str(payload["job_id"])
         try:
             job = self.transfers.job(job_id)
-            batches = [attrs.asdict(state) for state in self.transfers.batch_states(job_id)]
+            batches = [batch_to_wire(state) for state in self.transfers.batch_states(job_id)]
         except STATE_STORE_DOWN as exc:
             cached = self.transfers.cached_job(job_id)
             if cached is None:
                 raise NetworkError(state_store_error(exc)) from exc
             error = state_store_error(exc)
             return {"job": job_to_wire(cached, error), "batches": [], "state_store_error": error}
-        for batch in batches:
-            batch.pop("claim_token", None)
         return {"job": job_to_wire(job), "batches": batches, "state_store_error": ""}
 
     def _on_transfer_action(self, _caller: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -404,29 +388,6 @@ def _sqlite_access_options(path: str) -> Any:
     from fluxon_plugins.sqlite_access.store import SqliteAccessStoreConfig
 
     return SqliteAccessStoreConfig(path=path)
-
-
-def job_spec_from_wire(data: Any) -> JobSpec:
-    """A job spec from an RPC payload, with a clear error for missing or unknown fields."""
-    if not isinstance(data, dict):
-        raise InvalidArgumentError("spec must be a mapping of JobSpec fields")
-    known = attrs.fields_dict(JobSpec)
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise InvalidArgumentError(f"spec has unknown fields {unknown}; known: {sorted(known)}")
-    try:
-        return JobSpec(**data)
-    except TypeError as exc:
-        raise InvalidArgumentError(f"spec is incomplete: {exc}") from None
-
-
-def job_to_wire(job: JobRecord, state_store_error: str = "") -> dict[str, Any]:
-    """JSON form of a job with its throughput; ``state_store_error`` is set while the store is unreachable
-    (the job is then its last known record and makes no progress)."""
-    data = attrs.asdict(job)
-    data["throughput_bytes_per_s"] = job.throughput_bytes_per_s()
-    data["state_store_error"] = state_store_error
-    return data
 
 
 def state_store_error(exc: Exception) -> str:

@@ -7,12 +7,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
-
 from fluxon_fs.auth.records import ScopeAccessRecord, UserRecord
 from fluxon_fs.export.ops import DirEntryInfo
 from fluxon_fs.fs_master.export_registry import AgentRecord
 from fluxon_fs.fs_master.mount_registry import MountRecord
+from fluxon_fs.transfer.codec import to_json
 from fluxon_fs.transfer.jobs import BatchState, JobRecord
 from fluxon_fs.transfer.records import PrescanRecord
 
@@ -95,22 +94,10 @@ def entry_payload(entry: DirEntryInfo, dir_path: str) -> dict[str, Any]:
 
 
 def prescan_payload(record: PrescanRecord) -> dict[str, Any]:
-    """A pre-scan summary."""
-    return {
-        "job_id": record.job_id,
-        "src_root_dir": record.src_root_dir,
-        "scan_epoch": record.scan_epoch,
-        "state": record.state,
-        "file_count": record.file_count,
-        "dir_count": record.dir_count,
-        "total_bytes": record.total_bytes,
-        "batch_count": record.batch_count,
-        "skipped_count": record.skipped_count,
-        "batch_ready_bytes": record.batch_ready_bytes,
-        "created_at": record.created_at,
-        "finished_at": record.finished_at,
-        "error": record.error,
-    }
+    """A pre-scan summary (the record without its ``schema_version``)."""
+    data = to_json(record)
+    del data["schema_version"]
+    return data
 
 
 def _fraction(done: int, total: int) -> float | None:
@@ -129,8 +116,8 @@ def job_payload(job: JobRecord, batches: Iterable[BatchState] | None = None) -> 
         "job_id": job.job_id,
         "state": job.state,
         "state_reason": job.state_reason,
-        "spec": attrs.asdict(job.spec),
-        "counters": attrs.asdict(counters),
+        "spec": to_json(job.spec),
+        "counters": to_json(counters),
         "files_done": files_done,
         "bytes_fraction": _fraction(counters.bytes_copied, counters.bytes_total),
         "files_fraction": _fraction(files_done, counters.files_total),

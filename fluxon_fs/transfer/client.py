@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import attrs
-
 from fluxon_core.errors import ApiTimeoutError
 from fluxon_core.kv import KvClient
 from fluxon_fs.master_api.link import (
@@ -18,6 +16,7 @@ from fluxon_fs.master_api.link import (
     TRANSFER_SHOW_PATH,
     FsMasterLink,
 )
+from fluxon_fs.transfer.codec import to_json
 from fluxon_fs.transfer.jobs import FINAL_STATES, JobSpec
 
 
@@ -33,11 +32,11 @@ class TransferClient:
 
     def create_job(self, spec: JobSpec) -> str:
         """Start a job that scans ``spec.source_dir`` of the source export, then copies; returns its id."""
-        return str(self._call(TRANSFER_CREATE_PATH, spec=attrs.asdict(spec))["job_id"])
+        return str(self._call(TRANSFER_CREATE_PATH, spec=to_json(spec))["job_id"])
 
     def import_prescan(self, prescan_job_id: str, spec: JobSpec) -> str:
         """Turn a finished pre-scan into a running job (``spec.source_dir`` is derived from the scan)."""
-        return str(self._call(TRANSFER_IMPORT_PATH, prescan_job_id=prescan_job_id, spec=attrs.asdict(spec))["job_id"])
+        return str(self._call(TRANSFER_IMPORT_PATH, prescan_job_id=prescan_job_id, spec=to_json(spec))["job_id"])
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job, newest first."""

@@ -23,7 +23,6 @@ show jobs (with the store's error) while the state store is unavailable.
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -36,6 +35,7 @@ from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.metrics import TRANSFER_BYTES_COPIED, TRANSFER_FILES_COPIED
 from fluxon_core.protocols import StateStore
+from fluxon_fs.transfer.codec import decode, encode
 from fluxon_fs.transfer.records import (
     SCHEMA_VERSION,
     ScanEntry,
@@ -163,13 +163,14 @@ class BatchState:
 
 @attrs.frozen
 class BatchAssignment:
-    """What a worker receives when it claims a batch."""
+    """What a worker receives when it claims a batch (``claims`` counts this claim too)."""
 
     job_id: str
     spec: JobSpec
     number: int
     claim_token: str
     lease_deadline: float
+    lease_ttl_s: float
     entries: list[ScanEntry]
     claims: int = 1
 
@@ -183,24 +184,6 @@ class BatchResult:
     files_skipped: int = 0
     files_changed: int = 0
     errors: tuple[str, ...] = ()
-
-
-def _dump(record: Any) -> bytes:
-    return json.dumps(attrs.asdict(record), separators=(",", ":"), sort_keys=True).encode()
-
-
-def _load_job(data: bytes) -> JobRecord:
-    raw = json.loads(data)
-    spec = JobSpec(**{k: v for k, v in raw.pop("spec").items() if k in attrs.fields_dict(JobSpec)})
-    counters = JobCounters(**{k: v for k, v in raw.pop("counters").items() if k in attrs.fields_dict(JobCounters)})
-    known = attrs.fields_dict(JobRecord)
-    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
-    return JobRecord(spec=spec, counters=counters, **fields)
-
-
-def _load_batch_state(data: bytes) -> BatchState:
-    raw = json.loads(data)
-    return BatchState(**{k: v for k, v in raw.items() if k in attrs.fields_dict(BatchState)})
 
 
 def job_key(job_id: str) -> str:
@@ -252,7 +235,7 @@ class TransferCoordinator:
             state=state,
             created_at=self._clock(),
         )
-        if not self.store.compare_and_set(job_key(record.job_id), None, _dump(record)):
+        if not self.store.compare_and_set(job_key(record.job_id), None, encode(record)):
             raise InvalidArgumentError(f"job {record.job_id!r} already exists")
         self._known_jobs[record.job_id] = record
         return record
@@ -264,7 +247,7 @@ class TransferCoordinator:
         self.store.batch_write(
             [
                 (batch_key(job_id, number), encode_batch(entries, total_bytes)),
-                (batch_state_key(job_id, number), _dump(state)),
+                (batch_state_key(job_id, number), encode(state)),
             ]
         )
 
@@ -303,7 +286,7 @@ class TransferCoordinator:
         data = self.store.get(prescan_key(prescan_job_id))
         if data is None:
             raise KeyNotFoundError(f"pre-scan {prescan_job_id!r} does not exist in this state store")
-        prescan = decode_prescan(data)
+        prescan = decode_prescan(data, prescan_key(prescan_job_id))
         if prescan.state != "done":
             raise InvalidArgumentError(f"pre-scan {prescan_job_id!r} is {prescan.state}; only a finished scan imports")
         root = export_root_dir.rstrip("/") or "/"
@@ -317,8 +300,8 @@ class TransferCoordinator:
         spec = attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id)
         job = self.create_job(spec)
         prefix = prescan_batch_prefix(prescan_job_id, prescan.scan_epoch)
-        for number, (_, value) in enumerate(self.store.scan_prefix(prefix)):
-            entries, total = decode_batch(value)
+        for number, (key, value) in enumerate(self.store.scan_prefix(prefix)):
+            entries, total = decode_batch(value, key)
             self.add_batch(job.job_id, number, entries, total)
         return self.finish_scan(job.job_id)
 
@@ -327,12 +310,12 @@ class TransferCoordinator:
         data = self.store.get(job_key(job_id))
         if data is None:
             raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
-        record = self._known_jobs[job_id] = _load_job(data)
+        record = self._known_jobs[job_id] = decode(JobRecord, data, job_key(job_id))
         return record
 
     def jobs(self) -> list[JobRecord]:
         """Every job, newest first."""
-        records = [_load_job(v) for _, v in self.store.scan_prefix("jobs/")]
+        records = [decode(JobRecord, v, k) for k, v in self.store.scan_prefix("jobs/")]
         self._known_jobs = {r.job_id: r for r in records}
         return sorted(records, key=lambda r: r.created_at, reverse=True)
 
@@ -346,15 +329,15 @@ class TransferCoordinator:
 
     def batch_states(self, job_id: str) -> Iterator[BatchState]:
         """States of a job's batches in order."""
-        for _, value in self.store.scan_prefix(batch_state_prefix(job_id)):
-            yield _load_batch_state(value)
+        for key, value in self.store.scan_prefix(batch_state_prefix(job_id)):
+            yield decode(BatchState, value, key)
 
     def batch_entries(self, job_id: str, number: int) -> list[ScanEntry]:
         """Entries of one batch."""
         data = self.store.get(batch_key(job_id, number))
         if data is None:
             raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-        return decode_batch(data)[0]
+        return decode_batch(data, batch_key(job_id, number))[0]
 
     def pause(self, job_id: str) -> JobRecord:
         """Stop handing out batches; claimed batches finish."""
@@ -493,7 +476,9 @@ class TransferCoordinator:
                     lease_deadline=now + self.lease_ttl_s,
                     claims=state.claims + 1,
                 )
-                if self.store.compare_and_set(batch_state_key(job.job_id, state.number), _dump(state), _dump(claimed)):
+                if self.store.compare_and_set(
+                    batch_state_key(job.job_id, state.number), encode(state), encode(claimed)
+                ):
                     if expired:
                         log.warning(
                             "job %s batch %d: claim of %s expired or its holder is gone; re-dispatched to %s",
@@ -503,13 +488,14 @@ class TransferCoordinator:
                             worker,
                         )
                     return BatchAssignment(
-                        job.job_id,
-                        job.spec,
-                        state.number,
-                        token,
-                        claimed.lease_deadline,
-                        self.batch_entries(job.job_id, state.number),
-                        claimed.claims,
+                        job_id=job.job_id,
+                        spec=job.spec,
+                        number=state.number,
+                        claim_token=token,
+                        lease_deadline=claimed.lease_deadline,
+                        lease_ttl_s=self.lease_ttl_s,
+                        entries=self.batch_entries(job.job_id, state.number),
+                        claims=claimed.claims,
                     )
         return None
 
@@ -670,7 +656,7 @@ class TransferCoordinator:
         data = self.store.get(batch_state_key(job_id, number))
         if data is None:
             raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-        return _load_batch_state(data)
+        return decode(BatchState, data, batch_state_key(job_id, number))
 
     def _update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         key = job_key(job_id)
@@ -678,8 +664,8 @@ class TransferCoordinator:
             data = self.store.get(key)
             if data is None:
                 raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
-            updated = change(_load_job(data))
-            encoded = _dump(updated)
+            updated = change(decode(JobRecord, data, key))
+            encoded = encode(updated)
             if encoded == data or self.store.compare_and_set(key, data, encoded):
                 self._known_jobs[job_id] = updated
                 return updated
@@ -690,7 +676,7 @@ class TransferCoordinator:
             data = self.store.get(key)
             if data is None:
                 raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-            updated = change(_load_batch_state(data))
-            encoded = _dump(updated)
+            updated = change(decode(BatchState, data, key))
+            encoded = encode(updated)
             if encoded == data or self.store.compare_and_set(key, data, encoded):
                 return updated

@@ -16,7 +16,6 @@ import stat as stat_module
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import attrs
 
@@ -24,13 +23,13 @@ from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
 from fluxon_fs.transfer.batching import BatchSealer, EntryRow, SealedBatch
+from fluxon_fs.transfer.codec import encode
 from fluxon_fs.transfer.progress import ScanProgress
 from fluxon_fs.transfer.records import (
     ENTRY_DIR,
     ENTRY_FILE,
     PrescanRecord,
     decode_prescan,
-    encode,
     encode_batch,
     prescan_batch_key,
     prescan_batch_prefix,
@@ -260,7 +259,7 @@ def _start_epoch(store: StateStore, job_id: str, src_root_dir: str, batch_ready_
     key = prescan_key(job_id)
     while True:
         current = store.get(key)
-        previous = decode_prescan(current) if current is not None else None
+        previous = decode_prescan(current, key) if current is not None else None
         epoch = 1 if previous is None else previous.scan_epoch + 1
         record = PrescanRecord(
             job_id=job_id,
@@ -364,10 +363,11 @@ def _finish(
 ) -> None:
     key = prescan_key(job_id)
     current = store.get(key)
-    if current is None or decode_prescan(current).scan_epoch != epoch:
+    previous = decode_prescan(current, key) if current is not None else None
+    if previous is None or previous.scan_epoch != epoch:
         raise InvalidArgumentError(f"pre-scan {job_id} epoch {epoch} was superseded by a concurrent scan")
     record = attrs.evolve(
-        decode_prescan(current),
+        previous,
         state=state,
         file_count=walker.file_count,
         dir_count=walker.dir_count,
@@ -408,8 +408,3 @@ def transfer_check_local_blocking(
         )
     finally:
         store.close()
-
-
-def summary_as_dict(summary: TransferCheckSummary) -> dict[str, Any]:
-    """JSON-ready summary."""
-    return attrs.asdict(summary)
