@@ -38,6 +38,7 @@ from fluxon_fs.config import FsRoleConfig
 from fluxon_fs.transfer.client import TransferClient
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.progress import human_bytes
+from fluxon_fs.transfer.states import BatchState, JobState
 
 PASSWORD_ENV = "FLUXON_PASSWORD"
 ACTIONS = {"pause": "pause", "resume": "resume", "cancel": "cancel", "retry": "retry_failed"}
@@ -248,7 +249,7 @@ def _show(client: TransferClient, args: argparse.Namespace) -> int:
     if batches:
         counts = Counter(b["state"] for b in batches)
         print(f"{'batch states:':<12} " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-    rows = batches if args.batches else [b for b in batches if b["state"] == "failed" or b["last_error"]]
+    rows = batches if args.batches else [b for b in batches if b["state"] == BatchState.FAILED or b["last_error"]]
     if rows:
         print(f"{'#':>6} {'STATE':<8} {'FILES':>6} {'BYTES':>10} {'CLAIMS':>6} {'ATTEMPTS':>8}  WORKER / LAST ERROR")
     for b in rows:
@@ -278,7 +279,7 @@ def _wait_for(client: TransferClient, args: argparse.Namespace, job_id: str) -> 
         _print_json(job)
     else:
         _print_job(job)
-    return 0 if job["state"] == "succeeded" else 1
+    return 0 if job["state"] == JobState.SUCCEEDED else 1
 
 
 def _wait(client: TransferClient, args: argparse.Namespace) -> int:

@@ -12,10 +12,9 @@ from fluxon_fs.export.ops import DirEntryInfo
 from fluxon_fs.fs_master.export_registry import AgentRecord
 from fluxon_fs.fs_master.mount_registry import MountRecord
 from fluxon_fs.transfer.codec import to_json
-from fluxon_fs.transfer.jobs import BatchState, JobRecord
+from fluxon_fs.transfer.jobs import BatchRecord, JobRecord
 from fluxon_fs.transfer.records import PrescanRecord
-
-ACTIVE_JOB_STATES = ("scanning", "ready", "running", "paused", "verifying")
+from fluxon_fs.transfer.states import BatchState
 
 
 def user_payload(user: UserRecord) -> dict[str, Any]:
@@ -104,14 +103,14 @@ def _fraction(done: int, total: int) -> float | None:
     return min(done / total, 1.0) if total > 0 else None
 
 
-def job_payload(job: JobRecord, batches: Iterable[BatchState] | None = None) -> dict[str, Any]:
+def job_payload(job: JobRecord, batches: Iterable[BatchRecord] | None = None) -> dict[str, Any]:
     """A job with progress fractions, throughput and (when ``batches`` is given) active workers."""
     counters = job.counters
     files_done = counters.files_copied + counters.files_skipped + counters.files_failed
     now = time.time()
     active_workers = None
     if batches is not None:
-        active_workers = sum(1 for b in batches if b.state == "claimed" and b.lease_deadline > now)
+        active_workers = sum(1 for b in batches if b.state is BatchState.CLAIMED and b.lease_deadline > now)
     return {
         "job_id": job.job_id,
         "state": job.state,
@@ -130,11 +129,11 @@ def job_payload(job: JobRecord, batches: Iterable[BatchState] | None = None) -> 
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
-        "is_active": job.state in ACTIVE_JOB_STATES,
+        "is_active": not job.state.is_final,
     }
 
 
-def batch_payload(batch: BatchState) -> dict[str, Any]:
+def batch_payload(batch: BatchRecord) -> dict[str, Any]:
     """A batch's state, without its claim token."""
     return {
         "number": batch.number,

@@ -17,7 +17,8 @@ from fluxon_fs.master_api.link import (
     FsMasterLink,
 )
 from fluxon_fs.transfer.codec import to_json
-from fluxon_fs.transfer.jobs import FINAL_STATES, JobSpec
+from fluxon_fs.transfer.jobs import JobSpec
+from fluxon_fs.transfer.states import JobState
 
 
 class TransferClient:
@@ -55,7 +56,7 @@ class TransferClient:
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.show(job_id)["job"]
-            if job["state"] in FINAL_STATES:
+            if JobState(job["state"]).is_final:
                 return dict(job)
             if time.monotonic() >= deadline:
                 raise ApiTimeoutError(f"transfer job {job_id} is still {job['state']} after {timeout_s}s")

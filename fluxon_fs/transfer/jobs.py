@@ -4,7 +4,7 @@ Key layout (relative to the store's ``key_prefix``):
 
 * ``jobs/<job_id>``                      — :class:`JobRecord` (spec, state, counters, recent errors)
 * ``job_batches/<job_id>/<n:08d>``       — the entries of batch n (immutable once written)
-* ``job_batch_state/<job_id>/<n:08d>``   — :class:`BatchState` (small, updated with compare-and-set)
+* ``job_batch_state/<job_id>/<n:08d>``   — :class:`BatchRecord` (small, updated with compare-and-set)
 
 A batch moves ``pending → claimed(worker, lease) → done | failed``. Workers claim with
 compare-and-set and renew their lease; an expired lease makes the batch claimable again; a done
@@ -45,12 +45,10 @@ from fluxon_fs.transfer.records import (
     prescan_batch_prefix,
     prescan_key,
 )
+from fluxon_fs.transfer.states import BatchState, JobState, PrescanState
 
 log = get_logger("fluxon.fs.transfer")
 
-JOB_STATES = ("scanning", "ready", "running", "paused", "verifying", "succeeded", "failed", "cancelled")
-ACTIVE_STATES = ("ready", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
 RECENT_ERRORS = 20
 
 
@@ -122,7 +120,7 @@ class JobRecord:
 
     job_id: str
     spec: JobSpec
-    state: str
+    state: JobState = attrs.field(converter=JobState)
     counters: JobCounters = JobCounters()
     created_at: float = 0.0
     started_at: float = 0.0
@@ -141,13 +139,13 @@ class JobRecord:
 
 
 @attrs.frozen
-class BatchState:
-    """Mutable state of one batch."""
+class BatchRecord:
+    """The state of one batch: its claim, its attempts, and once done, its result."""
 
     number: int
     files: int
     bytes: int
-    state: str = "pending"  # pending | claimed | done | failed
+    state: BatchState = attrs.field(default=BatchState.PENDING, converter=BatchState)
     worker: str = ""
     claim_token: str = ""
     lease_deadline: float = 0.0
@@ -226,13 +224,13 @@ class TransferCoordinator:
 
     # ----- jobs ---------------------------------------------------------------------------------
 
-    def create_job(self, spec: JobSpec, *, state: str = "scanning", job_id: str | None = None) -> JobRecord:
+    def create_job(self, spec: JobSpec, *, job_id: str | None = None) -> JobRecord:
         """Store a new job (``scanning`` until :meth:`finish_scan`)."""
         spec.validate()
         record = JobRecord(
             job_id=job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}",
             spec=spec,
-            state=state,
+            state=JobState.SCANNING,
             created_at=self._clock(),
         )
         if not self.store.compare_and_set(job_key(record.job_id), None, encode(record)):
@@ -243,7 +241,7 @@ class TransferCoordinator:
     def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
         """Store batch ``number`` of a scanning job (idempotent for a rescan after a crash)."""
         files = sum(1 for e in entries if e.kind == "f")
-        state = BatchState(number=number, files=files, bytes=total_bytes)
+        state = BatchRecord(number=number, files=files, bytes=total_bytes)
         self.store.batch_write(
             [
                 (batch_key(job_id, number), encode_batch(entries, total_bytes)),
@@ -260,10 +258,10 @@ class TransferCoordinator:
             batches += 1
 
         def change(job: JobRecord) -> JobRecord:
-            if job.state != "scanning":
+            if job.state is not JobState.SCANNING:
                 return job
             counters = attrs.evolve(job.counters, files_total=files, bytes_total=size, batches_total=batches)
-            return attrs.evolve(job, state="running", counters=counters, started_at=self._clock())
+            return attrs.evolve(job, state=JobState.RUNNING, counters=counters, started_at=self._clock())
 
         job = self._update_job(job_id, change)
         return self._maybe_finish(job)
@@ -273,7 +271,7 @@ class TransferCoordinator:
         return self._update_job(
             job_id,
             lambda job: attrs.evolve(
-                job, state="failed", state_reason=error, finished_at=self._clock(), recent_errors=(error,)
+                job, state=JobState.FAILED, state_reason=error, finished_at=self._clock(), recent_errors=(error,)
             ),
         )
 
@@ -287,7 +285,7 @@ class TransferCoordinator:
         if data is None:
             raise KeyNotFoundError(f"pre-scan {prescan_job_id!r} does not exist in this state store")
         prescan = decode_prescan(data, prescan_key(prescan_job_id))
-        if prescan.state != "done":
+        if prescan.state is not PrescanState.DONE:
             raise InvalidArgumentError(f"pre-scan {prescan_job_id!r} is {prescan.state}; only a finished scan imports")
         root = export_root_dir.rstrip("/") or "/"
         src = prescan.src_root_dir.rstrip("/")
@@ -327,10 +325,10 @@ class TransferCoordinator:
         """One job as last read or written, or None."""
         return self._known_jobs.get(job_id)
 
-    def batch_states(self, job_id: str) -> Iterator[BatchState]:
+    def batch_states(self, job_id: str) -> Iterator[BatchRecord]:
         """States of a job's batches in order."""
         for key, value in self.store.scan_prefix(batch_state_prefix(job_id)):
-            yield decode(BatchState, value, key)
+            yield decode(BatchRecord, value, key)
 
     def batch_entries(self, job_id: str, number: int) -> list[ScanEntry]:
         """Entries of one batch."""
@@ -341,15 +339,15 @@ class TransferCoordinator:
 
     def pause(self, job_id: str) -> JobRecord:
         """Stop handing out batches; claimed batches finish."""
-        return self._set_state(job_id, "paused", allowed=("ready", "running", "scanning"))
+        return self._set_state(job_id, JobState.PAUSED, allowed=lambda state: state.can_pause)
 
     def resume(self, job_id: str) -> JobRecord:
         """Continue a paused job (scanning again when it was paused before its scan finished)."""
 
         def change(job: JobRecord) -> JobRecord:
-            if job.state != "paused":
-                raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to running")
-            return attrs.evolve(job, state="running" if job.started_at else "scanning")
+            if job.state is not JobState.PAUSED:
+                raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to {JobState.RUNNING}")
+            return attrs.evolve(job, state=JobState.RUNNING if job.started_at else JobState.SCANNING)
 
         job = self._update_job(job_id, change)
         return self._maybe_finish(job)
@@ -362,8 +360,8 @@ class TransferCoordinator:
         """End the job; no more batches are handed out."""
         return self._set_state(
             job_id,
-            "cancelled",
-            allowed=("scanning", "ready", "running", "paused", "verifying"),
+            JobState.CANCELLED,
+            allowed=lambda state: state.can_cancel,
             finished_at=self._clock(),
         )
 
@@ -374,23 +372,23 @@ class TransferCoordinator:
         again. Succeeded and cancelled jobs are final.
         """
         with self._lock:
-            if self.job(job_id).state in ("succeeded", "cancelled"):
+            if self.job(job_id).state in (JobState.SUCCEEDED, JobState.CANCELLED):
                 raise InvalidArgumentError(
                     f"job {job_id} is {self.job(job_id).state}; only a failed or unfinished job can be retried"
                 )
             for state in list(self.batch_states(job_id)):
-                if state.state == "failed":
+                if state.state is BatchState.FAILED:
                     self._update_batch(
                         job_id,
                         state.number,
-                        lambda s: attrs.evolve(s, state="pending", attempts=0, not_before=0.0, last_error=""),
+                        lambda s: attrs.evolve(s, state=BatchState.PENDING, attempts=0, not_before=0.0, last_error=""),
                     )
 
             def change(job: JobRecord) -> JobRecord:
                 counters = attrs.evolve(job.counters, batches_failed=0, files_failed=0)
-                if job.state != "failed":
+                if job.state is not JobState.FAILED:
                     return attrs.evolve(job, counters=counters)
-                state = "running" if job.started_at else "scanning"
+                state = JobState.RUNNING if job.started_at else JobState.SCANNING
                 return attrs.evolve(job, state=state, counters=counters, finished_at=0.0, state_reason="")
 
             return self._maybe_finish(self._update_job(job_id, change))
@@ -400,16 +398,16 @@ class TransferCoordinator:
         and recount running jobs (a crash between a batch's write and its job's may have left them short)."""
         now = self._clock()
         for job in self.jobs():
-            if job.state in FINAL_STATES:
+            if job.state.is_final:
                 continue
             for state in list(self.batch_states(job.job_id)):
-                if state.state == "claimed":
+                if state.state is BatchState.CLAIMED:
                     self._update_batch(
                         job.job_id,
                         state.number,
                         lambda s: attrs.evolve(s, lease_deadline=max(s.lease_deadline, now + self.lease_ttl_s)),
                     )
-            if job.state in ("running", "paused"):
+            if job.state.holds_leases:
                 self.recount(job.job_id)
 
     def recount(self, job_id: str) -> JobRecord:
@@ -420,11 +418,11 @@ class TransferCoordinator:
             )
             files_failed = 0
             for state in self.batch_states(job_id):
-                if state.state == "done":
+                if state.state is BatchState.DONE:
                     totals["batches_done"] += 1
                     for name in ("files_copied", "bytes_copied", "files_skipped", "files_changed"):
                         totals[name] += getattr(state, name)
-                elif state.state == "failed":
+                elif state.state is BatchState.FAILED:
                     totals["batches_failed"] += 1
                     files_failed += state.files
             job = self._update_job(
@@ -450,27 +448,27 @@ class TransferCoordinator:
         now = self._clock()
         wanted = set(job_ids) if job_ids is not None else None
 
-        def held(state: BatchState) -> bool:
-            if state.state != "claimed" or state.lease_deadline <= now:
+        def held(state: BatchRecord) -> bool:
+            if state.state is not BatchState.CLAIMED or state.lease_deadline <= now:
                 return False
             return holder_gone is None or not holder_gone(state.worker)
 
         for job in sorted(self.jobs(), key=lambda r: r.created_at):
-            if job.state != "running" or (wanted is not None and job.job_id not in wanted):
+            if job.state is not JobState.RUNNING or (wanted is not None and job.job_id not in wanted):
                 continue
             states = list(self.batch_states(job.job_id))
             active = sum(1 for s in states if held(s))
             if active >= job.spec.desired_worker_count:
                 continue
             for state in states:
-                claimable = state.state == "pending" and state.not_before <= now
-                expired = state.state == "claimed" and not held(state)
+                claimable = state.state is BatchState.PENDING and state.not_before <= now
+                expired = state.state is BatchState.CLAIMED and not held(state)
                 if not (claimable or expired):
                     continue
                 token = secrets.token_hex(8)
                 claimed = attrs.evolve(
                     state,
-                    state="claimed",
+                    state=BatchState.CLAIMED,
                     worker=worker,
                     claim_token=token,
                     lease_deadline=now + self.lease_ttl_s,
@@ -503,27 +501,29 @@ class TransferCoordinator:
         """Extend a lease; returns the new deadline, or None when the claim is no longer held
         (expired and re-claimed, or the job stopped running)."""
         job = self.job(job_id)
-        if job.state not in ("running", "paused"):
+        if not job.state.holds_leases:
             return None
         deadline = self._clock() + self.lease_ttl_s
         updated = self._update_batch(
             job_id,
             number,
             lambda s: (
-                attrs.evolve(s, lease_deadline=deadline) if s.claim_token == claim_token and s.state == "claimed" else s
+                attrs.evolve(s, lease_deadline=deadline)
+                if s.claim_token == claim_token and s.state is BatchState.CLAIMED
+                else s
             ),
         )
-        return deadline if updated.claim_token == claim_token and updated.state == "claimed" else None
+        return deadline if updated.claim_token == claim_token and updated.state is BatchState.CLAIMED else None
 
     def complete(self, job_id: str, number: int, claim_token: str, result: BatchResult) -> bool:
         """Record a finished batch; idempotent; False when the claim was lost (the result is ignored)."""
         with self._lock:
             before = self._batch_state(job_id, number)
-            if before.state in ("done", "failed") and before.claim_token == claim_token:
+            if before.state in (BatchState.DONE, BatchState.FAILED) and before.claim_token == claim_token:
                 # A repeated report: the first may have stopped between the batch and the job write.
                 self.recount(job_id)
                 return True
-            if before.claim_token != claim_token or before.state != "claimed":
+            if before.claim_token != claim_token or before.state is not BatchState.CLAIMED:
                 return False
             if result.errors:
                 return self._record_failure(job_id, before, "; ".join(result.errors[:3]), result)
@@ -532,7 +532,7 @@ class TransferCoordinator:
                 number,
                 lambda s: attrs.evolve(
                     s,
-                    state="done",
+                    state=BatchState.DONE,
                     last_error="",
                     files_copied=result.files_copied,
                     bytes_copied=result.bytes_copied,
@@ -563,10 +563,10 @@ class TransferCoordinator:
         """Record a failed attempt: retried with backoff until ``max_attempts``, then failed."""
         with self._lock:
             before = self._batch_state(job_id, number)
-            if before.state == "failed" and before.claim_token == claim_token:
+            if before.state is BatchState.FAILED and before.claim_token == claim_token:
                 self.recount(job_id)  # a repeated report, see complete()
                 return True
-            if before.claim_token != claim_token or before.state != "claimed":
+            if before.claim_token != claim_token or before.state is not BatchState.CLAIMED:
                 return False
             return self._record_failure(job_id, before, error, None)
 
@@ -574,23 +574,23 @@ class TransferCoordinator:
         """Record the verification pass: ``succeeded`` when source and target agree, else ``failed``."""
 
         def change(job: JobRecord) -> JobRecord:
-            if job.state != "verifying":
+            if job.state is not JobState.VERIFYING:
                 return job
             if differences:
                 return attrs.evolve(
                     job,
-                    state="failed",
+                    state=JobState.FAILED,
                     finished_at=self._clock(),
                     state_reason=f"verification found {len(differences)} difference(s)",
                     verify_report=tuple(differences[:100]),
                 )
-            return attrs.evolve(job, state="succeeded", finished_at=self._clock(), verify_report=())
+            return attrs.evolve(job, state=JobState.SUCCEEDED, finished_at=self._clock(), verify_report=())
 
         return self._update_job(job_id, change)
 
     # ----- internals ----------------------------------------------------------------------------
 
-    def _record_failure(self, job_id: str, before: BatchState, error: str, result: BatchResult | None) -> bool:
+    def _record_failure(self, job_id: str, before: BatchRecord, error: str, result: BatchResult | None) -> bool:
         job = self.job(job_id)
         attempts = before.attempts + 1
         final = attempts >= job.spec.max_attempts
@@ -600,7 +600,7 @@ class TransferCoordinator:
             before.number,
             lambda s: attrs.evolve(
                 s,
-                state="failed" if final else "pending",
+                state=BatchState.FAILED if final else BatchState.PENDING,
                 attempts=attempts,
                 not_before=self._clock() + backoff,
                 last_error=error,
@@ -626,37 +626,42 @@ class TransferCoordinator:
         return True
 
     def _maybe_finish(self, job: JobRecord) -> JobRecord:
-        if job.state != "running":
+        if job.state is not JobState.RUNNING:
             return job
         c = job.counters
         if c.batches_done + c.batches_failed < c.batches_total:
             return job
         if c.batches_failed:
-            failed = [s.number for s in self.batch_states(job.job_id) if s.state == "failed"]
+            failed = [s.number for s in self.batch_states(job.job_id) if s.state is BatchState.FAILED]
             return self._update_job(
                 job.job_id,
                 lambda j: attrs.evolve(
                     j,
-                    state="failed",
+                    state=JobState.FAILED,
                     finished_at=self._clock(),
                     state_reason=f"{len(failed)} batch(es) failed: {failed[:20]}",
                 ),
             )
-        return self._update_job(job.job_id, lambda j: attrs.evolve(j, state="verifying") if j.state == "running" else j)
+        return self._update_job(
+            job.job_id,
+            lambda j: attrs.evolve(j, state=JobState.VERIFYING) if j.state is JobState.RUNNING else j,
+        )
 
-    def _set_state(self, job_id: str, state: str, allowed: tuple[str, ...], **changes: Any) -> JobRecord:
+    def _set_state(
+        self, job_id: str, state: JobState, allowed: Callable[[JobState], bool], **changes: Any
+    ) -> JobRecord:
         def change(job: JobRecord) -> JobRecord:
-            if job.state not in allowed:
+            if not allowed(job.state):
                 raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to {state}")
             return attrs.evolve(job, state=state, **changes)
 
         return self._update_job(job_id, change)
 
-    def _batch_state(self, job_id: str, number: int) -> BatchState:
+    def _batch_state(self, job_id: str, number: int) -> BatchRecord:
         data = self.store.get(batch_state_key(job_id, number))
         if data is None:
             raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-        return decode(BatchState, data, batch_state_key(job_id, number))
+        return decode(BatchRecord, data, batch_state_key(job_id, number))
 
     def _update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         key = job_key(job_id)
@@ -670,13 +675,13 @@ class TransferCoordinator:
                 self._known_jobs[job_id] = updated
                 return updated
 
-    def _update_batch(self, job_id: str, number: int, change: Callable[[BatchState], BatchState]) -> BatchState:
+    def _update_batch(self, job_id: str, number: int, change: Callable[[BatchRecord], BatchRecord]) -> BatchRecord:
         key = batch_state_key(job_id, number)
         while True:
             data = self.store.get(key)
             if data is None:
                 raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-            updated = change(decode(BatchState, data, key))
+            updated = change(decode(BatchRecord, data, key))
             encoded = encode(updated)
             if encoded == data or self.store.compare_and_set(key, data, encoded):
                 return updated

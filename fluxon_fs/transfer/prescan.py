@@ -36,6 +36,7 @@ from fluxon_fs.transfer.records import (
     prescan_key,
 )
 from fluxon_fs.transfer.state_config import StateStoreSpec, open_state_store
+from fluxon_fs.transfer.states import PrescanState
 
 log = get_logger("fluxon.fs.prescan")
 
@@ -265,7 +266,7 @@ def _start_epoch(store: StateStore, job_id: str, src_root_dir: str, batch_ready_
             job_id=job_id,
             src_root_dir=src_root_dir,
             scan_epoch=epoch,
-            state="scanning",
+            state=PrescanState.SCANNING,
             batch_ready_bytes=batch_ready_bytes,
             created_at=time.time(),
         )
@@ -313,12 +314,12 @@ def run_prescan(
         walker.run()
         writer.flush()
     except BaseException as exc:
-        _finish(store, job, epoch, state="failed", walker=walker, writer=writer, error=repr(exc))
+        _finish(store, job, epoch, state=PrescanState.FAILED, walker=walker, writer=writer, error=repr(exc))
         raise
     finally:
         if progress is not None:
             progress.stop()
-    _finish(store, job, epoch, state="done", walker=walker, writer=writer, error="")
+    _finish(store, job, epoch, state=PrescanState.DONE, walker=walker, writer=writer, error="")
     if epoch > 1:
         _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))
     summary = TransferCheckSummary(
@@ -359,7 +360,14 @@ def _split_skips(skip_entries: Iterable[FluxonFsTransferSkipEntry]) -> tuple[set
 
 
 def _finish(
-    store: StateStore, job_id: str, epoch: int, *, state: str, walker: _Walker, writer: _BatchWriter, error: str
+    store: StateStore,
+    job_id: str,
+    epoch: int,
+    *,
+    state: PrescanState,
+    walker: _Walker,
+    writer: _BatchWriter,
+    error: str,
 ) -> None:
     key = prescan_key(job_id)
     current = store.get(key)

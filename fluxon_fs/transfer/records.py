@@ -18,6 +18,7 @@ import attrs
 
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.transfer.codec import decode
+from fluxon_fs.transfer.states import PrescanState
 
 SCHEMA_VERSION = 1
 
@@ -46,7 +47,7 @@ class PrescanRecord:
     job_id: str
     src_root_dir: str
     scan_epoch: int
-    state: str  # scanning | done | failed
+    state: PrescanState = attrs.field(converter=PrescanState)
     file_count: int = 0
     dir_count: int = 0
     total_bytes: int = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fluxon_fs.transfer.codec import from_json, to_json
-from fluxon_fs.transfer.jobs import BatchState, JobRecord, JobSpec
+from fluxon_fs.transfer.jobs import BatchRecord, JobRecord, JobSpec
 
 
 def job_spec_from_wire(data: Any) -> JobSpec:
@@ -26,7 +26,7 @@ def job_to_wire(job: JobRecord, state_store_error: str = "") -> dict[str, Any]:
     return data
 
 
-def batch_to_wire(batch: BatchState) -> dict[str, Any]:
+def batch_to_wire(batch: BatchRecord) -> dict[str, Any]:
     """A batch's state without its claim token (which only the claiming worker may know)."""
     data = to_json(batch)
     data.pop("claim_token", None)

@@ -16,11 +16,14 @@ from fluxon_fs.panel.routes.exports import clean_path
 from fluxon_fs.panel.web import Action, ActionOutcome, RequestContext, View
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec
 from fluxon_fs.transfer.records import PrescanRecord
+from fluxon_fs.transfer.states import JobState
 
 DEFAULT_WORKERS = 2
 DEFAULT_BATCH_READY_BYTES = cast(int, attrs.fields(JobSpec).batch_ready_bytes.default)
 MAX_BATCHES_SHOWN = 1000
 JOB_ACTIONS = ("pause", "resume", "cancel", "retry")
+# Jobs whose batches may be claimed, so the jobs table counts their active workers.
+JOBS_WITH_WORKERS = (JobState.RUNNING, JobState.PAUSED, JobState.VERIFYING)
 
 
 def size_text(size: int) -> str:
@@ -79,9 +82,7 @@ def _visible_prescans(ctx: RequestContext) -> list[dict[str, Any]]:
 
 
 def _job_row(ctx: RequestContext, job: JobRecord) -> dict[str, Any]:
-    batches = (
-        ctx.backend.transfers.batch_states(job.job_id) if job.state in ("running", "paused", "verifying") else None
-    )
+    batches = ctx.backend.transfers.batch_states(job.job_id) if job.state in JOBS_WITH_WORKERS else None
     row = job_payload(job, batches)
     row["detail_url"] = f"/ui/transfers/jobs/{job.job_id}"
     return row
