@@ -35,6 +35,7 @@ from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.metrics import TRANSFER_BYTES_COPIED, TRANSFER_FILES_COPIED
 from fluxon_core.protocols import StateStore
+from fluxon_fs.export.serving.confinement import normalise_relpath, relative_to_root
 from fluxon_fs.transfer.codec import decode, encode
 from fluxon_fs.transfer.records import (
     SCHEMA_VERSION,
@@ -72,10 +73,8 @@ class JobSpec:
         for name in ("source_export", "target_export"):
             if not getattr(self, name):
                 raise InvalidArgumentError(f"{name} is required")
-        for name in ("source_dir", "target_prefix"):
-            value = getattr(self, name)
-            if value.startswith("/") or ".." in value.split("/"):
-                raise InvalidArgumentError(f"{name} must be a path relative to the export root, got {value!r}")
+        normalise_relpath(self.source_dir, "source_dir")
+        normalise_relpath(self.target_prefix, "target_prefix")
         if self.desired_worker_count < 1:
             raise InvalidArgumentError(f"desired_worker_count must be >= 1, got {self.desired_worker_count}")
         if self.batch_ready_bytes < 1:
@@ -287,14 +286,12 @@ class TransferCoordinator:
         prescan = decode_prescan(data, prescan_key(prescan_job_id))
         if prescan.state is not PrescanState.DONE:
             raise InvalidArgumentError(f"pre-scan {prescan_job_id!r} is {prescan.state}; only a finished scan imports")
-        root = export_root_dir.rstrip("/") or "/"
-        src = prescan.src_root_dir.rstrip("/")
-        if src != root and not src.startswith(root + "/"):
+        source_dir = relative_to_root(prescan.src_root_dir, export_root_dir)
+        if source_dir is None:
             raise InvalidArgumentError(
                 f"pre-scan source {prescan.src_root_dir!r} is not inside export {spec.source_export!r} "
                 f"(root {export_root_dir!r})"
             )
-        source_dir = src[len(root) :].strip("/")
         spec = attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id)
         job = self.create_job(spec)
         prefix = prescan_batch_prefix(prescan_job_id, prescan.scan_epoch)

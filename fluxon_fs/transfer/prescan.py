@@ -22,6 +22,7 @@ import attrs
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
+from fluxon_fs.export.serving.confinement import normalise_relpath
 from fluxon_fs.transfer.batching import BatchSealer, EntryRow, SealedBatch
 from fluxon_fs.transfer.codec import encode
 from fluxon_fs.transfer.progress import ScanProgress
@@ -75,13 +76,6 @@ class TransferCheckSummary:
     skipped_samples: tuple[tuple[str, str], ...]
     duration_s: float
     src_root_dir: str
-
-
-def _normalise_relpath(relpath: str, what: str) -> str:
-    parts = [p for p in relpath.replace(os.sep, "/").split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or relpath.startswith("/"):
-        raise InvalidArgumentError(f"{what} {relpath!r} must be a relative path inside the source root")
-    return "/".join(parts)
 
 
 def default_prescan_job_id(src_root_dir: str) -> str:
@@ -353,7 +347,10 @@ def _split_skips(skip_entries: Iterable[FluxonFsTransferSkipEntry]) -> tuple[set
     for index, entry in enumerate(skip_entries):
         if not isinstance(entry, FluxonFsTransferSkipEntry):
             raise InvalidArgumentError(f"skip_entries[{index}] must be a FluxonFsTransferSkipEntry, got {entry!r}")
-        relpath = _normalise_relpath(entry.relpath, f"skip_entries[{index}].relpath")
+        field = f"skip_entries[{index}].relpath"
+        relpath = normalise_relpath(entry.relpath, field)
+        if not relpath:
+            raise InvalidArgumentError(f"{field} must name an entry below the source root, got {entry.relpath!r}")
         kind = FluxonFsTransferSkipEntryKind(entry.kind)
         (skip_dirs if kind is FluxonFsTransferSkipEntryKind.DIR else skip_files).add(relpath)
     return skip_dirs, skip_files

@@ -20,6 +20,11 @@ components (``a//b``) and a trailing ``/`` are dropped (the path is normalised a
 ``/`` is refused with ``PermissionError(EACCES)``; a NUL byte raises ``ValueError`` (as ``os.stat``
 does). Every ``OSError`` raised from a lookup names the caller's export-relative path.
 
+Paths that arrive in requests (a transfer job's source folder and target prefix, a pre-scan's skip
+entries) are checked by the same rules at the string level, before any lookup, with
+:func:`normalise_relpath`; :func:`relative_to_root` places an absolute host path under a root
+directory by its components.
+
 Known limit shared with every fd-anchored resolver (``openat2(RESOLVE_BENEATH)`` included):
 someone who can move a directory from inside the export to outside it while a lookup holds it
 open can make that one lookup finish outside; they already have write access to both places.
@@ -35,6 +40,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
+
+from fluxon_core.errors import InvalidArgumentError
 
 T = TypeVar("T")
 
@@ -64,6 +71,31 @@ def split_relpath(relpath: str) -> list[str]:
     if ".." in parts:
         raise escape_error(relpath, "'..' component")
     return parts
+
+
+def normalise_relpath(relpath: str, field: str) -> str:
+    """``relpath`` in canonical form (``a//./b/`` → ``a/b``, ``""`` for the root), by the rules of
+    :func:`split_relpath`; a path that could not stay inside its root raises
+    :class:`InvalidArgumentError` naming ``field``."""
+    try:
+        return "/".join(split_relpath(relpath))
+    except (PermissionError, ValueError, TypeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidArgumentError(
+            f"{field} must be a path relative to its root directory, got {relpath!r}: {reason}"
+        ) from None
+
+
+def relative_to_root(path: str, root: str) -> str | None:
+    """Absolute ``path`` relative to the directory ``root`` (``""`` when equal), or None when it lies
+    outside; compared by whole components, so ``/data2`` is not inside ``/data``."""
+    root = root.rstrip("/")
+    path = path.rstrip("/")
+    if path == root:
+        return ""
+    if path.startswith(root + "/"):
+        return path[len(root) + 1 :].strip("/")
+    return None
 
 
 def with_filename(exc: OSError, relpath: str, relpath2: str | None = None) -> OSError:

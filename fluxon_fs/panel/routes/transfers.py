@@ -10,6 +10,7 @@ from urllib.parse import quote
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.export.serving.confinement import relative_to_root
 from fluxon_fs.panel.payloads import batch_payload, job_payload, prescan_payload
 from fluxon_fs.panel.permissions import authorize_transfer, may_read, may_transfer, visible_exports
 from fluxon_fs.panel.routes.exports import clean_path
@@ -32,17 +33,6 @@ def size_text(size: int) -> str:
         if size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
-
-
-def relative_to_root(path: str, root: str) -> str | None:
-    """``path`` relative to directory ``root`` (``""`` when equal), or None when it lies outside."""
-    root = root.rstrip("/")
-    path = path.rstrip("/")
-    if path == root:
-        return ""
-    if path.startswith(root + "/"):
-        return path[len(root) + 1 :].strip("/")
-    return None
 
 
 def _export_roots(ctx: RequestContext) -> dict[str, str]:
