@@ -16,8 +16,9 @@ from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import scan_export_dir, verify_batch
-from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.states import JobState
 
 log = get_logger("fluxon.fs.transfer.runner")

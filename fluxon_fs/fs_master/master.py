@@ -48,8 +48,9 @@ from fluxon_fs.master_api.link import (
 )
 from fluxon_fs.panel import FsMasterPanelBackend, start_panel
 from fluxon_fs.transfer.codec import from_json, to_json
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.holders import ClaimHolders
-from fluxon_fs.transfer.jobs import BatchResult, JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import BatchResult, JobSpec
 from fluxon_fs.transfer.state_config import open_state_store
 from fluxon_fs.transfer.wire import batch_to_wire, job_spec_from_wire, job_to_wire
 from fluxon_plugins.prometheus_metrics import render_prometheus_text

@@ -60,9 +60,12 @@ class PrescanRecord:
     schema_version: int = SCHEMA_VERSION
 
 
+PRESCANS_PREFIX = "prescans/"
+
+
 def prescan_key(job_id: str) -> str:
     """Key of a pre-scan summary."""
-    return f"prescans/{job_id}"
+    return f"{PRESCANS_PREFIX}{job_id}"
 
 
 def prescan_batch_prefix(job_id: str, epoch: int) -> str:
