@@ -23,6 +23,7 @@ from fluxon_core.monitoring import MonitoringConfig
 from fluxon_fs.auth.model import BootstrapAccessModelConfig, SessionPolicyConfig
 
 MiB = 1024 * 1024
+DEFAULT_METADATA_CACHE_TTL_MS = 5000
 
 
 class CacheMode(Enum):
@@ -85,7 +86,9 @@ class ExportCacheConfig:
         doc="content-cache budget for this export inside the host pool.", default=ByteSize(1024 * MiB), check=positive
     )
     metadata_cache_ttl_ms: int = config_field(
-        doc="how long stat/listdir results are reused in one process.", default=5000, check=positive
+        doc="how long stat/listdir results are reused in one process.",
+        default=DEFAULT_METADATA_CACHE_TTL_MS,
+        check=positive,
     )
 
 

@@ -17,7 +17,7 @@ from fluxon_core.errors import ApiError
 from fluxon_core.kv import KvClient
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import default_transport
-from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
+from fluxon_fs.config import DEFAULT_METADATA_CACHE_TTL_MS, FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
 from fluxon_fs.master_api.link import AUTH_LOGIN_PATH, CONFIG_PATH, MOUNT_REGISTRY_PATH, FsMasterLink
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
@@ -260,7 +260,7 @@ class FluxonFsPatcher:
             metadata_cache_ttl_ms=int(
                 client_export.metadata_cache_ttl_ms
                 if client_export is not None
-                else export_config.get("metadata_cache_ttl_ms", 5000)
+                else export_config.get("metadata_cache_ttl_ms", DEFAULT_METADATA_CACHE_TTL_MS)
             ),
             stale_window_ms=self._cache_config.stale_window_ms,
             write_inflight_bytes=self._cache_config.write_session_target_inflight_bytes,
