@@ -67,8 +67,9 @@ def encode(record: Any) -> bytes:
 
 def from_json(cls: type[R], data: Any, where: str) -> R:
     """Build ``cls`` from its JSON form under the module's decode policy; ``where`` names the source."""
+    record_type: type = cls  # functools.cache wants a hashable; a class is one
     try:
-        return typing.cast(R, _record_decoder(cls)(data))
+        return typing.cast(R, _record_decoder(record_type)(data))
     except _Mismatch as exc:
         field = f"field {exc.field!r} " if exc.field else ""
         raise InvalidArgumentError(f"{where}: {field}{exc.problem}") from None

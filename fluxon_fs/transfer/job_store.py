@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
 from fluxon_core.protocols import StateStore
@@ -35,6 +36,7 @@ from fluxon_fs.transfer.records import (
 )
 
 JOBS_PREFIX = "jobs/"
+R = TypeVar("R")
 
 
 def job_key(job_id: str) -> str:
@@ -77,10 +79,7 @@ class JobStore:
     def job(self, job_id: str) -> JobRecord:
         """A job record; unknown ids raise :class:`KeyNotFoundError`."""
         key = job_key(job_id)
-        data = self.store.get(key)
-        if data is None:
-            raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
-        record = self._known_jobs[job_id] = decode(JobRecord, data, key)
+        record = self._known_jobs[job_id] = decode(JobRecord, self._get(key, _no_job(job_id)), key)
         return record
 
     def jobs(self) -> list[JobRecord]:
@@ -99,16 +98,9 @@ class JobStore:
 
     def update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         """Apply ``change`` to the stored job until the write wins; written only when it changed something."""
-        key = job_key(job_id)
-        while True:
-            data = self.store.get(key)
-            if data is None:
-                raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
-            updated = change(decode(JobRecord, data, key))
-            encoded = encode(updated)
-            if encoded == data or self.store.compare_and_set(key, data, encoded):
-                self._known_jobs[job_id] = updated
-                return updated
+        updated = self._update(job_key(job_id), JobRecord, change, _no_job(job_id))
+        self._known_jobs[job_id] = updated
+        return updated
 
     # ----- batches ------------------------------------------------------------------------------
 
@@ -126,10 +118,7 @@ class JobStore:
     def batch(self, job_id: str, number: int) -> BatchRecord:
         """One batch's record; :class:`KeyNotFoundError` when the job has no such batch."""
         key = batch_record_key(job_id, number)
-        data = self.store.get(key)
-        if data is None:
-            raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-        return decode(BatchRecord, data, key)
+        return decode(BatchRecord, self._get(key, _no_batch(job_id, number)), key)
 
     def batches(self, job_id: str) -> Iterator[BatchRecord]:
         """A job's batch records in order."""
@@ -139,32 +128,19 @@ class JobStore:
     def batch_entries(self, job_id: str, number: int) -> list[ScanEntry]:
         """Entries of one batch."""
         key = batch_key(job_id, number)
-        data = self.store.get(key)
-        if data is None:
-            raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-        return decode_batch(data, key)[0]
+        return decode_batch(self._get(key, _no_batch(job_id, number)), key)[0]
 
     def update_batch(self, job_id: str, number: int, change: Callable[[BatchRecord], BatchRecord]) -> BatchRecord:
         """Apply ``change`` to the stored batch until the write wins; written only when it changed something."""
-        key = batch_record_key(job_id, number)
-        while True:
-            data = self.store.get(key)
-            if data is None:
-                raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-            updated = change(decode(BatchRecord, data, key))
-            encoded = encode(updated)
-            if encoded == data or self.store.compare_and_set(key, data, encoded):
-                return updated
+        return self._update(batch_record_key(job_id, number), BatchRecord, change, _no_batch(job_id, number))
 
     # ----- pre-scans ----------------------------------------------------------------------------
 
     def prescan(self, prescan_job_id: str) -> PrescanRecord:
         """A pre-scan's summary; :class:`KeyNotFoundError` when this store has no such pre-scan."""
         key = prescan_key(prescan_job_id)
-        data = self.store.get(key)
-        if data is None:
-            raise KeyNotFoundError(f"pre-scan {prescan_job_id!r} does not exist in this state store")
-        return decode_prescan(data, key)
+        missing = f"pre-scan {prescan_job_id!r} does not exist in this state store"
+        return decode_prescan(self._get(key, missing), key)
 
     def prescans(self) -> list[PrescanRecord]:
         """Every pre-scan's summary, newest first."""
@@ -175,3 +151,27 @@ class JobStore:
         """The batches of the pre-scan's latest epoch, in order."""
         for key, value in self.store.scan_prefix(prescan_batch_prefix(prescan.job_id, prescan.scan_epoch)):
             yield decode_batch(value, key)
+
+    # ----- internals ----------------------------------------------------------------------------
+
+    def _get(self, key: str, missing: str) -> bytes:
+        data = self.store.get(key)
+        if data is None:
+            raise KeyNotFoundError(missing)
+        return data
+
+    def _update(self, key: str, cls: type[R], change: Callable[[R], R], missing: str) -> R:
+        while True:
+            data = self._get(key, missing)
+            updated = change(decode(cls, data, key))
+            encoded = encode(updated)
+            if encoded == data or self.store.compare_and_set(key, data, encoded):
+                return updated
+
+
+def _no_job(job_id: str) -> str:
+    return f"transfer job {job_id!r} does not exist"
+
+
+def _no_batch(job_id: str, number: int) -> str:
+    return f"batch {number} of job {job_id!r} does not exist"
