@@ -9,6 +9,7 @@ plus the directory stack, never by the size of the tree. Only metadata is read.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
@@ -276,16 +277,7 @@ def _delete_prefix(store: StateStore, prefix: str) -> None:
         store.batch_write([], keys)
 
 
-def run_prescan(
-    store: StateStore,
-    src_root_dir: str,
-    batch_ready_bytes: int,
-    skip_entries: Sequence[FluxonFsTransferSkipEntry] = (),
-    checker_concurrency_limit: int = 4,
-    enable_cli_progress: bool = False,
-    job_id: str | None = None,
-) -> TransferCheckSummary:
-    """Pre-scan ``src_root_dir`` into ``store`` (already open); see :func:`transfer_check_local_blocking`."""
+def _check_arguments(src_root_dir: str, batch_ready_bytes: int, checker_concurrency_limit: int) -> None:
     if not isinstance(src_root_dir, str) or not os.path.isabs(src_root_dir):
         raise InvalidArgumentError(f"src_root_dir must be an absolute path, got {src_root_dir!r}")
     if not os.path.isdir(src_root_dir):
@@ -294,51 +286,6 @@ def run_prescan(
         raise InvalidArgumentError(f"batch_ready_bytes must be a positive integer, got {batch_ready_bytes!r}")
     if not isinstance(checker_concurrency_limit, int) or checker_concurrency_limit < 1:
         raise InvalidArgumentError(f"checker_concurrency_limit must be >= 1, got {checker_concurrency_limit!r}")
-    skip_dirs, skip_files = _split_skips(skip_entries)
-    root = os.path.normpath(src_root_dir)
-    job = job_id or default_prescan_job_id(root)
-    started = time.monotonic()
-    epoch, expected_files = _start_epoch(store, job, root, batch_ready_bytes)
-    writer = _BatchWriter(store, job, epoch, batch_ready_bytes)
-    progress = ScanProgress(expected_files=expected_files) if enable_cli_progress else None
-    walker = _Walker(root, writer, skip_dirs, skip_files, checker_concurrency_limit, progress)
-    try:
-        if progress is not None:
-            progress.start()
-        walker.run()
-        writer.flush()
-    except BaseException as exc:
-        _finish(store, job, epoch, state=PrescanState.FAILED, walker=walker, writer=writer, error=repr(exc))
-        raise
-    finally:
-        if progress is not None:
-            progress.stop()
-    _finish(store, job, epoch, state=PrescanState.DONE, walker=walker, writer=writer, error="")
-    if epoch > 1:
-        _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))
-    summary = TransferCheckSummary(
-        job_id=job,
-        scan_epoch=epoch,
-        batch_count=writer.batch_count,
-        file_count=walker.file_count,
-        dir_count=walker.dir_count,
-        total_bytes=walker.total_bytes,
-        skipped_count=walker.skipped_count,
-        skipped_samples=tuple(walker.skipped_samples),
-        duration_s=time.monotonic() - started,
-        src_root_dir=root,
-    )
-    log.info(
-        "prescan %s epoch %d: %d files, %d bytes, %d batches, %d skipped in %.2fs",
-        job,
-        epoch,
-        summary.file_count,
-        summary.total_bytes,
-        summary.batch_count,
-        summary.skipped_count,
-        summary.duration_s,
-    )
-    return summary
 
 
 def _split_skips(skip_entries: Iterable[FluxonFsTransferSkipEntry]) -> tuple[set[str], set[str]]:
@@ -400,16 +347,50 @@ def transfer_check_local_blocking(
     ``transfer_state_store`` is a :class:`FluxonFsTransferStateStoreConfig` (or a YAML-style mapping);
     the fs master panel must use the same backend and ``key_prefix`` to see the result in Pre-Scans.
     """
-    store = open_state_store(transfer_state_store)
-    try:
-        return run_prescan(
-            store,
-            src_root_dir,
-            batch_ready_bytes,
-            skip_entries,
-            checker_concurrency_limit,
-            enable_cli_progress,
-            job_id,
+    _check_arguments(src_root_dir, batch_ready_bytes, checker_concurrency_limit)
+    skip_dirs, skip_files = _split_skips(skip_entries)
+    root = os.path.normpath(src_root_dir)
+    job = job_id or default_prescan_job_id(root)
+    with contextlib.closing(open_state_store(transfer_state_store)) as store:
+        started = time.monotonic()
+        epoch, expected_files = _start_epoch(store, job, root, batch_ready_bytes)
+        writer = _BatchWriter(store, job, epoch, batch_ready_bytes)
+        progress = ScanProgress(expected_files=expected_files) if enable_cli_progress else None
+        walker = _Walker(root, writer, skip_dirs, skip_files, checker_concurrency_limit, progress)
+        try:
+            if progress is not None:
+                progress.start()
+            walker.run()
+            writer.flush()
+        except BaseException as exc:
+            _finish(store, job, epoch, state=PrescanState.FAILED, walker=walker, writer=writer, error=repr(exc))
+            raise
+        finally:
+            if progress is not None:
+                progress.stop()
+        _finish(store, job, epoch, state=PrescanState.DONE, walker=walker, writer=writer, error="")
+        if epoch > 1:
+            _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))
+        summary = TransferCheckSummary(
+            job_id=job,
+            scan_epoch=epoch,
+            batch_count=writer.batch_count,
+            file_count=walker.file_count,
+            dir_count=walker.dir_count,
+            total_bytes=walker.total_bytes,
+            skipped_count=walker.skipped_count,
+            skipped_samples=tuple(walker.skipped_samples),
+            duration_s=time.monotonic() - started,
+            src_root_dir=root,
         )
-    finally:
-        store.close()
+        log.info(
+            "prescan %s epoch %d: %d files, %d bytes, %d batches, %d skipped in %.2fs",
+            job,
+            epoch,
+            summary.file_count,
+            summary.total_bytes,
+            summary.batch_count,
+            summary.skipped_count,
+            summary.duration_s,
+        )
+        return summary
