@@ -40,73 +40,73 @@ class TransferCoordinator:
     # ----- records (JobStore) -------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobRecord:
-        """:meth:`JobStore.job`."""
+        """A job record; unknown ids raise KeyNotFoundError (:meth:`JobStore.job`)."""
         return self.job_store.job(job_id)
 
     def jobs(self) -> list[JobRecord]:
-        """:meth:`JobStore.jobs`."""
+        """Every job, newest first (:meth:`JobStore.jobs`)."""
         return self.job_store.jobs()
 
     def cached_jobs(self) -> list[JobRecord]:
-        """:meth:`JobStore.cached_jobs` (for showing jobs while the state store is unavailable)."""
+        """Jobs as last read or written, for when the store is down (:meth:`JobStore.cached_jobs`)."""
         return self.job_store.cached_jobs()
 
     def cached_job(self, job_id: str) -> JobRecord | None:
-        """:meth:`JobStore.cached_job`."""
+        """One job as last read or written, or None (:meth:`JobStore.cached_job`)."""
         return self.job_store.cached_job(job_id)
 
     def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
-        """:meth:`JobStore.add_batch`."""
+        """Store batch ``number`` of a scanning job (:meth:`JobStore.add_batch`)."""
         self.job_store.add_batch(job_id, number, entries, total_bytes)
 
     def batch_states(self, job_id: str) -> Iterator[BatchRecord]:
-        """:meth:`JobStore.batches`."""
+        """A job's batch records in order (:meth:`JobStore.batches`)."""
         return self.job_store.batches(job_id)
 
     def batch_entries(self, job_id: str, number: int) -> list[ScanEntry]:
-        """:meth:`JobStore.batch_entries`."""
+        """Entries of one batch (:meth:`JobStore.batch_entries`)."""
         return self.job_store.batch_entries(job_id, number)
 
     # ----- transitions (JobLifecycle) -----------------------------------------------------------
 
     def create_job(self, spec: JobSpec, *, job_id: str | None = None) -> JobRecord:
-        """:meth:`JobLifecycle.create_job`."""
+        """Store a new job, ``scanning`` until its scan finishes (:meth:`JobLifecycle.create_job`)."""
         return self.lifecycle.create_job(spec, job_id=job_id)
 
     def create_job_from_prescan(self, prescan_job_id: str, spec: JobSpec, export_root_dir: str) -> JobRecord:
-        """:meth:`JobLifecycle.create_job_from_prescan`."""
+        """Import a finished pre-scan as a running job (:meth:`JobLifecycle.create_job_from_prescan`)."""
         return self.lifecycle.create_job_from_prescan(prescan_job_id, spec, export_root_dir)
 
     def finish_scan(self, job_id: str) -> JobRecord:
-        """:meth:`JobLifecycle.finish_scan`."""
+        """Scanning is complete: the job becomes ``running`` (:meth:`JobLifecycle.finish_scan`)."""
         return self.lifecycle.finish_scan(job_id)
 
     def fail_scan(self, job_id: str, error: str) -> JobRecord:
-        """:meth:`JobLifecycle.fail_scan`."""
+        """Scanning failed: the job ends ``failed`` (:meth:`JobLifecycle.fail_scan`)."""
         return self.lifecycle.fail_scan(job_id, error)
 
     def pause(self, job_id: str) -> JobRecord:
-        """:meth:`JobLifecycle.pause`."""
+        """Stop handing out batches (:meth:`JobLifecycle.pause`)."""
         return self.lifecycle.pause(job_id)
 
     def resume(self, job_id: str) -> JobRecord:
-        """:meth:`JobLifecycle.resume`."""
+        """Continue a paused job (:meth:`JobLifecycle.resume`)."""
         return self.lifecycle.resume(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
-        """:meth:`JobLifecycle.cancel`."""
+        """End the job (:meth:`JobLifecycle.cancel`)."""
         return self.lifecycle.cancel(job_id)
 
     def retry_failed(self, job_id: str) -> JobRecord:
-        """:meth:`JobLifecycle.retry_failed`."""
+        """Make failed batches pending again and run the job again (:meth:`JobLifecycle.retry_failed`)."""
         return self.lifecycle.retry_failed(job_id)
 
     def set_reason(self, job_id: str, reason: str) -> JobRecord:
-        """:meth:`JobLifecycle.set_reason`."""
+        """Say why a job is not progressing (:meth:`JobLifecycle.set_reason`)."""
         return self.lifecycle.set_reason(job_id, reason)
 
     def finish_verification(self, job_id: str, differences: list[str]) -> JobRecord:
-        """:meth:`JobLifecycle.finish_verification`."""
+        """Record the verification pass (:meth:`JobLifecycle.finish_verification`)."""
         return self.lifecycle.finish_verification(job_id, differences)
 
     # ----- claims (BatchLeases) -----------------------------------------------------------------
@@ -118,21 +118,21 @@ class TransferCoordinator:
         job_ids: Iterable[str] | None = None,
         holder_gone: Callable[[str], bool] | None = None,
     ) -> BatchAssignment | None:
-        """:meth:`BatchLeases.claim`."""
+        """Hand the next claimable batch of a running job to ``worker``, or None (:meth:`BatchLeases.claim`)."""
         return self.leases.claim(worker, job_ids=job_ids, holder_gone=holder_gone)
 
     def renew(self, job_id: str, number: int, claim_token: str) -> float | None:
-        """:meth:`BatchLeases.renew`."""
+        """Extend a lease; None when the claim is no longer held (:meth:`BatchLeases.renew`)."""
         return self.leases.renew(job_id, number, claim_token)
 
     def complete(self, job_id: str, number: int, claim_token: str, result: BatchResult) -> bool:
-        """:meth:`BatchLeases.complete`."""
+        """Record a finished batch; False when the claim was lost (:meth:`BatchLeases.complete`)."""
         return self.leases.complete(job_id, number, claim_token, result)
 
     def fail(self, job_id: str, number: int, claim_token: str, error: str) -> bool:
-        """:meth:`BatchLeases.fail`."""
+        """Record a failed attempt; False when the claim was lost (:meth:`BatchLeases.fail`)."""
         return self.leases.fail(job_id, number, claim_token, error)
 
     def recover_after_restart(self) -> None:
-        """:meth:`BatchLeases.recover_after_restart`."""
+        """At fs master start: extend live leases, recount jobs (:meth:`BatchLeases.recover_after_restart`)."""
         self.leases.recover_after_restart()
