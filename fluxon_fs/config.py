@@ -25,6 +25,7 @@ from fluxon_core.kv.config import KvClientSettings
 from fluxon_core.monitoring import MonitoringConfig
 
 MiB = 1024 * 1024
+DEFAULT_METADATA_CACHE_TTL_MS = 5000
 
 
 class CacheMode(Enum):
@@ -87,7 +88,9 @@ class ExportCacheConfig:
         doc="content-cache budget for this export inside the host pool.", default=ByteSize(1024 * MiB), check=positive
     )
     metadata_cache_ttl_ms: int = config_field(
-        doc="how long stat/listdir results are reused in one process.", default=5000, check=positive
+        doc="how long stat/listdir results are reused in one process.",
+        default=DEFAULT_METADATA_CACHE_TTL_MS,
+        check=positive,
     )
 
 

@@ -57,7 +57,7 @@ from fluxon_fs.master_api.records import (
     UserAccessQuery,
     UserAccessReply,
 )
-from fluxon_fs.transfer.jobs import BatchResult, BatchState, JobCounters, JobRecord, JobSpec
+from fluxon_fs.transfer.jobs import BatchRecord, BatchResult, JobCounters, JobRecord, JobSpec
 
 SPEC = JobSpec("src", "data/set1", "dst", "incoming", desired_worker_count=1)
 SPEC_WIRE = {
@@ -97,7 +97,7 @@ JOB_WIRE = {
     "throughput_bytes_per_s": 150.0,
     "state_store_error": "",
 }
-BATCH = BatchState(0, files=3, bytes=300, state="claimed", worker="a/i/0", claim_token="secret", claims=1)
+BATCH = BatchRecord(0, files=3, bytes=300, state="claimed", worker="a/i/0", claim_token="secret", claims=1)
 BATCH_WIRE = {
     "number": 0,
     "files": 3,

@@ -15,8 +15,9 @@ import pytest
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import copy_batch, scan_export_dir, verify_batch
-from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.prescan import transfer_check_local_blocking
 from fluxon_fs.transfer.state_config import open_state_store
 from tests.support.trees import assert_same_tree, make_tree

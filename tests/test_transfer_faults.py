@@ -28,8 +28,9 @@ from fluxon_fs.fs_agent.transfer_worker import PAUSE_AFTER_BYTES_ENV, PAUSE_MARK
 from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.roles import FS_AGENT_MODULE
 from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import COPY_CHUNK_BYTES, TEMP_MARKER, copy_batch, scan_export_dir
-from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.state_config import open_state_store
 from tests.support.etcd_server import EtcdServer
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import yaml
 
 from fluxon_core.config import parse_byte_size
+from fluxon_fs.cli.runner import UsageError, run_command
+from fluxon_fs.transfer.codec import to_json
 from fluxon_fs.transfer.prescan import (
     FluxonFsTransferSkipEntry,
     FluxonFsTransferSkipEntryKind,
-    summary_as_dict,
     transfer_check_local_blocking,
 )
 
@@ -34,24 +36,31 @@ def add_prescan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-id", default=None, help="job id (default: derived from the source path)")
 
 
-def _load_store_block(text: str) -> dict:
-    if text.startswith("@"):
-        with open(text[1:], encoding="utf-8") as handle:
-            text = handle.read()
-    block = yaml.safe_load(text)
+def _load_store_block(text: str) -> dict[str, Any]:
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as handle:
+                text = handle.read()
+        block = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--state-store: {exc}") from None
     if isinstance(block, dict) and "transfer_state_store" in block:
         block = block["transfer_state_store"]
     if not isinstance(block, dict):
-        raise SystemExit("--state-store must be a mapping like {kind: sqlite, sqlite: {path: ...}}")
+        raise UsageError("--state-store must be a mapping like {kind: sqlite, sqlite: {path: ...}}")
     return block
 
 
 def run_prescan_command(args: argparse.Namespace) -> int:
     """Run the scan and print the summary as JSON."""
+    return run_command("prescan", lambda: _prescan(args))
+
+
+def _prescan(args: argparse.Namespace) -> int:
     try:
         batch_ready_bytes = parse_byte_size(args.batch_ready_bytes)
     except ValueError as exc:
-        raise SystemExit(f"--batch-ready-bytes {exc}") from None
+        raise UsageError(f"--batch-ready-bytes {exc}") from None
     skips = [FluxonFsTransferSkipEntry(kind=FluxonFsTransferSkipEntryKind.DIR, relpath=p) for p in args.skip_dir]
     skips += [FluxonFsTransferSkipEntry(kind=FluxonFsTransferSkipEntryKind.FILE, relpath=p) for p in args.skip_file]
     summary = transfer_check_local_blocking(
@@ -63,5 +72,5 @@ def run_prescan_command(args: argparse.Namespace) -> int:
         enable_cli_progress=not args.no_progress,
         job_id=args.job_id,
     )
-    print(json.dumps(summary_as_dict(summary), indent=2))
+    print(json.dumps(to_json(summary), indent=2))
     return 0

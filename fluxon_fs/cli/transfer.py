@@ -31,22 +31,19 @@ from collections.abc import Callable
 from typing import Any
 
 from fluxon_core.config import ConfigError, load_yaml_file, parse_byte_size
-from fluxon_core.errors import ApiError
 from fluxon_core.hookspecs import hookimpl
 from fluxon_core.kv import new_store
+from fluxon_fs.cli.runner import UsageError, run_command
 from fluxon_fs.config import FsRoleConfig
 from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.progress import human_bytes
+from fluxon_fs.transfer.states import BatchState, JobState
 
 PASSWORD_ENV = "FLUXON_PASSWORD"
 ACTIONS = {"pause": "pause", "resume": "resume", "cancel": "cancel", "retry": "retry_failed"}
 
 Action = Callable[[TransferClient, argparse.Namespace], int]
-
-
-class _UsageError(Exception):
-    """Bad command-line input found after parsing."""
 
 
 # ----- connecting -----------------------------------------------------------------------------------
@@ -56,9 +53,9 @@ def _load_config(path: str) -> FsRoleConfig:
     try:
         config = load_yaml_file(FsRoleConfig, path)
     except (ConfigError, OSError, ValueError) as exc:
-        raise _UsageError(f"config {path}: {exc}") from None
+        raise UsageError(f"config {path}: {exc}") from None
     if config.kvclient is None:
-        raise _UsageError(f"config {path}: kvclient is required (the KV client block this command attaches with)")
+        raise UsageError(f"config {path}: kvclient is required (the KV client block this command attaches with)")
     return config
 
 
@@ -67,7 +64,7 @@ def _password(args: argparse.Namespace) -> str:
     if from_env is not None:
         return from_env
     if not sys.stdin.isatty():
-        raise _UsageError(f"no password: set {PASSWORD_ENV} or run on a terminal to be prompted")
+        raise UsageError(f"no password: set {PASSWORD_ENV} or run on a terminal to be prompted")
     return getpass.getpass(f"password for {args.user}: ")
 
 
@@ -75,7 +72,7 @@ def _run_with_client(args: argparse.Namespace, action: Action) -> int:
     config = _load_config(args.config)
     username = args.user or (config.fluxon_fs.identity.username if config.fluxon_fs.identity else None)
     if not username:
-        raise _UsageError("--user is required (or fluxon_fs.identity.username in the config)")
+        raise UsageError("--user is required (or fluxon_fs.identity.username in the config)")
     args.user = username
     password = _password(args)
     block = dict(config.kvclient or {})
@@ -173,7 +170,7 @@ def _print_job(job: dict[str, Any]) -> None:
 def _split_location(text: str, option: str) -> tuple[str, str]:
     export, _, relpath = text.partition(":")
     if not export:
-        raise _UsageError(f"{option} must be EXPORT or EXPORT:PATH, got {text!r}")
+        raise UsageError(f"{option} must be EXPORT or EXPORT:PATH, got {text!r}")
     return export, relpath.strip("/")
 
 
@@ -182,7 +179,7 @@ def _spec(args: argparse.Namespace, source_export: str, source_dir: str) -> JobS
     try:
         batch_ready_bytes = parse_byte_size(args.batch_ready_bytes)
     except ValueError as exc:
-        raise _UsageError(f"--batch-ready-bytes {exc}") from None
+        raise UsageError(f"--batch-ready-bytes {exc}") from None
     return JobSpec(
         source_export=source_export,
         source_dir=source_dir,
@@ -248,7 +245,7 @@ def _show(client: TransferClient, args: argparse.Namespace) -> int:
     if batches:
         counts = Counter(b["state"] for b in batches)
         print(f"{'batch states:':<12} " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-    rows = batches if args.batches else [b for b in batches if b["state"] == "failed" or b["last_error"]]
+    rows = batches if args.batches else [b for b in batches if b["state"] == BatchState.FAILED or b["last_error"]]
     if rows:
         print(f"{'#':>6} {'STATE':<8} {'FILES':>6} {'BYTES':>10} {'CLAIMS':>6} {'ATTEMPTS':>8}  WORKER / LAST ERROR")
     for b in rows:
@@ -278,7 +275,7 @@ def _wait_for(client: TransferClient, args: argparse.Namespace, job_id: str) -> 
         _print_json(job)
     else:
         _print_job(job)
-    return 0 if job["state"] == "succeeded" else 1
+    return 0 if job["state"] == JobState.SUCCEEDED else 1
 
 
 def _wait(client: TransferClient, args: argparse.Namespace) -> int:
@@ -345,14 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``fluxon transfer`` command."""
-    try:
-        return _run_with_client(args, args._transfer_action)
-    except _UsageError as exc:
-        print(f"fluxon transfer: {exc}", file=sys.stderr)
-        return 2
-    except ApiError as exc:
-        print(f"fluxon transfer: {type(exc).__name__}: {exc.message}", file=sys.stderr)
-        return 1
+    return run_command("transfer", lambda: _run_with_client(args, args._transfer_action))
 
 
 @hookimpl

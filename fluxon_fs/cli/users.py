@@ -32,20 +32,17 @@ import attrs
 
 from fluxon_core.access.records import ScopeMode
 from fluxon_core.config import load_backend_block
-from fluxon_core.errors import ApiError, InvalidArgumentError
+from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.hookspecs import hookimpl
 from fluxon_core.protocols import AccessStore
+from fluxon_fs.cli.runner import UsageError, run_command
 
 Action = Callable[[AccessStore, argparse.Namespace], int]
 
 
-class _UsageError(Exception):
-    """Bad command-line input found after parsing (e.g. mismatched password prompts)."""
-
-
 def _open_store(db: str, *, create: bool) -> AccessStore:
     if not create and not Path(db).is_file():
-        raise _UsageError(f"access db {db!r} does not exist (only 'fluxon users add' creates one)")
+        raise UsageError(f"access db {db!r} does not exist (only 'fluxon users add' creates one)")
     store: AccessStore = load_backend_block("access_store", {"kind": "sqlite", "sqlite": {"path": db}}, "--db").create(
         "access_store"
     )
@@ -58,7 +55,7 @@ def _read_password(args: argparse.Namespace) -> str:
     if sys.stdin.isatty():
         first = getpass.getpass(f"new password for {args.username}: ")
         if first != getpass.getpass("repeat the password: "):
-            raise _UsageError("the two passwords differ")
+            raise UsageError("the two passwords differ")
         return first
     line = sys.stdin.readline()
     return line[:-1] if line.endswith("\n") else line
@@ -189,20 +186,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _run_with_store(args: argparse.Namespace) -> int:
+    store = _open_store(args.db, create=args._creates_db)
+    try:
+        return int(args._users_action(store, args))
+    finally:
+        store.close()
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``fluxon users`` command."""
-    try:
-        store = _open_store(args.db, create=args._creates_db)
-        try:
-            return int(args._users_action(store, args))
-        finally:
-            store.close()
-    except _UsageError as exc:
-        print(f"fluxon users: {exc}", file=sys.stderr)
-        return 2
-    except ApiError as exc:
-        print(f"fluxon users: {exc.message}", file=sys.stderr)
-        return 1
+    return run_command("users", lambda: _run_with_store(args))
 
 
 @hookimpl

@@ -16,8 +16,10 @@ from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import scan_export_dir, verify_batch
-from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import JobSpec
+from fluxon_fs.transfer.states import JobState
 
 log = get_logger("fluxon.fs.transfer.runner")
 
@@ -65,9 +67,9 @@ class JobRunner:
                 for job in self._coordinator.jobs():
                     if self._stop.is_set():
                         return
-                    if job.state == "scanning":
+                    if job.state is JobState.SCANNING:
                         self._scan(job.job_id, job.spec)
-                    elif job.state == "verifying":
+                    elif job.state is JobState.VERIFYING:
                         self._verify(job.job_id, job.spec)
                 self._last_store_error = ""
             except ApiError as exc:

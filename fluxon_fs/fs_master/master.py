@@ -35,8 +35,8 @@ from fluxon_fs.fs_master.handlers.transfers import TransferHandlers
 from fluxon_fs.fs_master.job_runner import JobRunner
 from fluxon_fs.fs_master.mount_registry import MountRegistry
 from fluxon_fs.fs_master.panel import FsMasterPanelBackend, start_panel
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.holders import ClaimHolders
-from fluxon_fs.transfer.jobs import TransferCoordinator
 from fluxon_fs.transfer.state_config import open_state_store
 
 log = get_logger("fluxon.fs.master")

@@ -14,7 +14,7 @@ import attrs
 
 from fluxon_core.access.records import ScopeGrant, ScopeMode, UserAccess
 from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
-from fluxon_fs.transfer.jobs import BatchAssignment, BatchResult, BatchState, JobRecord, JobSpec
+from fluxon_fs.transfer.jobs import BatchAssignment, BatchRecord, BatchResult, JobRecord, JobSpec
 from fluxon_fs.transfer.records import ScanEntry
 
 # ----- /fluxon_fs/config ----------------------------------------------------------------------------
@@ -248,10 +248,10 @@ class ClaimedBatch:
     claims: int
 
     @classmethod
-    def of(cls, assignment: BatchAssignment, lease_ttl_s: float) -> ClaimedBatch:
-        """The coordinator's assignment as a worker receives it (its fields, and the lease's length)."""
+    def of(cls, assignment: BatchAssignment) -> ClaimedBatch:
+        """The coordinator's assignment as a worker receives it."""
         fields = attrs.asdict(assignment, recurse=False)
-        return cls(**{**fields, "entries": tuple(assignment.entries)}, lease_ttl_s=lease_ttl_s)
+        return cls(**{**fields, "entries": tuple(tuple(entry) for entry in assignment.entries)})
 
     def scan_entries(self) -> list[ScanEntry]:
         """The entries to copy."""
@@ -381,7 +381,7 @@ class JobReply:
     """A job and its batches (without claim tokens: they stay between the master and the claiming worker)."""
 
     job: JobView
-    batches: tuple[BatchState, ...]
+    batches: tuple[BatchRecord, ...]
     state_store_error: str
 
 

@@ -10,7 +10,8 @@ from fluxon_core.kv import KvClient
 from fluxon_fs.master_api.codec import to_wire
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import JobAction, JobCreation, JobListQuery, JobQuery, Login, PrescanImport
-from fluxon_fs.transfer.jobs import FINAL_STATES, JobSpec
+from fluxon_fs.transfer.jobs import JobSpec
+from fluxon_fs.transfer.states import JobState
 
 
 class TransferClient:
@@ -45,7 +46,7 @@ class TransferClient:
         deadline = time.monotonic() + timeout_s
         while True:
             view = self._link.show_job(JobQuery(self._token, job_id)).job
-            if view.job.state in FINAL_STATES:
+            if JobState(view.job.state).is_final:
                 return to_wire(view)
             if time.monotonic() >= deadline:
                 raise ApiTimeoutError(f"transfer job {job_id} is still {view.job.state} after {timeout_s}s")

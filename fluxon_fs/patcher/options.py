@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from fluxon_fs.config import DEFAULT_METADATA_CACHE_TTL_MS
+
 MiB = 1024 * 1024
 
 
@@ -16,7 +18,7 @@ def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
 class MountOptions:
     """How a mount caches and moves data."""
 
-    metadata_cache_ttl_ms: int = attrs.field(default=5000, validator=_positive)
+    metadata_cache_ttl_ms: int = attrs.field(default=DEFAULT_METADATA_CACHE_TTL_MS, validator=_positive)
     """How long stat/listdir answers are reused by this process."""
 
     stale_window_ms: int = attrs.field(default=1000, validator=_positive)

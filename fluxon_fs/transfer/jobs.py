@@ -1,57 +1,22 @@
-"""Transfer jobs and their batches, durable in a state store; the coordinator the fs master runs.
+"""Transfer jobs and their batches: the records stored for them and exchanged with workers.
 
-Key layout (relative to the store's ``key_prefix``):
-
-* ``jobs/<job_id>``                      — :class:`JobRecord` (spec, state, counters, recent errors)
-* ``job_batches/<job_id>/<n:08d>``       — the entries of batch n (immutable once written)
-* ``job_batch_state/<job_id>/<n:08d>``   — :class:`BatchState` (small, updated with compare-and-set)
-
-A batch moves ``pending → claimed(worker, lease) → done | failed``. Workers claim with
-compare-and-set and renew their lease; an expired lease makes the batch claimable again; a done
-batch is never handed out again. After a restart the coordinator extends live leases once by a
-full TTL so workers that finished while it was down can still report, instead of the batch being
-copied twice.
-
-A batch's state keeps its own result, so the job's counters can always be recomputed from the
-batch states: completing a batch writes the batch first and the job second, and when the store
-fails (or the master dies) between the two, the worker's retry of the report — or the next start
-of the coordinator — recounts the job instead of losing or double-counting that batch.
-
-The coordinator also remembers the last job records it read or wrote, so the fs master can still
-show jobs (with the store's error) while the state store is unavailable.
+A job (:class:`JobRecord`) copies what its :class:`JobSpec` names, in batches; each batch has a
+:class:`BatchRecord` (its claim, attempts and result). A worker receives a :class:`BatchAssignment`
+when it claims a batch and reports a :class:`BatchResult`. Where they are stored is
+:mod:`fluxon_fs.transfer.job_store`; how a job moves between states,
+:mod:`fluxon_fs.transfer.lifecycle`; how batches are claimed, :mod:`fluxon_fs.transfer.leases`.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 import attrs
 
-from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
-from fluxon_core.log_setup import get_logger
-from fluxon_core.metrics import TRANSFER_BYTES_COPIED, TRANSFER_FILES_COPIED
-from fluxon_core.protocols import StateStore
-from fluxon_fs.transfer.records import (
-    SCHEMA_VERSION,
-    ScanEntry,
-    decode_batch,
-    decode_prescan,
-    encode_batch,
-    prescan_batch_prefix,
-    prescan_key,
-)
-
-log = get_logger("fluxon.fs.transfer")
-
-JOB_STATES = ("scanning", "ready", "running", "paused", "verifying", "succeeded", "failed", "cancelled")
-ACTIVE_STATES = ("ready", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-RECENT_ERRORS = 20
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.relpath import normalise_relpath
+from fluxon_fs.transfer.records import SCHEMA_VERSION, ScanEntry
+from fluxon_fs.transfer.states import BatchState, JobState
 
 
 @attrs.frozen
@@ -74,10 +39,8 @@ class JobSpec:
         for name in ("source_export", "target_export"):
             if not getattr(self, name):
                 raise InvalidArgumentError(f"{name} is required")
-        for name in ("source_dir", "target_prefix"):
-            value = getattr(self, name)
-            if value.startswith("/") or ".." in value.split("/"):
-                raise InvalidArgumentError(f"{name} must be a path relative to the export root, got {value!r}")
+        normalise_relpath(self.source_dir, "source_dir")
+        normalise_relpath(self.target_prefix, "target_prefix")
         if self.desired_worker_count < 1:
             raise InvalidArgumentError(f"desired_worker_count must be >= 1, got {self.desired_worker_count}")
         if self.batch_ready_bytes < 1:
@@ -122,7 +85,7 @@ class JobRecord:
 
     job_id: str
     spec: JobSpec
-    state: str
+    state: JobState = attrs.field(converter=JobState)
     counters: JobCounters = JobCounters()
     created_at: float = 0.0
     started_at: float = 0.0
@@ -141,13 +104,13 @@ class JobRecord:
 
 
 @attrs.frozen
-class BatchState:
-    """Mutable state of one batch."""
+class BatchRecord:
+    """The state of one batch: its claim, its attempts, and once done, its result."""
 
     number: int
     files: int
     bytes: int
-    state: str = "pending"  # pending | claimed | done | failed
+    state: BatchState = attrs.field(default=BatchState.PENDING, converter=BatchState)
     worker: str = ""
     claim_token: str = ""
     lease_deadline: float = 0.0
@@ -163,13 +126,14 @@ class BatchState:
 
 @attrs.frozen
 class BatchAssignment:
-    """What a worker receives when it claims a batch."""
+    """What a worker receives when it claims a batch (``claims`` counts this claim too)."""
 
     job_id: str
     spec: JobSpec
     number: int
     claim_token: str
     lease_deadline: float
+    lease_ttl_s: float
     entries: list[ScanEntry]
     claims: int = 1
 
@@ -183,514 +147,3 @@ class BatchResult:
     files_skipped: int = 0
     files_changed: int = 0
     errors: tuple[str, ...] = ()
-
-
-def _dump(record: Any) -> bytes:
-    return json.dumps(attrs.asdict(record), separators=(",", ":"), sort_keys=True).encode()
-
-
-def _load_job(data: bytes) -> JobRecord:
-    raw = json.loads(data)
-    spec = JobSpec(**{k: v for k, v in raw.pop("spec").items() if k in attrs.fields_dict(JobSpec)})
-    counters = JobCounters(**{k: v for k, v in raw.pop("counters").items() if k in attrs.fields_dict(JobCounters)})
-    known = attrs.fields_dict(JobRecord)
-    fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
-    return JobRecord(spec=spec, counters=counters, **fields)
-
-
-def _load_batch_state(data: bytes) -> BatchState:
-    raw = json.loads(data)
-    return BatchState(**{k: v for k, v in raw.items() if k in attrs.fields_dict(BatchState)})
-
-
-def job_key(job_id: str) -> str:
-    """Key of a job record."""
-    return f"jobs/{job_id}"
-
-
-def batch_key(job_id: str, number: int) -> str:
-    """Key of a batch's entries."""
-    return f"job_batches/{job_id}/{number:08d}"
-
-
-def batch_state_prefix(job_id: str) -> str:
-    """Prefix of a job's batch states."""
-    return f"job_batch_state/{job_id}/"
-
-
-def batch_state_key(job_id: str, number: int) -> str:
-    """Key of a batch's state."""
-    return f"{batch_state_prefix(job_id)}{number:08d}"
-
-
-class TransferCoordinator:
-    """Creates jobs, hands batches to workers, records results. Safe for concurrent callers."""
-
-    def __init__(
-        self,
-        store: StateStore,
-        *,
-        lease_ttl_s: float = 30.0,
-        retry_backoff_s: float = 1.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.lease_ttl_s = lease_ttl_s
-        self.retry_backoff_s = retry_backoff_s
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._known_jobs: dict[str, JobRecord] = {}
-
-    # ----- jobs ---------------------------------------------------------------------------------
-
-    def create_job(self, spec: JobSpec, *, state: str = "scanning", job_id: str | None = None) -> JobRecord:
-        """Store a new job (``scanning`` until :meth:`finish_scan`)."""
-        spec.validate()
-        record = JobRecord(
-            job_id=job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}",
-            spec=spec,
-            state=state,
-            created_at=self._clock(),
-        )
-        if not self.store.compare_and_set(job_key(record.job_id), None, _dump(record)):
-            raise InvalidArgumentError(f"job {record.job_id!r} already exists")
-        self._known_jobs[record.job_id] = record
-        return record
-
-    def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
-        """Store batch ``number`` of a scanning job (idempotent for a rescan after a crash)."""
-        files = sum(1 for e in entries if e.kind == "f")
-        state = BatchState(number=number, files=files, bytes=total_bytes)
-        self.store.batch_write(
-            [
-                (batch_key(job_id, number), encode_batch(entries, total_bytes)),
-                (batch_state_key(job_id, number), _dump(state)),
-            ]
-        )
-
-    def finish_scan(self, job_id: str) -> JobRecord:
-        """Scanning is complete: totals are computed from the batches and the job becomes ``running``."""
-        files = size = batches = 0
-        for state in self.batch_states(job_id):
-            files += state.files
-            size += state.bytes
-            batches += 1
-
-        def change(job: JobRecord) -> JobRecord:
-            if job.state != "scanning":
-                return job
-            counters = attrs.evolve(job.counters, files_total=files, bytes_total=size, batches_total=batches)
-            return attrs.evolve(job, state="running", counters=counters, started_at=self._clock())
-
-        job = self._update_job(job_id, change)
-        return self._maybe_finish(job)
-
-    def fail_scan(self, job_id: str, error: str) -> JobRecord:
-        """Scanning failed: the job ends ``failed`` with the error."""
-        return self._update_job(
-            job_id,
-            lambda job: attrs.evolve(
-                job, state="failed", state_reason=error, finished_at=self._clock(), recent_errors=(error,)
-            ),
-        )
-
-    def create_job_from_prescan(self, prescan_job_id: str, spec: JobSpec, export_root_dir: str) -> JobRecord:
-        """Import a pre-scan as a ready-to-run job.
-
-        The pre-scan's source root must lie inside the source export (``export_root_dir`` on its
-        agent); its entries are rebased onto that folder so the target layout equals a direct copy.
-        """
-        data = self.store.get(prescan_key(prescan_job_id))
-        if data is None:
-            raise KeyNotFoundError(f"pre-scan {prescan_job_id!r} does not exist in this state store")
-        prescan = decode_prescan(data)
-        if prescan.state != "done":
-            raise InvalidArgumentError(f"pre-scan {prescan_job_id!r} is {prescan.state}; only a finished scan imports")
-        root = export_root_dir.rstrip("/") or "/"
-        src = prescan.src_root_dir.rstrip("/")
-        if src != root and not src.startswith(root + "/"):
-            raise InvalidArgumentError(
-                f"pre-scan source {prescan.src_root_dir!r} is not inside export {spec.source_export!r} "
-                f"(root {export_root_dir!r})"
-            )
-        source_dir = src[len(root) :].strip("/")
-        spec = attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id)
-        job = self.create_job(spec)
-        prefix = prescan_batch_prefix(prescan_job_id, prescan.scan_epoch)
-        for number, (_, value) in enumerate(self.store.scan_prefix(prefix)):
-            entries, total = decode_batch(value)
-            self.add_batch(job.job_id, number, entries, total)
-        return self.finish_scan(job.job_id)
-
-    def job(self, job_id: str) -> JobRecord:
-        """A job record; unknown ids raise :class:`KeyNotFoundError`."""
-        data = self.store.get(job_key(job_id))
-        if data is None:
-            raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
-        record = self._known_jobs[job_id] = _load_job(data)
-        return record
-
-    def jobs(self) -> list[JobRecord]:
-        """Every job, newest first."""
-        records = [_load_job(v) for _, v in self.store.scan_prefix("jobs/")]
-        self._known_jobs = {r.job_id: r for r in records}
-        return sorted(records, key=lambda r: r.created_at, reverse=True)
-
-    def cached_jobs(self) -> list[JobRecord]:
-        """The job records as last read or written (for showing jobs while the store is unavailable)."""
-        return sorted(self._known_jobs.values(), key=lambda r: r.created_at, reverse=True)
-
-    def cached_job(self, job_id: str) -> JobRecord | None:
-        """One job as last read or written, or None."""
-        return self._known_jobs.get(job_id)
-
-    def batch_states(self, job_id: str) -> Iterator[BatchState]:
-        """States of a job's batches in order."""
-        for _, value in self.store.scan_prefix(batch_state_prefix(job_id)):
-            yield _load_batch_state(value)
-
-    def batch_entries(self, job_id: str, number: int) -> list[ScanEntry]:
-        """Entries of one batch."""
-        data = self.store.get(batch_key(job_id, number))
-        if data is None:
-            raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-        return decode_batch(data)[0]
-
-    def pause(self, job_id: str) -> JobRecord:
-        """Stop handing out batches; claimed batches finish."""
-        return self._set_state(job_id, "paused", allowed=("ready", "running", "scanning"))
-
-    def resume(self, job_id: str) -> JobRecord:
-        """Continue a paused job (scanning again when it was paused before its scan finished)."""
-
-        def change(job: JobRecord) -> JobRecord:
-            if job.state != "paused":
-                raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to running")
-            return attrs.evolve(job, state="running" if job.started_at else "scanning")
-
-        job = self._update_job(job_id, change)
-        return self._maybe_finish(job)
-
-    def set_reason(self, job_id: str, reason: str) -> JobRecord:
-        """Say why a job is not progressing (e.g. waiting for an agent); written only when it changes."""
-        return self._update_job(job_id, lambda job: attrs.evolve(job, state_reason=reason))
-
-    def cancel(self, job_id: str) -> JobRecord:
-        """End the job; no more batches are handed out."""
-        return self._set_state(
-            job_id,
-            "cancelled",
-            allowed=("scanning", "ready", "running", "paused", "verifying"),
-            finished_at=self._clock(),
-        )
-
-    def retry_failed(self, job_id: str) -> JobRecord:
-        """Make failed batches pending again (attempts reset) and run the job again if it had failed.
-
-        A job that failed its scan scans again; one that failed only its verification is verified
-        again. Succeeded and cancelled jobs are final.
-        """
-        with self._lock:
-            if self.job(job_id).state in ("succeeded", "cancelled"):
-                raise InvalidArgumentError(
-                    f"job {job_id} is {self.job(job_id).state}; only a failed or unfinished job can be retried"
-                )
-            for state in list(self.batch_states(job_id)):
-                if state.state == "failed":
-                    self._update_batch(
-                        job_id,
-                        state.number,
-                        lambda s: attrs.evolve(s, state="pending", attempts=0, not_before=0.0, last_error=""),
-                    )
-
-            def change(job: JobRecord) -> JobRecord:
-                counters = attrs.evolve(job.counters, batches_failed=0, files_failed=0)
-                if job.state != "failed":
-                    return attrs.evolve(job, counters=counters)
-                state = "running" if job.started_at else "scanning"
-                return attrs.evolve(job, state=state, counters=counters, finished_at=0.0, state_reason="")
-
-            return self._maybe_finish(self._update_job(job_id, change))
-
-    def recover_after_restart(self) -> None:
-        """Extend every live lease by one TTL so workers that finished meanwhile can still report,
-        and recount running jobs (a crash between a batch's write and its job's may have left them short)."""
-        now = self._clock()
-        for job in self.jobs():
-            if job.state in FINAL_STATES:
-                continue
-            for state in list(self.batch_states(job.job_id)):
-                if state.state == "claimed":
-                    self._update_batch(
-                        job.job_id,
-                        state.number,
-                        lambda s: attrs.evolve(s, lease_deadline=max(s.lease_deadline, now + self.lease_ttl_s)),
-                    )
-            if job.state in ("running", "paused"):
-                self.recount(job.job_id)
-
-    def recount(self, job_id: str) -> JobRecord:
-        """Recompute a job's done/failed counters from its batch states (they hold each batch's result)."""
-        with self._lock:
-            totals = dict.fromkeys(
-                ("batches_done", "batches_failed", "files_copied", "bytes_copied", "files_skipped", "files_changed"), 0
-            )
-            files_failed = 0
-            for state in self.batch_states(job_id):
-                if state.state == "done":
-                    totals["batches_done"] += 1
-                    for name in ("files_copied", "bytes_copied", "files_skipped", "files_changed"):
-                        totals[name] += getattr(state, name)
-                elif state.state == "failed":
-                    totals["batches_failed"] += 1
-                    files_failed += state.files
-            job = self._update_job(
-                job_id,
-                lambda j: attrs.evolve(j, counters=attrs.evolve(j.counters, files_failed=files_failed, **totals)),
-            )
-            return self._maybe_finish(job)
-
-    # ----- workers ------------------------------------------------------------------------------
-
-    def claim(
-        self,
-        worker: str,
-        *,
-        job_ids: Iterable[str] | None = None,
-        holder_gone: Callable[[str], bool] | None = None,
-    ) -> BatchAssignment | None:
-        """Hand the next claimable batch of a running job to ``worker``, or None.
-
-        ``holder_gone(worker)`` may say that the worker holding a claim is known to be dead (its agent
-        restarted or went offline): such a claim is taken over at once instead of after its lease.
-        """
-        now = self._clock()
-        wanted = set(job_ids) if job_ids is not None else None
-
-        def held(state: BatchState) -> bool:
-            if state.state != "claimed" or state.lease_deadline <= now:
-                return False
-            return holder_gone is None or not holder_gone(state.worker)
-
-        for job in sorted(self.jobs(), key=lambda r: r.created_at):
-            if job.state != "running" or (wanted is not None and job.job_id not in wanted):
-                continue
-            states = list(self.batch_states(job.job_id))
-            active = sum(1 for s in states if held(s))
-            if active >= job.spec.desired_worker_count:
-                continue
-            for state in states:
-                claimable = state.state == "pending" and state.not_before <= now
-                expired = state.state == "claimed" and not held(state)
-                if not (claimable or expired):
-                    continue
-                token = secrets.token_hex(8)
-                claimed = attrs.evolve(
-                    state,
-                    state="claimed",
-                    worker=worker,
-                    claim_token=token,
-                    lease_deadline=now + self.lease_ttl_s,
-                    claims=state.claims + 1,
-                )
-                if self.store.compare_and_set(batch_state_key(job.job_id, state.number), _dump(state), _dump(claimed)):
-                    if expired:
-                        log.warning(
-                            "job %s batch %d: claim of %s expired or its holder is gone; re-dispatched to %s",
-                            job.job_id,
-                            state.number,
-                            state.worker,
-                            worker,
-                        )
-                    return BatchAssignment(
-                        job.job_id,
-                        job.spec,
-                        state.number,
-                        token,
-                        claimed.lease_deadline,
-                        self.batch_entries(job.job_id, state.number),
-                        claimed.claims,
-                    )
-        return None
-
-    def renew(self, job_id: str, number: int, claim_token: str) -> float | None:
-        """Extend a lease; returns the new deadline, or None when the claim is no longer held
-        (expired and re-claimed, or the job stopped running)."""
-        job = self.job(job_id)
-        if job.state not in ("running", "paused"):
-            return None
-        deadline = self._clock() + self.lease_ttl_s
-        updated = self._update_batch(
-            job_id,
-            number,
-            lambda s: (
-                attrs.evolve(s, lease_deadline=deadline) if s.claim_token == claim_token and s.state == "claimed" else s
-            ),
-        )
-        return deadline if updated.claim_token == claim_token and updated.state == "claimed" else None
-
-    def complete(self, job_id: str, number: int, claim_token: str, result: BatchResult) -> bool:
-        """Record a finished batch; idempotent; False when the claim was lost (the result is ignored)."""
-        with self._lock:
-            before = self._batch_state(job_id, number)
-            if before.state in ("done", "failed") and before.claim_token == claim_token:
-                # A repeated report: the first may have stopped between the batch and the job write.
-                self.recount(job_id)
-                return True
-            if before.claim_token != claim_token or before.state != "claimed":
-                return False
-            if result.errors:
-                return self._record_failure(job_id, before, "; ".join(result.errors[:3]), result)
-            self._update_batch(
-                job_id,
-                number,
-                lambda s: attrs.evolve(
-                    s,
-                    state="done",
-                    last_error="",
-                    files_copied=result.files_copied,
-                    bytes_copied=result.bytes_copied,
-                    files_skipped=result.files_skipped,
-                    files_changed=result.files_changed,
-                ),
-            )
-
-            def change(job: JobRecord) -> JobRecord:
-                c = job.counters
-                counters = attrs.evolve(
-                    c,
-                    batches_done=c.batches_done + 1,
-                    files_copied=c.files_copied + result.files_copied,
-                    bytes_copied=c.bytes_copied + result.bytes_copied,
-                    files_skipped=c.files_skipped + result.files_skipped,
-                    files_changed=c.files_changed + result.files_changed,
-                )
-                return attrs.evolve(job, counters=counters)
-
-            job = self._update_job(job_id, change)
-            TRANSFER_FILES_COPIED.get().inc(result.files_copied)
-            TRANSFER_BYTES_COPIED.get().inc(result.bytes_copied)
-            self._maybe_finish(job)
-            return True
-
-    def fail(self, job_id: str, number: int, claim_token: str, error: str) -> bool:
-        """Record a failed attempt: retried with backoff until ``max_attempts``, then failed."""
-        with self._lock:
-            before = self._batch_state(job_id, number)
-            if before.state == "failed" and before.claim_token == claim_token:
-                self.recount(job_id)  # a repeated report, see complete()
-                return True
-            if before.claim_token != claim_token or before.state != "claimed":
-                return False
-            return self._record_failure(job_id, before, error, None)
-
-    def finish_verification(self, job_id: str, differences: list[str]) -> JobRecord:
-        """Record the verification pass: ``succeeded`` when source and target agree, else ``failed``."""
-
-        def change(job: JobRecord) -> JobRecord:
-            if job.state != "verifying":
-                return job
-            if differences:
-                return attrs.evolve(
-                    job,
-                    state="failed",
-                    finished_at=self._clock(),
-                    state_reason=f"verification found {len(differences)} difference(s)",
-                    verify_report=tuple(differences[:100]),
-                )
-            return attrs.evolve(job, state="succeeded", finished_at=self._clock(), verify_report=())
-
-        return self._update_job(job_id, change)
-
-    # ----- internals ----------------------------------------------------------------------------
-
-    def _record_failure(self, job_id: str, before: BatchState, error: str, result: BatchResult | None) -> bool:
-        job = self.job(job_id)
-        attempts = before.attempts + 1
-        final = attempts >= job.spec.max_attempts
-        backoff = self.retry_backoff_s * (2 ** (attempts - 1))
-        self._update_batch(
-            job_id,
-            before.number,
-            lambda s: attrs.evolve(
-                s,
-                state="failed" if final else "pending",
-                attempts=attempts,
-                not_before=self._clock() + backoff,
-                last_error=error,
-                claim_token=s.claim_token if final else "",
-            ),
-        )
-        message = f"batch {before.number} attempt {attempts}: {error}"
-
-        def change(record: JobRecord) -> JobRecord:
-            errors = (*record.recent_errors, message)[-RECENT_ERRORS:]
-            counters = record.counters
-            if final:
-                counters = attrs.evolve(
-                    counters,
-                    batches_failed=counters.batches_failed + 1,
-                    files_failed=counters.files_failed + before.files,
-                )
-            return attrs.evolve(record, recent_errors=errors, counters=counters)
-
-        updated = self._update_job(job_id, change)
-        if final:
-            self._maybe_finish(updated)
-        return True
-
-    def _maybe_finish(self, job: JobRecord) -> JobRecord:
-        if job.state != "running":
-            return job
-        c = job.counters
-        if c.batches_done + c.batches_failed < c.batches_total:
-            return job
-        if c.batches_failed:
-            failed = [s.number for s in self.batch_states(job.job_id) if s.state == "failed"]
-            return self._update_job(
-                job.job_id,
-                lambda j: attrs.evolve(
-                    j,
-                    state="failed",
-                    finished_at=self._clock(),
-                    state_reason=f"{len(failed)} batch(es) failed: {failed[:20]}",
-                ),
-            )
-        return self._update_job(job.job_id, lambda j: attrs.evolve(j, state="verifying") if j.state == "running" else j)
-
-    def _set_state(self, job_id: str, state: str, allowed: tuple[str, ...], **changes: Any) -> JobRecord:
-        def change(job: JobRecord) -> JobRecord:
-            if job.state not in allowed:
-                raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to {state}")
-            return attrs.evolve(job, state=state, **changes)
-
-        return self._update_job(job_id, change)
-
-    def _batch_state(self, job_id: str, number: int) -> BatchState:
-        data = self.store.get(batch_state_key(job_id, number))
-        if data is None:
-            raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-        return _load_batch_state(data)
-
-    def _update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
-        key = job_key(job_id)
-        while True:
-            data = self.store.get(key)
-            if data is None:
-                raise KeyNotFoundError(f"transfer job {job_id!r} does not exist")
-            updated = change(_load_job(data))
-            encoded = _dump(updated)
-            if encoded == data or self.store.compare_and_set(key, data, encoded):
-                self._known_jobs[job_id] = updated
-                return updated
-
-    def _update_batch(self, job_id: str, number: int, change: Callable[[BatchState], BatchState]) -> BatchState:
-        key = batch_state_key(job_id, number)
-        while True:
-            data = self.store.get(key)
-            if data is None:
-                raise KeyNotFoundError(f"batch {number} of job {job_id!r} does not exist")
-            updated = change(_load_batch_state(data))
-            encoded = _dump(updated)
-            if encoded == data or self.store.compare_and_set(key, data, encoded):
-                return updated

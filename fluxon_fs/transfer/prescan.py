@@ -9,6 +9,7 @@ plus the directory stack, never by the size of the tree. Only metadata is read.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
@@ -16,27 +17,28 @@ import stat as stat_module
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
+from fluxon_core.relpath import normalise_relpath
 from fluxon_fs.transfer.batching import BatchSealer, EntryRow, SealedBatch
+from fluxon_fs.transfer.codec import encode
 from fluxon_fs.transfer.progress import ScanProgress
 from fluxon_fs.transfer.records import (
     ENTRY_DIR,
     ENTRY_FILE,
     PrescanRecord,
     decode_prescan,
-    encode,
     encode_batch,
     prescan_batch_key,
     prescan_batch_prefix,
     prescan_key,
 )
 from fluxon_fs.transfer.state_config import StateStoreSpec, open_state_store
+from fluxon_fs.transfer.states import PrescanState
 
 log = get_logger("fluxon.fs.prescan")
 
@@ -75,13 +77,6 @@ class TransferCheckSummary:
     skipped_samples: tuple[tuple[str, str], ...]
     duration_s: float
     src_root_dir: str
-
-
-def _normalise_relpath(relpath: str, what: str) -> str:
-    parts = [p for p in relpath.replace(os.sep, "/").split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or relpath.startswith("/"):
-        raise InvalidArgumentError(f"{what} {relpath!r} must be a relative path inside the source root")
-    return "/".join(parts)
 
 
 def default_prescan_job_id(src_root_dir: str) -> str:
@@ -260,13 +255,13 @@ def _start_epoch(store: StateStore, job_id: str, src_root_dir: str, batch_ready_
     key = prescan_key(job_id)
     while True:
         current = store.get(key)
-        previous = decode_prescan(current) if current is not None else None
+        previous = decode_prescan(current, key) if current is not None else None
         epoch = 1 if previous is None else previous.scan_epoch + 1
         record = PrescanRecord(
             job_id=job_id,
             src_root_dir=src_root_dir,
             scan_epoch=epoch,
-            state="scanning",
+            state=PrescanState.SCANNING,
             batch_ready_bytes=batch_ready_bytes,
             created_at=time.time(),
         )
@@ -282,16 +277,7 @@ def _delete_prefix(store: StateStore, prefix: str) -> None:
         store.batch_write([], keys)
 
 
-def run_prescan(
-    store: StateStore,
-    src_root_dir: str,
-    batch_ready_bytes: int,
-    skip_entries: Sequence[FluxonFsTransferSkipEntry] = (),
-    checker_concurrency_limit: int = 4,
-    enable_cli_progress: bool = False,
-    job_id: str | None = None,
-) -> TransferCheckSummary:
-    """Pre-scan ``src_root_dir`` into ``store`` (already open); see :func:`transfer_check_local_blocking`."""
+def _check_arguments(src_root_dir: str, batch_ready_bytes: int, checker_concurrency_limit: int) -> None:
     if not isinstance(src_root_dir, str) or not os.path.isabs(src_root_dir):
         raise InvalidArgumentError(f"src_root_dir must be an absolute path, got {src_root_dir!r}")
     if not os.path.isdir(src_root_dir):
@@ -300,51 +286,6 @@ def run_prescan(
         raise InvalidArgumentError(f"batch_ready_bytes must be a positive integer, got {batch_ready_bytes!r}")
     if not isinstance(checker_concurrency_limit, int) or checker_concurrency_limit < 1:
         raise InvalidArgumentError(f"checker_concurrency_limit must be >= 1, got {checker_concurrency_limit!r}")
-    skip_dirs, skip_files = _split_skips(skip_entries)
-    root = os.path.normpath(src_root_dir)
-    job = job_id or default_prescan_job_id(root)
-    started = time.monotonic()
-    epoch, expected_files = _start_epoch(store, job, root, batch_ready_bytes)
-    writer = _BatchWriter(store, job, epoch, batch_ready_bytes)
-    progress = ScanProgress(expected_files=expected_files) if enable_cli_progress else None
-    walker = _Walker(root, writer, skip_dirs, skip_files, checker_concurrency_limit, progress)
-    try:
-        if progress is not None:
-            progress.start()
-        walker.run()
-        writer.flush()
-    except BaseException as exc:
-        _finish(store, job, epoch, state="failed", walker=walker, writer=writer, error=repr(exc))
-        raise
-    finally:
-        if progress is not None:
-            progress.stop()
-    _finish(store, job, epoch, state="done", walker=walker, writer=writer, error="")
-    if epoch > 1:
-        _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))
-    summary = TransferCheckSummary(
-        job_id=job,
-        scan_epoch=epoch,
-        batch_count=writer.batch_count,
-        file_count=walker.file_count,
-        dir_count=walker.dir_count,
-        total_bytes=walker.total_bytes,
-        skipped_count=walker.skipped_count,
-        skipped_samples=tuple(walker.skipped_samples),
-        duration_s=time.monotonic() - started,
-        src_root_dir=root,
-    )
-    log.info(
-        "prescan %s epoch %d: %d files, %d bytes, %d batches, %d skipped in %.2fs",
-        job,
-        epoch,
-        summary.file_count,
-        summary.total_bytes,
-        summary.batch_count,
-        summary.skipped_count,
-        summary.duration_s,
-    )
-    return summary
 
 
 def _split_skips(skip_entries: Iterable[FluxonFsTransferSkipEntry]) -> tuple[set[str], set[str]]:
@@ -353,21 +294,32 @@ def _split_skips(skip_entries: Iterable[FluxonFsTransferSkipEntry]) -> tuple[set
     for index, entry in enumerate(skip_entries):
         if not isinstance(entry, FluxonFsTransferSkipEntry):
             raise InvalidArgumentError(f"skip_entries[{index}] must be a FluxonFsTransferSkipEntry, got {entry!r}")
-        relpath = _normalise_relpath(entry.relpath, f"skip_entries[{index}].relpath")
+        field = f"skip_entries[{index}].relpath"
+        relpath = normalise_relpath(entry.relpath, field)
+        if not relpath:
+            raise InvalidArgumentError(f"{field} must name an entry below the source root, got {entry.relpath!r}")
         kind = FluxonFsTransferSkipEntryKind(entry.kind)
         (skip_dirs if kind is FluxonFsTransferSkipEntryKind.DIR else skip_files).add(relpath)
     return skip_dirs, skip_files
 
 
 def _finish(
-    store: StateStore, job_id: str, epoch: int, *, state: str, walker: _Walker, writer: _BatchWriter, error: str
+    store: StateStore,
+    job_id: str,
+    epoch: int,
+    *,
+    state: PrescanState,
+    walker: _Walker,
+    writer: _BatchWriter,
+    error: str,
 ) -> None:
     key = prescan_key(job_id)
     current = store.get(key)
-    if current is None or decode_prescan(current).scan_epoch != epoch:
+    previous = decode_prescan(current, key) if current is not None else None
+    if previous is None or previous.scan_epoch != epoch:
         raise InvalidArgumentError(f"pre-scan {job_id} epoch {epoch} was superseded by a concurrent scan")
     record = attrs.evolve(
-        decode_prescan(current),
+        previous,
         state=state,
         file_count=walker.file_count,
         dir_count=walker.dir_count,
@@ -395,21 +347,50 @@ def transfer_check_local_blocking(
     ``transfer_state_store`` is a :class:`FluxonFsTransferStateStoreConfig` (or a YAML-style mapping);
     the fs master panel must use the same backend and ``key_prefix`` to see the result in Pre-Scans.
     """
-    store = open_state_store(transfer_state_store)
-    try:
-        return run_prescan(
-            store,
-            src_root_dir,
-            batch_ready_bytes,
-            skip_entries,
-            checker_concurrency_limit,
-            enable_cli_progress,
-            job_id,
+    _check_arguments(src_root_dir, batch_ready_bytes, checker_concurrency_limit)
+    skip_dirs, skip_files = _split_skips(skip_entries)
+    root = os.path.normpath(src_root_dir)
+    job = job_id or default_prescan_job_id(root)
+    with contextlib.closing(open_state_store(transfer_state_store)) as store:
+        started = time.monotonic()
+        epoch, expected_files = _start_epoch(store, job, root, batch_ready_bytes)
+        writer = _BatchWriter(store, job, epoch, batch_ready_bytes)
+        progress = ScanProgress(expected_files=expected_files) if enable_cli_progress else None
+        walker = _Walker(root, writer, skip_dirs, skip_files, checker_concurrency_limit, progress)
+        try:
+            if progress is not None:
+                progress.start()
+            walker.run()
+            writer.flush()
+        except BaseException as exc:
+            _finish(store, job, epoch, state=PrescanState.FAILED, walker=walker, writer=writer, error=repr(exc))
+            raise
+        finally:
+            if progress is not None:
+                progress.stop()
+        _finish(store, job, epoch, state=PrescanState.DONE, walker=walker, writer=writer, error="")
+        if epoch > 1:
+            _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))
+        summary = TransferCheckSummary(
+            job_id=job,
+            scan_epoch=epoch,
+            batch_count=writer.batch_count,
+            file_count=walker.file_count,
+            dir_count=walker.dir_count,
+            total_bytes=walker.total_bytes,
+            skipped_count=walker.skipped_count,
+            skipped_samples=tuple(walker.skipped_samples),
+            duration_s=time.monotonic() - started,
+            src_root_dir=root,
         )
-    finally:
-        store.close()
-
-
-def summary_as_dict(summary: TransferCheckSummary) -> dict[str, Any]:
-    """JSON-ready summary."""
-    return attrs.asdict(summary)
+        log.info(
+            "prescan %s epoch %d: %d files, %d bytes, %d batches, %d skipped in %.2fs",
+            job,
+            epoch,
+            summary.file_count,
+            summary.total_bytes,
+            summary.batch_count,
+            summary.skipped_count,
+            summary.duration_s,
+        )
+        return summary

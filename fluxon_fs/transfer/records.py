@@ -1,7 +1,8 @@
-"""JSON records of pre-scans, batches and jobs in the state store, and their key layout.
+"""JSON records of pre-scans and batch entries in the state store, and their key layout.
 
-Every record carries ``schema_version`` so later versions can read older records.
-Keys (relative to the store's ``key_prefix``):
+Every record carries ``schema_version``; records are read with the one decode policy of
+:mod:`fluxon_fs.transfer.codec` (unknown fields ignored, missing required fields and wrong types
+refused, naming the key and the field). Keys (relative to the store's ``key_prefix``):
 
 * ``prescans/<job_id>``                              — pre-scan summary (latest epoch)
 * ``prescan_batches/<job_id>/<epoch:06d>/<n:08d>``    — one sealed batch of a pre-scan epoch
@@ -11,9 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import attrs
+
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.transfer.codec import decode
+from fluxon_fs.transfer.states import PrescanState
 
 SCHEMA_VERSION = 1
 
@@ -42,7 +47,7 @@ class PrescanRecord:
     job_id: str
     src_root_dir: str
     scan_epoch: int
-    state: str  # scanning | done | failed
+    state: PrescanState = attrs.field(converter=PrescanState)
     file_count: int = 0
     dir_count: int = 0
     total_bytes: int = 0
@@ -55,9 +60,12 @@ class PrescanRecord:
     schema_version: int = SCHEMA_VERSION
 
 
+PRESCANS_PREFIX = "prescans/"
+
+
 def prescan_key(job_id: str) -> str:
     """Key of a pre-scan summary."""
-    return f"prescans/{job_id}"
+    return f"{PRESCANS_PREFIX}{job_id}"
 
 
 def prescan_batch_prefix(job_id: str, epoch: int) -> str:
@@ -70,16 +78,9 @@ def prescan_batch_key(job_id: str, epoch: int, number: int) -> str:
     return f"{prescan_batch_prefix(job_id, epoch)}{number:08d}"
 
 
-def encode(record: Any) -> bytes:
-    """JSON bytes of an attrs record."""
-    return json.dumps(attrs.asdict(record), separators=(",", ":"), sort_keys=True).encode()
-
-
-def decode_prescan(data: bytes) -> PrescanRecord:
-    """Read a pre-scan record, ignoring fields newer versions may add."""
-    raw = json.loads(data)
-    known = {f.name for f in attrs.fields(PrescanRecord)}
-    return PrescanRecord(**{k: v for k, v in raw.items() if k in known})
+def decode_prescan(data: bytes, where: str = "pre-scan record") -> PrescanRecord:
+    """A stored pre-scan record (``where``, e.g. its key, names it in errors)."""
+    return decode(PrescanRecord, data, where)
 
 
 def encode_batch(entries: Sequence[tuple[str, str, int, int, int]], total_bytes: int) -> bytes:
@@ -88,7 +89,14 @@ def encode_batch(entries: Sequence[tuple[str, str, int, int, int]], total_bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def decode_batch(data: bytes) -> tuple[list[ScanEntry], int]:
-    """Entries and byte total of one batch."""
-    body = json.loads(data)
-    return [ScanEntry(*e) for e in body["entries"]], int(body["bytes"])
+def decode_batch(data: bytes, where: str = "batch") -> tuple[list[ScanEntry], int]:
+    """Entries and byte total of one batch (``where``, e.g. its key, names it in errors).
+
+    Batches hold up to thousands of entries and are read on every claim, so their rows are
+    taken as they are, without the per-field checks of :func:`~fluxon_fs.transfer.codec.decode`.
+    """
+    try:
+        body = json.loads(data)
+        return [ScanEntry(*e) for e in body["entries"]], int(body["bytes"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgumentError(f"{where}: not a batch of scan entries ({exc!r})") from None

@@ -17,6 +17,7 @@ import attrs
 from fluxon_core.errors import InvalidArgumentError, StorageFullError, StoreClosedError, StoreInitFailedError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import Buffer
+from fluxon_core.single_owner import hold_single_owner_lock
 from fluxon_plugins.shm_cache.config import ShmCacheConfig, checked_config
 from fluxon_plugins.shm_cache.control import STATE_CLOSED, STATE_OPEN, ControlBlock
 from fluxon_plugins.shm_cache.layout import (
@@ -196,16 +197,11 @@ class ShmPoolOwner:
             )
 
     def _claim_ownership(self) -> int:
-        fd = os.open(self.layout.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreInitFailedError(
-                f"the pool at {self.layout.root} already has a live owner; one owner per pool directory "
-                "(check shared_memory_path and cluster_name of the other owner)"
-            ) from None
-        return fd
+        return hold_single_owner_lock(
+            self.layout.lock_path,
+            f"the pool at {self.layout.root} already has a live owner; one owner per pool directory "
+            "(check shared_memory_path and cluster_name of the other owner)",
+        )
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ from fluxon_fs.fs_master.mount_registry import MountRegistry
 from fluxon_fs.fs_master.panel import FsMasterPanelBackend, PanelServer, PanelSettings, create_panel_app
 from fluxon_fs.fs_master.panel.server import bind_listen_socket
 from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import copy_batch, scan_export_dir, verify_batch
-from fluxon_fs.transfer.jobs import JobRecord, JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import JobRecord, JobSpec
 from fluxon_fs.transfer.state_config import open_state_store
 from fluxon_plugins.sqlite_access.store import SqliteAccessStoreConfig
 

@@ -3,7 +3,6 @@ RPC endpoints external clients (local ``ipc://``) and peers (``tcp://``) use."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
@@ -45,6 +44,7 @@ from fluxon_core.kv.shared_json import (
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import Coordinator, RpcServer, Transport
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
+from fluxon_core.single_owner import hold_single_owner_lock
 
 log = get_logger("fluxon.kv.owner")
 
@@ -193,15 +193,11 @@ class OwnerNode:
     def _claim_file_dir(self) -> None:
         directory = self.spec.cluster_file_dir
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(directory / OWNER_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreInitFailedError(
-                f"another owner already serves cluster {self.spec.cluster_name!r} from {directory} "
-                "(one owner per host and shared_file_path)"
-            ) from None
+        fd = hold_single_owner_lock(
+            directory / OWNER_LOCK_NAME,
+            f"another owner already serves cluster {self.spec.cluster_name!r} from {directory} "
+            "(one owner per host and shared_file_path)",
+        )
         self._closers.append(lambda: os.close(fd))
 
     def _bind_local(self, handlers: Mapping[str, Handler]) -> str:

@@ -20,6 +20,10 @@ components (``a//b``) and a trailing ``/`` are dropped (the path is normalised a
 ``/`` is refused with ``PermissionError(EACCES)``; a NUL byte raises ``ValueError`` (as ``os.stat``
 does). Every ``OSError`` raised from a lookup names the caller's export-relative path.
 
+The string-level rules live in :mod:`fluxon_core.relpath`: paths that arrive in requests (a
+transfer job's source folder and target prefix, a pre-scan's skip entries, a scope prefix) are
+checked there by the same :func:`~fluxon_core.relpath.split_relpath` before any lookup.
+
 Known limit shared with every fd-anchored resolver (``openat2(RESOLVE_BENEATH)`` included):
 someone who can move a directory from inside the export to outside it while a lookup holds it
 open can make that one lookup finish outside; they already have write access to both places.

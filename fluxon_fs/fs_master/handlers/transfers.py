@@ -28,8 +28,9 @@ from fluxon_fs.master_api.records import (
     LeaseRenewalReply,
     PrescanImport,
 )
+from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.holders import ClaimHolders
-from fluxon_fs.transfer.jobs import JobSpec, TransferCoordinator
+from fluxon_fs.transfer.jobs import JobSpec
 
 # What an unreachable state store raises (etcd, TiKV); list/show then answer from the last known jobs.
 STATE_STORE_DOWN = (NetworkError, ApiTimeoutError)
@@ -86,7 +87,7 @@ class TransferHandlers:
         )
         if assignment is None:
             return BatchClaimReply(None)
-        return BatchClaimReply(ClaimedBatch.of(assignment, self._transfers.lease_ttl_s))
+        return BatchClaimReply(ClaimedBatch.of(assignment))
 
     def renew_lease(self, caller: str, renewal: LeaseRenewal) -> LeaseRenewalReply:
         """Extend a claim's lease (the caller is alive)."""

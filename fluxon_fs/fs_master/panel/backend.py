@@ -18,10 +18,9 @@ from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.export_registry import AgentRecord, ExportRegistry, ExportSnapshot
 from fluxon_fs.fs_master.mount_registry import MountRecord, MountRegistry
-from fluxon_fs.transfer.jobs import JobRecord, JobSpec, TransferCoordinator
-from fluxon_fs.transfer.records import PrescanRecord, decode_prescan, prescan_key
-
-PRESCANS_PREFIX = "prescans/"
+from fluxon_fs.transfer.coordinator import TransferCoordinator
+from fluxon_fs.transfer.jobs import JobRecord, JobSpec
+from fluxon_fs.transfer.records import PrescanRecord
 
 ClusterMembersSource = Callable[[], list[dict[str, Any]]]
 """Returns one dict per cluster member, e.g. ``instance_key``, ``role``, ``endpoint``, ``state``,
@@ -193,16 +192,12 @@ class FsMasterPanelBackend:
         return self._export_ops(export_name)
 
     def prescans(self) -> list[PrescanRecord]:
-        """``prescans/*`` records of the coordinator's state store, newest first."""
-        records = [decode_prescan(value) for _, value in self._transfers.store.scan_prefix(PRESCANS_PREFIX)]
-        return sorted(records, key=lambda r: r.created_at, reverse=True)
+        """Pre-scans in the coordinator's state store, newest first."""
+        return self._transfers.job_store.prescans()
 
     def prescan(self, prescan_job_id: str) -> PrescanRecord:
         """One pre-scan record; :class:`KeyNotFoundError` when it does not exist."""
-        data = self._transfers.store.get(prescan_key(prescan_job_id))
-        if data is None:
-            raise KeyNotFoundError(f"pre-scan {prescan_job_id!r} does not exist in this state store")
-        return decode_prescan(data)
+        return self._transfers.job_store.prescan(prescan_job_id)
 
     def start_transfer(self, spec: JobSpec) -> JobRecord:
         """Validate and hand the spec to the supplied job runner."""

@@ -7,16 +7,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
-
 from fluxon_core.access.records import ScopeAccessRecord, UserRecord
 from fluxon_fs.export.ops import DirEntryInfo
 from fluxon_fs.fs_master.export_registry import AgentRecord
 from fluxon_fs.fs_master.mount_registry import MountRecord
-from fluxon_fs.transfer.jobs import BatchState, JobRecord
+from fluxon_fs.transfer.codec import to_json
+from fluxon_fs.transfer.jobs import BatchRecord, JobRecord
 from fluxon_fs.transfer.records import PrescanRecord
-
-ACTIVE_JOB_STATES = ("scanning", "ready", "running", "paused", "verifying")
+from fluxon_fs.transfer.states import BatchState
 
 
 def user_payload(user: UserRecord) -> dict[str, Any]:
@@ -95,42 +93,30 @@ def entry_payload(entry: DirEntryInfo, dir_path: str) -> dict[str, Any]:
 
 
 def prescan_payload(record: PrescanRecord) -> dict[str, Any]:
-    """A pre-scan summary."""
-    return {
-        "job_id": record.job_id,
-        "src_root_dir": record.src_root_dir,
-        "scan_epoch": record.scan_epoch,
-        "state": record.state,
-        "file_count": record.file_count,
-        "dir_count": record.dir_count,
-        "total_bytes": record.total_bytes,
-        "batch_count": record.batch_count,
-        "skipped_count": record.skipped_count,
-        "batch_ready_bytes": record.batch_ready_bytes,
-        "created_at": record.created_at,
-        "finished_at": record.finished_at,
-        "error": record.error,
-    }
+    """A pre-scan summary (the record without its ``schema_version``)."""
+    data = to_json(record)
+    del data["schema_version"]
+    return data
 
 
 def _fraction(done: int, total: int) -> float | None:
     return min(done / total, 1.0) if total > 0 else None
 
 
-def job_payload(job: JobRecord, batches: Iterable[BatchState] | None = None) -> dict[str, Any]:
+def job_payload(job: JobRecord, batches: Iterable[BatchRecord] | None = None) -> dict[str, Any]:
     """A job with progress fractions, throughput and (when ``batches`` is given) active workers."""
     counters = job.counters
     files_done = counters.files_copied + counters.files_skipped + counters.files_failed
     now = time.time()
     active_workers = None
     if batches is not None:
-        active_workers = sum(1 for b in batches if b.state == "claimed" and b.lease_deadline > now)
+        active_workers = sum(1 for b in batches if b.state is BatchState.CLAIMED and b.lease_deadline > now)
     return {
         "job_id": job.job_id,
         "state": job.state,
         "state_reason": job.state_reason,
-        "spec": attrs.asdict(job.spec),
-        "counters": attrs.asdict(counters),
+        "spec": to_json(job.spec),
+        "counters": to_json(counters),
         "files_done": files_done,
         "bytes_fraction": _fraction(counters.bytes_copied, counters.bytes_total),
         "files_fraction": _fraction(files_done, counters.files_total),
@@ -143,11 +129,11 @@ def job_payload(job: JobRecord, batches: Iterable[BatchState] | None = None) -> 
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
-        "is_active": job.state in ACTIVE_JOB_STATES,
+        "is_active": not job.state.is_final,
     }
 
 
-def batch_payload(batch: BatchState) -> dict[str, Any]:
+def batch_payload(batch: BatchRecord) -> dict[str, Any]:
     """A batch's state, without its claim token."""
     return {
         "number": batch.number,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from fluxon_fs.fs_master.panel.settings import PanelSettings
+from fluxon_fs.transfer.states import JobState, PrescanState
 
 if TYPE_CHECKING:
     from fluxon_fs.fs_master.panel.login_sessions import PanelSession
@@ -60,6 +61,8 @@ class Renderer:
         self.env.filters["bytes"] = human_bytes
         self.env.filters["walltime"] = wall_time
         self.env.filters["percent"] = percent
+        # Templates compare states and ask what a state allows through the enums, like the code does.
+        self.env.globals.update(JobState=JobState, PrescanState=PrescanState)
 
     def render(
         self,

@@ -10,17 +10,21 @@ from urllib.parse import quote
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.relpath import relative_to_root
 from fluxon_fs.fs_master.panel.payloads import batch_payload, job_payload, prescan_payload
 from fluxon_fs.fs_master.panel.permissions import authorize_transfer, may_read, may_transfer, visible_exports
 from fluxon_fs.fs_master.panel.routes.exports import clean_path
 from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec
 from fluxon_fs.transfer.records import PrescanRecord
+from fluxon_fs.transfer.states import JobState
 
 DEFAULT_WORKERS = 2
 DEFAULT_BATCH_READY_BYTES = cast(int, attrs.fields(JobSpec).batch_ready_bytes.default)
 MAX_BATCHES_SHOWN = 1000
 JOB_ACTIONS = ("pause", "resume", "cancel", "retry")
+# Jobs whose batches may be claimed, so the jobs table counts their active workers.
+JOBS_WITH_WORKERS = (JobState.RUNNING, JobState.PAUSED, JobState.VERIFYING)
 
 
 def size_text(size: int) -> str:
@@ -29,17 +33,6 @@ def size_text(size: int) -> str:
         if size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
-
-
-def relative_to_root(path: str, root: str) -> str | None:
-    """``path`` relative to directory ``root`` (``""`` when equal), or None when it lies outside."""
-    root = root.rstrip("/")
-    path = path.rstrip("/")
-    if path == root:
-        return ""
-    if path.startswith(root + "/"):
-        return path[len(root) + 1 :].strip("/")
-    return None
 
 
 def _export_roots(ctx: RequestContext) -> dict[str, str]:
@@ -79,9 +72,7 @@ def _visible_prescans(ctx: RequestContext) -> list[dict[str, Any]]:
 
 
 def _job_row(ctx: RequestContext, job: JobRecord) -> dict[str, Any]:
-    batches = (
-        ctx.backend.transfers.batch_states(job.job_id) if job.state in ("running", "paused", "verifying") else None
-    )
+    batches = ctx.backend.transfers.batch_states(job.job_id) if job.state in JOBS_WITH_WORKERS else None
     row = job_payload(job, batches)
     row["detail_url"] = f"/ui/transfers/jobs/{job.job_id}"
     return row
