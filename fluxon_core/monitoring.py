@@ -229,6 +229,14 @@ def _configured_sinks(config: MonitoringConfig) -> list[tuple[str, str, Any]]:
     return wanted
 
 
+_sinks_disabled = threading.Event()
+
+
+def disable_sinks_in_process() -> None:
+    """From now on :func:`start_monitoring` starts no sink in this process (``test_spec_config.disable_observability``)."""
+    _sinks_disabled.set()
+
+
 def start_monitoring(
     config: MonitoringConfig | None, role: str, instance_key: str, registry: MetricsRegistry | None = None
 ) -> MonitoringHandle:
@@ -244,6 +252,9 @@ def start_monitoring(
     for name, value in (("role", role), ("instance_key", instance_key)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"start_monitoring: {name} must be a non-empty string, got {value!r}")
+    if _sinks_disabled.is_set():
+        log.info("metrics for %s %s: no sinks (test_spec_config.disable_observability)", role, instance_key)
+        return MonitoringHandle({}, None)
     registry = get_registry() if registry is None else registry
     constant_labels: Labels = (("role", role), ("instance_key", instance_key))
     started: dict[str, MetricsSink] = {}

@@ -19,7 +19,7 @@ from tests.support.poll import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs the real ``fluxon`` entry point; ``fluxon users`` comes from the fluxon_fs_users entry point.
+# Runs the real ``fluxon`` entry point; ``fluxon users`` comes from the fluxon_fs plugin.
 FLUXON = "import sys; from fluxon_core.cli import main; sys.exit(main(sys.argv[1:]))"
 
 

@@ -179,15 +179,10 @@ def test_bad_input_is_a_usage_error(
     assert status == 2 and f"set {commands.PASSWORD_ENV}" in err
 
 
-# Runs the real ``fluxon`` entry point; registers the module itself until pyproject.toml names it.
+# Runs the real ``fluxon`` entry point (``fluxon transfer`` comes from the fluxon_fs plugin).
 FLUXON = """
 import sys
 from fluxon_core.cli import main
-from fluxon_core.plugins import get_plugin_manager
-import fluxon_fs.cli.transfer as module
-manager = get_plugin_manager()
-if not any(p is module for p in manager.pm.get_plugins()):
-    manager.register(module, name="fluxon_fs_transfer")
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -27,6 +27,7 @@ from fluxon_core.kv.protocol import MasterPath
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.value_codec import Value, decode_value, encode_value, encoded_size
 from fluxon_core.log_setup import configure_logging, get_logger, level_from_env
+from fluxon_core.monitoring import disable_sinks_in_process
 from fluxon_core.protocols import Transport
 from fluxon_core.result import Result
 from fluxon_core.rpc import select_transport
@@ -421,6 +422,8 @@ def new_store(
         config = FluxonKvClientConfig(cfg)
     else:
         config = FluxonKvClientConfig.from_settings(settings)
+    if settings.test_spec_config.disable_observability:
+        disable_sinks_in_process()
     node: StoreNode
     try:
         transport = select_transport(settings.transport)

@@ -43,8 +43,11 @@ DEFAULT_ATTACH_TIMEOUT_MS = 30_000
 DEFAULT_RPC_HOST = "127.0.0.1"
 
 
-def _zero(value: Any) -> str | None:
-    return None if value == 0 else "must be 0: vram pools are not supported by this build"
+def _zero_vram(value: Any) -> str | None:
+    sizes = value.values() if isinstance(value, Mapping) else [value]
+    if all(size == 0 for size in sizes):
+        return None
+    return "must be 0 (or a mapping of GPU ids to 0): vram pools are not supported by this build"
 
 
 def _master_address(value: Any) -> str | None:
@@ -61,10 +64,14 @@ class PoolContribution:
         doc="bytes of shared memory this process contributes; > 0 makes it the host's owner, 0 an external client.",
         default=0,
     )
-    vram: ByteSize = config_field(doc="GPU memory contribution; accepted for compatibility, must be 0.", default=0)
+    vram: ByteSize | dict[int | str, ByteSize] = config_field(
+        doc="GPU memory contribution, one size or a mapping of GPU id to size (`{}` for none); accepted for "
+        "compatibility, every size must be 0.",
+        default=0,
+    )
 
     def __config_validate__(self) -> list[tuple[str, str]]:
-        problem = _zero(self.vram)
+        problem = _zero_vram(self.vram)
         return [("vram", problem)] if problem else []
 
 
@@ -180,6 +187,19 @@ class FluxonKvSpec:
 
 
 @attrs.frozen
+class TestSpecConfig:
+    """``test_spec_config``: switches for test runs of a client (the published guides' spelling)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    disable_observability: bool = config_field(
+        doc="start no metrics sinks in this process (a `monitoring:` block given later is ignored, with a log line), "
+        "so test processes open no Prometheus port and push nothing.",
+        default=False,
+    )
+
+
+@attrs.frozen
 class KvClientSettings:
     """A parsed ``FluxonKvClientConfig``."""
 
@@ -197,6 +217,9 @@ class KvClientSettings:
         backend="cache",
     )
     transport: BackendConfig | None = transport_field()
+    test_spec_config: TestSpecConfig = config_field(
+        doc="switches for test runs (see below); unknown keys are refused.", factory=TestSpecConfig
+    )
 
     def __config_validate__(self) -> list[tuple[str, str]]:
         pool_problems = [(f"pool.{rel}", problem) for rel, problem in pool_block_problems(self.pool)]
@@ -304,6 +327,18 @@ def _drop_none(value: Any) -> Any:
 
 
 @attrs.frozen
+class MasterUiConfig:
+    """``master_ui``: where the kv master serves its status page."""
+
+    http_listen_addr: str | None = config_field(
+        doc="host:port of a read-only HTTP page of the cluster status (`GET /` as text, `GET /status.json` as "
+        "JSON: members, pool usage, keys); absent: no page.",
+        default=None,
+        check=host_port,
+    )
+
+
+@attrs.frozen
 class KvMasterConfig:
     """Config of the kv master role."""
 
@@ -317,6 +352,15 @@ class KvMasterConfig:
         doc="where membership, leases and the master's own endpoint are kept; default `local` (in memory).",
         default=None,
         backend="coordinator",
+    )
+    etcd_endpoints: list[str] | None = config_field(
+        doc="the guides' shorthand for `coordination: {kind: etcd, etcd: {endpoints: [...]}}` (host:port each).",
+        default=None,
+        check=all_of(non_empty, each(host_port)),
+    )
+    master_ui: MasterUiConfig = config_field(
+        doc="the master's read-only HTTP status page (the published guides' `master_ui`).",
+        factory=lambda: MasterUiConfig(),
     )
     transport: BackendConfig | None = transport_field()
     member_lease_ttl_ms: int = config_field(
@@ -346,6 +390,19 @@ class KvMasterConfig:
         default=None,
         check=absolute_path,
     )
+
+    def __config_validate__(self) -> list[tuple[str, str]]:
+        if self.etcd_endpoints is not None and self.coordination is not None:
+            return [("etcd_endpoints", "cannot be combined with coordination; use one")]
+        return []
+
+    def coordination_block(self) -> BackendConfig | None:
+        """The coordination to use: ``coordination``, or etcd at ``etcd_endpoints``, or None (local)."""
+        if self.etcd_endpoints is not None:
+            from fluxon_core.kv.coordination import etcd_block
+
+            return etcd_block(self.etcd_endpoints, "etcd_endpoints")
+        return self.coordination
 
     def secret_file(self) -> Path:
         """The configured or default secret file."""

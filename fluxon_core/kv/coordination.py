@@ -20,15 +20,13 @@ def create_coordinator(block: BackendConfig | None) -> Coordinator:
     return created
 
 
-def etcd_block(addresses: list[str]) -> BackendConfig:
-    """The coordination block ``fluxonkv_spec.etcd_addresses`` stands for."""
+def etcd_block(addresses: list[str], field: str = "fluxonkv_spec.etcd_addresses") -> BackendConfig:
+    """The coordination block an etcd address list (``field``) stands for."""
     try:
         return load_backend_block("coordinator", {"kind": "etcd", "etcd": {"endpoints": list(addresses)}}, "")
     except ConfigError as exc:
         # Only the kind can fail: the addresses already passed the field's own check.
-        raise ConfigError(
-            "fluxonkv_spec.etcd_addresses", f"needs coordinator kind 'etcd', which {exc.expectation}"
-        ) from None
+        raise ConfigError(field, f"needs coordinator kind 'etcd', which {exc.expectation}") from None
 
 
 def coordination_kind(block: BackendConfig | None) -> str:

@@ -1,6 +1,8 @@
-"""What the FS product adds to ``fluxon``: the ``fs-master`` / ``fs-agent`` roles and the ``demo`` / ``prescan`` commands.
+"""What the FS product adds to ``fluxon``: the ``fs-master`` / ``fs-agent`` roles and the ``demo``,
+``prescan``, ``transfer`` and ``users`` commands (one module of this package each).
 
-The ``users`` and ``transfer`` commands register from their own modules of this package.
+This module is the ``fluxon_fs`` entry point of the ``fluxon.plugins`` group; it names the command
+modules only inside the hooks, so ``fluxon`` starts without importing the panel or the transfer engine.
 """
 
 from __future__ import annotations
@@ -10,18 +12,23 @@ from fluxon_core.hookspecs import RegisterCommand, RegisterRole, hookimpl
 
 @hookimpl
 def fluxon_register_commands(register: RegisterCommand) -> None:
-    """``demo`` and ``prescan``."""
-    from fluxon_fs.cli.demo import add_demo_arguments, run_demo
-    from fluxon_fs.cli.prescan import add_prescan_arguments, run_prescan_command
+    """``demo``, ``prescan``, ``transfer`` and ``users``."""
+    from fluxon_fs.cli import demo, prescan, transfer, users
 
-    register("demo", "run the whole stack on this host with example writer and reader", add_demo_arguments, run_demo)
-
+    register(
+        "demo",
+        "run the whole stack on this host with example writer and reader",
+        demo.add_demo_arguments,
+        demo.run_demo,
+    )
     register(
         "prescan",
         "pre-scan a local directory into the transfer state store",
-        add_prescan_arguments,
-        run_prescan_command,
+        prescan.add_prescan_arguments,
+        prescan.run_prescan_command,
     )
+    register("transfer", "create, watch and control directory transfer jobs", transfer.add_arguments, transfer.run)
+    register("users", "manage users and scope grants of an access db", users.add_arguments, users.run)
 
 
 @hookimpl

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fluxon_core.config import ConfigError, load_yaml_file, parse_byte_size
-from fluxon_core.hookspecs import hookimpl
 from fluxon_core.kv import new_store
 from fluxon_fs.cli.runner import UsageError, run_command
 from fluxon_fs.config import FsRoleConfig
@@ -343,9 +342,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``fluxon transfer`` command."""
     return run_command("transfer", lambda: _run_with_client(args, args._transfer_action))
-
-
-@hookimpl
-def fluxon_register_commands(register: Any) -> None:
-    """``fluxon transfer``."""
-    register("transfer", "create, watch and control directory transfer jobs", add_arguments, run)

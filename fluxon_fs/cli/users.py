@@ -26,14 +26,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 
 from fluxon_core.access.records import ScopeMode
 from fluxon_core.config import load_backend_block
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_core.hookspecs import hookimpl
 from fluxon_core.protocols import AccessStore
 from fluxon_fs.cli.runner import UsageError, run_command
 
@@ -197,9 +195,3 @@ def _run_with_store(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Execute a parsed ``fluxon users`` command."""
     return run_command("users", lambda: _run_with_store(args))
-
-
-@hookimpl
-def fluxon_register_commands(register: Any) -> None:
-    """``fluxon users``."""
-    register("users", "manage users and scope grants of an access db", add_arguments, run)

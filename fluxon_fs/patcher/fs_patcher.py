@@ -14,7 +14,15 @@ from typing import Any
 
 import attrs
 
-from fluxon_core.config import load_yaml_file, load_yaml_text, parse_yaml_text, read_yaml_file
+from fluxon_core.config import (
+    ConfigError,
+    ConfigTypeError,
+    load_config,
+    load_yaml_file,
+    load_yaml_text,
+    parse_yaml_text,
+    read_yaml_file,
+)
 from fluxon_core.errors import ApiError
 from fluxon_core.kv import as_kv_client
 from fluxon_core.log_setup import get_logger
@@ -104,6 +112,37 @@ def _parse_role_yaml(yaml_text: str, what: str) -> FsRoleConfig:
     return load_yaml_text(FsRoleConfig, yaml_text)
 
 
+def _parse_cache_yaml(yaml_text: str) -> tuple[FsCacheConfig, MonitoringConfig | None]:
+    """The cache config of ``yaml_text`` and the monitoring block it asks for, from any of three shapes:
+    the bare cache mapping (``stale_window_ms``, ``rules``, ``exports`` at the top), ``fluxon_fs: {cache:
+    ...}`` alone, or a whole role document (with ``fluxon_fs.master``)."""
+    if not isinstance(yaml_text, str):
+        raise TypeError(f"set_cache_config_yaml expects YAML text, got {type(yaml_text).__name__}")
+    data = parse_yaml_text(yaml_text)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigTypeError(
+            "<root>", "must be a mapping: the cache section, fluxon_fs: {cache: ...} or a role document"
+        )
+    if "fluxon_fs" not in data:
+        cache: FsCacheConfig = load_config(FsCacheConfig, data)
+        return cache, None
+    section = data["fluxon_fs"]
+    if isinstance(section, dict) and "master" not in section:
+        for key in data:
+            if key not in ("fluxon_fs", "monitoring"):
+                raise ConfigError(key, "is not a known field beside fluxon_fs.cache; expected fluxon_fs or monitoring")
+        for key in section:
+            if key != "cache":
+                raise ConfigError(f"fluxon_fs.{key}", "belongs to a whole role document, which also sets fluxon_fs.master; the cache config alone is fluxon_fs.cache")
+        cache = load_config(FsCacheConfig, section.get("cache") or {}, "fluxon_fs.cache")
+        monitoring = data.get("monitoring")
+        return cache, None if monitoring is None else load_config(MonitoringConfig, monitoring, "monitoring")
+    role: FsRoleConfig = load_config(FsRoleConfig, data)
+    return role.fluxon_fs.cache, role.monitoring if _asks_for_monitoring(data) else None
+
+
 def _asks_for_monitoring(data: Any) -> bool:
     # A mount lives inside the user's process: sinks (a Prometheus port, a push thread) start only
     # when the client YAML has a monitoring block, never by default as in a role process.
@@ -152,14 +191,15 @@ class FluxonFsPatcher:
             self._snapshot = _SnapshotFollower(self._link, master.pull_interval_ms)
 
     def set_cache_config_yaml(self, yaml_text: str) -> None:
-        """The export snapshot / cache config the client expects (YAML with ``fluxon_fs.cache``).
+        """The export snapshot / cache config the client expects: the bare cache mapping, ``fluxon_fs:
+        {cache: ...}``, or a whole role document; errors name the field.
 
         A ``monitoring`` block in the same YAML starts (or replaces) this client's metrics sinks.
         """
-        config = _parse_role_yaml(yaml_text, "set_cache_config_yaml")
-        self._set_cache_config(config.fluxon_fs.cache)
-        if _asks_for_monitoring(parse_yaml_text(yaml_text)):
-            self._start_monitoring(config.monitoring)
+        cache, monitoring = _parse_cache_yaml(yaml_text)
+        self._set_cache_config(cache)
+        if monitoring is not None:
+            self._start_monitoring(monitoring)
 
     def _start_monitoring(self, config: MonitoringConfig) -> None:
         handle = start_monitoring(config, role="fs_client", instance_key=self._store.instance_key())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fluxon_core.kv.config import load_master_config
 from fluxon_core.kv.kv_master.service import KvMaster
+from fluxon_core.kv.kv_master.status_page import StatusPage
 from fluxon_core.log_setup import configure_logging
 from fluxon_core.monitoring import start_monitoring
 from fluxon_core.runtime.role_main import RunningRole, run_role
@@ -26,11 +27,16 @@ def start(config_path: Path, workdir: Path) -> RunningRole:
     master.start()
     write_master_file(workdir, master)
     monitoring = start_monitoring(config.monitoring, ROLE, config.instance_key)
+    page = StatusPage(config.master_ui.http_listen_addr, master.status) if config.master_ui.http_listen_addr else None
     extra = {"cluster": config.cluster_name, "generation": str(master.generation)}
     if monitoring.prometheus_url:
         extra["metrics"] = monitoring.prometheus_url
+    if page is not None:
+        extra["ui"] = page.url
 
     def stop() -> None:
+        if page is not None:
+            page.close()
         monitoring.close()
         master.stop()
 

@@ -55,7 +55,7 @@ class KvMaster:
         self._rpc = AuthedRpc(
             self.authenticator, caller=config.instance_key, transport=select_transport(config.transport)
         )
-        self._coordinator = create_coordinator(config.coordination)
+        self._coordinator = create_coordinator(config.coordination_block())
         self.membership = Membership(self._coordinator, config.cluster_name, self._lease_ttl_s, self._member_gone)
         self._leases_prefix = key_leases_prefix(config.cluster_name)
         self._server: RpcServer | None = None
@@ -108,7 +108,7 @@ class KvMaster:
             self.config.instance_key,
             self.config.cluster_name,
             self.endpoint,
-            coordination_kind(self.config.coordination),
+            coordination_kind(self.config.coordination_block()),
             self._lease_ttl_s,
         )
 
@@ -135,7 +135,7 @@ class KvMaster:
         self._rpc.close()
 
     def _publish_self(self) -> None:
-        if coordination_kind(self.config.coordination) == "local":
+        if coordination_kind(self.config.coordination_block()) == "local":
             return  # nobody else can read an in-process coordinator
         record = {
             "instance_key": self.config.instance_key,
@@ -340,6 +340,10 @@ class KvMaster:
         return reply({"member": info.to_meta()})
 
     def _on_status(self, call: RpcCall) -> RpcMessage:
+        return reply(self.status())
+
+    def status(self) -> dict[str, Any]:
+        """The cluster as this master sees it: itself, and every member with its pool stats and keys."""
         now = time.monotonic()
         members = []
         for state in sorted(self.membership.states(), key=lambda s: s.info.instance_key):
@@ -351,20 +355,18 @@ class KvMaster:
                 last_seen_s_ago=round(now - state.last_seen_monotonic, 3),
             )
             members.append(record)
-        return reply(
-            {
-                "cluster_name": self.config.cluster_name,
-                "master": {
-                    "instance_key": self.config.instance_key,
-                    "endpoint": self.endpoint,
-                    "generation": self.generation,
-                    "coordination": coordination_kind(self.config.coordination),
-                    "member_lease_ttl_ms": self.config.member_lease_ttl_ms,
-                    "keys": len(self.routes),
-                },
-                "members": members,
-            }
-        )
+        return {
+            "cluster_name": self.config.cluster_name,
+            "master": {
+                "instance_key": self.config.instance_key,
+                "endpoint": self.endpoint,
+                "generation": self.generation,
+                "coordination": coordination_kind(self.config.coordination_block()),
+                "member_lease_ttl_ms": self.config.member_lease_ttl_ms,
+                "keys": len(self.routes),
+            },
+            "members": members,
+        }
 
     def _on_lease_grant(self, call: RpcCall) -> RpcMessage:
         ttl_ms = meta_int(call.message.meta, "ttl_ms")
