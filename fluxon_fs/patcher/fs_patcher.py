@@ -135,7 +135,10 @@ def _parse_cache_yaml(yaml_text: str) -> tuple[FsCacheConfig, MonitoringConfig |
                 raise ConfigError(key, "is not a known field beside fluxon_fs.cache; expected fluxon_fs or monitoring")
         for key in section:
             if key != "cache":
-                raise ConfigError(f"fluxon_fs.{key}", "belongs to a whole role document, which also sets fluxon_fs.master; the cache config alone is fluxon_fs.cache")
+                raise ConfigError(
+                    f"fluxon_fs.{key}",
+                    "belongs to a whole role document, which also sets fluxon_fs.master; the cache config alone is fluxon_fs.cache",
+                )
         cache = load_config(FsCacheConfig, section.get("cache") or {}, "fluxon_fs.cache")
         monitoring = data.get("monitoring")
         return cache, None if monitoring is None else load_config(MonitoringConfig, monitoring, "monitoring")
