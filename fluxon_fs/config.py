@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -25,6 +26,13 @@ from fluxon_core.kv.config import KvClientSettings
 from fluxon_core.monitoring import MonitoringConfig
 
 MiB = 1024 * 1024
+
+
+def default_service_secret_file(cluster_name: str) -> Path:
+    """Where the FS service secret lives when ``fluxon_fs.service_secret_file`` is not set."""
+    return Path.home() / ".fluxon" / "secrets" / f"{cluster_name}.fs_service.secret"
+
+
 DEFAULT_METADATA_CACHE_TTL_MS = 5000
 
 
@@ -238,6 +246,13 @@ class FluxonFsSection:
     agent: FsAgentConfig | None = config_field(doc="fs agent only: exports it serves.", default=None)
     mount: MountConfig | None = config_field(doc="example clients: the mount to create.", default=None)
     identity: IdentityConfig | None = config_field(doc="example clients: the identity to use.", default=None)
+    service_secret_file: str | None = config_field(
+        doc="fs master and fs agents: the 0600 file holding the FS service secret, the credential that lets them "
+        "act as the system (the fs master creates it when missing; copy it to agent hosts). Mount clients never "
+        "need it. Default ~/.fluxon/secrets/<cluster_name>.fs_service.secret.",
+        default=None,
+        check=absolute_path,
+    )
 
 
 @attrs.frozen
@@ -262,6 +277,16 @@ class FsRoleConfig:
         except ConfigError as exc:
             return [(exc.path, exc.expectation)]
         return []
+
+    def service_secret_path(self) -> Path:
+        """The service secret file: ``fluxon_fs.service_secret_file`` or the default of the cluster."""
+        if self.fluxon_fs.service_secret_file is not None:
+            return Path(self.fluxon_fs.service_secret_file)
+        spec = (self.kvclient or {}).get("fluxonkv_spec") or {}
+        cluster = spec.get("cluster_name") if isinstance(spec, dict) else None
+        if not isinstance(cluster, str):
+            raise InvalidArgumentError("fluxon_fs.service_secret_file is required when kvclient names no cluster_name")
+        return default_service_secret_file(cluster)
 
     def kv_client_config(self, default_instance_key: str) -> dict[str, Any]:
         """The ``kvclient`` block with its instance key defaulted to (and checked against) the role's."""

@@ -24,9 +24,9 @@ from fluxon_core.access.records import ScopeMode
 from fluxon_core.cli import Command, build_parser
 from fluxon_core.errors import PermissionDeniedError
 from fluxon_fs.auth.identity import LOGIN_FAILED_MESSAGE
+from fluxon_fs.auth.service import read_service_credential
 from fluxon_fs.auth.tokens import EXPIRED_TOKEN_MESSAGE, INVALID_TOKEN_MESSAGE, TokenSigner
 from fluxon_fs.cli import users as commands
-from fluxon_fs.export.serving.caller_auth import cluster_authenticator
 from fluxon_fs.export.wire import op_path
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.paths import AUTH_LOGIN_PATH, CONFIG_PATH
@@ -473,20 +473,32 @@ def test_the_agent_refuses_tampered_and_expired_tokens(dep: AccessDeployment) ->
     denied(lambda: dep.agent_ops("demo", stale).stat("secret.txt"))
 
 
-def test_a_cluster_member_token_is_valid_only_for_its_own_path_and_caller(dep: AccessDeployment) -> None:
+def test_a_cluster_member_token_grants_nothing_at_an_agent(dep: AccessDeployment) -> None:
+    # Every process attached to the KV plane holds the cluster secret; it must not act as the system.
     store = dep.client("member")
-    authenticator = cluster_authenticator(store)
+    cluster = store.cluster_authenticator()
     caller = store.instance_key()
+    member = dep.agent_ops("demo", lambda path: cluster.token(caller, path), caller=caller)
+    denied(lambda: member.stat("secret.txt"))
+    denied(lambda: member.list_dir(""))
+    denied(lambda: member.read_chunk("secret.txt", 0, 100))
+    denied(lambda: member.mkdir("made-by-a-member", 0o755))
+    assert not (dep.fs.export_dir("demo") / "made-by-a-member").exists()
+
+
+def test_a_service_token_is_valid_only_for_its_own_path_and_caller(dep: AccessDeployment) -> None:
+    service = read_service_credential(dep.fs.service_secret_file)
+    caller = "transfer-worker"
     stat_path = op_path("demo", "stat")
 
     def stat_token(_path: str) -> str:
-        return authenticator.token(caller, stat_path)
+        return service.authenticator.token(caller, stat_path)
 
-    member = dep.agent_ops("demo", stat_token, caller=caller)
-    assert member.stat("secret.txt").size == len(DEMO_TREE["secret.txt"])  # its own path: allowed
-    denied(lambda: member.list_dir(""))
-    denied(lambda: member.read_chunk("secret.txt", 0, 100))
-    denied(lambda: member.unlink("secret.txt"))
+    worker = dep.agent_ops("demo", stat_token, caller=caller)
+    assert worker.stat("secret.txt").size == len(DEMO_TREE["secret.txt"])  # its own path: allowed
+    denied(lambda: worker.list_dir(""))
+    denied(lambda: worker.read_chunk("secret.txt", 0, 100))
+    denied(lambda: worker.unlink("secret.txt"))
     impostor = dep.agent_ops("demo", stat_token, caller="someone-else")
     denied(lambda: impostor.stat("secret.txt"))
     assert (dep.fs.export_dir("demo") / "secret.txt").exists()

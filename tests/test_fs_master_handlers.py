@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from fluxon_core.errors import ApiError, InvalidArgumentError
+from fluxon_core.errors import ApiError, InvalidArgumentError, PermissionDeniedError
 from fluxon_core.result import Result
+from fluxon_fs.auth.service import ServiceCredential
 from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.handlers.config import ConfigHandlers
@@ -27,15 +29,21 @@ from fluxon_fs.master_api.records import (
     ExportUnregistration,
     MountRemoval,
     MountReport,
+    UserAccessQuery,
 )
+
+SERVICE = ServiceCredential(os.urandom(32))
 
 
 class LoopbackStore:
-    """The two KvClient methods the master and its link use; payloads go through JSON like on the wire."""
+    """The KvClient methods the master and its link use; payloads go through JSON like on the wire."""
 
     def __init__(self, caller: str) -> None:
         self.caller = caller
         self.handlers: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {}
+
+    def instance_key(self) -> str:
+        return self.caller
 
     def rpc_register(self, path: str, handler: Callable[[str, dict[str, Any]], dict[str, Any]]) -> Result[None]:
         self.handlers[path] = handler
@@ -53,9 +61,9 @@ class LoopbackStore:
 def master():
     exports = ExportRegistry(FsCacheConfig(exports={"demo": ExportCacheConfig("/data/demo")}))
     mounts = MountRegistry()
-    table = HandlerTable()
+    table = HandlerTable(SERVICE)
     ConfigHandlers(exports).register_paths(table)
-    RegistryHandlers(exports, mounts).register_paths(table)
+    RegistryHandlers(exports, mounts, {"token-of-alice": "alice"}.get).register_paths(table)
     for call in CALLS:  # the access and transfer domains need stores; the end-to-end tests cover them
         if call.path.startswith(("/fluxon_fs/auth/", "/fluxon_fs/transfer/")):
             table.add(call, lambda _caller, _request: None)
@@ -64,8 +72,12 @@ def master():
     return table, store, exports, mounts
 
 
-def link_to(store: LoopbackStore) -> FsMasterLink:
-    return FsMasterLink(store, "fs-master")  # type: ignore[arg-type]
+def link_to(store: LoopbackStore, service: ServiceCredential | None = SERVICE) -> FsMasterLink:
+    return FsMasterLink(store, "fs-master", service=service)  # type: ignore[arg-type]
+
+
+def signed(payload: dict[str, Any], call: Any, caller: str = "agent-a") -> dict[str, Any]:
+    return {**payload, "service_auth": SERVICE.authenticator.token(caller, call.signed_name)}
 
 
 def test_an_agent_registers_heartbeats_and_leaves_through_the_typed_link(master):
@@ -89,7 +101,7 @@ def test_an_agent_registers_heartbeats_and_leaves_through_the_typed_link(master)
 def test_mounts_are_reported_and_removed(master):
     _table, store, _exports, mounts = master
     link = link_to(store)
-    assert link.report_mount(MountReport("/mnt/a", "demo", username="alice", host="h1", pid=7)).ok
+    assert link.report_mount(MountReport("/mnt/a", "demo", token="token-of-alice", host="h1", pid=7)).ok
     [mount] = mounts.mounts()
     assert (mount.client_instance_key, mount.local_mount_dir_abs, mount.username, mount.pid) == (
         "agent-a",
@@ -105,7 +117,7 @@ def test_serving_needs_one_handler_for_every_call(master):
     table, _store, exports, _mounts = master
     with pytest.raises(ValueError, match="already has a handler"):
         table.add(calls.EXPORT_SNAPSHOT, lambda _caller, _query: None)
-    partial = HandlerTable()
+    partial = HandlerTable(SERVICE)
     ConfigHandlers(exports).register_paths(partial)
     with pytest.raises(ValueError, match=TRANSFER_RENEW_PATH):
         partial.serve(LoopbackStore("agent-a"))
@@ -117,9 +129,41 @@ def test_a_malformed_payload_is_refused_before_any_handler_runs(master):
     with pytest.raises(
         InvalidArgumentError, match=r"/fluxon_fs/export_registry request: exports\['x'\] must be a string"
     ):
-        table.handle(EXPORT_REGISTRY_PATH, "agent-a", {"op": "register", "endpoint": "tcp://h:1", "exports": {"x": 1}})
+        table.handle(
+            EXPORT_REGISTRY_PATH,
+            "agent-a",
+            signed({"op": "register", "endpoint": "tcp://h:1", "exports": {"x": 1}}, calls.REGISTER_EXPORT),
+        )
     with pytest.raises(InvalidArgumentError, match="cannot serve export 'x': must be an absolute path"):
         table.handle(
-            EXPORT_REGISTRY_PATH, "agent-a", {"op": "register", "endpoint": "tcp://h:1", "exports": {"x": "rel"}}
+            EXPORT_REGISTRY_PATH,
+            "agent-a",
+            signed({"op": "register", "endpoint": "tcp://h:1", "exports": {"x": "rel"}}, calls.REGISTER_EXPORT),
         )
     assert exports.snapshot().version == version
+
+
+def test_service_only_calls_need_a_service_token_of_the_caller_for_that_call(master):
+    table, store, exports, _mounts = master
+    version = exports.snapshot().version
+    member = link_to(store, service=None)  # a mounting process: KV member, no service secret
+    for attempt in (
+        lambda: member.register_export(ExportRegistration("tcp://evil:1", {"demo": "/data/demo"})),
+        lambda: member.heartbeat_export(ExportHeartbeat()),
+        lambda: member.user_access(UserAccessQuery("admin")),
+    ):
+        with pytest.raises(PermissionDeniedError, match="service auth token"):
+            attempt()
+    forged = ServiceCredential(os.urandom(32))  # a secret of its own does not help
+    with pytest.raises(PermissionDeniedError):
+        link_to(store, service=forged).register_export(ExportRegistration("tcp://evil:1", {"demo": "/data/demo"}))
+    # A token for one call is no good for another on the same path, or for another caller.
+    heartbeat_token = SERVICE.authenticator.token("agent-a", calls.HEARTBEAT_EXPORT.signed_name)
+    register = {"op": "register", "endpoint": "tcp://evil:1", "exports": {"demo": "/data/demo"}}
+    with pytest.raises(PermissionDeniedError):
+        table.handle(EXPORT_REGISTRY_PATH, "agent-a", {**register, "service_auth": heartbeat_token})
+    with pytest.raises(PermissionDeniedError):
+        table.handle(EXPORT_REGISTRY_PATH, "agent-b", signed(register, calls.REGISTER_EXPORT, caller="agent-a"))
+    assert exports.snapshot().version == version
+    # The member may still read the snapshot and report its own mounts.
+    assert member.export_snapshot(ExportSnapshotQuery()).version == version

@@ -14,7 +14,9 @@ def test_published_export_is_mountable_and_leaves_the_snapshot_when_unpublished(
         export_dir = fs.export_dir("pub")
         (export_dir / "x.txt").write_text("published")
         writer = fs.kv.external("writer-1", "h1")
-        agent = publish_export(writer, "pub", str(export_dir), master_instance_key=MASTER_KEY)
+        agent = publish_export(
+            writer, "pub", str(export_dir), master_instance_key=MASTER_KEY, service_secret_file=fs.service_secret_file
+        )
         link = FsMasterLink(writer, MASTER_KEY)
         assert "pub" in link.call(CONFIG_PATH, {})["exports"]
 

@@ -96,15 +96,22 @@ class RpcAuthenticator:
 
     def verify(self, call: RpcCall) -> None:
         """Raise PermissionDeniedError unless ``call.auth`` is a fresh token for ``call.caller`` and ``call.path``."""
-        parts = call.auth.split(".") if call.auth else []
+        self.verify_token(call.auth, call.caller, call.path)
+
+    def verify_token(self, token: str | None, caller: str, path: str, *, what: str = "cluster") -> None:
+        """Raise PermissionDeniedError unless ``token`` is a fresh token of this secret for ``caller`` and ``path``.
+
+        ``what`` names the secret in the refusal (``cluster``, ``service``).
+        """
+        parts = token.split(".") if token else []
         if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1].isdigit():
-            raise PermissionDeniedError(f"RPC {call.path} refused: missing or malformed cluster auth token")
+            raise PermissionDeniedError(f"RPC {path} refused: missing or malformed {what} auth token")
         stamp_ms = int(parts[1])
         if abs(int(time.time() * 1000) - stamp_ms) > self._max_skew_ms:
             raise PermissionDeniedError(
-                f"RPC {call.path} refused: auth token is stale or from the future (check the hosts' clocks)"
+                f"RPC {path} refused: {what} auth token is stale or from the future (check the hosts' clocks)"
             )
-        if not hmac.compare_digest(parts[2], self._mac(call.caller, call.path, stamp_ms)):
+        if not hmac.compare_digest(parts[2], self._mac(caller, path, stamp_ms)):
             raise PermissionDeniedError(
-                f"RPC {call.path} refused: auth token does not match this cluster's secret (caller {call.caller!r})"
+                f"RPC {path} refused: auth token does not match this {what}'s secret (caller {caller!r})"
             )

@@ -187,9 +187,15 @@ def fs_master_config(settings: StackSettings) -> dict[str, Any]:
             "master": {"instance_key": settings.fs_master_instance_key},
             "master_panel": panel,
             "cache": _cache_section(settings, rules=False),
+            "service_secret_file": str(service_secret_file(settings)),
         },
         "monitoring": {"prometheus": None},
     }
+
+
+def service_secret_file(settings: StackSettings) -> Path:
+    """The FS service secret of the stack: created by the fs master, read by the fs agent (WORKDIR)."""
+    return settings.workdir / "fs_service.secret"
 
 
 def fs_agent_config(settings: StackSettings) -> dict[str, Any]:
@@ -199,6 +205,7 @@ def fs_agent_config(settings: StackSettings) -> dict[str, Any]:
         "fluxon_fs": {
             "master": {"instance_key": settings.fs_master_instance_key},
             "agent": {"exports": {settings.export_name: {"root_dir_abs": settings.remote_root_dir}}},
+            "service_secret_file": str(service_secret_file(settings)),
         },
     }
 

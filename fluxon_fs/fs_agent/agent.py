@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.kv import KvClient, as_kv_client, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
-from fluxon_fs.config import AgentExportConfig, FsAgentConfig, FsRoleConfig
-from fluxon_fs.export.serving.caller_auth import cluster_authenticator, export_authorizer
+from fluxon_fs.auth.service import ServiceCredential, read_service_credential
+from fluxon_fs.config import AgentExportConfig, FsAgentConfig, FsRoleConfig, default_service_secret_file
+from fluxon_fs.export.serving.caller_auth import export_authorizer
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.export.serving.rpc_service import ServedExport, serve_export
 from fluxon_fs.fs_agent.remote_access import remote_authorizer
@@ -33,26 +35,24 @@ class FsAgent:
         agent_config: FsAgentConfig,
         master_instance_key: str,
         store: KvClient,
+        service: ServiceCredential,
         *,
         owns_store: bool = False,
         listen_address: str = "tcp://127.0.0.1:0",
     ) -> None:
         if not agent_config.exports:
-            raise InvalidArgumentError(
-                "fluxon_fs.export.serving.exports is empty: an fs agent must serve at least one export"
-            )
+            raise InvalidArgumentError("fluxon_fs.agent.exports is empty: an fs agent must serve at least one export")
         self.instance_key = instance_key
         self.store = store
         self._owns_store = owns_store
-        self.master = FsMasterLink(store, master_instance_key)
+        self.service = service
+        self.master = FsMasterLink(store, master_instance_key, service=service)
         self.ops: dict[str, LocalExportOps] = {
             name: LocalExportOps(export.root_dir_abs, session_idle_timeout_s=agent_config.session_idle_timeout_s)
             for name, export in agent_config.exports.items()
         }
         self.export_roots = {name: export.root_dir_abs for name, export in agent_config.exports.items()}
-        authorize = export_authorizer(
-            remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), cluster_authenticator(store)
-        )
+        authorize = export_authorizer(remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), service)
         self.server: RpcServer = store.transport().bind_server(listen_address, worker_threads=16)
         self.served: list[ServedExport] = [
             serve_export(self.server, name, ops, authorize) for name, ops in self.ops.items()
@@ -105,7 +105,8 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
     """
     agent_config = config.fluxon_fs.agent
     if agent_config is None:
-        raise InvalidArgumentError("fluxon_fs.export.serving is required for an fs agent")
+        raise InvalidArgumentError("fluxon_fs.agent is required for an fs agent")
+    service = read_service_credential(config.service_secret_path())
     if store is None:
         if config.kvclient is None or "instance_key" not in config.kvclient:
             raise InvalidArgumentError(
@@ -121,6 +122,7 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
         agent_config,
         config.fluxon_fs.master.instance_key,
         store,
+        service,
         owns_store=owns,
         listen_address=agent_config.listen_address,
     )
@@ -132,15 +134,26 @@ def publish_export(
     root_dir_abs: str,
     *,
     master_instance_key: str,
+    service_secret_file: str | os.PathLike[str] | None = None,
     listen_address: str = "tcp://127.0.0.1:0",
 ) -> FsAgent:
     """Serve ``root_dir_abs`` as ``export_name`` from this process and register it with the fs master.
 
     The in-process form of an fs agent (for tests and writer scripts); stop with :func:`unpublish_export`.
+    Registering an export is a service action: the process needs the FS service secret
+    (``service_secret_file``, default ``~/.fluxon/secrets/<cluster_name>.fs_service.secret``).
     """
     store = as_kv_client(kv_store, "kv_store")
+    path = service_secret_file or default_service_secret_file(store.get_cluster_name())
     config = FsAgentConfig(exports={export_name: AgentExportConfig(root_dir_abs=root_dir_abs)})
-    return FsAgent(store.instance_key(), config, master_instance_key, store, listen_address=listen_address)
+    return FsAgent(
+        store.instance_key(),
+        config,
+        master_instance_key,
+        store,
+        read_service_credential(path),
+        listen_address=listen_address,
+    )
 
 
 def unpublish_export(agent: FsAgent) -> None:

@@ -107,7 +107,7 @@ class TransferWorkerPool:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._client = agent.store.transport().new_client()
-        self._auth = service_auth(agent.store)
+        self._auth = service_auth(agent.service, agent.instance_key)
         self._incarnation = secrets.token_hex(4)
 
     def start(self) -> None:

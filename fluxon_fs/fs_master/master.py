@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from fluxon_core.config import BackendConfig
-from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.kv import KvClient, new_store
 from fluxon_core.log_setup import get_logger
 from fluxon_core.metrics import POOL_CAPACITY_BYTES, POOL_USED_BYTES
 from fluxon_core.metrics_exposition import render_prometheus_text
 from fluxon_core.protocols import StateStore
 from fluxon_fs.auth.identity import Authorizer
+from fluxon_fs.auth.service import create_service_credential
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
 from fluxon_fs.export.client import RemoteExportOps
@@ -55,6 +56,7 @@ class FsMaster:
         self.workdir = workdir
         self.panel_config: MasterPanelConfig = config.fluxon_fs.master_panel
         self.instance_key = config.fluxon_fs.master.instance_key
+        self.service = create_service_credential(config.service_secret_path())
         self._owns_store = store is None
         self.store = store or new_store(config.kv_client_config(self.instance_key), role="fs_master").unwrap(
             "new_store failed"
@@ -74,7 +76,7 @@ class FsMaster:
         self.claim_holders = ClaimHolders(offline_after_s=AGENT_LEASE_TTL_S)
         self._stop = threading.Event()
         self._rpc_client = self.store.transport().new_client()
-        self._service_auth = service_auth(self.store)
+        self._service_auth = service_auth(self.service, self.instance_key)
         self.jobs = JobRunner(self.transfers, self.export_ops)
         self._serve_protocol()
         self._reaper = threading.Thread(target=self._reap_forever, name="fs-master-reaper", daemon=True)
@@ -139,7 +141,7 @@ class FsMaster:
         return {"kind": "sqlite", "sqlite": {"path": str(self.workdir / "transfer_state.db")}}
 
     def export_ops(self, export_name: str) -> ExportOps:
-        """The operations of an export through one of its live agents, as the system (cluster member)."""
+        """The operations of an export through one of its live agents, as the system (service token)."""
         export = self.exports.snapshot().exports.get(export_name)
         if export is None or not export.agents:
             raise FileNotFoundError(errno.ENOENT, f"no live agent serves export {export_name!r}", export_name)
@@ -147,10 +149,16 @@ class FsMaster:
             self._rpc_client, export.agents[0].endpoint, export_name, auth=self._service_auth, caller=self.instance_key
         )
 
+    def _username_of(self, token: str) -> str:
+        try:
+            return self.authorizer.authenticate(token).username
+        except ApiError:
+            return ""
+
     def _serve_protocol(self) -> None:
-        table = HandlerTable()
+        table = HandlerTable(self.service)
         ConfigHandlers(self.exports).register_paths(table)
-        RegistryHandlers(self.exports, self.mounts).register_paths(table)
+        RegistryHandlers(self.exports, self.mounts, self._username_of).register_paths(table)
         auth = AuthHandlers(
             self.authorizer, self.signer, self.access_store, self.panel_config.session.revocation_bound_s
         )

@@ -81,31 +81,44 @@ class Call(Generic[RequestT, ReplyT]):
     reply: type[ReplyT]
     op: str | None = None
     """The ``op`` value naming this call on a path that serves several."""
+    service_only: bool = False
+    """Only the fs master and fs agents may make it: the request must carry a service token."""
+
+    @property
+    def signed_name(self) -> str:
+        """What a service token of this call signs: the path, and the op on a multiplexed path."""
+        return self.path if self.op is None else f"{self.path}#{self.op}"
 
 
 _CALLS: list[Call[Any, Any]] = []
 
 
-def _call(path: str, request: type[RequestT], reply: type[ReplyT], op: str | None = None) -> Call[RequestT, ReplyT]:
-    call = Call(path, request, reply, op)
+def _call(
+    path: str, request: type[RequestT], reply: type[ReplyT], op: str | None = None, *, service_only: bool = False
+) -> Call[RequestT, ReplyT]:
+    call = Call(path, request, reply, op, service_only)
     _CALLS.append(call)
     return call
 
 
 EXPORT_SNAPSHOT = _call(CONFIG_PATH, ExportSnapshotQuery, ExportSnapshotReply)
-REGISTER_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportRegistration, ExportRegistrationReply, op="register")
-HEARTBEAT_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportHeartbeat, ExportHeartbeatReply, op="heartbeat")
-UNREGISTER_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportUnregistration, ExportUnregistrationReply, op="unregister")
+REGISTER_EXPORT = _call(
+    EXPORT_REGISTRY_PATH, ExportRegistration, ExportRegistrationReply, op="register", service_only=True
+)
+HEARTBEAT_EXPORT = _call(EXPORT_REGISTRY_PATH, ExportHeartbeat, ExportHeartbeatReply, op="heartbeat", service_only=True)
+UNREGISTER_EXPORT = _call(
+    EXPORT_REGISTRY_PATH, ExportUnregistration, ExportUnregistrationReply, op="unregister", service_only=True
+)
 REPORT_MOUNT = _call(MOUNT_REGISTRY_PATH, MountReport, MountReportReply, op="report")
 REMOVE_MOUNT = _call(MOUNT_REGISTRY_PATH, MountRemoval, MountRemovalReply, op="remove")
 LOGIN = _call(AUTH_LOGIN_PATH, Login, LoginReply)
-VERIFY_TOKEN = _call(AUTH_VERIFY_PATH, TokenVerification, TokenClaims)
-USER_ACCESS = _call(AUTH_USER_ACCESS_PATH, UserAccessQuery, UserAccessReply)
-AUTH_EPOCH = _call(AUTH_EPOCH_PATH, AuthEpochQuery, AuthEpochReply)
-CLAIM_BATCH = _call(TRANSFER_CLAIM_PATH, BatchClaim, BatchClaimReply)
-RENEW_LEASE = _call(TRANSFER_RENEW_PATH, LeaseRenewal, LeaseRenewalReply)
-COMPLETE_BATCH = _call(TRANSFER_COMPLETE_PATH, BatchCompletion, BatchReportReply)
-FAIL_BATCH = _call(TRANSFER_FAIL_PATH, BatchFailure, BatchReportReply)
+VERIFY_TOKEN = _call(AUTH_VERIFY_PATH, TokenVerification, TokenClaims, service_only=True)
+USER_ACCESS = _call(AUTH_USER_ACCESS_PATH, UserAccessQuery, UserAccessReply, service_only=True)
+AUTH_EPOCH = _call(AUTH_EPOCH_PATH, AuthEpochQuery, AuthEpochReply, service_only=True)
+CLAIM_BATCH = _call(TRANSFER_CLAIM_PATH, BatchClaim, BatchClaimReply, service_only=True)
+RENEW_LEASE = _call(TRANSFER_RENEW_PATH, LeaseRenewal, LeaseRenewalReply, service_only=True)
+COMPLETE_BATCH = _call(TRANSFER_COMPLETE_PATH, BatchCompletion, BatchReportReply, service_only=True)
+FAIL_BATCH = _call(TRANSFER_FAIL_PATH, BatchFailure, BatchReportReply, service_only=True)
 CREATE_JOB = _call(TRANSFER_CREATE_PATH, JobCreation, JobCreationReply)
 IMPORT_PRESCAN = _call(TRANSFER_IMPORT_PATH, PrescanImport, JobCreationReply)
 LIST_JOBS = _call(TRANSFER_LIST_PATH, JobListQuery, JobListReply)

@@ -64,21 +64,45 @@ def encode_request(call: Call[Any, Any], request: Any) -> dict[str, Any]:
     return data if call.op is None else {"op": call.op, **data}
 
 
-def decode_request(path: str, payload: Any) -> tuple[Call[Any, Any], Any]:
-    """Which call a payload received on ``path`` is, and its request record."""
+SERVICE_AUTH_KEY = "service_auth"
+"""The envelope key of a service token; the record codec never sees it."""
+
+
+def with_service_auth(payload: dict[str, Any], token: str) -> dict[str, Any]:
+    """``payload`` carrying the service token ``token``."""
+    return {**payload, SERVICE_AUTH_KEY: token}
+
+
+def split_service_auth(payload: Any) -> tuple[str | None, Any]:
+    """The service token a payload carries (None without one) and the payload without it."""
+    if not isinstance(payload, Mapping) or SERVICE_AUTH_KEY not in payload:
+        return None, payload
+    token = payload[SERVICE_AUTH_KEY]
+    return (token if isinstance(token, str) else None), {k: v for k, v in payload.items() if k != SERVICE_AUTH_KEY}
+
+
+def call_of(path: str, payload: Any) -> Call[Any, Any]:
+    """Which call a payload received on ``path`` is (its fields are not looked at yet)."""
     calls = CALLS_BY_PATH.get(path)
     if calls is None:
         raise InvalidArgumentError(f"{path} is not a path of the fs master")
-    where = f"{path} request"
     if len(calls) == 1 and calls[0].op is None:
-        return calls[0], from_wire(calls[0].request, payload, where)
+        return calls[0]
     op = payload.get("op") if isinstance(payload, Mapping) else None
     for call in calls:
         if call.op == op:
-            fields = {key: value for key, value in payload.items() if key != "op"}
-            return call, from_wire(call.request, fields, where)
+            return call
     expected = ", ".join(repr(call.op) for call in calls)
-    raise InvalidArgumentError(f"{where}: op must be one of {expected}, got {op!r}")
+    raise InvalidArgumentError(f"{path} request: op must be one of {expected}, got {op!r}")
+
+
+def decode_request(path: str, payload: Any) -> tuple[Call[Any, Any], Any]:
+    """Which call a payload received on ``path`` is, and its request record."""
+    call = call_of(path, payload)
+    fields = payload
+    if call.op is not None:
+        fields = {key: value for key, value in payload.items() if key != "op"}
+    return call, from_wire(call.request, fields, f"{path} request")
 
 
 def decode_reply(call: Call[Any, ReplyT], payload: Any) -> ReplyT:

@@ -1,7 +1,8 @@
 """The typed client of the fs master: one method per call of :mod:`fluxon_fs.master_api.calls`.
 
 Every FS role and mount client reaches the fs master as ``(fluxon_fs.master.instance_key, path)``
-through its own :class:`~fluxon_core.kv.KvClient`; calls are signed by the KV plane.
+through its own :class:`~fluxon_core.kv.KvClient`; calls are signed by the KV plane, and the calls only
+services may make also carry a service token (:mod:`fluxon_fs.auth.service`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from fluxon_core.kv import KvClient
+from fluxon_fs.auth.service import ServiceCredential
 from fluxon_fs.auth.tokens import TokenClaims
 from fluxon_fs.master_api import calls
 from fluxon_fs.master_api.calls import Call
-from fluxon_fs.master_api.codec import decode_reply, encode_request
+from fluxon_fs.master_api.codec import decode_reply, encode_request, with_service_auth
 from fluxon_fs.master_api.records import (
     AuthEpochQuery,
     AuthEpochReply,
@@ -62,11 +64,18 @@ class FsMasterLink:
     """Calls to one fs master; raises the typed error the master (or the KV plane) reported."""
 
     def __init__(
-        self, store: KvClient, master_instance_key: str, timeout_ms: float = DEFAULT_MASTER_TIMEOUT_MS
+        self,
+        store: KvClient,
+        master_instance_key: str,
+        timeout_ms: float = DEFAULT_MASTER_TIMEOUT_MS,
+        *,
+        service: ServiceCredential | None = None,
     ) -> None:
         self.store = store
         self.master_instance_key = master_instance_key
         self.timeout_ms = timeout_ms
+        self._service = service
+        """Signs service-only calls (fs master and fs agents); None in a mount client."""
 
     def call(self, path: str, payload: Mapping[str, Any], timeout_ms: float | None = None) -> dict[str, Any]:
         """Send a raw payload to ``path`` and return the raw reply (the typed methods build on this)."""
@@ -76,7 +85,10 @@ class FsMasterLink:
         return result.unwrap()
 
     def _exchange(self, call: Call[RequestT, ReplyT], request: RequestT, timeout_ms: float | None) -> ReplyT:
-        return decode_reply(call, self.call(call.path, encode_request(call, request), timeout_ms))
+        payload = encode_request(call, request)
+        if call.service_only and self._service is not None:
+            payload = with_service_auth(payload, self._service.signer(self.store.instance_key())(call.signed_name))
+        return decode_reply(call, self.call(call.path, payload, timeout_ms))
 
     # ----- export snapshot and registries -------------------------------------------------------
 

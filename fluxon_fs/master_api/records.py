@@ -114,11 +114,15 @@ class ExportUnregistrationReply:
 
 @attrs.frozen
 class MountReport:
-    """The calling client mounts ``export_name`` at ``local_mount_dir_abs`` (sent again while it lives)."""
+    """The calling client mounts ``export_name`` at ``local_mount_dir_abs`` (sent again while it lives).
+
+    ``token`` is the session token of the mount's identity: the master shows the user it names, never
+    a name the client claims ("" without an identity).
+    """
 
     local_mount_dir_abs: str
     export_name: str
-    username: str = ""
+    token: str = ""
     host: str = ""
     pid: int = 0
 

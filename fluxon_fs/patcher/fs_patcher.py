@@ -30,6 +30,7 @@ from fluxon_core.monitoring import MonitoringConfig, MonitoringHandle, start_mon
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
 from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.paths import MOUNT_REGISTRY_PATH
 from fluxon_fs.master_api.records import ExportSnapshotQuery, Login, MountRemoval, MountReport, SnapshotExport
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
 from fluxon_fs.patcher.intercept import process_interceptor
@@ -365,7 +366,7 @@ class FluxonFsPatcher:
                 MountReport(
                     mount_dir,
                     export_name,
-                    username=self._identity.username if self._identity else "",
+                    token=self._request_token(MOUNT_REGISTRY_PATH),
                     host=socket.gethostname(),
                     pid=os.getpid(),
                 )

@@ -28,6 +28,8 @@ class FsCluster:
         self.master: RoleProcess | None = None
         self.master_ready: ReadyInfo | None = None
         self.agents: dict[str, RoleProcess] = {}
+        self.service_secret_file = self.root / "fs_service.secret"
+        """The FS service secret: the fs master creates it, agents read it."""
 
     def export_dir(self, name: str) -> Path:
         path = self.root / "exports" / name
@@ -42,6 +44,7 @@ class FsCluster:
             "kvclient": self.kvclient(MASTER_KEY),
             "fluxon_fs": {
                 "master": {"instance_key": MASTER_KEY, "pull_interval_ms": 200},
+                "service_secret_file": str(self.service_secret_file),
                 "master_panel": {
                     "listen_addr": "127.0.0.1:0",
                     "access_db_path": str(self.root / "access.db"),
@@ -65,6 +68,7 @@ class FsCluster:
             "kvclient": self.kvclient(instance_key, host),
             "fluxon_fs": {
                 "master": {"instance_key": MASTER_KEY},
+                "service_secret_file": str(self.service_secret_file),
                 "agent": {
                     "exports": {name: {"root_dir_abs": root} for name, root in exports.items()},
                     "session_idle_timeout_s": 30,

@@ -1,9 +1,10 @@
-"""Who is calling an export operation: a user session token, or a cluster member acting for the system.
+"""Who is calling an export operation: a user session token, or an FS service acting as the system.
 
-User requests carry the session token from ``set_request_identity`` (``fx1.…``). Internal calls
-(transfer workers, the fs master browsing for the panel) carry a cluster token made with the KV
-plane's cluster secret for exactly that caller and path; only processes attached to the cluster
-hold that secret.
+User requests carry the session token from ``set_request_identity`` (``fx1.…``) and are authorised
+by that user's scopes. Calls without a user token must carry a *service* token of the caller for
+exactly that path (:mod:`fluxon_fs.auth.service`); only the fs master and fs agents hold the
+service secret. The KV plane's cluster secret, which every mounting process can read on its host,
+grants nothing here.
 """
 
 from __future__ import annotations
@@ -11,32 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from fluxon_core.errors import PermissionDeniedError
-from fluxon_core.kv import KvClient
-from fluxon_core.kv.auth import RpcAuthenticator
 from fluxon_core.rpc_types import RpcCall
 from fluxon_fs.auth.identity import Authorizer
+from fluxon_fs.auth.service import ServiceCredential
 
 USER_TOKEN_PREFIX = "fx1."
 
 EntryFilter = Callable[[str], bool]
 
 
-def cluster_authenticator(store: KvClient) -> RpcAuthenticator:
-    """The cluster-secret signer of a store's KV membership."""
-    return store.cluster_authenticator()
-
-
-def service_auth(store: KvClient) -> Callable[[str], str]:
-    """``auth(path)`` for internal export calls made by ``store``'s process."""
-    authenticator = cluster_authenticator(store)
-    caller = store.instance_key()
-    return lambda path: authenticator.token(caller, path)
+def service_auth(service: ServiceCredential, caller: str) -> Callable[[str], str]:
+    """``auth(path)`` for export calls the service ``caller`` makes as the system."""
+    return service.signer(caller)
 
 
 def export_authorizer(
-    authorizer: Authorizer, cluster: RpcAuthenticator
+    authorizer: Authorizer, service: ServiceCredential
 ) -> Callable[[RpcCall, str, str, Sequence[str], bool], EntryFilter | None]:
-    """The agent's ``authorize`` hook: cluster members may do anything; users per their scopes."""
+    """The agent's ``authorize`` hook: FS services may do anything; users per their scopes."""
 
     def authorize(
         call: RpcCall, export_name: str, op: str, relpaths: Sequence[str], is_write: bool
@@ -48,7 +41,7 @@ def export_authorizer(
                     f"permission denied: no identity on {op} in export {export_name!r}; call set_request_identity first"
                 )
             try:
-                cluster.verify(call)
+                service.verify(token, call.caller, call.path)
             except PermissionDeniedError as exc:  # worded like every other refusal of an FS request
                 raise PermissionDeniedError(f"permission denied: {exc.message}") from None
             return None

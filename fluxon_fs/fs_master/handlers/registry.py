@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.handlers.table import HandlerTable
@@ -26,9 +28,11 @@ log = get_logger("fluxon.fs.master")
 class RegistryHandlers:
     """Agents register their exports under a lease; clients report their mounts (shown in the panel)."""
 
-    def __init__(self, exports: ExportRegistry, mounts: MountRegistry) -> None:
+    def __init__(self, exports: ExportRegistry, mounts: MountRegistry, username_of: Callable[[str], str]) -> None:
         self._exports = exports
         self._mounts = mounts
+        self._username_of = username_of
+        """The user a session token names ("" for a missing or invalid one)."""
 
     def register_paths(self, table: HandlerTable) -> None:
         """Add this domain's handlers to ``table``."""
@@ -58,7 +62,7 @@ class RegistryHandlers:
             caller,
             report.local_mount_dir_abs,
             report.export_name,
-            username=report.username,
+            username=self._username_of(report.token) if report.token else "",
             host=report.host,
             pid=report.pid,
         )

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fluxon_core.kv import KvClient
+from fluxon_fs.auth.service import ServiceCredential
 from fluxon_fs.master_api.calls import CALLS, CALLS_BY_PATH, Call
-from fluxon_fs.master_api.codec import decode_request, to_wire
+from fluxon_fs.master_api.codec import call_of, decode_request, split_service_auth, to_wire
 
 RequestT = TypeVar("RequestT")
 ReplyT = TypeVar("ReplyT")
@@ -18,10 +19,16 @@ Handler = Callable[[str, RequestT], ReplyT]
 
 
 class HandlerTable:
-    """The handler of every call; a request is decoded, handled and its reply encoded here only."""
+    """The handler of every call; a request is decoded, checked, handled and its reply encoded here only.
 
-    def __init__(self) -> None:
+    A call marked ``service_only`` runs only when its request carries a service token of the caller
+    for that call (:mod:`fluxon_fs.auth.service`): a member of the KV plane that is not an fs master or
+    fs agent — a mounting process — is refused before its request is decoded.
+    """
+
+    def __init__(self, service: ServiceCredential) -> None:
         self._handlers: dict[Call[Any, Any], Handler[Any, Any]] = {}
+        self._service = service
 
     def add(self, call: Call[RequestT, ReplyT], handler: Handler[RequestT, ReplyT]) -> None:
         """Serve ``call`` with ``handler``."""
@@ -31,7 +38,11 @@ class HandlerTable:
 
     def handle(self, path: str, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The encoded reply to ``payload`` received on ``path`` from ``caller``."""
-        call, request = decode_request(path, payload)
+        token, fields = split_service_auth(payload)
+        if call_of(path, fields).service_only:
+            # Checked before the fields are decoded: an unauthenticated caller gets no further.
+            self._service.verify(token, caller, call_of(path, fields).signed_name)
+        call, request = decode_request(path, fields)
         return to_wire(self._handlers[call](caller, request))
 
     def serve(self, store: KvClient) -> None:
