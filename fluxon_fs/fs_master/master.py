@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ class FsMaster:
             access_store=self.access_store,
             authorizer=self.authorizer,
             transfers=self.transfers,
-            export_ops=self.export_ops,
+            export_ops=self.export_ops_as_user,
             start_transfer=lambda spec: self.transfers.job(self.jobs.start_job(spec)),
             cluster_members=self._cluster_members,
             cache_usage=self._cache_usage,
@@ -142,11 +143,18 @@ class FsMaster:
 
     def export_ops(self, export_name: str) -> ExportOps:
         """The operations of an export through one of its live agents, as the system (service token)."""
+        return self._agent_ops(export_name, self._service_auth)
+
+    def export_ops_as_user(self, export_name: str, access_token: str) -> ExportOps:
+        """The operations of an export as the user of ``access_token``: the agent applies that user's scopes."""
+        return self._agent_ops(export_name, lambda _path: access_token)
+
+    def _agent_ops(self, export_name: str, auth: Callable[[str], str]) -> ExportOps:
         export = self.exports.snapshot().exports.get(export_name)
         if export is None or not export.agents:
             raise FileNotFoundError(errno.ENOENT, f"no live agent serves export {export_name!r}", export_name)
         return RemoteExportOps(
-            self._rpc_client, export.agents[0].endpoint, export_name, auth=self._service_auth, caller=self.instance_key
+            self._rpc_client, export.agents[0].endpoint, export_name, auth=auth, caller=self.instance_key
         )
 
     def _username_of(self, token: str) -> str:

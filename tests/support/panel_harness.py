@@ -180,8 +180,8 @@ class PanelWorld:
         self.server: PanelServer | None = None
         self._start_panel()
 
-    def export_ops(self, name: str) -> ExportOps:
-        """The LocalExportOps of an export."""
+    def export_ops(self, name: str, _access_token: str = "") -> ExportOps:
+        """The LocalExportOps of an export (in-process: no agent applies the user's scopes here)."""
         return self.ops[name]
 
     def _start_panel(self) -> None:

@@ -73,8 +73,9 @@ class PanelBackend(Protocol):
         """The export's root directory on its agents; :class:`KeyNotFoundError` for an unknown export."""
         ...
 
-    def export_ops(self, export_name: str) -> ExportOps:
-        """Operations on an export, for browsing and downloads (the panel authorizes before calling)."""
+    def export_ops(self, export_name: str, access_token: str) -> ExportOps:
+        """Operations on an export as the user holding ``access_token``: the agent authorises every call
+        by that user's scopes and re-authorises a symlink on its real path, exactly as for a mount."""
         ...
 
     def prescans(self) -> list[PrescanRecord]:
@@ -113,9 +114,9 @@ def _no_metrics() -> str:
 class FsMasterPanelBackend:
     """:class:`PanelBackend` over the fs master's own components.
 
-    ``export_ops(name)`` returns the operations of an export (the fs master: an RPC client to an
-    agent serving it; tests: :class:`~fluxon_fs.export.serving.local_ops.LocalExportOps`); the panel does not
-    close what it returns. ``start_transfer(spec)`` creates a job that scans and then runs (the fs
+    ``export_ops(name, access_token)`` returns the operations of an export as that user (the fs master:
+    an RPC client to an agent serving it, carrying the user's token; tests:
+    :class:`~fluxon_fs.export.serving.local_ops.LocalExportOps`); the panel does not close what it returns. ``start_transfer(spec)`` creates a job that scans and then runs (the fs
     master's job runner). Pre-scans are read from the coordinator's state store.
     """
 
@@ -127,7 +128,7 @@ class FsMasterPanelBackend:
         access_store: AccessStore,
         authorizer: Authorizer,
         transfers: TransferCoordinator,
-        export_ops: Callable[[str], ExportOps],
+        export_ops: Callable[[str, str], ExportOps],
         start_transfer: Callable[[JobSpec], JobRecord],
         cluster_members: ClusterMembersSource = _no_cluster_members,
         cache_usage: CacheUsageSource = _no_cache_usage,
@@ -186,10 +187,10 @@ class FsMasterPanelBackend:
             raise KeyNotFoundError(f"unknown export_name {export_name!r}: it is not in the current export snapshot")
         return str(entry["remote_root_dir_abs"])
 
-    def export_ops(self, export_name: str) -> ExportOps:
-        """The supplied factory's ops, for exports present in the snapshot only."""
+    def export_ops(self, export_name: str, access_token: str) -> ExportOps:
+        """The supplied factory's ops as the user of ``access_token``, for exports in the snapshot only."""
         self.export_root_dir(export_name)
-        return self._export_ops(export_name)
+        return self._export_ops(export_name, access_token)
 
     def prescans(self) -> list[PrescanRecord]:
         """Pre-scans in the coordinator's state store, newest first."""

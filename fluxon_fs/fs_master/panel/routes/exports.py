@@ -57,7 +57,7 @@ def build_listing(ctx: RequestContext) -> dict[str, Any]:
     export = ctx.path_param("export")
     path = clean_path(ctx.text("path", "", strip=False))
     visibility = ctx.backend.authorizer.authorize_listing(ctx.user.access_token, export, path)
-    listed = ctx.backend.export_ops(export).list_dir(path)
+    listed = ctx.backend.export_ops(export, ctx.user.access_token).list_dir(path)
     entries = [entry_payload(entry, path) for entry in listed if visibility.shows(entry.name)]
     entries.sort(key=lambda e: (e["kind"] != "dir", e["name"]))
     limit = ctx.settings.max_listing_entries
@@ -86,7 +86,7 @@ def build_download(ctx: RequestContext) -> Response:
     if not path:
         raise InvalidArgumentError("field 'path' must name a file")
     ctx.backend.authorizer.authorize(ctx.user.access_token, export, path, is_write=False)
-    ops = ctx.backend.export_ops(export)
+    ops = ctx.backend.export_ops(export, ctx.user.access_token)
     stat = ops.stat(path)
     if stat.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", path)

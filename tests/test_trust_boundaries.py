@@ -1,0 +1,181 @@
+"""Trust boundaries, each proven by performing the attack against real processes (docs/security.md).
+
+A scoped user's mounting process reads everything its host offers (``shared.json`` and its cluster
+secret included) and tries to act as the system; a KV member tries to take over an export; a panel
+user follows a symlink out of their scope. Each attack fails, and the legitimate use beside it works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fluxon_core.errors import PermissionDeniedError
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.records import (
+    ExportRegistration,
+    ExportSnapshotQuery,
+    MountReport,
+    UserAccessQuery,
+)
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+
+ALICE = ("alice", "alice-pw-7")
+USERS = [
+    {"username": ADMIN[0], "password": ADMIN[1], "can_manage_users": True},
+    {"username": ALICE[0], "password": ALICE[1]},
+]
+SCOPES = [{"export_name": "demo", "prefix": "team_a", "mode": "read_write", "usernames": [ALICE[0]]}]
+
+
+@pytest.fixture(scope="module")
+def fs() -> Iterator[FsCluster]:
+    with fs_cluster() as cluster:
+        cluster.start_master(users=USERS, scopes=SCOPES)
+        demo = cluster.export_dir("demo")
+        (demo / "secret.txt").write_text("the secret\n")
+        (demo / "team_a").mkdir()
+        (demo / "team_a" / "a.txt").write_text("alice's file\n")
+        (demo / "team_a" / "rel_link").symlink_to("../secret.txt")
+        (demo / "team_b").mkdir()
+        (demo / "team_b" / "x").write_text("bob's file\n")
+        cluster.start_agent("agent-1", {"demo": str(demo)})
+        yield cluster
+
+
+ATTACKER = """
+import json, os, sys
+from fluxon_core.kv import new_store
+from fluxon_core.rpc import default_transport
+from fluxon_fs import FluxonFsPatcher
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.records import ExportSnapshotQuery
+
+args = json.loads(sys.argv[1])
+store = new_store(args["kvclient"]).unwrap("new_store")
+patcher = FluxonFsPatcher(store)
+patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": {"instance_key": args["master"]}}}))
+patcher.set_cache_config_yaml(json.dumps({"fluxon_fs": {"cache": {}}}))
+patcher.set_request_identity(*args["identity"])
+patcher.install()
+patcher.mount_remote_dir(local_mount_dir_abs=args["mount"], export_name="demo")
+results = {}
+
+def attempt(name, fn):
+    try:
+        results[name] = ["ok", repr(fn())[:80]]
+    except Exception as exc:
+        results[name] = [type(exc).__name__, str(exc)[:200]]
+
+attempt("mount: own file", lambda: open(os.path.join(args["mount"], "team_a", "a.txt")).read())
+attempt("mount: link out of scope", lambda: open(os.path.join(args["mount"], "team_a", "rel_link")).read())
+attempt("mount: secret", lambda: open(os.path.join(args["mount"], "secret.txt")).read())
+
+# The attack: everything this process can read on its host, used to act as the system.
+cluster = store.cluster_authenticator()
+caller = store.instance_key()
+endpoint = FsMasterLink(store, args["master"]).export_snapshot(ExportSnapshotQuery()).exports["demo"].agents[0].endpoint
+forged = RemoteExportOps(
+    default_transport().new_client(), endpoint, "demo", auth=lambda path: cluster.token(caller, path), caller=caller
+)
+attempt("forged: read secret", lambda: forged.read_chunk("secret.txt", 0, 100))
+attempt("forged: read team_b", lambda: forged.read_chunk("team_b/x", 0, 100))
+attempt("forged: list root", lambda: forged.list_dir(""))
+attempt("forged: mkdir at root", lambda: forged.mkdir("planted", 0o755))
+print(json.dumps(results))
+patcher.uninstall()
+store.close()
+"""
+
+
+def test_a_scoped_mounting_process_cannot_act_as_the_system(fs: FsCluster, tmp_path: Path) -> None:
+    args = {
+        "kvclient": fs.kvclient("alice-app"),
+        "master": MASTER_KEY,
+        "identity": list(ALICE),
+        "mount": str(tmp_path / "mnt"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", ATTACKER, json.dumps(args)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["mount: own file"][0] == "ok", results
+    for name in ("mount: link out of scope", "mount: secret"):
+        assert results[name][0] == "PermissionError", (name, results[name])
+    for name in ("forged: read secret", "forged: read team_b", "forged: list root", "forged: mkdir at root"):
+        assert results[name][0] in ("PermissionDeniedError", "PermissionError"), (name, results[name])
+    assert not (fs.export_dir("demo") / "planted").exists()
+
+
+def test_a_kv_member_cannot_take_over_an_export_or_read_grants(fs: FsCluster) -> None:
+    member = fs.kv.external("member-1", fs.host)
+    link = FsMasterLink(member, MASTER_KEY)  # what any mounting process can build
+    before = link.export_snapshot(ExportSnapshotQuery()).exports
+    assert before is not None
+    real_endpoint = before["demo"].agents[0].endpoint
+    with pytest.raises(PermissionDeniedError):
+        link.register_export(ExportRegistration("tcp://127.0.0.1:1", {"demo": str(fs.export_dir("demo"))}))
+    with pytest.raises(PermissionDeniedError):
+        link.user_access(UserAccessQuery(ADMIN[0]))
+    after = link.export_snapshot(ExportSnapshotQuery()).exports
+    assert after is not None and [agent.endpoint for agent in after["demo"].agents] == [real_endpoint]
+
+    # A mount report names the user of its token; a claimed name without one is not believed.
+    link.report_mount(MountReport(str(fs.root / "fake-mount"), "demo", host="h", pid=1))
+    panel = PanelSession(fs)
+    panel.login(*ADMIN)
+    mounts = panel.http.get("/api/overview").json()["mounts"]
+    fake = [m for m in mounts if m["local_mount_dir_abs"] == str(fs.root / "fake-mount")]
+    assert fake and fake[0]["username"] == ""
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class PanelSession:
+    """A logged-in browser session against the fs master's panel."""
+
+    def __init__(self, fs: FsCluster) -> None:
+        assert fs.master_ready is not None
+        self.http = httpx.Client(base_url=fs.master_ready.fields["panel"], follow_redirects=False, timeout=15)
+
+    def login(self, username: str, password: str) -> None:
+        page = self.http.get("/login")
+        match = CSRF_INPUT.search(page.text)
+        assert match, page.text[:500]
+        response = self.http.post(
+            "/login", data={"username": username, "password": password, "csrf_token": match.group(1)}
+        )
+        assert response.status_code == 303, response.text[:500]
+
+
+def test_panel_downloads_follow_symlinks_only_within_the_users_scope(fs: FsCluster) -> None:
+    alice = PanelSession(fs)
+    alice.login(*ALICE)
+    own = alice.http.get("/api/exports/demo/download", params={"path": "team_a/a.txt"})
+    assert own.status_code == 200 and own.text == "alice's file\n"
+    escaped = alice.http.get("/api/exports/demo/download", params={"path": "team_a/rel_link"})
+    assert escaped.status_code == 403, escaped.text[:300]
+    assert "the secret" not in escaped.text
+    listing = alice.http.get("/api/exports/demo/list", params={"path": "team_a"})
+    assert listing.status_code == 200
+    assert "a.txt" in {entry["name"] for entry in listing.json()["entries"]}
+
+
+def test_the_service_secret_file_is_private_and_never_in_shared_json(fs: FsCluster) -> None:
+    assert fs.service_secret_file.stat().st_mode & 0o777 == 0o600
+    secret = fs.service_secret_file.read_text().strip()
+    for shared in fs.root.rglob("shared.json"):
+        assert secret not in shared.read_text()
+    assert os.environ.get("FLUXON_FS_SERVICE_SECRET") is None
