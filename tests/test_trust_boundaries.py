@@ -7,6 +7,7 @@ user follows a symlink out of their scope. Each attack fails, and the legitimate
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from fluxon_core.errors import PermissionDeniedError
+from fluxon_fs import FluxonFsPatcher
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import (
     ExportRegistration,
@@ -26,7 +28,9 @@ from fluxon_fs.master_api.records import (
     MountReport,
     UserAccessQuery,
 )
+from fluxon_fs.roles import start_fs_agent_process
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+from tests.support.poll import wait_until
 
 ALICE = ("alice", "alice-pw-7")
 USERS = [
@@ -178,3 +182,63 @@ def test_the_service_secret_file_is_private_and_never_in_shared_json(fs: FsClust
     for shared in fs.root.rglob("shared.json"):
         assert secret not in shared.read_text()
     assert os.environ.get("FLUXON_FS_SERVICE_SECRET") is None
+
+
+# ---------------------------------------------------------------- idle write sessions (finding 6)
+
+
+@pytest.fixture(scope="module")
+def short_sessions(fs: FsCluster) -> Iterator[tuple[FsCluster, Path, Path]]:
+    """An agent closing write sessions idle for 1 s, its export, and the agent's log."""
+    root = fs.export_dir("idle")
+    config = fs.agent_config("agent-idle", {"idle": str(root)})
+    config["fluxon_fs"]["agent"]["session_idle_timeout_s"] = 1
+    proc = start_fs_agent_process(config, workdir=fs.root / "agent-idle")
+    fs.agents["agent-idle"] = proc
+    proc.wait_ready(60)
+    yield fs, root, Path(proc.log_path)
+
+
+def _wait_for_reap(log_path: Path, relpath: str, seen_before: int) -> None:
+    wait_until(
+        lambda: _reaped_so_far(log_path) > seen_before,
+        timeout_s=30,
+        message=f"the agent reaped the session of {relpath}",
+    )
+
+
+def _reaped_so_far(log_path: Path) -> int:
+    return log_path.read_text().count("closed abandoned write session") if log_path.exists() else 0
+
+
+def test_an_idle_write_session_is_reopened_and_nothing_acknowledged_is_lost(short_sessions, tmp_path: Path) -> None:
+    fs, root, log_path = short_sessions
+    store = fs.kv.external("idle-writer", fs.host)
+    patcher = FluxonFsPatcher(store)
+    patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": {"instance_key": MASTER_KEY}}}))
+    patcher.set_cache_config_yaml(json.dumps({"fluxon_fs": {"cache": {}}}))
+    patcher.set_request_identity(*ADMIN)
+    mount = tmp_path / "idle-mnt"
+    with patcher:
+        patcher.mount_remote_dir(str(mount), "idle")
+        before = _reaped_so_far(log_path)
+        with open(mount / "log.txt", "w") as handle:
+            handle.write("first line\n")
+            handle.flush()
+            _wait_for_reap(log_path, "log.txt", before)  # the file sits idle past the agent's timeout
+            handle.write("second line\n")
+        assert (root / "log.txt").read_text() == "first line\nsecond line\n"
+
+        # A file replaced while its writer was idle is never written into: the writer fails loudly.
+        before = _reaped_so_far(log_path)
+        handle = open(mount / "replaced.txt", "w")  # noqa: SIM115 - closed below, where it must fail
+        handle.write("old file\n")
+        handle.flush()
+        _wait_for_reap(log_path, "replaced.txt", before)
+        (root / "other.txt").write_text("a different file\n")
+        os.replace(root / "other.txt", root / "replaced.txt")
+        handle.write("more\n")
+        with pytest.raises(OSError) as raised:
+            handle.close()
+        assert raised.value.errno == errno.EBADF and "replaced" in str(raised.value)
+        assert (root / "replaced.txt").read_text() == "a different file\n"

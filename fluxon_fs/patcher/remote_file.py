@@ -194,6 +194,8 @@ def _open_for_writing(target: MountedPath, name: Any, parsed: OpenMode) -> Remot
         target.user_path,
         chunk_bytes=export.options.write_chunk_bytes,
         inflight_bytes=export.options.write_inflight_bytes,
+        relpath=target.relpath,
+        file_ino=session.stat.ino,
     )
     return RemoteWriteFile(target, name, parsed, stream, session.stat.size)
 

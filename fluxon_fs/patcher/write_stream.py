@@ -4,19 +4,30 @@ Contiguous writes are gathered up to ``write_chunk_bytes`` and sent by the I/O p
 keeps writing; at most ``write_inflight_bytes`` travel at once. Payloads carry their offset, so
 they may land in any order, except that a payload overlapping one still in flight waits for it
 (a rewrite after ``seek`` must win). The first failure is sticky: every later call raises it.
+
+A session the agent closed under the stream (it reaps sessions idle longer than its
+``session_idle_timeout_s``, and a restarted agent has none) is re-opened transparently: every
+payload the agent acknowledged is already in the file (sessions ``pwrite`` in place), so the stream
+opens the same path again without creating or truncating it, checks that it is still the same file
+(same inode), and resends the call that failed. When the file was removed or replaced meanwhile,
+the call fails loudly (``EBADF`` naming the path) instead of writing into another file.
 """
 
 from __future__ import annotations
 
+import errno
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps, FileStat
 from fluxon_fs.patcher.errors import raise_with_user_path
 from fluxon_fs.patcher.io_pool import io_pool
 
 T = TypeVar("T")
+log = get_logger("fluxon.fs.patcher")
 
 
 class WriteStream:
@@ -30,9 +41,16 @@ class WriteStream:
         *,
         chunk_bytes: int,
         inflight_bytes: int,
+        relpath: str = "",
+        file_ino: int = 0,
     ) -> None:
         self._ops = ops
         self._session_id = session_id
+        self._session_lock = threading.Lock()
+        self._relpath = relpath
+        """Export-relative path of the file, to re-open a session the agent closed ("" never re-opens)."""
+        self._file_ino = file_ino
+        """Inode of the file at open: a re-opened session must write the same file."""
         self._user_path = user_path
         self._chunk_bytes = chunk_bytes
         self._inflight_limit = max(inflight_bytes, chunk_bytes)
@@ -72,7 +90,7 @@ class WriteStream:
     def flush(self) -> FileStat:
         """:meth:`sync`, then make the data visible to other readers; returns the file's stat."""
         self.sync()
-        return self._call(self._ops.session_flush, self._session_id)
+        return self._call(self._session_call, self._ops.session_flush)
 
     def finalize(self) -> FileStat:
         """Send everything and close the session; on an earlier failure abort it and raise that failure."""
@@ -81,7 +99,7 @@ class WriteStream:
         except BaseException:
             self.abort()
             raise
-        return self._call(self._ops.session_finalize, self._session_id)
+        return self._call(self._session_call, self._ops.session_finalize)
 
     def abort(self) -> None:
         """Close the session after a failure; the file keeps what reached the agent."""
@@ -108,7 +126,7 @@ class WriteStream:
             last = offset + self._chunk_bytes >= len(payload)
             if inline and last:
                 self._drain(_overlapping(start + offset, len(piece)))
-                self._call(self._ops.session_write, self._session_id, start + offset, piece)
+                self._call(self._session_call, self._ops.session_write, start + offset, piece)
             else:
                 self._submit(start + offset, piece)
 
@@ -116,10 +134,41 @@ class WriteStream:
         self._drain(_overlapping(offset, len(payload)))
         while self._inflight and self._inflight_bytes + len(payload) > self._inflight_limit:
             self._wait_oldest()
-        future = io_pool().submit(self._ops.session_write, self._session_id, offset, payload)
+        future = io_pool().submit(self._session_call, self._ops.session_write, offset, payload)
         future.add_done_callback(self._note_failure)
         self._inflight.append((offset, offset + len(payload), future))
         self._inflight_bytes += len(payload)
+
+    def _session_call(self, method: Callable[..., T], *args: Any) -> T:
+        """``method(session_id, *args)``, re-opening the session once when the agent closed it."""
+        session_id = self._session_id
+        try:
+            return method(session_id, *args)
+        except OSError as exc:
+            if exc.errno != errno.EBADF or not self._relpath:
+                raise
+            self._reopen(session_id, exc)
+            return method(self._session_id, *args)
+
+    def _reopen(self, lost_id: str, cause: OSError) -> None:
+        with self._session_lock:
+            if self._session_id != lost_id:
+                return  # another in-flight payload re-opened it already
+            try:
+                info = self._ops.session_open(self._relpath, create=False, exclusive=False, truncate=False)
+            except OSError as exc:
+                raise OSError(
+                    errno.EBADF, f"write session lost and the file cannot be opened again ({exc.strerror})"
+                ) from cause
+            if self._file_ino and info.stat.ino != self._file_ino:
+                try:
+                    self._ops.session_abort(info.session_id)
+                finally:
+                    raise OSError(
+                        errno.EBADF, "write session lost and the file was replaced meanwhile; nothing more was written"
+                    ) from cause
+            log.info("write session of %s was closed by the agent (%s); re-opened it", self._relpath, cause.strerror)
+            self._session_id = info.session_id
 
     def _drain(self, selected: Callable[[int, int], bool]) -> None:
         """Wait for the in-flight payloads ``selected(start, end)`` picks."""
