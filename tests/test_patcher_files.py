@@ -275,17 +275,29 @@ def test_closed_file_operations_raise_value_error(mnt: Mounted) -> None:
         r.read()
 
 
-def test_close_after_a_failed_write_raises(mnt: Mounted) -> None:
+def test_a_session_the_agent_dropped_is_reopened_and_keeps_every_byte(mnt: Mounted) -> None:
+    f = open(mnt.path("dropped.bin"), "wb")
+    f.write(b"data")
+    f.flush()
+    for session_id in list(mnt.ops.inner.sessions._sessions):  # the agent drops the session (idle timeout)
+        mnt.ops.inner.session_abort(session_id)
+    f.write(b" and more")
+    f.close()
+    assert mnt.real("dropped.bin").read_bytes() == b"data and more"
+
+
+def test_close_after_the_file_went_away_with_its_session_raises(mnt: Mounted) -> None:
     f = open(mnt.path("gone.bin"), "wb")
     f.write(b"data")
-    session_ids = list(mnt.ops.inner.sessions._sessions)
-    for session_id in session_ids:  # the agent drops the session (as after its idle timeout)
+    for session_id in list(mnt.ops.inner.sessions._sessions):  # the agent drops the session (idle timeout)
         mnt.ops.inner.session_abort(session_id)
+    mnt.real("gone.bin").unlink()
     with pytest.raises(OSError) as caught:
         f.close()
     assert caught.value.errno == errno.EBADF
     assert caught.value.filename == mnt.path("gone.bin")
     assert f.closed
+    assert not mnt.real("gone.bin").exists(), "a lost session must never create the file again"
 
 
 def test_concurrent_readers_in_threads(tmp_path: Path) -> None:
