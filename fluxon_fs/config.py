@@ -253,6 +253,12 @@ class FluxonFsSection:
         default=None,
         check=absolute_path,
     )
+    service_secret_accept_files: list[str] = config_field(
+        doc="fs master and fs agents: more service secrets accepted (never used to sign), so the secret can be "
+        "rotated with rolling restarts (docs/security.md).",
+        factory=list,
+        check=each(absolute_path),
+    )
 
 
 @attrs.frozen

@@ -167,3 +167,35 @@ def test_service_only_calls_need_a_service_token_of_the_caller_for_that_call(mas
     assert exports.snapshot().version == version
     # The member may still read the snapshot and report its own mounts.
     assert member.export_snapshot(ExportSnapshotQuery()).version == version
+
+
+def test_the_service_secret_rotates_with_rolling_restarts() -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    store = LoopbackStore("agent-a")
+
+    def master_with(credential: ServiceCredential) -> None:
+        table = HandlerTable(credential)
+        exports = ExportRegistry(FsCacheConfig(exports={"demo": ExportCacheConfig("/data/demo")}))
+        RegistryHandlers(exports, MountRegistry(), {}.get).register_paths(table)
+        ConfigHandlers(exports).register_paths(table)
+        for call in CALLS:
+            if call.path.startswith(("/fluxon_fs/auth/", "/fluxon_fs/transfer/")):
+                table.add(call, lambda _caller, _request: None)
+        table.serve(store)
+
+    def registers(agent: ServiceCredential) -> bool:
+        try:
+            link_to(store, service=agent).register_export(ExportRegistration("tcp://h:1", {"demo": "/data/demo"}))
+        except PermissionDeniedError:
+            return False
+        return True
+
+    # Phase 1: everyone signs with the old secret and also accepts the new one.
+    master_with(ServiceCredential(old, [new]))
+    assert registers(ServiceCredential(old, [new])) and registers(ServiceCredential(new, [old]))
+    # Phase 2 (rolling): processes restarted on the new secret still talk to those not yet restarted.
+    master_with(ServiceCredential(new, [old]))
+    assert registers(ServiceCredential(old, [new])) and registers(ServiceCredential(new))
+    # Phase 3: the old secret is dropped everywhere and stops working.
+    master_with(ServiceCredential(new))
+    assert registers(ServiceCredential(new)) and not registers(ServiceCredential(old))

@@ -13,17 +13,21 @@ under a different key), so a token is bound to its caller, its path and a short 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError
 from fluxon_core.kv.auth import RpcAuthenticator, SecretFileError, load_or_create_secret_file, read_secret_file
 
 
 class ServiceCredential:
-    """Signs and checks service tokens of one FS deployment."""
+    """Signs service tokens with one secret; checks them against it and any ``also_accepted`` secrets.
 
-    def __init__(self, secret: bytes) -> None:
+    Accepting extra secrets is what lets the secret be rotated with rolling restarts (docs/security.md).
+    """
+
+    def __init__(self, secret: bytes, also_accepted: Sequence[bytes] = ()) -> None:
         self._authenticator = RpcAuthenticator(secret)
+        self._accepted = [self._authenticator, *(RpcAuthenticator(extra) for extra in also_accepted)]
 
     @property
     def authenticator(self) -> RpcAuthenticator:
@@ -36,23 +40,45 @@ class ServiceCredential:
 
     def verify(self, token: str | None, caller: str, path: str) -> None:
         """Raise PermissionDeniedError unless ``token`` is a fresh service token of ``caller`` for ``path``."""
-        self._authenticator.verify_token(token, caller, path, what="service")
+        refusal: PermissionDeniedError | None = None
+        for authenticator in self._accepted:
+            try:
+                authenticator.verify_token(token, caller, path, what="service")
+                return
+            except PermissionDeniedError as exc:
+                refusal = refusal or exc
+        assert refusal is not None
+        raise refusal
 
 
-def create_service_credential(path: str | os.PathLike[str]) -> ServiceCredential:
+def create_service_credential(
+    path: str | os.PathLike[str], also_accepted: Sequence[str | os.PathLike[str]] = ()
+) -> ServiceCredential:
     """The fs master's credential: the secret in ``path``, created (0600, parent 0700) when missing."""
     try:
-        return ServiceCredential(load_or_create_secret_file(path))
+        return ServiceCredential(load_or_create_secret_file(path), _accepted(also_accepted))
     except SecretFileError as exc:
         raise InvalidArgumentError(f"fluxon_fs.service_secret_file: {exc}") from None
 
 
-def read_service_credential(path: str | os.PathLike[str]) -> ServiceCredential:
+def read_service_credential(
+    path: str | os.PathLike[str], also_accepted: Sequence[str | os.PathLike[str]] = ()
+) -> ServiceCredential:
     """An fs agent's credential: the secret the fs master created, copied to this host (0600)."""
     try:
-        return ServiceCredential(read_secret_file(path))
+        return ServiceCredential(read_secret_file(path), _accepted(also_accepted))
     except SecretFileError as exc:
         raise InvalidArgumentError(
             f"fluxon_fs.service_secret_file: {exc}. An fs agent needs the fs master's service secret: copy "
             "that file to this host with mode 0600 (docs/security.md)"
         ) from None
+
+
+def _accepted(paths: Sequence[str | os.PathLike[str]]) -> list[bytes]:
+    secrets = []
+    for path in paths:
+        try:
+            secrets.append(read_secret_file(path))
+        except SecretFileError as exc:
+            raise InvalidArgumentError(f"fluxon_fs.service_secret_accept_files: {exc}") from None
+    return secrets

@@ -106,7 +106,7 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
     agent_config = config.fluxon_fs.agent
     if agent_config is None:
         raise InvalidArgumentError("fluxon_fs.agent is required for an fs agent")
-    service = read_service_credential(config.service_secret_path())
+    service = read_service_credential(config.service_secret_path(), config.fluxon_fs.service_secret_accept_files)
     if store is None:
         if config.kvclient is None or "instance_key" not in config.kvclient:
             raise InvalidArgumentError(

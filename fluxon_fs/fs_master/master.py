@@ -57,7 +57,9 @@ class FsMaster:
         self.workdir = workdir
         self.panel_config: MasterPanelConfig = config.fluxon_fs.master_panel
         self.instance_key = config.fluxon_fs.master.instance_key
-        self.service = create_service_credential(config.service_secret_path())
+        self.service = create_service_credential(
+            config.service_secret_path(), config.fluxon_fs.service_secret_accept_files
+        )
         self._owns_store = store is None
         self.store = store or new_store(config.kv_client_config(self.instance_key), role="fs_master").unwrap(
             "new_store failed"
