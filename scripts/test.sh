@@ -8,6 +8,7 @@
 #      chromium        the panel browser tests (tests/test_panel_browser.py drives /usr/bin/chromium)
 #      rsync, rclone   baselines of the transfer and pre-scan benchmarks (python -m benchmarks.run)
 #      openssh-server  the private sshd of the mount benchmark's SFTP baseline
+#      jq              the panel API example of docs/panel.md (tests/test_doc_snippets.py runs it)
 #    Without root nothing is installed: the missing packages are named with the command to install them,
 #    and the run goes on. The browser tests then skip, saying chromium is not installed; the suite
 #    itself does not use the benchmark tools.
@@ -23,9 +24,10 @@ declare -A PROBES=(
     [rsync]=/usr/bin/rsync
     [rclone]=/usr/bin/rclone
     [openssh-server]=/usr/sbin/sshd
+    [jq]=/usr/bin/jq
 )
 missing=()
-for package in chromium rsync rclone openssh-server; do
+for package in chromium rsync rclone openssh-server jq; do
     [ -x "${PROBES[$package]}" ] || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -36,7 +38,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
             || echo "warning: apt-get could not install ${missing[*]}; continuing without them" >&2
     else
         echo "warning: not installed: ${missing[*]} (needs root: apt-get install ${missing[*]});" \
-            "continuing: the browser tests skip without chromium" >&2
+            "continuing: the browser tests skip without chromium, the panel API example fails without jq" >&2
     fi
 fi
 
