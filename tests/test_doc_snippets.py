@@ -510,3 +510,131 @@ def test_the_demo_names_the_docs_use_are_the_demos() -> None:
     example = (ROOT / "examples" / "start_master_owner.py").read_text(encoding="utf-8")
     for variable in ("CLUSTER_NAME", "SHARED_MEMORY_PATH", "SHARED_FILE_PATH"):
         assert re.search(rf'{variable} = os.environ.get\("{variable}", "[^"]*{KV_EXAMPLE_NAME}"\)', example)
+
+
+# ----------------------------------------------------------------- names the prose uses
+
+CONFIG_ROOT_SECTIONS = ("fluxon_fs", "fluxonkv_spec", "kvclient", "monitoring", "contribute_to_cluster_pool_size")
+FS_SECTIONS = {"master", "cache", "master_panel", "agent", "mount", "identity"}
+DOTTED_NAME = re.compile(r"\b((?:fluxon_core|fluxon_fs|fluxon_py|fluxon_plugins)(?:\.[A-Za-z_]\w*)+)")
+CONFIG_PATH = re.compile(rf"`((?:{'|'.join(CONFIG_ROOT_SECTIONS)})\.[\w.\[\]'<>]+)`")
+
+
+def _prose(doc: Path) -> str:
+    """The hand-written part of a document (the generated configuration reference excluded)."""
+    from fluxon_core.config.reference import BEGIN_MARK
+
+    return doc.read_text(encoding="utf-8").partition(BEGIN_MARK)[0]
+
+
+def _resolves(dotted: str) -> bool:
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(target, attribute):
+                return False
+            target = getattr(target, attribute)
+        return True
+    return False
+
+
+def test_module_and_attribute_names_in_the_docs_exist() -> None:
+    problems = []
+    for doc in DOCS:
+        text = _prose(doc)
+        for match in DOTTED_NAME.finditer(text):
+            name = match.group(1)
+            if name.startswith("fluxon_fs.") and name.split(".")[1] in FS_SECTIONS:
+                continue  # a config path (checked below), not a module
+            if not _resolves(name):
+                line = text.count("\n", 0, match.start()) + 1
+                problems.append(f"{doc.relative_to(ROOT)}:{line}: {name} is no module or attribute")
+    assert not problems, "\n".join(problems)
+
+
+def test_config_paths_in_the_docs_exist() -> None:
+    from fluxon_core.config.reference import reference_roots, rows_for
+
+    known: set[str] = set()
+    for _, config_type in reference_roots():
+        for row in rows_for(config_type, ""):
+            parts = re.sub(r"\['<name>'\]|\[\]", "", row.path).split(".")
+            known.update(".".join(parts[start:end]) for start in range(len(parts)) for end in range(start + 1, 99))
+    problems = []
+    for doc in DOCS:
+        text = _prose(doc)
+        for match in CONFIG_PATH.finditer(text):
+            path = re.sub(r"\[[^\]]*\]", "", match.group(1))
+            if path.startswith("fluxon_fs.") and path.split(".")[1] not in FS_SECTIONS:
+                continue  # a module (checked above)
+            if path not in known:
+                line = text.count("\n", 0, match.start()) + 1
+                problems.append(f"{doc.relative_to(ROOT)}:{line}: no config field {match.group(1)}")
+    assert not problems, "\n".join(problems)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _synopses() -> Iterator[tuple[str, str]]:
+    """(where, one command's synopsis with its continuation lines) from ``text`` blocks of ``fluxon`` commands."""
+    for block in all_blocks():
+        if block.lang != "text" or not block.code.startswith("fluxon "):
+            continue
+        current: list[str] = []
+        start = block.line + 1
+        for offset, line in enumerate(block.code.splitlines()):
+            if line.startswith("fluxon "):
+                if current:
+                    yield f"{block.doc.relative_to(ROOT)}:{start}", " ".join(current)
+                current, start = [line], block.line + 1 + offset
+            elif line.strip():
+                current.append(line.strip())
+        if current:
+            yield f"{block.doc.relative_to(ROOT)}:{start}", " ".join(current)
+
+
+def test_cli_synopses_name_exactly_the_options_of_their_commands() -> None:
+    from fluxon_core.cli import build_parser, collect_commands
+
+    root = build_parser(collect_commands())
+    problems = []
+    for where, synopsis in _synopses():
+        words = synopsis.split()[1:]
+        leaves = [("fluxon", root)]
+        while words:
+            names, used = [words[0]], 1  # "pause | resume" lists alternative subcommands
+            while used + 1 < len(words) and words[used] == "|":
+                names.append(words[used + 1])
+                used += 2
+            if not all(name in _subcommands(parser) for _, parser in leaves for name in names):
+                break
+            del words[:used]
+            leaves = [(f"{label} {name}", _subcommands(parser)[name]) for label, parser in leaves for name in names]
+        documented = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", " ".join(words)))
+        for label, parser in leaves:
+            if _subcommands(parser):
+                problems.append(f"{where}: {label} needs a subcommand")
+                continue
+            real = {option for action in parser._actions for option in action.option_strings} - {"-h", "--help"}
+            spelled = {option for option in real if option in documented}
+            missing = {
+                min(action.option_strings, key=len)
+                for action in parser._actions
+                if action.option_strings and not set(action.option_strings) & spelled and action.dest != "help"
+            }
+            if documented - real:
+                problems.append(f"{where}: {label} has no option {', '.join(sorted(documented - real))}")
+            if missing:
+                problems.append(f"{where}: {label} has options the synopsis leaves out: {', '.join(sorted(missing))}")
+    assert not problems, "\n".join(problems)
