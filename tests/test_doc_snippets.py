@@ -22,8 +22,8 @@
       run in the same interpreter right after the previous python block of the file (whose names it
       uses); it states the same ``needs=``.
   ``until-ctrl-c``
-      the block serves until interrupted: once it prints its first line it gets SIGINT and must exit
-      with status 130.
+      the block serves until interrupted: it gets SIGINT a moment (``CTRL_C_GRACE_S``) after it
+      prints its first line, and must exit with status 130.
   ``pythonpath=DIR``
       run with the repository's ``DIR`` on ``PYTHONPATH`` (e.g. an example plugin's source).
 
@@ -68,6 +68,7 @@ GIVEN_BY_STACK = {"demo-stack": {"kvclient_dict", "yaml_text", "user", "password
 KV_EXAMPLE_NAME = "fluxon_demo"  # CLUSTER_NAME and both shared paths' last part in examples/start_master_owner.py
 MOUNT_ROOT = "/tmp/mnt/"
 BLOCK_TIMEOUT_S = 180
+CTRL_C_GRACE_S = 2.0  # from a block's first line to the call that waits for Ctrl-C
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>```+)(?P<lang>[^`\s]*)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(?P<body>.*?)\s*-->\s*$")
@@ -277,9 +278,17 @@ class Stack:
     given: dict
 
 
+def _sigint_as_default() -> None:
+    # Children that are to be stopped with Ctrl-C must not inherit an ignored SIGINT (a test run
+    # started in the background of a script ignores it, and Python then never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_wait(argv: list[str], env: dict[str, str], log: Path, ready_text: str, what: str) -> subprocess.Popen:
     with open(log, "w") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_sigint_as_default
+        )
     deadline = time.monotonic() + 240
     while ready_text not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -392,7 +401,15 @@ def _shell_argv(block: Block, names: Names) -> list[str]:
 
 
 def _run_until_ctrl_c(argv: list[str], cwd: Path, env: dict[str, str], where: str) -> None:
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_default,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     ready, _, _ = select.select([proc.stdout], [], [], BLOCK_TIMEOUT_S)
     first = proc.stdout.readline() if ready else ""
@@ -400,6 +417,7 @@ def _run_until_ctrl_c(argv: list[str], cwd: Path, env: dict[str, str], where: st
         proc.kill()
         _, err = proc.communicate()
         pytest.fail(f"{where}: printed nothing before exiting or timing out (status {proc.returncode})\n{err[-3000:]}")
+    time.sleep(CTRL_C_GRACE_S)
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
