@@ -102,6 +102,19 @@ def rows_for(cls: type, prefix: str) -> list[ReferenceRow]:
     return rows
 
 
+def host_set_fields(category: str) -> dict[str, str]:
+    """Options of ``category``'s kinds that no config may set, with where the host takes each from.
+
+    The only block of the ``cache`` category is the KV plane's ``pool``, which refuses the placement
+    fields and fills them itself; listing them as options would document keys that no YAML accepts.
+    """
+    if category != "cache":
+        return {}
+    from fluxon_core.kv.pool import PLACEMENT_FIELDS  # here: fluxon_core.kv imports this package
+
+    return PLACEMENT_FIELDS
+
+
 def _table(rows: list[ReferenceRow]) -> list[str]:
     lines = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for row in rows:
@@ -132,10 +145,14 @@ def render_reference() -> str:
                 continue
             lines.append(f"#### {category} `{kind}` (plugin `{entry.plugin}`)")
             lines.append("")
-            if entry.config_type is None:
-                lines += ["Takes no options.", ""]
-            else:
-                lines += [*_table(rows_for(entry.config_type, f"<block>.{kind}")), ""]
+            host_set = host_set_fields(category)
+            rows = [] if entry.config_type is None else rows_for(entry.config_type, f"<block>.{kind}")
+            settable = [row for row in rows if row.path.split(".")[2] not in host_set]
+            lines += [*_table(settable), ""] if settable else ["Takes no options.", ""]
+            set_by_host = [name for name in host_set if any(row.path.split(".")[2] == name for row in rows)]
+            if set_by_host:
+                where = "; ".join(f"`{name}` from {host_set[name]}" for name in set_by_host)
+                lines += [f"Not options: the KV plane sets {where}.", ""]
     lines.append(END_MARK)
     return "\n".join(lines) + "\n"
 
