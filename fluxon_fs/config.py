@@ -161,7 +161,7 @@ class AgentExportConfig:
 
 @attrs.frozen
 class FsAgentConfig:
-    """The ``fluxon_fs.export.serving`` section of an fs agent."""
+    """The ``fluxon_fs.agent`` section of an fs agent."""
 
     exports: dict[str, AgentExportConfig] = config_field(doc="exports served by this agent, by name.", factory=dict)
     session_idle_timeout_s: float = config_field(

@@ -26,5 +26,5 @@ def start_fs_agent_process(
     workdir: str | os.PathLike[str] | None = None,
     log_path: str | os.PathLike[str] | None = None,
 ) -> RoleProcess:
-    """Start an fs agent (config: an FS role YAML path or dict with ``kvclient`` and ``fluxon_fs.export.serving``)."""
+    """Start an fs agent (config: an FS role YAML path or dict with ``kvclient`` and ``fluxon_fs.agent``)."""
     return start_role_process(FS_AGENT_MODULE, "fs_agent", config, workdir=workdir, log_path=log_path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from fluxon_core.kv import KvClient
+from fluxon_core.kv import as_kv_client
 from fluxon_fs.auth.service import ServiceCredential
 from fluxon_fs.auth.tokens import TokenClaims
 from fluxon_fs.master_api import calls
@@ -65,13 +65,13 @@ class FsMasterLink:
 
     def __init__(
         self,
-        store: KvClient,
+        store: Any,
         master_instance_key: str,
         timeout_ms: float = DEFAULT_MASTER_TIMEOUT_MS,
         *,
         service: ServiceCredential | None = None,
     ) -> None:
-        self.store = store
+        self.store = as_kv_client(store)
         self.master_instance_key = master_instance_key
         self.timeout_ms = timeout_ms
         self._service = service
