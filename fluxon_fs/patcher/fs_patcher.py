@@ -30,7 +30,8 @@ from fluxon_core.monitoring import MonitoringConfig, MonitoringHandle, start_mon
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
 from fluxon_fs.master_api.link import FsMasterLink
-from fluxon_fs.master_api.records import ExportSnapshotQuery, Login, MountRemoval, MountReport, SnapshotExport
+from fluxon_fs.master_api.records import ExportSnapshotQuery, MountRemoval, MountReport, SnapshotExport
+from fluxon_fs.master_api.session import UserSession
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
 from fluxon_fs.patcher.intercept import process_interceptor
 from fluxon_fs.patcher.kv_piece_cache import KvPieceCache
@@ -40,34 +41,9 @@ from fluxon_fs.patcher.options import MountOptions
 log = get_logger("fluxon.fs.patcher")
 
 CACHE_NOT_LOADED = "fluxon_fs cache config is not loaded yet"
-TOKEN_REFRESH_MARGIN_S = 60.0
 MOUNT_REPORT_INTERVAL_S = 10.0
 CACHE_CONFIG_FETCH_TIMEOUT_S = 60.0
 CACHE_CONFIG_RETRY_S = 0.2
-
-
-class _Identity:
-    """The bound identity: a session token, renewed with the password shortly before it expires."""
-
-    def __init__(self, link: FsMasterLink, username: str, password: str) -> None:
-        self._link = link
-        self.username = username
-        self._password = password
-        self._lock = threading.Lock()
-        self._token = ""
-        self._expires_at = 0.0
-        self._login()
-
-    def _login(self) -> None:
-        reply = self._link.login(Login(self.username, self._password))
-        self._token, self._expires_at = reply.token, float(reply.expires_at)
-
-    def token(self, _rpc_path: str = "") -> str:
-        """The current token (logs in again when it is about to expire)."""
-        with self._lock:
-            if time.time() > self._expires_at - TOKEN_REFRESH_MARGIN_S:
-                self._login()
-            return self._token
 
 
 class _SnapshotFollower:
@@ -171,7 +147,7 @@ class FluxonFsPatcher:
         self._cache_loaded = threading.Event()
         self._rules: CacheRuleSet | None = None
         self._cache_error: BaseException | None = None
-        self._identity: _Identity | None = None
+        self._identity: UserSession | None = None
         self._installed = 0
         self._mounts: dict[str, str] = {}
         self._rpc_client = native.transport().new_client()
@@ -240,7 +216,7 @@ class FluxonFsPatcher:
         once by the fs master). When the login is refused, no identity stays bound."""
         link = self._require_link("set_request_identity")
         self.clear_request_identity()
-        self._identity = _Identity(link, username, password)
+        self._identity = UserSession(link, username, password)
 
     def clear_request_identity(self) -> None:
         """Forget the identity; later requests, on existing mounts too, are refused as unauthenticated."""
