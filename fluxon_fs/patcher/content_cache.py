@@ -18,6 +18,14 @@ Piece = bytes | bytearray | memoryview
 CACHE_KEY_ROOT = "/fluxon_fs_cache/"
 
 
+def export_cache_prefix(export_name: str) -> str:
+    """The key prefix of everything cached for ``export_name``: ``/fluxon_fs_cache/<export>/``.
+
+    The mount client gives it the export's ``cache_max_bytes`` as a budget in the host pool.
+    """
+    return f"{CACHE_KEY_ROOT}{export_name}/"
+
+
 def piece_key(export_name: str, relpath: str, version: str, piece_index: int) -> str:
     """The cache key of one piece: ``/fluxon_fs_cache/<export>/<relpath>@<version>/<piece_index>``."""
     return f"{CACHE_KEY_ROOT}{export_name}/{relpath}@{version}/{piece_index}"

@@ -33,6 +33,7 @@ from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import ExportSnapshotQuery, MountRemoval, MountReport, SnapshotExport
 from fluxon_fs.master_api.session import UserSession
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
+from fluxon_fs.patcher.content_cache import export_cache_prefix
 from fluxon_fs.patcher.intercept import process_interceptor
 from fluxon_fs.patcher.kv_piece_cache import KvPieceCache
 from fluxon_fs.patcher.mount_table import process_mount_table
@@ -152,6 +153,8 @@ class FluxonFsPatcher:
         self._mounts: dict[str, str] = {}
         self._rpc_client = native.transport().new_client()
         self._piece_cache = KvPieceCache(native)
+        self._cache_budgets: dict[str, int] = {}
+        """Budget of each mounted export's pieces in the host pool, as the fs master's snapshot says."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reporter: threading.Thread | None = None
@@ -318,6 +321,7 @@ class FluxonFsPatcher:
         )
         with self._lock:
             self._mounts[mounted.mount_dir] = export_name
+        self._set_cache_budget(export_name, export.cache_max_bytes)
         self._report_mount(mounted.mount_dir, export_name)
         self._start_reporter()
         log.info("mounted export %s at %s", export_name, mounted.mount_dir)
@@ -361,6 +365,21 @@ class FluxonFsPatcher:
         while not self._stop.wait(MOUNT_REPORT_INTERVAL_S):
             for mount_dir, export_name in list(self._mounts.items()):
                 self._report_mount(mount_dir, export_name)
+
+    # ----- content cache budgets ----------------------------------------------------------------
+
+    def _set_cache_budget(self, export_name: str, max_bytes: int) -> None:
+        """Give the export's pieces their budget in the host pool.
+
+        The budget is the fs master's ``cache_max_bytes`` (its snapshot), not this client's config:
+        the pool is shared by every process of the host, so they must all set the same one.
+        """
+        self._cache_budgets[export_name] = max_bytes
+        result = self._store.set_prefix_budget(export_cache_prefix(export_name), max_bytes)
+        if result.is_err():
+            log.warning(
+                "export %s is cached without a budget in this host's pool: %s", export_name, result.unwrap_error()
+            )
 
 
 def install_patcher_from_master(*, kv_store: Any, config_path: str | os.PathLike[str]) -> FluxonFsPatcher:
