@@ -22,6 +22,8 @@ from fluxon_fs.master_api.records import (
     BatchCompletion,
     BatchFailure,
     BatchReportReply,
+    CacheUsageReport,
+    CacheUsageReportReply,
     ExportHeartbeat,
     ExportHeartbeatReply,
     ExportRegistration,
@@ -107,6 +109,10 @@ class FsMasterLink:
     def remove_mount(self, removal: MountRemoval, timeout_ms: float | None = None) -> MountRemovalReply:
         """Forget a mount of the calling client."""
         return self._exchange(calls.REMOVE_MOUNT, removal, timeout_ms)
+
+    def report_cache_usage(self, report: CacheUsageReport, timeout_ms: float | None = None) -> CacheUsageReportReply:
+        """Add the calling client's content-cache figures (pool usage per export, hits and misses since the last)."""
+        return self._exchange(calls.REPORT_CACHE_USAGE, report, timeout_ms)
 
     # ----- access -------------------------------------------------------------------------------
 
