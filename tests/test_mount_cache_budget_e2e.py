@@ -169,3 +169,9 @@ def test_the_overview_counts_content_cache_hits_and_misses(e2e: MountE2E, panel:
     assert calls["read_chunk"] == 0, calls
     wait_until(lambda: overview_export(panel, "demo")["cache_hits"] == before + 2, 10, "the live mount's report")
     assert overview_export(panel, "demo")["cache_misses"] == expected["demo"][1]
+
+
+def test_a_budget_another_process_set_is_put_back_by_the_mounts_reports(e2e: MountE2E) -> None:
+    assert e2e.store.set_prefix_budget(export_cache_prefix("demo"), 2 * DEMO_BUDGET).is_ok()  # the last setter wins
+    assert usage(e2e, "demo").budget_bytes == 2 * DEMO_BUDGET
+    wait_until(lambda: usage(e2e, "demo").budget_bytes == DEMO_BUDGET, 10, "the fs master's budget to be restored")

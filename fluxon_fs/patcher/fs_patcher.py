@@ -410,10 +410,13 @@ class FluxonFsPatcher:
             return
         try:
             pool_owner = self._store.pool_owner()
-            pool_usage = self._store.prefix_usage().unwrap("pool usage")
-        except ApiError as exc:
-            log.info("content cache usage of this host's pool unavailable: %s", exc)
+        except ApiError as exc:  # the store is closed
+            log.info("content cache figures not reported: %s", exc)
             return
+        answer = self._store.prefix_usage()
+        if answer.is_err():  # a pool kind without budgets: hits and misses are still worth reporting
+            log.info("content cache usage of this host's pool unavailable: %s", answer.unwrap_error())
+        pool_usage = answer.unwrap() if answer.is_ok() else {}
         taken = [(mounted, *mounted.piece_reads.take_unreported()) for mounted in mounts]
         reads: dict[str, tuple[int, int]] = {}
         for mounted, hits, misses in taken:
@@ -423,7 +426,7 @@ class FluxonFsPatcher:
         for name, (hits, misses) in reads.items():
             usage = pool_usage.get(export_cache_prefix(name))
             wanted = self._cache_budgets.get(name)
-            if wanted is not None and (usage is None or usage.budget_bytes != wanted):
+            if answer.is_ok() and wanted is not None and (usage is None or usage.budget_bytes != wanted):
                 self._set_cache_budget(name, wanted)
             pool = (
                 None
