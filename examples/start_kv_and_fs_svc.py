@@ -9,8 +9,9 @@ transfer state). Set ETCD_ENDPOINT=host:port (or pass --etcd) to use a real etcd
 paths come from environment variables of the same name: CLUSTER_NAME, SHARED_MEMORY_PATH,
 SHARED_FILE_PATH, KV_MASTER_ADDRESS, FS_MASTER_INSTANCE_KEY, OWNER_INSTANCE_KEY,
 FS_AGENT_INSTANCE_KEY, EXPORT_NAME, REMOTE_ROOT_DIR, FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL,
-ADMIN_USERNAME, ADMIN_PASSWORD. Role output goes to WORKDIR/log; the terminal keeps a summary.
-Ready-to-use writer.yaml and reader.yaml are written into WORKDIR.
+ADMIN_USERNAME, ADMIN_PASSWORD. WORKDIR (--workdir, default /tmp/fluxon_fs_demo) holds configs, logs
+and data: role output goes to WORKDIR/log (the terminal keeps a summary), and REMOTE_ROOT_DIR, unless
+set, is WORKDIR/export_<EXPORT_NAME>. Ready-to-use writer.yaml and reader.yaml are written into WORKDIR.
 """
 
 from __future__ import annotations

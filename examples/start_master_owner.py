@@ -5,7 +5,9 @@
 
 The owner publishes <SHARED_FILE_PATH>/<CLUSTER_NAME>/shared.json; any process on this host can then
 attach as an external client knowing only CLUSTER_NAME and the shared paths (see
-examples/external_put_get_del.py). Role logs go to <workdir>/log/, the terminal keeps a summary.
+examples/external_put_get_del.py). Role configs and logs go to WORKDIR (--workdir, else the WORKDIR
+environment variable, else /tmp/fluxon_demo; never the current directory): logs under WORKDIR/log,
+the terminal keeps a summary.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ SHARED_MEMORY_PATH = os.environ.get("SHARED_MEMORY_PATH", "/dev/shm/fluxon_demo"
 SHARED_FILE_PATH = os.environ.get("SHARED_FILE_PATH", "/dev/shm/fluxon_demo")
 MASTER_INSTANCE_KEY = "kv-master"
 OWNER_INSTANCE_KEY = os.environ.get("OWNER_INSTANCE_KEY", f"owner-{socket.gethostname()}")
+WORKDIR = os.environ.get("WORKDIR") or "/tmp/fluxon_demo"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=os.path.abspath("fluxon_work"), help="role configs and logs")
+    parser.add_argument(
+        "--workdir", default=WORKDIR, help="role configs and logs (default %(default)s, from $WORKDIR when set)"
+    )
     parser.add_argument("--pool-size", default="256MiB", help="shared-memory pool the owner contributes")
     args = parser.parse_args()
     workdir = os.path.abspath(args.workdir)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import attrs
+
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 
 if TYPE_CHECKING:
@@ -116,6 +118,36 @@ class CacheBackend(Protocol):
 
     def close(self) -> None:
         """Release mappings; idempotent."""
+        ...
+
+
+@attrs.frozen
+class PrefixUsage:
+    """What a cache holds under one key prefix that has a byte budget (charged bytes, as ``used_bytes``)."""
+
+    budget_bytes: int
+    used_bytes: int
+    entries: int
+    evictions: int
+    """Values of the prefix evicted to keep it within its budget (or the cache within its capacity)."""
+
+
+@runtime_checkable
+class PrefixBudgetedCache(Protocol):
+    """A :class:`CacheBackend` that also caps the bytes held under key prefixes (optional for a cache kind).
+
+    A value whose key starts with a budgeted prefix is charged to that prefix too; storing it first
+    evicts the prefix's own least recently used values until the prefix fits its budget, and only
+    then, if the whole cache is full, the cache's least recently used values of any prefix. Budgeted
+    prefixes must not overlap, so a key belongs to at most one.
+    """
+
+    def set_prefix_budget(self, prefix: str, max_bytes: int) -> None:
+        """Cap ``prefix`` at ``max_bytes`` (set or change; a lower budget evicts at once)."""
+        ...
+
+    def prefix_usage(self) -> dict[str, PrefixUsage]:
+        """Every budgeted prefix with its budget and what it holds now."""
         ...
 
 

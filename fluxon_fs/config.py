@@ -11,6 +11,7 @@ import attrs
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.config import BackendConfig, ByteSize, ConfigError, config_field, load_backend_block, load_config
 from fluxon_core.config.fields import (
+    Check,
     absolute_path,
     all_of,
     each,
@@ -126,6 +127,16 @@ class FsCacheConfig:
         return problems
 
 
+MAX_REPORT_INTERVAL_MS = 10_000
+
+
+def _at_most(limit: int) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value <= limit else f"must be at most {limit}"
+
+    return check
+
+
 @attrs.frozen
 class FsMasterRef:
     """Which fs master a role or client follows."""
@@ -133,6 +144,12 @@ class FsMasterRef:
     instance_key: str = config_field(doc="instance key of the fs master.", check=identifier)
     pull_interval_ms: int = config_field(
         doc="how often clients poll the master's versioned config.", default=1000, check=positive
+    )
+    report_interval_ms: int = config_field(
+        doc="how often mount clients report their mounts and content-cache figures (usage, hits, misses) "
+        "to the master for the panel; at most 10000, as the master forgets a mount not reported for 30 s.",
+        default=10_000,
+        check=all_of(positive, _at_most(MAX_REPORT_INTERVAL_MS)),
     )
 
 

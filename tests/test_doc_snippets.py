@@ -56,6 +56,7 @@ import pytest
 import yaml
 
 from fluxon_fs.cli.demo import add_demo_arguments
+from fluxon_fs.config import FluxonFsSection
 from fluxon_fs.demo.stack import StackSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -533,7 +534,8 @@ def test_the_demo_names_the_docs_use_are_the_demos() -> None:
 # ----------------------------------------------------------------- names the prose uses
 
 CONFIG_ROOT_SECTIONS = ("fluxon_fs", "fluxonkv_spec", "kvclient", "monitoring", "contribute_to_cluster_pool_size")
-FS_SECTIONS = {"master", "cache", "master_panel", "agent", "mount", "identity"}
+FS_SECTIONS = {field.name for field in attrs.fields(FluxonFsSection)}
+"""The keys of the ``fluxon_fs`` section: ``fluxon_fs.<key>`` in prose is a config path, not a module."""
 DOTTED_NAME = re.compile(r"\b((?:fluxon_core|fluxon_fs|fluxon_py|fluxon_plugins)(?:\.[A-Za-z_]\w*)+)")
 CONFIG_PATH = re.compile(rf"`((?:{'|'.join(CONFIG_ROOT_SECTIONS)})\.[\w.\[\]'<>]+)`")
 

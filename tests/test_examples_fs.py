@@ -54,10 +54,12 @@ def ops(output: str) -> dict[str, list[tuple[str, int]]]:
 
 def test_service_writer_reader_as_in_the_guide(demo_env):
     env, workdir = demo_env
+    env["WORKDIR"] = str(workdir)
+    del env["REMOTE_ROOT_DIR"]  # unset: the export directory follows WORKDIR
     log = workdir.parent / "svc.out"
     with open(log, "w") as out:
         svc = subprocess.Popen(
-            [sys.executable, "examples/start_kv_and_fs_svc.py", "--workdir", str(workdir)],
+            [sys.executable, "examples/start_kv_and_fs_svc.py"],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -86,7 +88,7 @@ def test_service_writer_reader_as_in_the_guide(demo_env):
         assert len(read["read_remote"]) == 6 and len(read["read_local"]) == 6
         assert {n for _, n in read["read_remote"]} == {262144}
         # what the reader saw through its mount is what the writer put on the agent's disk
-        export = Path(env["REMOTE_ROOT_DIR"]) / "fluxon_example"
+        export = workdir / "export_demo" / "fluxon_example"
         assert sorted(p.name for p in export.iterdir()) == ["file_0.bin", "file_1.bin", "file_2.bin"]
     finally:
         svc.send_signal(signal.SIGINT)

@@ -13,7 +13,9 @@ from fluxon_core.errors import ApiError, InvalidArgumentError, PermissionDeniedE
 from fluxon_core.result import Result
 from fluxon_fs.auth.service import ServiceCredential
 from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
+from fluxon_fs.fs_master.cache_usage import CacheUsageRegistry, ExportCacheUsage
 from fluxon_fs.fs_master.export_registry import ExportRegistry
+from fluxon_fs.fs_master.handlers.cache import CacheUsageHandlers
 from fluxon_fs.fs_master.handlers.config import ConfigHandlers
 from fluxon_fs.fs_master.handlers.registry import RegistryHandlers
 from fluxon_fs.fs_master.handlers.table import HandlerTable
@@ -23,7 +25,10 @@ from fluxon_fs.master_api.calls import CALLS, CALLS_BY_PATH
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.paths import EXPORT_REGISTRY_PATH, TRANSFER_RENEW_PATH
 from fluxon_fs.master_api.records import (
+    CacheUsageReport,
+    ExportCacheFigures,
     ExportHeartbeat,
+    ExportPoolFigures,
     ExportRegistration,
     ExportSnapshotQuery,
     ExportUnregistration,
@@ -64,6 +69,7 @@ def master():
     table = HandlerTable(SERVICE)
     ConfigHandlers(exports).register_paths(table)
     RegistryHandlers(exports, mounts, {"token-of-alice": "alice"}.get).register_paths(table)
+    CacheUsageHandlers(CacheUsageRegistry()).register_paths(table)
     for call in CALLS:  # the access and transfer domains need stores; the end-to-end tests cover them
         if call.path.startswith(("/fluxon_fs/auth/", "/fluxon_fs/transfer/")):
             table.add(call, lambda _caller, _request: None)
@@ -178,6 +184,7 @@ def test_the_service_secret_rotates_with_rolling_restarts() -> None:
         exports = ExportRegistry(FsCacheConfig(exports={"demo": ExportCacheConfig("/data/demo")}))
         RegistryHandlers(exports, MountRegistry(), {}.get).register_paths(table)
         ConfigHandlers(exports).register_paths(table)
+        CacheUsageHandlers(CacheUsageRegistry()).register_paths(table)
         for call in CALLS:
             if call.path.startswith(("/fluxon_fs/auth/", "/fluxon_fs/transfer/")):
                 table.add(call, lambda _caller, _request: None)
@@ -199,3 +206,34 @@ def test_the_service_secret_rotates_with_rolling_restarts() -> None:
     # Phase 3: the old secret is dropped everywhere and stops working.
     master_with(ServiceCredential(new))
     assert registers(ServiceCredential(new)) and not registers(ServiceCredential(old))
+
+
+def test_cache_usage_adds_hits_and_misses_and_keeps_the_latest_usage_of_each_host_pool():
+    now = [100.0]
+    usage = CacheUsageRegistry(clock=lambda: now[0])
+    table = HandlerTable(SERVICE)
+    CacheUsageHandlers(usage).register_paths(table)
+    for call in CALLS:
+        if call is not calls.REPORT_CACHE_USAGE:
+            table.add(call, lambda _caller, _request: None)
+    store = LoopbackStore("client-1")
+    table.serve(store)
+    link = link_to(store)
+
+    def pool(used: int) -> ExportPoolFigures:
+        return ExportPoolFigures(budget_bytes=8 << 20, used_bytes=used, entries=used >> 20, evictions=0)
+
+    link.report_cache_usage(CacheUsageReport("o1", "h1", 30.0, {"demo": ExportCacheFigures(3, 2, pool(2 << 20))}))
+    link.report_cache_usage(CacheUsageReport("o1", "h1", 30.0, {"demo": ExportCacheFigures(4, 0, pool(5 << 20))}))
+    link.report_cache_usage(CacheUsageReport("o2", "h2", 5.0, {"demo": ExportCacheFigures(0, 1, pool(1 << 20))}))
+    link.report_cache_usage(CacheUsageReport("o2", "h2", 5.0, {"aux": ExportCacheFigures(1, 0)}))
+    demo = usage.exports()["demo"]
+    assert (demo.hits, demo.misses, demo.hit_rate) == (7, 3, 0.7)
+    assert [(p.pool_owner, p.used_bytes) for p in demo.pools] == [("o1", 5 << 20), ("o2", 1 << 20)]
+    assert demo.used_bytes == 6 << 20
+    assert usage.exports()["aux"] == ExportCacheUsage(hits=1, misses=0, pools=())
+    assert usage.totals() == (8, 3)
+
+    now[0] += 10  # o2's report stood for 5 s; o1's for 30 s
+    demo = usage.exports()["demo"]
+    assert [p.pool_owner for p in demo.pools] == ["o1"] and (demo.hits, demo.misses) == (7, 3)

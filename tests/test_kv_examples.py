@@ -1,5 +1,6 @@
-"""The KV examples run as documented: start_master_owner.py keeps a master and owner up,
-external_put_get_del.py attaches to them, Ctrl-C stops everything with status 130."""
+"""The KV examples run as documented: start_master_owner.py keeps a master and owner up (its work
+directory taken from WORKDIR, nothing written to the current directory), external_put_get_del.py
+attaches to them, Ctrl-C stops everything with status 130."""
 
 from __future__ import annotations
 
@@ -27,10 +28,13 @@ def test_start_master_owner_then_external_put_get_del():
         CLUSTER_NAME=f"ex{uuid.uuid4().hex[:8]}",
         SHARED_MEMORY_PATH=str(shm),
         SHARED_FILE_PATH=str(root / "shared"),
+        WORKDIR=str(root / "work"),
     )
+    cwd = root / "cwd"
+    cwd.mkdir()
     service = subprocess.Popen(
-        [sys.executable, "examples/start_master_owner.py", "--workdir", str(root / "work"), "--pool-size", "32MiB"],
-        cwd=ROOT,
+        [sys.executable, str(ROOT / "examples" / "start_master_owner.py"), "--pool-size", "32MiB"],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -67,6 +71,7 @@ def test_start_master_owner_then_external_put_get_del():
         assert service.wait(30) == 130
         wait_until(lambda: all(gone(pid) for pid in pids), 10, "the roles to stop")
         assert not (root / "shared" / env["CLUSTER_NAME"] / "shared.json").exists()  # withdrawn on a clean stop
+        assert list(cwd.iterdir()) == []  # the work directory is WORKDIR, never the current directory
     finally:
         if service.poll() is None:
             service.kill()

@@ -259,6 +259,30 @@ def test_eviction_under_a_small_budget():
         )
 
 
+def test_a_prefix_budget_is_one_budget_for_every_process_of_the_host(plane: KvCluster):
+    first, second = plane.external("budget-1", "h1"), plane.external("budget-2", "h1")
+    elsewhere = plane.external("budget-3", "h2")
+    assert (first.pool_owner(), second.pool_owner(), elsewhere.pool_owner()) == ("o1", "o1", "o2")
+    value_pages = 25  # 100 kB + encoding, key and trailer in 4 KiB pages
+    budget = 2 * value_pages * 4096 + 1000
+    assert first.set_prefix_budget("/budget/a/", budget).is_ok()
+    for n, client in enumerate([first, first, second, second]):  # the second process never set a budget
+        assert client.put_blocking(f"/budget/a/{n}", {"data": os.urandom(100_000)}).is_ok()
+    assert second.put_blocking("/budget/other", {"data": os.urandom(100_000)}).is_ok()
+    usage = second.prefix_usage().unwrap()["/budget/a/"]
+    assert (usage.budget_bytes, usage.used_bytes, usage.entries, usage.evictions) == (
+        budget,
+        2 * value_pages * 4096,
+        2,
+        2,
+    )
+    assert value_of(second.get_blocking("/budget/a/3"))["data"].nbytes == 100_000
+    assert second.is_exist("/budget/other").unwrap()
+    assert "/budget/a/" not in elsewhere.prefix_usage().unwrap()  # the budget belongs to h1's pool
+    for prefix, size in (("/budget/", 4096), ("/budget/b/", 0), ("", 4096)):
+        assert isinstance(first.set_prefix_budget(prefix, size).unwrap_error(), InvalidArgumentError), prefix
+
+
 def test_owner_killed_then_restarted(fresh: KvCluster):
     fresh.start_owner("o1", "h1")
     fresh.start_owner("o2", "h2")

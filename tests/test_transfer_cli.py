@@ -1,16 +1,18 @@
 """``fluxon transfer`` against a real fs cluster (kv plane, fs master and an agent as processes).
 
 One cluster serves the whole module (starting it takes ~3 s); each test uses its own source folder
-and target prefix. Most commands run in-process through the argparse tree; one test runs the real
+and target prefix (the token-lifetime test starts its own, with a 2 s token lifetime). Most commands run in-process through the argparse tree; one test runs the real
 ``fluxon`` entry point in a subprocess.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import yaml
 
 from fluxon_core.cli import Command, build_parser
 from fluxon_fs.cli import transfer as commands
+from fluxon_fs.master_api.transfer_client import TransferClient
+from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.prescan import transfer_check_local_blocking
 from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
 from tests.support.poll import wait_until
@@ -199,3 +203,65 @@ def test_the_fluxon_command_runs_it(cli: Cli) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout), list)
+
+
+TOKEN_TTL_S = 2
+
+
+def test_wait_outlasts_the_session_token() -> None:
+    """``fluxon transfer wait`` and ``TransferClient.wait`` on a job that runs longer than the token lifetime.
+
+    The job's target export has no agent at first, so the job stays running; once both waits have
+    run past the first token's expiry, an agent for the target appears and the job finishes.
+    """
+    with fs_cluster() as fs:
+        fs.start_master(session={"token_ttl_s": TOKEN_TTL_S, "revocation_bound_s": 0.5})
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        make_tree(src / "data" / "slow", files=12)
+        fs.start_agent("agent-src", {"src": str(src)})
+        config = fs.root / "cli.yaml"
+        config.write_text(
+            yaml.safe_dump({"kvclient": fs.kvclient("cli-wait"), "fluxon_fs": {"master": {"instance_key": MASTER_KEY}}})
+        )
+
+        client = TransferClient(fs.kv.external("py-wait", fs.host), MASTER_KEY, *ADMIN)
+        started = time.monotonic()
+        job_id = client.create_job(
+            JobSpec(
+                source_export="src",
+                source_dir="data/slow",
+                target_export="dst",
+                target_prefix="",
+                batch_ready_bytes=50_000,
+            )
+        )
+        env = dict(os.environ, **{commands.PASSWORD_ENV: ADMIN[1]})
+        command = [sys.executable, "-c", FLUXON, "transfer", "wait", job_id, "-c", str(config), "--user", ADMIN[0]]
+        cli_wait = subprocess.Popen(
+            [*command, "--timeout", "120", "--json"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            python_wait = pool.submit(client.wait, job_id, 120)
+            try:
+                # Both waits keep polling across more than one token lifetime (the Python one logged in again)...
+                wait_until(lambda: client.session.logins >= 3, 30, "the Python client to renew its login twice")
+                wait_until(lambda: time.monotonic() - started > TOKEN_TTL_S + 1, 10, "the first token to expire")
+                assert client.show(job_id)["job"]["state"] == "running"
+                assert cli_wait.poll() is None and not python_wait.done()
+                # ...and see the job finish once the target has an agent.
+                fs.start_agent("agent-dst", {"dst": str(dst)})
+                final = python_wait.result(120)
+                out, err = cli_wait.communicate(timeout=120)
+            finally:
+                if cli_wait.poll() is None:
+                    cli_wait.kill()
+                    cli_wait.wait()
+        assert final["state"] == "succeeded", final
+        assert cli_wait.returncode == 0, err
+        assert json.loads(out)["state"] == "succeeded"
+        assert_same_tree(src / "data" / "slow", dst / "slow")

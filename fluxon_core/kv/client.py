@@ -28,7 +28,7 @@ from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.value_codec import Value, decode_value, encode_value, encoded_size
 from fluxon_core.log_setup import configure_logging, get_logger, level_from_env
 from fluxon_core.monitoring import disable_sinks_in_process
-from fluxon_core.protocols import Transport
+from fluxon_core.protocols import PrefixUsage, Transport
 from fluxon_core.result import Result
 from fluxon_core.rpc import select_transport
 from fluxon_core.rpc_types import Buffer, RpcMessage
@@ -61,6 +61,10 @@ class StoreNode(Protocol):
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
     def call_master(self, path: str, meta: Mapping[str, Any], timeout_s: float | None = None) -> RpcMessage: ...
+    def set_prefix_budget(self, prefix: str, max_bytes: int) -> None: ...
+    def prefix_usage(self) -> dict[str, PrefixUsage]: ...
+    @property
+    def pool_owner_key(self) -> str: ...
     def check_alive(self) -> None: ...
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -184,6 +188,34 @@ class KvClient:
         """Capacity, usage, entries, hits, misses and evictions of the host's pool."""
         self._check_open()
         return self._node.stats()
+
+    def pool_owner(self) -> str:
+        """Instance key of the owner whose pool this store uses (one per host; itself for an owner)."""
+        self._check_open()
+        return self._node.pool_owner_key
+
+    def set_prefix_budget(self, prefix: str, max_bytes: int) -> Result[None]:
+        """Cap the bytes this host's pool holds under keys starting with ``prefix``.
+
+        The budget lives in the pool (the owner's accounting), so it is one budget for every process
+        of the host, whichever of them stores the values. A put under the prefix first evicts the
+        prefix's own least recently used values until it fits; budgeted prefixes must not overlap.
+        Setting it again with another size changes it (a smaller one evicts at once); the last
+        setter wins. InvalidArgumentError for a bad prefix or size, or a pool kind without budgets.
+        """
+
+        def set_budget() -> None:
+            if not isinstance(prefix, str) or not prefix:
+                raise InvalidArgumentError(f"prefix must be a non-empty string, got {prefix!r}")
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+                raise InvalidArgumentError(f"max_bytes must be a positive int, got {max_bytes!r}")
+            self._node.set_prefix_budget(prefix, max_bytes)
+
+        return self._run(set_budget)
+
+    def prefix_usage(self) -> Result[dict[str, PrefixUsage]]:
+        """Every budgeted prefix of this host's pool: its budget, charged bytes, values and evictions."""
+        return self._run(self._node.prefix_usage)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -17,11 +17,11 @@ from fluxon_core.kv.config import KvClientSettings
 from fluxon_core.kv.member_session import MemberSession
 from fluxon_core.kv.node_rpc import NodeRpc, resolver_via
 from fluxon_core.kv.pool import ReaderPool, attach_reader_pool, reader_pool_block
-from fluxon_core.kv.protocol import MemberInfo, OwnerPath, pid_namespace
+from fluxon_core.kv.protocol import MemberInfo, OwnerPath, pid_namespace, prefix_usage_from_meta
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.shared_json import SharedInfo, SharedJsonError, read_shared_json, shared_json_path
 from fluxon_core.log_setup import get_logger
-from fluxon_core.protocols import RpcServer, Transport
+from fluxon_core.protocols import PrefixUsage, RpcServer, Transport
 from fluxon_core.rpc_types import Buffer, RpcMessage
 
 log = get_logger("fluxon.kv.external")
@@ -250,6 +250,19 @@ class ExternalNode:
         if local is not None:
             return local
         return int(self.call_owner(OwnerPath.SIZE, {"key": key}).meta["size"])
+
+    def set_prefix_budget(self, prefix: str, max_bytes: int) -> None:
+        """Ask the owner to cap the bytes its pool holds under ``prefix``."""
+        self.call_owner(OwnerPath.PREFIX_BUDGET, {"prefix": prefix, "max_bytes": max_bytes})
+
+    def prefix_usage(self) -> dict[str, PrefixUsage]:
+        """The owner's budgeted prefixes and what its pool holds under each."""
+        return prefix_usage_from_meta(self.call_owner(OwnerPath.PREFIX_USAGE, {}).meta)
+
+    @property
+    def pool_owner_key(self) -> str:
+        """The owner whose pool this client reads."""
+        return self.owner.owner_instance_key
 
     def stats(self) -> dict[str, int]:
         """The pool's statistics as this reader sees them."""

@@ -23,9 +23,9 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from fluxon_core.config import BackendConfig, ConfigError, dump_config, load_backend_block, load_config
-from fluxon_core.errors import StoreInitFailedError
+from fluxon_core.errors import InvalidArgumentError, StoreInitFailedError
 from fluxon_core.plugins import get_backends
-from fluxon_core.protocols import Buffer, CacheBackend
+from fluxon_core.protocols import Buffer, CacheBackend, PrefixBudgetedCache
 
 DEFAULT_POOL_KIND = "shm"
 
@@ -85,6 +85,13 @@ class ReaderPool(CacheBackend, Protocol):
     def owner_alive(self) -> bool:
         """Best effort: the pool's owner process still runs and has not closed the pool."""
         ...
+
+
+def prefix_budgets_of(pool: CacheBackend, kind: str) -> PrefixBudgetedCache:
+    """``pool`` as a cache with prefix budgets; InvalidArgumentError when its kind has none."""
+    if not isinstance(pool, PrefixBudgetedCache):
+        raise InvalidArgumentError(f"pool kind {kind!r} does not support prefix budgets (set_prefix_budget)")
+    return pool
 
 
 def pool_block_problems(block: BackendConfig | None) -> list[tuple[str, str]]:

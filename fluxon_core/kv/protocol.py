@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError, NetworkError
+from fluxon_core.protocols import PrefixUsage
 
 RESERVED_PREFIX = "/fluxon_kv/"
 
@@ -72,6 +73,8 @@ class OwnerPath:
     SIZE = "/fluxon_kv/owner/size"
     FETCH = "/fluxon_kv/owner/fetch"
     DROP = "/fluxon_kv/owner/drop"
+    PREFIX_BUDGET = "/fluxon_kv/owner/prefix_budget"
+    PREFIX_USAGE = "/fluxon_kv/owner/prefix_usage"
     PROXY_PREFIX = "/fluxon_kv/owner/master"
 
     @staticmethod
@@ -152,6 +155,19 @@ class MemberInfo:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise NetworkError(f"malformed member record {data!r}: {exc}") from None
+
+
+def prefix_usage_to_meta(usage: Mapping[str, PrefixUsage]) -> dict[str, Any]:
+    """The JSON form of a pool's prefix usage (the owner's answer to ``PREFIX_USAGE``)."""
+    return {"prefixes": {prefix: attrs.asdict(figures) for prefix, figures in usage.items()}}
+
+
+def prefix_usage_from_meta(meta: Mapping[str, Any]) -> dict[str, PrefixUsage]:
+    """Parse :func:`prefix_usage_to_meta`; a malformed answer is a NetworkError."""
+    try:
+        return {str(prefix): PrefixUsage(**figures) for prefix, figures in meta["prefixes"].items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise NetworkError(f"malformed prefix usage {meta!r}: {exc}") from None
 
 
 def meta_str(meta: Mapping[str, Any], name: str) -> str:

@@ -3,7 +3,8 @@
 Every name can be overridden by the environment variable of the same name, which is how a second
 machine joins with ``--without-master`` (``OWNER_INSTANCE_KEY``, ``FS_AGENT_INSTANCE_KEY``,
 ``EXPORT_NAME`` and ``REMOTE_ROOT_DIR`` must then be unique per machine, and ``ETCD_ENDPOINT`` or
-``KV_MASTER_ADDRESS`` must point at the cluster's).
+``KV_MASTER_ADDRESS`` must point at the cluster's). Paths that are not set live under the workdir
+(``WORKDIR`` for the example script): the export directory defaults to ``<workdir>/export_<EXPORT_NAME>``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class StackSettings:
     owner_instance_key: str = attrs.field(factory=lambda: f"owner-{_host()}")
     fs_agent_instance_key: str = attrs.field(factory=lambda: f"fs-agent-{_host()}")
     export_name: str = "demo"
-    remote_root_dir: str = "/tmp/fluxon_fs_demo/export_demo"
+    remote_root_dir: str = attrs.field(
+        default=attrs.Factory(lambda self: str(self.workdir / f"export_{self.export_name}"), takes_self=True)
+    )
+    """``REMOTE_ROOT_DIR``; unless set it follows the workdir: ``<workdir>/export_<export_name>``."""
     panel_listen_addr: str = "127.0.0.1:18080"
     panel_public_base_url: str | None = None
     admin_username: str = "admin"

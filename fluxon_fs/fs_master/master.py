@@ -28,8 +28,10 @@ from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.caller_auth import service_auth
+from fluxon_fs.fs_master.cache_usage import CacheUsageRegistry
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.handlers.auth import AuthHandlers
+from fluxon_fs.fs_master.handlers.cache import CacheUsageHandlers
 from fluxon_fs.fs_master.handlers.config import ConfigHandlers
 from fluxon_fs.fs_master.handlers.registry import RegistryHandlers
 from fluxon_fs.fs_master.handlers.table import HandlerTable
@@ -66,6 +68,7 @@ class FsMaster:
         )
         self.exports = ExportRegistry(config.fluxon_fs.cache, lease_ttl_s=AGENT_LEASE_TTL_S)
         self.mounts = MountRegistry()
+        self.cache_usage = CacheUsageRegistry()
         access_backend = self.panel_config.access_store_backend()
         self.access_store = access_backend.create("access_store")
         if self.access_store.bootstrap(self.panel_config.bootstrap_access_model):
@@ -101,6 +104,7 @@ class FsMaster:
             start_transfer=lambda spec: self.transfers.job(self.jobs.start_job(spec)),
             cluster_members=self._cluster_members,
             cache_usage=self._cache_usage,
+            export_cache_usage=self.cache_usage.exports,
             metrics_text=render_prometheus_text,
         )
 
@@ -130,12 +134,15 @@ class FsMaster:
         return members
 
     def _cache_usage(self) -> dict[str, Any]:
+        # The pool figures are this host's; hits and misses are the pieces every reporting mount client
+        # read from the cache or from an agent (this process reads no file content itself).
         stats = self.store.pool_stats()
+        hits, misses = self.cache_usage.totals()
         return {
             "used_bytes": stats.get("used_bytes", 0),
             "capacity_bytes": stats.get("capacity_bytes", 0),
-            "hits": stats.get("hits", 0),
-            "misses": stats.get("misses", 0),
+            "hits": hits,
+            "misses": misses,
         }
 
     def _state_store_block(self) -> BackendConfig | dict[str, Any]:
@@ -169,6 +176,7 @@ class FsMaster:
         table = HandlerTable(self.service)
         ConfigHandlers(self.exports).register_paths(table)
         RegistryHandlers(self.exports, self.mounts, self._username_of).register_paths(table)
+        CacheUsageHandlers(self.cache_usage).register_paths(table)
         auth = AuthHandlers(
             self.authorizer, self.signer, self.access_store, self.panel_config.session.revocation_bound_s
         )

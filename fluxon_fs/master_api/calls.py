@@ -17,6 +17,7 @@ from fluxon_fs.master_api.paths import (
     AUTH_LOGIN_PATH,
     AUTH_USER_ACCESS_PATH,
     AUTH_VERIFY_PATH,
+    CACHE_USAGE_PATH,
     CONFIG_PATH,
     EXPORT_REGISTRY_PATH,
     MOUNT_REGISTRY_PATH,
@@ -38,6 +39,8 @@ from fluxon_fs.master_api.records import (
     BatchCompletion,
     BatchFailure,
     BatchReportReply,
+    CacheUsageReport,
+    CacheUsageReportReply,
     ExportHeartbeat,
     ExportHeartbeatReply,
     ExportRegistration,
@@ -111,6 +114,7 @@ UNREGISTER_EXPORT = _call(
 )
 REPORT_MOUNT = _call(MOUNT_REGISTRY_PATH, MountReport, MountReportReply, op="report")
 REMOVE_MOUNT = _call(MOUNT_REGISTRY_PATH, MountRemoval, MountRemovalReply, op="remove")
+REPORT_CACHE_USAGE = _call(CACHE_USAGE_PATH, CacheUsageReport, CacheUsageReportReply)
 LOGIN = _call(AUTH_LOGIN_PATH, Login, LoginReply)
 VERIFY_TOKEN = _call(AUTH_VERIFY_PATH, TokenVerification, TokenClaims, service_only=True)
 USER_ACCESS = _call(AUTH_USER_ACCESS_PATH, UserAccessQuery, UserAccessReply, service_only=True)

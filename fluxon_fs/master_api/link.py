@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from fluxon_core.kv import as_kv_client
 from fluxon_fs.auth.service import ServiceCredential
 from fluxon_fs.auth.tokens import TokenClaims
 from fluxon_fs.master_api import calls
@@ -24,6 +23,8 @@ from fluxon_fs.master_api.records import (
     BatchCompletion,
     BatchFailure,
     BatchReportReply,
+    CacheUsageReport,
+    CacheUsageReportReply,
     ExportHeartbeat,
     ExportHeartbeatReply,
     ExportRegistration,
@@ -71,7 +72,8 @@ class FsMasterLink:
         *,
         service: ServiceCredential | None = None,
     ) -> None:
-        self.store = as_kv_client(store)
+        # The guide-compatible client wraps a native one; anything else is taken as a store (test doubles).
+        self.store = getattr(store, "native_store", store)
         self.master_instance_key = master_instance_key
         self.timeout_ms = timeout_ms
         self._service = service
@@ -119,6 +121,10 @@ class FsMasterLink:
     def remove_mount(self, removal: MountRemoval, timeout_ms: float | None = None) -> MountRemovalReply:
         """Forget a mount of the calling client."""
         return self._exchange(calls.REMOVE_MOUNT, removal, timeout_ms)
+
+    def report_cache_usage(self, report: CacheUsageReport, timeout_ms: float | None = None) -> CacheUsageReportReply:
+        """Add the calling client's content-cache figures (pool usage per export, hits and misses since the last)."""
+        return self._exchange(calls.REPORT_CACHE_USAGE, report, timeout_ms)
 
     # ----- access -------------------------------------------------------------------------------
 

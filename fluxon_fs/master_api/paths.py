@@ -10,6 +10,7 @@ from __future__ import annotations
 CONFIG_PATH = "/fluxon_fs/config"
 EXPORT_REGISTRY_PATH = "/fluxon_fs/export_registry"
 MOUNT_REGISTRY_PATH = "/fluxon_fs/mount_registry"
+CACHE_USAGE_PATH = "/fluxon_fs/cache_usage"
 AUTH_LOGIN_PATH = "/fluxon_fs/auth/login"
 AUTH_VERIFY_PATH = "/fluxon_fs/auth/verify_token"
 AUTH_USER_ACCESS_PATH = "/fluxon_fs/auth/user_access"

@@ -148,6 +148,55 @@ class MountRemovalReply:
     removed: bool
 
 
+# ----- /fluxon_fs/cache_usage -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class ExportPoolFigures:
+    """One export's cached pieces in a host pool, from the pool owner's budget accounting."""
+
+    budget_bytes: int
+    used_bytes: int
+    """What the pieces take in the pool now (charged bytes, as the budget counts them)."""
+    entries: int
+    evictions: int
+    """Pieces evicted so far (to keep the budget, or the pool within its capacity)."""
+
+
+@attrs.frozen
+class ExportCacheFigures:
+    """One mounted export's content cache as the reporting client sees it."""
+
+    hits: int
+    """Pieces the client's readers got from the cache since its previous report."""
+    misses: int
+    """Pieces the client's readers fetched from an agent since its previous report."""
+    pool: ExportPoolFigures | None = None
+    """The export in the client's host pool; None when the pool holds no budget for it."""
+
+
+@attrs.frozen
+class CacheUsageReport:
+    """The calling client's content-cache figures of each export it mounts (sent with its mount reports).
+
+    ``pool_owner`` names the owner whose pool the client caches into: one per host, so reports of
+    clients on one host describe the same pool.
+    """
+
+    pool_owner: str
+    host: str
+    valid_for_s: float
+    """How long the usage figures stand without a newer report (the client reports well within it)."""
+    exports: dict[str, ExportCacheFigures]
+
+
+@attrs.frozen
+class CacheUsageReportReply:
+    """The report was added."""
+
+    ok: bool
+
+
 # ----- /fluxon_fs/auth/* ----------------------------------------------------------------------------
 
 

@@ -1,4 +1,9 @@
-"""Driving transfer jobs from Python (and the ``fluxon transfer`` CLI): a thin client of the fs master."""
+"""Driving transfer jobs from Python (and the ``fluxon transfer`` CLI): a thin client of the fs master.
+
+Each call carries the user's session token; the client logs in again before the token expires
+(see :class:`~fluxon_fs.master_api.session.UserSession`), so waiting on a job longer than
+``fluxon_fs.master_panel.session.token_ttl_s`` works.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from fluxon_core.errors import ApiTimeoutError
 from fluxon_core.kv import KvClient
 from fluxon_fs.master_api.codec import to_wire
 from fluxon_fs.master_api.link import FsMasterLink
-from fluxon_fs.master_api.records import JobAction, JobCreation, JobListQuery, JobQuery, Login, PrescanImport
+from fluxon_fs.master_api.records import JobAction, JobCreation, JobListQuery, JobQuery, PrescanImport
+from fluxon_fs.master_api.session import UserSession
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.states import JobState
 
@@ -19,33 +25,36 @@ class TransferClient:
 
     def __init__(self, store: KvClient, master_instance_key: str, username: str, password: str) -> None:
         self._link = FsMasterLink(store, master_instance_key)
-        self._token = self._link.login(Login(username, password)).token
+        self.session = UserSession(self._link, username, password)
+        """The user's session (its token is renewed before it expires)."""
 
     def create_job(self, spec: JobSpec) -> str:
         """Start a job that scans ``spec.source_dir`` of the source export, then copies; returns its id."""
-        return self._link.create_job(JobCreation(self._token, spec)).job_id
+        return self.session.call(lambda token: self._link.create_job(JobCreation(token, spec))).job_id
 
     def import_prescan(self, prescan_job_id: str, spec: JobSpec) -> str:
         """Turn a finished pre-scan into a running job (``spec.source_dir`` is derived from the scan)."""
-        return self._link.import_prescan(PrescanImport(self._token, prescan_job_id, spec)).job_id
+        return self.session.call(
+            lambda token: self._link.import_prescan(PrescanImport(token, prescan_job_id, spec))
+        ).job_id
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job, newest first."""
-        return [to_wire(job) for job in self._link.list_jobs(JobListQuery(self._token)).jobs]
+        return [to_wire(job) for job in self.session.call(lambda token: self._link.list_jobs(JobListQuery(token))).jobs]
 
     def show(self, job_id: str) -> dict[str, Any]:
         """A job with its batches."""
-        return to_wire(self._link.show_job(JobQuery(self._token, job_id)))
+        return to_wire(self.session.call(lambda token: self._link.show_job(JobQuery(token, job_id))))
 
     def action(self, job_id: str, action: str) -> dict[str, Any]:
         """``pause``, ``resume``, ``cancel`` or ``retry_failed``."""
-        return to_wire(self._link.act_on_job(JobAction(self._token, job_id, action)).job)
+        return to_wire(self.session.call(lambda token: self._link.act_on_job(JobAction(token, job_id, action))).job)
 
     def wait(self, job_id: str, timeout_s: float = 600.0, poll_s: float = 0.2) -> dict[str, Any]:
         """Poll until the job reaches succeeded, failed or cancelled; returns the final job."""
         deadline = time.monotonic() + timeout_s
         while True:
-            view = self._link.show_job(JobQuery(self._token, job_id)).job
+            view = self.session.call(lambda token: self._link.show_job(JobQuery(token, job_id))).job
             if JobState(view.job.state).is_final:
                 return to_wire(view)
             if time.monotonic() >= deadline:

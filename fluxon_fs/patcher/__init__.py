@@ -8,7 +8,7 @@ Internal API (``FluxonFsPatcher`` wraps it):
 * :class:`PieceCache` — where file pieces are cached (:class:`InMemoryPieceCache` for tests).
 """
 
-from fluxon_fs.patcher.content_cache import InMemoryPieceCache, PieceCache, piece_key
+from fluxon_fs.patcher.content_cache import InMemoryPieceCache, PieceCache, export_cache_prefix, piece_key
 from fluxon_fs.patcher.intercept import Interceptor, process_interceptor
 from fluxon_fs.patcher.mount_table import MountedPath, MountTable, process_mount_table
 from fluxon_fs.patcher.mounted_export import MountedExport
@@ -22,6 +22,7 @@ __all__ = [
     "MountedExport",
     "MountedPath",
     "PieceCache",
+    "export_cache_prefix",
     "piece_key",
     "process_interceptor",
     "process_mount_table",

@@ -18,6 +18,14 @@ Piece = bytes | bytearray | memoryview
 CACHE_KEY_ROOT = "/fluxon_fs_cache/"
 
 
+def export_cache_prefix(export_name: str) -> str:
+    """The key prefix of everything cached for ``export_name``: ``/fluxon_fs_cache/<export>/``.
+
+    The mount client gives it the export's ``cache_max_bytes`` as a budget in the host pool.
+    """
+    return f"{CACHE_KEY_ROOT}{export_name}/"
+
+
 def piece_key(export_name: str, relpath: str, version: str, piece_index: int) -> str:
     """The cache key of one piece: ``/fluxon_fs_cache/<export>/<relpath>@<version>/<piece_index>``."""
     return f"{CACHE_KEY_ROOT}{export_name}/{relpath}@{version}/{piece_index}"
@@ -31,6 +39,42 @@ def version_hint_key(export_name: str, relpath: str) -> str:
     end in ``/<piece_index>``.
     """
     return f"{CACHE_KEY_ROOT}{export_name}/{relpath}@latest"
+
+
+class PieceReads:
+    """How one mount's reads got their pieces: from the cache (hits) or from an agent (misses).
+
+    Counted per piece a reader needed, once: a piece fetched from an agent and then cached is one
+    miss; a later read of it from the pool, by any reader of this mount, is a hit. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self._reported = (0, 0)
+
+    def hit(self) -> None:
+        """A piece came from the cache."""
+        with self._lock:
+            self.hits += 1
+
+    def miss(self) -> None:
+        """A piece came from an agent."""
+        with self._lock:
+            self.misses += 1
+
+    def take_unreported(self) -> tuple[int, int]:
+        """Hits and misses since the previous call (what a report to the fs master adds)."""
+        with self._lock:
+            now = (self.hits, self.misses)
+            reported, self._reported = self._reported, now
+        return now[0] - reported[0], now[1] - reported[1]
+
+    def give_back(self, hits: int, misses: int) -> None:
+        """A report of ``hits`` and ``misses`` was not delivered: include them in the next one."""
+        with self._lock:
+            self._reported = (self._reported[0] - hits, self._reported[1] - misses)
 
 
 class PieceCache(Protocol):

@@ -31,44 +31,31 @@ from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
 from fluxon_fs.export.routing import RoutedExportOps
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.paths import MOUNT_REGISTRY_PATH
-from fluxon_fs.master_api.records import ExportSnapshotQuery, Login, MountRemoval, MountReport, SnapshotExport
+from fluxon_fs.master_api.records import (
+    CacheUsageReport,
+    ExportCacheFigures,
+    ExportPoolFigures,
+    ExportSnapshotQuery,
+    MountRemoval,
+    MountReport,
+    SnapshotExport,
+)
+from fluxon_fs.master_api.session import UserSession
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
+from fluxon_fs.patcher.content_cache import export_cache_prefix
 from fluxon_fs.patcher.intercept import process_interceptor
 from fluxon_fs.patcher.kv_piece_cache import KvPieceCache
 from fluxon_fs.patcher.mount_table import process_mount_table
+from fluxon_fs.patcher.mounted_export import MountedExport
 from fluxon_fs.patcher.options import MountOptions
 
 log = get_logger("fluxon.fs.patcher")
 
 CACHE_NOT_LOADED = "fluxon_fs cache config is not loaded yet"
-TOKEN_REFRESH_MARGIN_S = 60.0
-MOUNT_REPORT_INTERVAL_S = 10.0
+REPORTS_VALID_FOR_INTERVALS = 3
+"""Cache usage reported now stands for this many report intervals at the fs master."""
 CACHE_CONFIG_FETCH_TIMEOUT_S = 60.0
 CACHE_CONFIG_RETRY_S = 0.2
-
-
-class _Identity:
-    """The bound identity: a session token, renewed with the password shortly before it expires."""
-
-    def __init__(self, link: FsMasterLink, username: str, password: str) -> None:
-        self._link = link
-        self.username = username
-        self._password = password
-        self._lock = threading.Lock()
-        self._token = ""
-        self._expires_at = 0.0
-        self._login()
-
-    def _login(self) -> None:
-        reply = self._link.login(Login(self.username, self._password))
-        self._token, self._expires_at = reply.token, float(reply.expires_at)
-
-    def token(self, _rpc_path: str = "") -> str:
-        """The current token (logs in again when it is about to expire)."""
-        with self._lock:
-            if time.time() > self._expires_at - TOKEN_REFRESH_MARGIN_S:
-                self._login()
-            return self._token
 
 
 class _SnapshotFollower:
@@ -172,11 +159,13 @@ class FluxonFsPatcher:
         self._cache_loaded = threading.Event()
         self._rules: CacheRuleSet | None = None
         self._cache_error: BaseException | None = None
-        self._identity: _Identity | None = None
+        self._identity: UserSession | None = None
         self._installed = 0
         self._mounts: dict[str, str] = {}
         self._rpc_client = native.transport().new_client()
         self._piece_cache = KvPieceCache(native)
+        self._cache_budgets: dict[str, int] = {}
+        """Budget of each mounted export's pieces in the host pool, as the fs master's snapshot says."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reporter: threading.Thread | None = None
@@ -241,7 +230,7 @@ class FluxonFsPatcher:
         once by the fs master). When the login is refused, no identity stays bound."""
         link = self._require_link("set_request_identity")
         self.clear_request_identity()
-        self._identity = _Identity(link, username, password)
+        self._identity = UserSession(link, username, password)
 
     def clear_request_identity(self) -> None:
         """Forget the identity; later requests, on existing mounts too, are refused as unauthenticated."""
@@ -343,15 +332,17 @@ class FluxonFsPatcher:
         )
         with self._lock:
             self._mounts[mounted.mount_dir] = export_name
+        self._set_cache_budget(export_name, export.cache_max_bytes)
         self._report_mount(mounted.mount_dir, export_name)
         self._start_reporter()
         log.info("mounted export %s at %s", export_name, mounted.mount_dir)
 
     def unmount_remote_dir(self, local_mount_dir_abs: str) -> None:
-        """Remove a mount of this patcher."""
+        """Remove a mount of this patcher (its last cache figures go to the fs master first)."""
         mounted = process_mount_table().unmount(local_mount_dir_abs)
         with self._lock:
             self._mounts.pop(mounted.mount_dir, None)
+        self._report_cache_usage([mounted])
         if self._link is not None:
             try:
                 self._link.remove_mount(MountRemoval(mounted.mount_dir))
@@ -383,9 +374,79 @@ class FluxonFsPatcher:
             self._reporter.start()
 
     def _report_forever(self) -> None:
-        while not self._stop.wait(MOUNT_REPORT_INTERVAL_S):
-            for mount_dir, export_name in list(self._mounts.items()):
+        assert self._master is not None
+        while not self._stop.wait(self._master.report_interval_ms / 1000):
+            mounts = list(self._mounts.items())
+            for mount_dir, export_name in mounts:
                 self._report_mount(mount_dir, export_name)
+            served = self._snapshot.current() if self._snapshot is not None else {}
+            for _, export_name in mounts:
+                if export_name in served:  # a budget changed at the fs master is applied with the next report
+                    self._cache_budgets[export_name] = served[export_name].cache_max_bytes
+            mounted = process_mount_table().exports()
+            self._report_cache_usage([mounted[mount_dir] for mount_dir, _ in mounts if mount_dir in mounted])
+
+    # ----- content cache budgets and figures ----------------------------------------------------
+
+    def _set_cache_budget(self, export_name: str, max_bytes: int) -> None:
+        """Give the export's pieces their budget in the host pool.
+
+        The budget is the fs master's ``cache_max_bytes`` (its snapshot), not this client's config:
+        the pool is shared by every process of the host, so they must all set the same one.
+        """
+        self._cache_budgets[export_name] = max_bytes
+        result = self._store.set_prefix_budget(export_cache_prefix(export_name), max_bytes)
+        if result.is_err():
+            log.warning(
+                "export %s is cached without a budget in this host's pool: %s", export_name, result.unwrap_error()
+            )
+
+    def _report_cache_usage(self, mounts: list[MountedExport]) -> None:
+        """Send each mount's hits and misses since the last report, and its export's usage of the host pool.
+
+        The pool's budget for each export is also brought back to the fs master's, should another
+        process of the host have set a different one (the last setter wins in the pool).
+        """
+        if self._link is None or self._master is None or not mounts:
+            return
+        try:
+            pool_owner = self._store.pool_owner()
+        except ApiError as exc:  # the store is closed
+            log.info("content cache figures not reported: %s", exc)
+            return
+        answer = self._store.prefix_usage()
+        if answer.is_err():  # a pool kind without budgets: hits and misses are still worth reporting
+            log.info("content cache usage of this host's pool unavailable: %s", answer.unwrap_error())
+        pool_usage = answer.unwrap() if answer.is_ok() else {}
+        taken = [(mounted, *mounted.piece_reads.take_unreported()) for mounted in mounts]
+        reads: dict[str, tuple[int, int]] = {}
+        for mounted, hits, misses in taken:
+            before = reads.get(mounted.export_name, (0, 0))
+            reads[mounted.export_name] = (before[0] + hits, before[1] + misses)
+        figures = {}
+        for name, (hits, misses) in reads.items():
+            usage = pool_usage.get(export_cache_prefix(name))
+            wanted = self._cache_budgets.get(name)
+            if answer.is_ok() and wanted is not None and (usage is None or usage.budget_bytes != wanted):
+                self._set_cache_budget(name, wanted)
+            pool = (
+                None
+                if usage is None
+                else ExportPoolFigures(usage.budget_bytes, usage.used_bytes, usage.entries, usage.evictions)
+            )
+            figures[name] = ExportCacheFigures(hits, misses, pool)
+        report = CacheUsageReport(
+            pool_owner=pool_owner,
+            host=socket.gethostname(),
+            valid_for_s=REPORTS_VALID_FOR_INTERVALS * self._master.report_interval_ms / 1000,
+            exports=figures,
+        )
+        try:
+            self._link.report_cache_usage(report)
+        except ApiError as exc:
+            log.info("could not report content cache usage to the fs master: %s", exc)
+            for mounted, hits, misses in taken:
+                mounted.piece_reads.give_back(hits, misses)
 
 
 def install_patcher_from_master(*, kv_store: Any, config_path: str | os.PathLike[str]) -> FluxonFsPatcher:

@@ -15,7 +15,7 @@ import stat as stat_module
 from typing import IO, TYPE_CHECKING, Any
 
 from fluxon_fs.export.ops import DirEntryInfo, ExportOps, FileStat
-from fluxon_fs.patcher.content_cache import Piece, PieceCache, piece_key, version_hint_key
+from fluxon_fs.patcher.content_cache import Piece, PieceCache, PieceReads, piece_key, version_hint_key
 from fluxon_fs.patcher.errors import os_error, raise_with_user_path
 from fluxon_fs.patcher.metadata_cache import MetadataCache, StatEntry
 from fluxon_fs.patcher.options import MountOptions
@@ -55,6 +55,8 @@ class MountedExport:
         self.export_name = export_name
         self.ops = ops
         self.piece_cache: PieceCache = piece_cache if piece_cache is not None else _NoPieceCache()
+        self.piece_reads = PieceReads()
+        """Pieces this mount's readers got from the cache (hits) and from agents (misses)."""
         self.options = options
         self.device = device
         """Synthetic ``st_dev`` of everything in this mount."""
@@ -345,6 +347,8 @@ class MountedExport:
         entry = self.metadata.put_stat(target.relpath, True, stat, generation)
         if len(data) != min(stat.size, piece_bytes):
             return entry, None  # changing while read: fetch pieces normally
+        if stat.size:
+            self.piece_reads.miss()
         self.cache_piece(target.relpath, stat.version, 0, data)
         return entry, data
 

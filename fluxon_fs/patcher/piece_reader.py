@@ -30,6 +30,7 @@ class PinnedContent:
         self._ops = export.ops
         self._cache = export.piece_cache
         self._cache_piece = export.cache_piece
+        self._reads = export.piece_reads
         self._export_name = export.export_name
         self._relpath = target.relpath
         self._user_path = target.user_path
@@ -65,10 +66,12 @@ class PinnedContent:
                 data = None
             if data is not None:
                 self.cached_pieces += 1
+                self._reads.hit()
         if data is None and size:
             # Ask for a whole piece: if the file changed since the cached stat, we adopt what is there now.
             stat, data = self._read_remote(0, self._piece_bytes)
             self.remote_pieces += 1
+            self._reads.miss()
             if stat.version != self.stat.version:
                 self.stat = stat
             if len(data) == min(stat.size, self._piece_bytes) and stat.version == self.stat.version:
@@ -152,6 +155,7 @@ class PinnedContent:
             cached = self._cache.get(self._key(index))
             if cached is not None:
                 self.cached_pieces += 1
+                self._reads.hit()
                 return cached
             # A version whose first piece nobody cached is cold throughout: later pieces go straight
             # to the agent instead of paying a cluster-wide cache miss each. (Pieces of a partly
@@ -161,6 +165,7 @@ class PinnedContent:
         want = min(self._piece_bytes, self.stat.size - offset)
         stat, data = self._read_remote(offset, want)
         self.remote_pieces += 1
+        self._reads.miss()
         if stat.version == self.stat.version and len(data) == want:
             self._cache_piece(self._relpath, stat.version, index, data)
         return data

@@ -16,7 +16,7 @@ import attrs
 
 from fluxon_core.errors import InvalidArgumentError, StorageFullError, StoreClosedError, StoreInitFailedError
 from fluxon_core.log_setup import get_logger
-from fluxon_core.protocols import Buffer
+from fluxon_core.protocols import Buffer, PrefixUsage
 from fluxon_core.single_owner import hold_single_owner_lock
 from fluxon_plugins.shm_cache.config import ShmCacheConfig, checked_config
 from fluxon_plugins.shm_cache.control import STATE_CLOSED, STATE_OPEN, ControlBlock
@@ -29,6 +29,7 @@ from fluxon_plugins.shm_cache.layout import (
     parse_suffix,
     suffix_size,
 )
+from fluxon_plugins.shm_cache.prefix_budgets import PrefixBudget, PrefixBudgets
 from fluxon_plugins.shm_cache.touch_log import TouchDrain
 from fluxon_plugins.shm_cache.value_file import (
     ValueWriter,
@@ -82,11 +83,14 @@ class PoolValueWriter:
     As a context manager it commits on a clean exit and aborts (leaving nothing) on an exception.
     """
 
-    def __init__(self, owner: ShmPoolOwner, key: str, writer: ValueWriter, reserved: int) -> None:
+    def __init__(
+        self, owner: ShmPoolOwner, key: str, writer: ValueWriter, reserved: int, budget: PrefixBudget | None
+    ) -> None:
         self._owner = owner
         self._key = key
         self._writer = writer
         self._reserved = reserved
+        self._budget = budget
         self._done = False
 
     def write(self, *parts: Buffer) -> None:
@@ -99,7 +103,7 @@ class PoolValueWriter:
             raise InvalidArgumentError("value writer already committed or aborted")
         self._done = True
         try:
-            self._owner._commit(self._key, self._writer, self._reserved)
+            self._owner._commit(self._key, self._writer, self._reserved, self._budget)
         finally:
             self._writer.close()
 
@@ -108,7 +112,7 @@ class PoolValueWriter:
         if not self._done:
             self._done = True
             self._writer.close()
-            self._owner._release_reservation(self._reserved)
+            self._owner._release_reservation(self._reserved, self._budget)
 
     def __enter__(self) -> PoolValueWriter:
         return self
@@ -162,6 +166,7 @@ class ShmPoolOwner:
         self._hits = 0
         self._misses = 0
         self._evictions = 0
+        self._budgets = PrefixBudgets()
         self._swept_at = time.monotonic()
         self._closed = False
         os.register_at_fork(after_in_child=partial(_disown_in_child, weakref.ref(self)))
@@ -220,22 +225,25 @@ class ShmPoolOwner:
         charged = charged_bytes(value_size + suffix_size(len(key_bytes)))
         with self._lock:
             self._check_open()
-            old = self._index.get(key)
-            self._make_room(charged, exclude=key, credit=old.charged if old is not None else 0)
+            budget = self._make_room(key, charged)
             self._reserved += charged
+            if budget is not None:
+                budget.reserved += charged
         try:
             # no flock: this inode gets a name only inside _commit, under the lock the sweep also takes
             writer = ValueWriter(self.layout.staging_dir, key_bytes, value_size, lock=False)
         except BaseException:
-            self._release_reservation(charged)
+            self._release_reservation(charged, budget)
             raise
-        return PoolValueWriter(self, key, writer, charged)
+        return PoolValueWriter(self, key, writer, charged, budget)
 
-    def _release_reservation(self, charged: int) -> None:
+    def _release_reservation(self, charged: int, budget: PrefixBudget | None) -> None:
         with self._lock:
             self._reserved -= charged
+            if budget is not None:
+                budget.reserved -= charged
 
-    def _commit(self, key: str, writer: ValueWriter, reserved: int) -> None:
+    def _commit(self, key: str, writer: ValueWriter, reserved: int, budget: PrefixBudget | None) -> None:
         try:
             writer.check_complete()
             entry = _Entry(
@@ -246,10 +254,12 @@ class ShmPoolOwner:
                 charged=reserved,
             )
         except BaseException:
-            self._release_reservation(reserved)
+            self._release_reservation(reserved, budget)
             raise
         with self._lock:
             self._reserved -= reserved
+            if budget is not None:
+                budget.reserved -= reserved
             self._check_open()
             token = writer.link_staged(self._staging_fd)
             os.rename(token, entry.digest.hex(), src_dir_fd=self._staging_fd, dst_dir_fd=self._values_fd)
@@ -284,15 +294,13 @@ class ShmPoolOwner:
                 value_len = parse_suffix(suffix, stat.st_size, key_bytes, where)
                 if value_len is None:
                     raise InvalidArgumentError(f"staged value {where} was written for another key, not {key!r}")
-                charged = charged_bytes(stat.st_size)
-                old = self._index.get(key)
-                self._make_room(charged, exclude=key, credit=old.charged if old is not None else 0)
+                self._make_room(key, charged_bytes(stat.st_size))
             except BaseException:
                 self._unlink_staged(token)
                 raise
             digest = key_digest(key_bytes)
             os.rename(token, digest.hex(), src_dir_fd=self._staging_fd, dst_dir_fd=self._values_fd)
-            entry = _Entry(digest, stat.st_ino, stat.st_size, value_len, charged)
+            entry = _Entry(digest, stat.st_ino, stat.st_size, value_len, charged_bytes(stat.st_size))
             self._install(key, entry)
             self._housekeeping()
             self._publish()
@@ -313,7 +321,7 @@ class ShmPoolOwner:
             if entry is None:
                 self._misses += 1
                 return None
-            self._index.move_to_end(key)
+            self._touch_key(key)
             cached = self._views.lookup(key)
             if cached is not None and cached.ino == entry.ino:
                 self._hits += 1
@@ -338,7 +346,7 @@ class ShmPoolOwner:
             if entry is None:
                 self._misses += 1
                 return None
-            self._index.move_to_end(key)
+            self._touch_key(key)
             self._hits += 1
             cached = self._views.lookup(key)
             view = cached.view if cached is not None and cached.ino == entry.ino else None
@@ -418,40 +426,77 @@ class ShmPoolOwner:
         for digest in self._touch.drain():
             key = self._key_by_digest.get(digest)
             if key is not None:
-                self._index.move_to_end(key)
+                self._touch_key(key)
 
-    def _make_room(self, needed: int, *, exclude: str, credit: int) -> None:
+    def _touch_key(self, key: str) -> None:
+        self._index.move_to_end(key)
+        self._budgets.touched(key)
+
+    def _make_room(self, key: str, needed: int) -> PrefixBudget | None:
+        """Evict until a ``needed``-byte value of ``key`` fits its prefix's budget, then the pool; its budget.
+
+        The prefix pays first: only its own least recently used values go while it is over budget.
+        The value ``key`` replaces (if any) is credited and never evicted.
+        """
+        old = self._index.get(key)
+        credit = old.charged if old is not None else 0
+        budget = self._budgets.of(key)
         if needed > self.capacity_bytes:
             raise StorageFullError(
                 f"value needs {needed} bytes of pool (value + key + trailer in 4 KiB pages) "
                 f"but the pool capacity is {self.capacity_bytes} bytes"
             )
+        if budget is not None and budget.over_by(needed, credit) > 0:
+            if needed > budget.max_bytes:
+                raise StorageFullError(
+                    f"value needs {needed} bytes of pool but its prefix {budget.prefix!r} has a budget of "
+                    f"{budget.max_bytes} bytes"
+                )
+            self._apply_touches()
+            while budget.over_by(needed, credit) > 0:
+                victim = budget.least_recent(exclude=key)
+                if victim is None:
+                    raise StorageFullError(
+                        f"value needs {needed} bytes but {budget.reserved} of the {budget.max_bytes}-byte budget "
+                        f"of prefix {budget.prefix!r} are held by writes in progress"
+                    )
+                self._evict(victim)
         if self._used + self._reserved + needed - credit <= self.capacity_bytes:
-            return
+            return budget
         self._apply_touches()
         while self._used + self._reserved + needed - credit > self.capacity_bytes:
-            victim = next((k for k in self._index if k != exclude), None)
+            victim = next((k for k in self._index if k != key), None)
             if victim is None:
                 raise StorageFullError(
                     f"value needs {needed} bytes but {self._reserved} of the pool's {self.capacity_bytes} "
                     "bytes are held by writes in progress"
                 )
-            self._remove(victim)
-            self._evictions += 1
+            self._evict(victim)
+        return budget
+
+    def _evict(self, key: str) -> None:
+        budget = self._budgets.of(key)
+        if budget is not None:
+            budget.evictions += 1
+        self._remove(key)
+        self._evictions += 1
 
     def _install(self, key: str, entry: _Entry) -> None:
         old = self._index.pop(key, None)
         if old is not None:
             self._used -= old.charged
+            self._budgets.removed(key)
         self._index[key] = entry
         self._key_by_digest[entry.digest] = key
         self._used += entry.charged
+        self._budgets.added(key, entry.charged)
         self._views.drop(key)
 
     def _remove(self, key: str) -> None:
         entry = self._index.pop(key)
         del self._key_by_digest[entry.digest]
         self._used -= entry.charged
+        self._budgets.removed(key)
         self._views.drop(key)
         try:
             os.unlink(entry.digest.hex(), dir_fd=self._values_fd)
@@ -464,6 +509,33 @@ class ShmPoolOwner:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(f"the pool owner of {self.layout.root} was closed")
+
+    # -- prefix budgets ----------------------------------------------------------------------
+
+    def set_prefix_budget(self, prefix: str, max_bytes: int) -> None:
+        """Cap the values under ``prefix`` at ``max_bytes`` charged bytes, LRU within the prefix.
+
+        See :class:`~fluxon_core.protocols.PrefixBudgetedCache`. Setting the budget a prefix already
+        has changes nothing; a lower one evicts the prefix's least recently used values at once.
+        """
+        with self._lock:
+            self._check_open()
+            budget = self._budgets.set(prefix, max_bytes, ((k, e.charged) for k, e in self._index.items()))
+            if budget.over_by(0, 0) <= 0:
+                return
+            self._apply_touches()
+            while budget.over_by(0, 0) > 0:
+                victim = budget.least_recent(exclude="")
+                if victim is None:
+                    break  # only writes in progress: they were admitted under the old budget
+                self._evict(victim)
+            self._publish()
+
+    def prefix_usage(self) -> dict[str, PrefixUsage]:
+        """Every budgeted prefix with its budget, charged bytes, values and evictions."""
+        with self._lock:
+            self._check_open()
+            return self._budgets.usage()
 
     # -- status and lifecycle ----------------------------------------------------------------
 

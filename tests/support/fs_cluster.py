@@ -39,10 +39,19 @@ class FsCluster:
     def kvclient(self, instance_key: str, host: str | None = None) -> dict[str, Any]:
         return self.kv.external_config(instance_key, host or self.host)
 
-    def master_config(self, *, users: list[dict] | None = None, scopes: list[dict] | None = None, **panel: Any) -> dict:
+    def master_config(
+        self,
+        *,
+        users: list[dict] | None = None,
+        scopes: list[dict] | None = None,
+        cache: dict | None = None,
+        **panel: Any,
+    ) -> dict:
+        """The fs master's config; ``cache`` is its ``fluxon_fs.cache`` section, ``panel`` adds master_panel keys."""
         return {
             "kvclient": self.kvclient(MASTER_KEY),
             "fluxon_fs": {
+                **({"cache": cache} if cache is not None else {}),
                 "master": {"instance_key": MASTER_KEY, "pull_interval_ms": 200},
                 "service_secret_file": str(self.service_secret_file),
                 "master_panel": {

@@ -50,10 +50,18 @@ ROOT = Path(__file__).resolve().parents[2]
 _OPS_SAMPLE = re.compile(r'^fluxon_fs_ops_total\{op="(\w+)",result="(\w+)"\} ([0-9.e+]+)$', re.M)
 
 
-def cache_config(export_roots: dict[str, str], stale_window_ms: int, metadata_cache_ttl_ms: int) -> dict[str, Any]:
+def cache_config(
+    export_roots: dict[str, str],
+    stale_window_ms: int,
+    metadata_cache_ttl_ms: int,
+    report_interval_ms: int | None = None,
+) -> dict[str, Any]:
     """The ``fluxon_fs`` section a mount client injects with ``set_cache_config_yaml``."""
+    master: dict[str, Any] = {"instance_key": MASTER_KEY}
+    if report_interval_ms is not None:
+        master["report_interval_ms"] = report_interval_ms
     return {
-        "master": {"instance_key": MASTER_KEY},
+        "master": master,
         "cache": {
             "stale_window_ms": stale_window_ms,
             "exports": {
@@ -67,7 +75,7 @@ def cache_config(export_roots: dict[str, str], stale_window_ms: int, metadata_ca
 def new_patcher(store: KvClient, section: dict[str, Any]) -> FluxonFsPatcher:
     """A patcher configured in the documented order, identity bound, not yet installed."""
     patcher = FluxonFsPatcher(store)
-    patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": {"instance_key": MASTER_KEY}}}))
+    patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": section["master"]}}))
     patcher.set_cache_config_yaml(json.dumps({"fluxon_fs": section}))  # JSON is YAML
     patcher.set_request_identity(*ADMIN)
     return patcher
@@ -170,13 +178,15 @@ class MountE2E:
             self.patcher.install()
             self.mount_all()
 
-    def reader_process(self, instance_key: str, *relpaths: str) -> dict[str, tuple[int, str]]:
-        """Read ``relpaths`` of ``demo`` in a separate process on this host; their (size, sha256)."""
+    def reader_process(self, instance_key: str, *relpaths: str, export: str = "demo") -> dict[str, tuple[int, str]]:
+        """Read ``relpaths`` of ``export`` in a separate process on this host (it unmounts and exits);
+        their (size, sha256)."""
         scratch = Path(tempfile.mkdtemp(prefix="fxr", dir="/tmp"))
         config = {
             "kvclient": self.fs.kv.external_config(instance_key, HOST),
             "section": self.section,
             "mount": str(scratch / "mnt"),
+            "export": export,
         }
         try:
             done = subprocess.run(
@@ -196,17 +206,37 @@ class MountE2E:
 
 
 @contextlib.contextmanager
-def running_mount_e2e(*, stale_window_ms: int = 1000, metadata_cache_ttl_ms: int = 5000) -> Iterator[MountE2E]:
-    """Start the cluster, serve ``demo`` and ``aux`` from one agent process, mount both here."""
+def running_mount_e2e(
+    *,
+    stale_window_ms: int = 1000,
+    metadata_cache_ttl_ms: int = 5000,
+    cache_max_bytes: dict[str, int] | None = None,
+    report_interval_ms: int | None = None,
+) -> Iterator[MountE2E]:
+    """Start the cluster, serve ``demo`` and ``aux`` from one agent process, mount both here.
+
+    ``cache_max_bytes`` configures those exports' budgets at the fs master (its ``fluxon_fs.cache``);
+    ``report_interval_ms`` is how often the mount clients report to the fs master.
+    """
     base = Path(tempfile.mkdtemp(prefix="fxm", dir="/tmp"))
     with fs_cluster(HOST) as fs:
-        fs.start_master()
         roots = {name: fs.export_dir(name) for name in EXPORTS}
+        master_cache = None
+        if cache_max_bytes:
+            master_cache = {
+                "exports": {
+                    name: {"remote_root_dir_abs": str(roots[name]), "cache_max_bytes": size}
+                    for name, size in cache_max_bytes.items()
+                }
+            }
+        fs.start_master(cache=master_cache)
         ready = fs.start_agent(AGENT_KEY, {name: str(root) for name, root in roots.items()})
         metrics_url = ready.fields.get("metrics", "")
         assert metrics_url, f"the fs agent announced no metrics endpoint: {ready.fields}"
         store = fs.kv.external("mount-e2e", HOST)
-        section = cache_config({n: str(r) for n, r in roots.items()}, stale_window_ms, metadata_cache_ttl_ms)
+        section = cache_config(
+            {n: str(r) for n, r in roots.items()}, stale_window_ms, metadata_cache_ttl_ms, report_interval_ms
+        )
         patcher = new_patcher(store, section)
         env = MountE2E(
             fs=fs,
@@ -228,7 +258,7 @@ def running_mount_e2e(*, stale_window_ms: int = 1000, metadata_cache_ttl_ms: int
             shutil.rmtree(base, ignore_errors=True)
 
 
-def mount_e2e_fixture(**options: int) -> Any:
+def mount_e2e_fixture(**options: Any) -> Any:
     """A module-scoped pytest fixture yielding a :class:`MountE2E` (``options`` as for :func:`running_mount_e2e`)."""
 
     @pytest.fixture(scope="module")
@@ -246,7 +276,7 @@ def _read_main(config_json: str, relpaths: list[str]) -> int:
         patcher = new_patcher(store, config["section"])
         patcher.install()
         try:
-            patcher.mount_remote_dir(local_mount_dir_abs=config["mount"], export_name="demo")
+            patcher.mount_remote_dir(local_mount_dir_abs=config["mount"], export_name=config["export"])
             answer = {}
             for relpath in relpaths:
                 with open(f"{config['mount']}/{relpath}", "rb") as f:

@@ -22,7 +22,7 @@ from fluxon_core.kv.member_session import MemberSession
 from fluxon_core.kv.node_rpc import NodeRpc, resolver_via
 from fluxon_core.kv.owner.master_link import MasterLink
 from fluxon_core.kv.owner.replicas import LocalReplicas
-from fluxon_core.kv.pool import OwnerPool, create_owner_pool, owner_pool_block
+from fluxon_core.kv.pool import OwnerPool, create_owner_pool, owner_pool_block, prefix_budgets_of
 from fluxon_core.kv.protocol import (
     PROXIED_MASTER_PATHS,
     MemberInfo,
@@ -31,6 +31,7 @@ from fluxon_core.kv.protocol import (
     meta_int,
     meta_str,
     pid_namespace,
+    prefix_usage_to_meta,
     secret_key,
 )
 from fluxon_core.kv.rpc_link import AuthedRpc, Handler, reply
@@ -42,7 +43,7 @@ from fluxon_core.kv.shared_json import (
     write_shared_json,
 )
 from fluxon_core.log_setup import get_logger
-from fluxon_core.protocols import Coordinator, RpcServer, Transport
+from fluxon_core.protocols import Coordinator, PrefixUsage, RpcServer, Transport
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
 from fluxon_core.single_owner import hold_single_owner_lock
 
@@ -271,6 +272,19 @@ class OwnerNode:
         """Stored size of ``key`` in bytes."""
         return self.replicas.size(key)
 
+    def set_prefix_budget(self, prefix: str, max_bytes: int) -> None:
+        """Cap the bytes this host's pool holds under ``prefix`` (LRU within the prefix)."""
+        prefix_budgets_of(self.pool, self.pool_block.kind).set_prefix_budget(prefix, max_bytes)
+
+    def prefix_usage(self) -> dict[str, PrefixUsage]:
+        """Every budgeted prefix of this host's pool and what it holds."""
+        return prefix_budgets_of(self.pool, self.pool_block.kind).prefix_usage()
+
+    @property
+    def pool_owner_key(self) -> str:
+        """The owner whose pool this store uses: itself."""
+        return self.instance_key
+
     def check_alive(self) -> None:
         """The owner is this process: always alive while open."""
 
@@ -318,6 +332,8 @@ class OwnerNode:
             OwnerPath.SIZE: self._on_size,
             OwnerPath.FETCH: self._on_fetch,
             OwnerPath.DROP: self._on_drop,
+            OwnerPath.PREFIX_BUDGET: self._on_prefix_budget,
+            OwnerPath.PREFIX_USAGE: self._on_prefix_usage,
         }
         for master_path in PROXIED_MASTER_PATHS:
             handlers[OwnerPath.proxy(master_path)] = self._forwarder(master_path)
@@ -371,6 +387,14 @@ class OwnerNode:
             key, below = item
             items.append((str(key), int(below)))
         return reply({"dropped": self.replicas.drop(items)})
+
+    def _on_prefix_budget(self, call: RpcCall) -> RpcMessage:
+        meta = call.message.meta
+        self.set_prefix_budget(meta_str(meta, "prefix"), meta_int(meta, "max_bytes"))
+        return reply()
+
+    def _on_prefix_usage(self, call: RpcCall) -> RpcMessage:
+        return reply(prefix_usage_to_meta(self.prefix_usage()))
 
     # -- stop -------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from fluxon_core.errors import KeyNotFoundError
 from fluxon_core.protocols import AccessStore
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.export.ops import ExportOps
+from fluxon_fs.fs_master.cache_usage import ExportCacheUsage
 from fluxon_fs.fs_master.export_registry import AgentRecord, ExportRegistry, ExportSnapshot
 from fluxon_fs.fs_master.mount_registry import MountRecord, MountRegistry
 from fluxon_fs.transfer.coordinator import TransferCoordinator
@@ -29,6 +30,9 @@ ClusterMembersSource = Callable[[], list[dict[str, Any]]]
 CacheUsageSource = Callable[[], dict[str, Any]]
 """Returns the content cache's usage, e.g. ``used_bytes``, ``capacity_bytes``, ``hits``, ``misses``
 (``hit_rate`` is computed from hits and misses when absent); other keys are shown as they are."""
+
+ExportCacheUsageSource = Callable[[], dict[str, ExportCacheUsage]]
+"""Returns each export's content cache as clients report it: usage per host pool, hits and misses."""
 
 
 class PanelBackend(Protocol):
@@ -55,6 +59,10 @@ class PanelBackend(Protocol):
 
     def cache_usage(self) -> dict[str, Any]:
         """Content cache usage and hit counters (see :data:`CacheUsageSource`)."""
+        ...
+
+    def export_cache_usage(self) -> dict[str, ExportCacheUsage]:
+        """Each export's content cache: usage in each host pool, hits and misses (see :data:`ExportCacheUsageSource`)."""
         ...
 
     def export_snapshot(self) -> ExportSnapshot:
@@ -107,6 +115,10 @@ def _no_cache_usage() -> dict[str, Any]:
     return {}
 
 
+def _no_export_cache_usage() -> dict[str, ExportCacheUsage]:
+    return {}
+
+
 def _no_metrics() -> str:
     return ""
 
@@ -132,6 +144,7 @@ class FsMasterPanelBackend:
         start_transfer: Callable[[JobSpec], JobRecord],
         cluster_members: ClusterMembersSource = _no_cluster_members,
         cache_usage: CacheUsageSource = _no_cache_usage,
+        export_cache_usage: ExportCacheUsageSource = _no_export_cache_usage,
         metrics_text: Callable[[], str] = _no_metrics,
     ) -> None:
         self._exports = export_registry
@@ -143,6 +156,7 @@ class FsMasterPanelBackend:
         self._start_transfer = start_transfer
         self._cluster_members = cluster_members
         self._cache_usage = cache_usage
+        self._export_cache_usage = export_cache_usage
         self._metrics_text = metrics_text
 
     @property
@@ -167,6 +181,10 @@ class FsMasterPanelBackend:
     def cache_usage(self) -> dict[str, Any]:
         """From the cache layer's callable."""
         return self._cache_usage()
+
+    def export_cache_usage(self) -> dict[str, ExportCacheUsage]:
+        """From the cache layer's callable."""
+        return self._export_cache_usage()
 
     def export_snapshot(self) -> ExportSnapshot:
         """The export registry's snapshot."""

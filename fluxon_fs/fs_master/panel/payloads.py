@@ -9,6 +9,7 @@ from typing import Any
 
 from fluxon_core.access.records import ScopeAccessRecord, UserRecord
 from fluxon_fs.export.ops import DirEntryInfo
+from fluxon_fs.fs_master.cache_usage import ExportCacheUsage
 from fluxon_fs.fs_master.export_registry import AgentRecord
 from fluxon_fs.fs_master.mount_registry import MountRecord
 from fluxon_fs.transfer.codec import to_json
@@ -60,6 +61,29 @@ def mount_payload(mount: MountRecord) -> dict[str, Any]:
         "host": mount.host,
         "pid": mount.pid,
         "last_seen": mount.last_seen_wall,
+    }
+
+
+def export_cache_payload(usage: ExportCacheUsage | None) -> dict[str, Any]:
+    """An export's content cache: bytes in all host pools, hits and misses, and each host pool's usage."""
+    usage = usage or ExportCacheUsage()
+    return {
+        "cache_used_bytes": usage.used_bytes,
+        "cache_hits": usage.hits,
+        "cache_misses": usage.misses,
+        "cache_hit_rate": usage.hit_rate,
+        "cache_pools": [
+            {
+                "pool_owner": pool.pool_owner,
+                "host": pool.host,
+                "budget_bytes": pool.budget_bytes,
+                "used_bytes": pool.used_bytes,
+                "entries": pool.entries,
+                "evictions": pool.evictions,
+                "reported_at": pool.reported_at_wall,
+            }
+            for pool in usage.pools
+        ],
     }
 
 

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fluxon_core.log_setup import get_logger
-from fluxon_fs.fs_master.panel.payloads import agent_payload, mount_payload
+from fluxon_fs.fs_master.cache_usage import ExportCacheUsage
+from fluxon_fs.fs_master.panel.payloads import agent_payload, export_cache_payload, mount_payload
 from fluxon_fs.fs_master.panel.permissions import visible_exports
 from fluxon_fs.fs_master.panel.web import RequestContext, View
 
@@ -54,11 +55,14 @@ def build_overview(ctx: RequestContext) -> dict[str, Any]:
     snapshot = backend.export_snapshot()
     all_exports: dict[str, Any] = snapshot.body["exports"]
     names = visible_exports(user, backend.authorizer, all_exports)
+    no_export_cache: dict[str, ExportCacheUsage] = {}
+    export_cache, export_cache_error = _guarded(backend.export_cache_usage, no_export_cache, "export cache usage")
     exports = [
         {
             "name": name,
             "remote_root_dir_abs": all_exports[name].get("remote_root_dir_abs", ""),
             "cache_max_bytes": all_exports[name].get("cache_max_bytes"),
+            **export_cache_payload(export_cache.get(name)),
             "agents": [agent["instance_key"] for agent in all_exports[name].get("agents", [])],
             "browse_url": settings.absolute(f"/ui/exports/{quote(name, safe='')}/"),
         }
@@ -85,6 +89,7 @@ def build_overview(ctx: RequestContext) -> dict[str, Any]:
         "cache_hit_rate": hit_rate(cache),
         "cache_error": cache_error,
         "exports": exports,
+        "exports_cache_error": export_cache_error,
         "agents": agents,
         "mounts": mounts,
         "links": {
