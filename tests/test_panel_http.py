@@ -26,6 +26,7 @@ from tests.support.panel_harness import (
     ALICE_PREFIX,
     BOOTSTRAP,
     PUBLIC_BASE_URL,
+    PanelClient,
     PanelWorld,
     csrf_from_html,
 )
@@ -33,46 +34,6 @@ from tests.support.poll import wait_until
 from tests.support.trees import assert_same_tree, make_tree
 
 BIG_FILE_BYTES = 2 * 1024 * 1024 + 12345  # more than two download chunks
-
-
-class PanelClient:
-    """A browser-like client: cookies, the session's CSRF token, forms and JSON calls."""
-
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=15)
-        self.csrf = ""
-
-    def login(self, username: str, password: str) -> httpx.Response:
-        page = self.http.get("/login")
-        assert page.status_code == 200
-        response = self.http.post(
-            "/login", data={"username": username, "password": password, "csrf_token": csrf_from_html(page.text)}
-        )
-        if response.status_code == 303:
-            self.csrf = csrf_from_html(self.http.get("/ui/account/").text)
-        return response
-
-    def form(self, path: str, data: dict | None = None, *, csrf: str | None = None) -> httpx.Response:
-        fields = dict(data or {})
-        token = self.csrf if csrf is None else csrf
-        if token:
-            fields["csrf_token"] = token
-        return self.http.post(path, data=fields)
-
-    def api(self, path: str, payload: dict | None = None, *, csrf: bool = True) -> httpx.Response:
-        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
-        return self.http.post(path, json=payload or {}, headers=headers)
-
-    def get_json(self, path: str) -> dict:
-        response = self.http.get(path)
-        assert response.status_code == 200, (path, response.status_code, response.text)
-        return response.json()
-
-    def flashes(self, path: str = "/ui/") -> str:
-        return self.http.get(path).text
-
-    def close(self) -> None:
-        self.http.close()
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from fluxon_core.errors import (
     PermissionDeniedError,
 )
 from fluxon_core.log_setup import get_logger
+from fluxon_fs.auth.scopes import split_export_path
 from fluxon_fs.fs_master.panel.backend import PanelBackend
 from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, PanelSession, SessionStore
 from fluxon_fs.fs_master.panel.rendering import Renderer
@@ -225,6 +226,18 @@ class RequestContext:
         if not isinstance(value, str):
             raise InvalidArgumentError(f"field {name!r} must be a string, got {type(value).__name__}")
         return value.strip() if strip else value
+
+    def export_path(self, name: str, default: Any = _REQUIRED) -> str:
+        """An export-relative path parameter with surrounding slashes and ``.`` components dropped.
+
+        A NUL is :class:`InvalidArgumentError` (400) naming the field: no file name can hold one, and
+        the OS would refuse it deep inside a backend call. ``..`` raises ``PermissionError`` (403),
+        exactly as the agent would refuse it.
+        """
+        raw = self.text(name, default, strip=False)
+        if "\x00" in raw:
+            raise InvalidArgumentError(f"field {name!r} must not contain a NUL character (\\x00)")
+        return "/".join(split_export_path(raw.strip("/")))
 
     def integer(self, name: str, default: int, *, minimum: int = 1) -> int:
         """An integer parameter of at least ``minimum``."""
