@@ -6,6 +6,8 @@ import multiprocessing
 import os
 import sqlite3
 import stat
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +156,32 @@ def test_wrong_user_and_wrong_password_fail_with_the_same_message(store: SqliteA
     assert set(messages) == {f"PermissionDeniedError: {LOGIN_FAILED_MESSAGE}"}
     assert "permission denied" in messages[0]
     assert login(store, signer, "alice", ALICE_PW).startswith("fx1.")
+
+
+def _median_seconds(call, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def test_a_failed_check_takes_as_long_for_a_known_and_an_unknown_user(store: SqliteAccessStore) -> None:
+    # The attack: an empty password was refused before any hashing for a known user (~0.01 ms) but
+    # cost a decoy hash for an unknown one (~15 ms), so timing told which usernames exist.
+    store.bootstrap(model())
+    medians = {}
+    for password in ("", "wrong", "x" * 5000, None):
+        for username in ("alice", "nobody"):
+            medians[username, password] = _median_seconds(
+                lambda u=username, p=password: store.verify_credentials(u, p), rounds=9
+            )
+    for password in ("", "wrong", "x" * 5000, None):
+        known, unknown = medians["alice", password], medians["nobody", password]
+        assert 1 / 3 < known / unknown < 3, (password, known, unknown)
+        assert known > 0.001, "every refusal does real hash work"
+    assert store.verify_credentials("alice", ALICE_PW) is not None  # the right password still works
 
 
 def _files_of(db: Path) -> list[Path]:

@@ -14,6 +14,7 @@ import attrs
 
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.passwords import (
+    MAX_PASSWORD_CHARS,
     PasswordAlgorithm,
     hash_password,
     require_available,
@@ -36,6 +37,9 @@ from fluxon_plugins.sqlite_access.migrations import MIGRATIONS, current_version,
 log = get_logger("fluxon.access")
 
 _USER_COLUMNS = "username, can_manage_users, credential_version, created_at, updated_at"
+# Verified in place of a password that can never match, so refusing it costs a full hash; the
+# result is ignored (a user whose password happened to be this string still cannot log in with "").
+_STAND_IN_PASSWORD = "\x00fluxon: no password given"
 
 
 @attrs.frozen
@@ -162,7 +166,13 @@ class SqliteAccessStore:
     # ----------------------------------------------------------------- users
 
     def verify_credentials(self, username: str, password: str) -> UserRecord | None:
-        """The user when the password matches; None otherwise, taking as long for unknown users."""
+        """The user when the password matches; None otherwise.
+
+        Every call does one full hash verification, whatever was wrong: an unknown user is checked
+        against a decoy hash of the configured algorithm, and a password that can never match
+        (empty, not a string, too long) is replaced by a stand-in and checked all the same. So the
+        time a failure takes does not tell whether the username exists.
+        """
         row = None
         if isinstance(username, str):
             row = (
@@ -170,15 +180,18 @@ class SqliteAccessStore:
                 .execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,))
                 .fetchone()
             )
+        checkable = isinstance(password, str) and 0 < len(password) <= MAX_PASSWORD_CHARS
+        candidate = password if checkable else _STAND_IN_PASSWORD
         if row is None:
-            spend_verify_time(self.config.password_hash, password if isinstance(password, str) else "")
+            spend_verify_time(self.config.password_hash, candidate)
             return None
         try:
-            matches = verify_password_hash(row[5], password)
+            matches = verify_password_hash(row[5], candidate)
         except ValueError as exc:
             log.error("%s: stored password hash of user %r is unusable: %s", self._label, username, exc)
+            spend_verify_time(self.config.password_hash, candidate)
             return None
-        return _user(row) if matches else None
+        return _user(row) if matches and checkable else None
 
     def bootstrap(self, model: BootstrapAccessModelConfig) -> bool:
         """Write ``model`` when the store has no users; True when it did, False (no change) otherwise."""
