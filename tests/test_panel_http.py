@@ -134,13 +134,15 @@ def test_login_needs_its_csrf_token_and_refuses_foreign_redirects(clients):
     assert response.headers["location"] == "/ui/"
 
 
-def test_login_rotates_the_session_and_logout_ends_it(clients):
+def test_login_opens_a_fresh_session_and_logout_ends_it(clients):
     client = clients()
     client.http.get("/login")
-    anonymous_cookie = client.http.cookies[COOKIE_NAME]
+    assert COOKIE_NAME not in client.http.cookies  # the login page opens no session
+    planted = "planted-session-id.forged-mac"
+    client.http.cookies.set(COOKIE_NAME, planted, domain="127.0.0.1", path="/")
     assert client.login(*ADMIN).status_code == 303
     session_cookie = client.http.cookies[COOKIE_NAME]
-    assert session_cookie != anonymous_cookie
+    assert session_cookie != planted
     assert client.form("/logout", csrf="wrong").status_code == 403
     assert client.http.get("/ui/").status_code == 200
     response = client.form("/logout")
@@ -152,14 +154,16 @@ def test_login_rotates_the_session_and_logout_ends_it(clients):
 
 def test_session_cookie_flags_and_tampering(world, clients):
     response = clients().http.get("/login")
-    cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
-    assert "Secure" not in cookie  # public_base_url is http
+    form_cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in form_cookie and "SameSite=lax" in form_cookie and "Path=/login" in form_cookie
     for header in ("content-security-policy", "x-frame-options", "x-content-type-options"):
         assert header in response.headers
 
     client = clients()
-    client.login(*ADMIN)
+    logged_in = client.login(*ADMIN)
+    cookie = next(c for c in logged_in.headers.get_list("set-cookie") if c.startswith(COOKIE_NAME))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # public_base_url is http
     session_id, _, mac = client.http.cookies[COOKIE_NAME].rpartition(".")
     forged = httpx.Client(base_url=world.base_url, cookies={COOKIE_NAME: f"{session_id}.{mac[::-1]}"})
     assert forged.get("/ui/").status_code == 303
