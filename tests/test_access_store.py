@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sqlite3
@@ -215,6 +216,25 @@ def test_the_db_files_never_contain_a_plaintext_password(db: Path) -> None:
     raw.close()
     assert all(h.startswith("$argon2id$") for h in hashes)
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_an_existing_world_readable_access_db_is_tightened_on_open(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The finding: an access db left 0644 (password hashes and the token secret) stayed 0644.
+    store = open_store(db)
+    store.bootstrap(model())
+    store.close()
+    wal = db.with_name(db.name + "-wal")
+    for path in (db, wal):
+        if path.exists():
+            path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="fluxon.access"):
+        reopened = open_store(db)
+    try:
+        assert {stat.S_IMODE(p.stat().st_mode) for p in _files_of(db)} == {0o600}
+        assert f"{db} was mode 0644; made it owner-only (0600)" in caplog.text
+        assert reopened.verify_credentials("alice", ALICE_PW) is not None
+    finally:
+        reopened.close()
 
 
 def test_scrypt_hashes_and_mixed_algorithms_verify(db: Path) -> None:

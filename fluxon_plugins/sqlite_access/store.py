@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -48,7 +49,8 @@ class SqliteAccessStoreConfig:
 
     path: str = config_field(
         doc="sqlite file holding users, password hashes and scope grants; created (mode 0600) "
-        "with its directory if missing.",
+        "with its directory if missing; an existing one that group or others may read is made "
+        "owner-only when the store opens (refused when that is not possible).",
         check=non_empty,
     )
     password_hash: PasswordAlgorithm = config_field(
@@ -98,10 +100,33 @@ class SqliteAccessStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Create it owner-only before sqlite does; sqlite gives -wal/-shm files the same mode.
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+            self._make_private(path)
             run_migrations(self._conn(), MIGRATIONS, db_label=self._label)
         except (OSError, sqlite3.Error) as exc:
             raise StoreInitFailedError(f"cannot open {self._label}: {exc}") from exc
+
+    def _make_private(self, path: Path) -> None:
+        """Make the database and its WAL files owner-only: they hold password hashes and the token secret.
+
+        Anyone who can read the token secret can forge a session for any user, so a file that cannot
+        be tightened (another user's) is refused rather than used.
+        """
+        for file_path in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                mode = stat.S_IMODE(file_path.stat().st_mode)
+            except FileNotFoundError:
+                continue
+            if not mode & 0o077:
+                continue
+            try:
+                file_path.chmod(mode & 0o700)
+            except PermissionError:
+                raise StoreInitFailedError(
+                    f"{self._label}: {file_path} is mode {mode:04o} (group/others may read the password hashes "
+                    "and the token secret) and is not ours to change; chmod 600 it"
+                ) from None
+            log.warning("%s: %s was mode %04o; made it owner-only (%04o)", self._label, file_path, mode, mode & 0o700)
 
     # ----------------------------------------------------------------- connections and transactions
 
