@@ -9,7 +9,9 @@ import pytest
 from starlette.routing import Route
 
 from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.config import LoginProtectionConfig
 from fluxon_fs.fs_master.panel import PanelBackend, create_panel_app
+from fluxon_fs.fs_master.panel.login_limits import LoginThrottle, TooManyAttemptsError
 from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, LoginFormTokens, SessionStore
 from fluxon_fs.fs_master.panel.settings import PanelSettings
 from fluxon_fs.fs_master.panel.web import is_local_path
@@ -133,3 +135,40 @@ def test_docs_list_every_route():
         if f"`{method} {route.path}`" not in docs
     ]
     assert not undocumented, f"docs/panel.md does not mention: {undocumented}"
+
+
+def test_login_throttle_backs_off_exponentially_and_forgets():
+    clock = Clock()
+    config = LoginProtectionConfig(
+        free_failures_per_user=2,
+        free_failures_per_address=100,
+        backoff_initial_s=1,
+        backoff_max_s=4,
+        forget_failures_after_s=60,
+    )
+    throttle = LoginThrottle(config, clock=clock)
+
+    def fail() -> None:
+        throttle.begin("bob", "10.0.0.1")  # counted as failed unless settled otherwise
+
+    def wait_s() -> float:
+        with pytest.raises(TooManyAttemptsError) as refused:
+            throttle.begin("bob", "10.0.0.1")
+        return refused.value.retry_after_s
+
+    fail()
+    fail()
+    fail()  # the first failure beyond the free ones
+    assert wait_s() == pytest.approx(1)
+    for expected in (2, 4, 4):  # doubling, capped at backoff_max_s
+        clock.now += wait_s()
+        fail()
+        assert wait_s() == pytest.approx(expected)
+    throttle.begin("alice", "10.0.0.2").succeeded()  # other users and addresses are not affected
+    clock.now += 60 + 4
+    throttle.begin("bob", "10.0.0.1").succeeded()  # forgotten after a quiet minute; success resets
+    fail()
+    fail()
+    throttle.begin("bob", "10.0.0.1").not_made()  # a check that never ran does not count
+    fail()
+    assert wait_s() == pytest.approx(1)

@@ -156,21 +156,18 @@ class Panel:
         username or password raises :class:`PermissionDeniedError`.
         """
         with self.login_throttle.attempt(username, client_address) as attempt:
-            token = self.password_checks.run(lambda: self.backend.authorizer.login(username, password))
+            token = self.renew_token(username, password)
             attempt.succeeded()
-        return self._accepted(token)
+        return token
 
-    def close(self) -> None:
-        """Stop the password-check threads (the server stopped)."""
-        self.password_checks.close()
-
-    def _accepted(self, token: str) -> str:
-        """``token`` once the authorizer accepts it.
+    def renew_token(self, username: str, password: str) -> str:
+        """Like :meth:`log_in` but not throttled, for a user who just set this password; blocking.
 
         Right after a password change the authorizer may still hold the user's previous credential
         version for up to its revocation bound and refuse the brand-new token; waiting here (bounded)
         keeps the next page from bouncing the user back to the login form.
         """
+        token = self.password_checks.run(lambda: self.backend.authorizer.login(username, password))
         deadline = time.monotonic() + TOKEN_ACCEPT_TIMEOUT_S
         while True:
             try:
@@ -180,6 +177,10 @@ class Panel:
                 if time.monotonic() >= deadline:
                     raise
             time.sleep(_TOKEN_ACCEPT_POLL_S)
+
+    def close(self) -> None:
+        """Stop the password-check threads (the server stopped)."""
+        self.password_checks.close()
 
     # ----- responses ----------------------------------------------------------------------------
 

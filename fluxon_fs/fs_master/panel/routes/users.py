@@ -29,7 +29,7 @@ def _renew_own_session(ctx: RequestContext, new_password: str) -> dict[str, Any]
 
     Returns the API data: the new token when the request used a bearer token instead of a session.
     """
-    token = ctx.panel.log_in(ctx.user.username, new_password, client_address(ctx.request))
+    token = ctx.panel.renew_token(ctx.user.username, new_password)
     keep = ctx.session.session_id if ctx.session is not None else ""
     ctx.panel.sessions.drop_user(ctx.user.username, keep=keep)
     if ctx.session is not None:
