@@ -206,6 +206,46 @@ class SessionPolicyConfig:
 
 
 @attrs.frozen
+class LoginProtectionConfig:
+    """How the panel slows password guessing down and bounds the memory password checks take."""
+
+    free_failures_per_user: int = config_field(
+        doc="failed logins for one username (within forget_failures_after_s) before every further "
+        "attempt for it must wait out a backoff; refused attempts answer 429 with Retry-After.",
+        default=5,
+        check=positive,
+    )
+    free_failures_per_address: int = config_field(
+        doc="the same from one client address (behind a reverse proxy every client shares the proxy's "
+        "address, so keep this well above free_failures_per_user).",
+        default=20,
+        check=positive,
+    )
+    backoff_initial_s: float = config_field(
+        doc="wait after the first failure beyond the free ones; it doubles with every further failure.",
+        default=1.0,
+        check=positive,
+    )
+    backoff_max_s: float = config_field(doc="longest backoff.", default=60.0, check=positive)
+    forget_failures_after_s: float = config_field(
+        doc="failures of a username or address are forgotten this long after the last one.",
+        default=900.0,
+        check=positive,
+    )
+    max_concurrent_password_checks: int = config_field(
+        doc="password hashes (login, password change) computed at once; each argon2id check takes "
+        "19 MiB (scrypt 128 MiB) while it runs.",
+        default=2,
+        check=positive,
+    )
+    password_check_wait_s: float = config_field(
+        doc="how long a login waits for a free password check before it is refused with 503 and Retry-After.",
+        default=2.0,
+        check=positive,
+    )
+
+
+@attrs.frozen
 class MasterPanelConfig:
     """The ``fluxon_fs.master_panel`` section of the fs master."""
 
@@ -230,6 +270,11 @@ class MasterPanelConfig:
     auto_refresh_interval_secs: int = config_field(doc="page auto-refresh period.", default=5, check=positive)
     session: SessionPolicyConfig = config_field(
         doc="login session tokens: lifetime and revocation bound.", factory=SessionPolicyConfig
+    )
+    login_protection: LoginProtectionConfig = config_field(
+        doc="login throttling (per username and per client address, with backoff) and the bound on "
+        "concurrent password checks.",
+        factory=LoginProtectionConfig,
     )
     transfer_state_store: BackendConfig | None = config_field(
         doc="durable store of transfer jobs and pre-scans; default sqlite under the workdir.",

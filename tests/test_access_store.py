@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sqlite3
 import stat
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -156,6 +159,32 @@ def test_wrong_user_and_wrong_password_fail_with_the_same_message(store: SqliteA
     assert login(store, signer, "alice", ALICE_PW).startswith("fx1.")
 
 
+def _median_seconds(call, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def test_a_failed_check_takes_as_long_for_a_known_and_an_unknown_user(store: SqliteAccessStore) -> None:
+    # The attack: an empty password was refused before any hashing for a known user (~0.01 ms) but
+    # cost a decoy hash for an unknown one (~15 ms), so timing told which usernames exist.
+    store.bootstrap(model())
+    medians = {}
+    for password in ("", "wrong", "x" * 5000, None):
+        for username in ("alice", "nobody"):
+            medians[username, password] = _median_seconds(
+                lambda u=username, p=password: store.verify_credentials(u, p), rounds=9
+            )
+    for password in ("", "wrong", "x" * 5000, None):
+        known, unknown = medians["alice", password], medians["nobody", password]
+        assert 1 / 3 < known / unknown < 3, (password, known, unknown)
+        assert known > 0.001, "every refusal does real hash work"
+    assert store.verify_credentials("alice", ALICE_PW) is not None  # the right password still works
+
+
 def _files_of(db: Path) -> list[Path]:
     return [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
 
@@ -187,6 +216,25 @@ def test_the_db_files_never_contain_a_plaintext_password(db: Path) -> None:
     raw.close()
     assert all(h.startswith("$argon2id$") for h in hashes)
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_an_existing_world_readable_access_db_is_tightened_on_open(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The finding: an access db left 0644 (password hashes and the token secret) stayed 0644.
+    store = open_store(db)
+    store.bootstrap(model())
+    store.close()
+    wal = db.with_name(db.name + "-wal")
+    for path in (db, wal):
+        if path.exists():
+            path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="fluxon.access"):
+        reopened = open_store(db)
+    try:
+        assert {stat.S_IMODE(p.stat().st_mode) for p in _files_of(db)} == {0o600}
+        assert f"{db} was mode 0644; made it owner-only (0600)" in caplog.text
+        assert reopened.verify_credentials("alice", ALICE_PW) is not None
+    finally:
+        reopened.close()
 
 
 def test_scrypt_hashes_and_mixed_algorithms_verify(db: Path) -> None:

@@ -345,6 +345,22 @@ def test_invalid_yaml_in_a_file_names_the_file(tmp_path: Path) -> None:
     assert str(caught.value).endswith(f"(in {config})")
 
 
+def test_a_nul_in_a_yaml_file_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "nul.yaml"
+    config.write_bytes(b"service:\n  name: sv\x00c\n")
+    with pytest.raises(ConfigError) as caught:
+        load_yaml_file(Root, config)
+    assert caught.value.source == str(config)
+    assert str(caught.value) == (
+        f"<root> is not valid YAML at line 2, column 11: contains the character NUL, which YAML does not allow "
+        f"(in {config})"
+    )
+    with pytest.raises(ConfigError, match=r"line 1, column 4: contains the character U\+0007"):
+        load_yaml_text(Root, "a: \x07")
+    config.write_bytes(b"service:\n  name: svc\n")  # the same file without the NUL loads
+    assert load_yaml_file(Root, config).service.name == "svc"
+
+
 def test_a_bad_value_in_a_file_names_the_path_and_the_file(tmp_path: Path) -> None:
     config = tmp_path / "service.yaml"
     config.write_text("service:\n  name: svc\n  limits:\n    workers: -3\n", encoding="utf-8")

@@ -26,6 +26,7 @@ from tests.support.panel_harness import (
     ALICE_PREFIX,
     BOOTSTRAP,
     PUBLIC_BASE_URL,
+    PanelClient,
     PanelWorld,
     csrf_from_html,
 )
@@ -33,46 +34,6 @@ from tests.support.poll import wait_until
 from tests.support.trees import assert_same_tree, make_tree
 
 BIG_FILE_BYTES = 2 * 1024 * 1024 + 12345  # more than two download chunks
-
-
-class PanelClient:
-    """A browser-like client: cookies, the session's CSRF token, forms and JSON calls."""
-
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=15)
-        self.csrf = ""
-
-    def login(self, username: str, password: str) -> httpx.Response:
-        page = self.http.get("/login")
-        assert page.status_code == 200
-        response = self.http.post(
-            "/login", data={"username": username, "password": password, "csrf_token": csrf_from_html(page.text)}
-        )
-        if response.status_code == 303:
-            self.csrf = csrf_from_html(self.http.get("/ui/account/").text)
-        return response
-
-    def form(self, path: str, data: dict | None = None, *, csrf: str | None = None) -> httpx.Response:
-        fields = dict(data or {})
-        token = self.csrf if csrf is None else csrf
-        if token:
-            fields["csrf_token"] = token
-        return self.http.post(path, data=fields)
-
-    def api(self, path: str, payload: dict | None = None, *, csrf: bool = True) -> httpx.Response:
-        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
-        return self.http.post(path, json=payload or {}, headers=headers)
-
-    def get_json(self, path: str) -> dict:
-        response = self.http.get(path)
-        assert response.status_code == 200, (path, response.status_code, response.text)
-        return response.json()
-
-    def flashes(self, path: str = "/ui/") -> str:
-        return self.http.get(path).text
-
-    def close(self) -> None:
-        self.http.close()
 
 
 @pytest.fixture
@@ -173,13 +134,15 @@ def test_login_needs_its_csrf_token_and_refuses_foreign_redirects(clients):
     assert response.headers["location"] == "/ui/"
 
 
-def test_login_rotates_the_session_and_logout_ends_it(clients):
+def test_login_opens_a_fresh_session_and_logout_ends_it(clients):
     client = clients()
     client.http.get("/login")
-    anonymous_cookie = client.http.cookies[COOKIE_NAME]
+    assert COOKIE_NAME not in client.http.cookies  # the login page opens no session
+    planted = "planted-session-id.forged-mac"
+    client.http.cookies.set(COOKIE_NAME, planted, domain="127.0.0.1", path="/")
     assert client.login(*ADMIN).status_code == 303
     session_cookie = client.http.cookies[COOKIE_NAME]
-    assert session_cookie != anonymous_cookie
+    assert session_cookie != planted
     assert client.form("/logout", csrf="wrong").status_code == 403
     assert client.http.get("/ui/").status_code == 200
     response = client.form("/logout")
@@ -191,14 +154,16 @@ def test_login_rotates_the_session_and_logout_ends_it(clients):
 
 def test_session_cookie_flags_and_tampering(world, clients):
     response = clients().http.get("/login")
-    cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
-    assert "Secure" not in cookie  # public_base_url is http
+    form_cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in form_cookie and "SameSite=lax" in form_cookie and "Path=/login" in form_cookie
     for header in ("content-security-policy", "x-frame-options", "x-content-type-options"):
         assert header in response.headers
 
     client = clients()
-    client.login(*ADMIN)
+    logged_in = client.login(*ADMIN)
+    cookie = next(c for c in logged_in.headers.get_list("set-cookie") if c.startswith(COOKIE_NAME))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # public_base_url is http
     session_id, _, mac = client.http.cookies[COOKIE_NAME].rpartition(".")
     forged = httpx.Client(base_url=world.base_url, cookies={COOKIE_NAME: f"{session_id}.{mac[::-1]}"})
     assert forged.get("/ui/").status_code == 303

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import tracemalloc
@@ -17,12 +19,12 @@ from fluxon_core.errors import InvalidArgumentError, StorageFullError, StoreClos
 from fluxon_core.plugins import get_backends
 from fluxon_core.protocols import PrefixBudgetedCache, PrefixUsage
 from fluxon_plugins.shm_cache import ShmCacheConfig, ShmPoolOwner, ShmPoolReader
-from fluxon_plugins.shm_cache.layout import PoolLayout, encode_key, key_digest
+from fluxon_plugins.shm_cache.layout import PoolLayout, encode_key, key_digest, suffix_size
 from tests.support.shm_child import ShmChild
 from tests.support.shm_values import make_value, value_seed
 
 PAGE = 4096
-ONE_PAGE_VALUE = 4000  # value + key (up to 80 bytes) + 16-byte trailer fit one 4 KiB page: charged exactly PAGE
+ONE_PAGE_VALUE = 3984  # value + key (up to 80 bytes) + 32-byte trailer fit one 4 KiB page: charged exactly PAGE
 
 
 @pytest.fixture
@@ -262,7 +264,9 @@ def test_value_larger_than_capacity_is_storage_full_and_changes_nothing(pool_dir
             owner.put("huge", [bytes(4 * PAGE)])
         with pytest.raises(StorageFullError):
             owner.open_writer("huge", 4 * PAGE)
-        owner.put("exactly-full", [bytes(3 * PAGE - len("exactly-full") - 16)])  # value + key + trailer: 3 pages
+        owner.put(
+            "exactly-full", [bytes(3 * PAGE - suffix_size(len("exactly-full")))]
+        )  # value + key + trailer: 3 pages
         assert owner.contains("keep") and owner.stats()["used_bytes"] == 4 * PAGE
         assert owner.stats()["evictions"] == 0
         assert files_in(PoolLayout(pool_dir).staging_dir) == []
@@ -594,7 +598,7 @@ def test_prefix_usage_always_matches_the_values_present_and_stays_within_budget(
             key = f"{prefix}{n}"
             if op == "put":
                 try:
-                    owner.put(key, [bytes(pages * PAGE - len(key) - 16)])
+                    owner.put(key, [bytes(pages * PAGE - suffix_size(len(key.encode())))])
                 except StorageFullError:
                     pass
             elif op == "get":
@@ -614,4 +618,132 @@ def test_prefix_usage_always_matches_the_values_present_and_stays_within_budget(
 def charged(owner: ShmPoolOwner, key: str) -> int:
     size = owner.size(key)
     assert size is not None
-    return -(-(size + len(key.encode()) + 16) // PAGE) * PAGE
+    return -(-(size + suffix_size(len(key.encode()))) // PAGE) * PAGE
+
+
+# -- file modes and damaged value files --------------------------------------------------------
+
+
+def _mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_pool_files_are_private_to_the_owner_user(pool_dir: str) -> None:
+    # The finding: pool directories were 0755 and pool.ctl 0644, open to every user of the host.
+    layout = PoolLayout(pool_dir)
+    old_umask = os.umask(0o022)
+    try:
+        with owner_at(pool_dir) as owner, reader_at(pool_dir) as reader:
+            owner.put("k", [make_value(1, 1000)])
+            private = (layout.root, layout.values_dir, layout.staging_dir)
+            private += (layout.control_path, layout.touch_path, layout.lock_path)
+            assert {path: _mode(path) for path in private} == {
+                layout.root: 0o700,
+                layout.values_dir: 0o700,
+                layout.staging_dir: 0o700,
+                layout.control_path: 0o600,
+                layout.touch_path: 0o600,
+                layout.lock_path: 0o600,
+            }
+            assert _mode(layout.value_path(key_digest(encode_key("k")))) == 0o400  # nobody writes into a value
+            assert value_seed(as_bytes(reader.get("k"))) == 1  # a reader of the same user still reads
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_existing_pool_left_open_by_an_older_version_is_tightened(pool_dir: str) -> None:
+    layout = PoolLayout(pool_dir)
+    with owner_at(pool_dir):
+        pass
+    for path in (layout.root, layout.values_dir, layout.staging_dir):
+        os.chmod(path, 0o755)
+    for path in (layout.control_path, layout.touch_path, layout.lock_path):
+        os.chmod(path, 0o644)
+    with owner_at(pool_dir) as owner, reader_at(pool_dir) as reader:
+        assert {_mode(p) for p in (layout.root, layout.values_dir, layout.staging_dir)} == {0o700}
+        assert {_mode(p) for p in (layout.control_path, layout.touch_path, layout.lock_path)} == {0o600}
+        owner.put("k", [make_value(2, 1000)])
+        assert value_seed(as_bytes(reader.get("k"))) == 2
+
+
+def _value_file(pool_dir: str, key: str) -> str:
+    path = PoolLayout(pool_dir).value_path(key_digest(encode_key(key)))
+    os.chmod(path, 0o600)  # value files are read-only; whoever damages one must be root or chmod it first
+    return path
+
+
+SMALL_VALUE = 5000
+LARGE_VALUE = 3 * 1024 * 1024
+
+
+def _reader_holding_v(owner: ShmPoolOwner, pool_dir: str, children: list[ShmChild], size: int) -> ShmChild:
+    """Values ``v`` (seed 1) and ``cold`` (seed 2); a reader process that loaded (and cached) ``v`` only."""
+    owner.put("v", [make_value(1, size)])
+    owner.put("cold", [make_value(2, size)])
+    reader = spawn(children)
+    reader.call("reader", path=pool_dir)
+    assert reader.call("check", key="v")["seed"] == 1
+    return reader
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", [SMALL_VALUE, LARGE_VALUE], ids=["copied", "mapped"])
+def test_a_value_truncated_under_a_reader_is_a_miss_not_a_crash(
+    pool_dir: str, children: list[ShmChild], size: int
+) -> None:
+    # The finding: truncating a value file a reader had mapped killed the reader with SIGBUS on
+    # its next get (the cached mapping was returned without a look at the file).
+    with owner_at(pool_dir) as owner:
+        reader = _reader_holding_v(owner, pool_dir, children, size)
+        os.truncate(_value_file(pool_dir, "v"), size // 2)
+        # A small value was copied (and checked) when loaded: that private copy is still right.
+        still_cached = 1 if size == SMALL_VALUE else None
+        assert reader.call("check", key="v")["seed"] == still_cached
+        assert reader.call("read_into", key="v", size=size)["seed"] == still_cached
+        os.truncate(_value_file(pool_dir, "cold"), 100)  # damaged before this reader ever loaded it
+        assert reader.call("check", key="cold")["seed"] is None
+        assert reader.call("read_into", key="cold", size=size)["seed"] is None
+        assert reader.proc.poll() is None, "the reader died"
+        assert owner.get("v") is None and not owner.contains("v")  # the owner drops the damaged value
+        owner.put("v", [make_value(3, size)])  # a new value under the key reads normally
+        assert reader.call("check", key="v")["seed"] == 3
+        assert reader.call("read_into", key="v", size=size)["seed"] == 3
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", [SMALL_VALUE, LARGE_VALUE], ids=["copied", "mapped"])
+@pytest.mark.parametrize("how", ["write", "mmap"])
+def test_a_value_overwritten_in_place_is_a_miss_not_wrong_bytes(
+    pool_dir: str, children: list[ShmChild], size: int, how: str
+) -> None:
+    # The finding: bytes written into a value file in place were served as if they were the value.
+    with owner_at(pool_dir) as owner:
+        reader = _reader_holding_v(owner, pool_dir, children, size)
+        for key in ("v", "cold"):
+            with open(_value_file(pool_dir, key), "r+b") as handle:
+                if how == "write":
+                    handle.seek(size // 2)
+                    handle.write(b"\xff" * 64)
+                else:
+                    with mmap.mmap(handle.fileno(), 0) as mapping:
+                        mapping[size // 2 : size // 2 + 64] = b"\xff" * 64
+        still_cached = 1 if size == SMALL_VALUE else None  # a small value's private copy is still right
+        assert reader.call("check", key="v")["seed"] == still_cached
+        assert reader.call("read_into", key="v", size=size)["seed"] == still_cached
+        assert reader.call("check", key="cold")["seed"] is None
+        assert reader.call("read_into", key="cold", size=size)["seed"] is None
+        owner.put("v", [make_value(3, size)])
+        assert reader.call("check", key="v")["seed"] == 3
+
+
+def test_a_small_value_overwritten_with_its_seal_restored_still_fails_its_checksum(pool_dir: str) -> None:
+    with owner_at(pool_dir) as owner, reader_at(pool_dir) as reader:
+        owner.put("v", [make_value(1, SMALL_VALUE)])
+        path = _value_file(pool_dir, "v")
+        seal = os.stat(path).st_mtime_ns
+        with open(path, "r+b") as handle:
+            handle.seek(100)
+            handle.write(b"\x00" * 8)
+        os.utime(path, ns=(seal, seal))  # a deliberate cover-up of the mtime
+        assert reader.get("v") is None
+        assert reader.read_into("v", bytearray(SMALL_VALUE)) is None

@@ -8,12 +8,15 @@ Backend-specific behaviour (etcd's transaction size limit and outages) follows a
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import random
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -403,6 +406,46 @@ def test_closing_from_another_thread_releases_every_connection(make_store: Store
     with pytest.raises(StoreClosedError):
         store.get("from-main")
     assert make_store().get("from-thread") == b"1"
+
+
+# -- sqlite only ----------------------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sqlite_database_files_are_created_owner_only(tmp_path: Path) -> None:
+    # The finding: transfer_state.db was created 0644, readable by every user of the host.
+    db = tmp_path / "state" / "transfer_state.db"
+    old_umask = os.umask(0o022)
+    try:
+        store = create_store("sqlite", {"path": str(db)})
+        store.put("job/1", b"record")
+        files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+        assert {path.name: _mode(path) for path in files} == {path.name: 0o600 for path in files}
+        assert store.get("job/1") == b"record"
+        store.close()
+    finally:
+        os.umask(old_umask)
+
+
+def test_sqlite_existing_world_readable_database_is_tightened_on_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "transfer_state.db"
+    store = create_store("sqlite", {"path": str(db)})
+    store.put("job/1", b"record")
+    store.close()
+    db.chmod(0o644)  # as an older version left it
+    with caplog.at_level(logging.WARNING, logger="fluxon.state"):
+        reopened = create_store("sqlite", {"path": str(db)})
+    try:
+        assert _mode(db) == 0o600
+        assert f"{db} was mode 0644; made it owner-only (0600)" in caplog.text
+        assert reopened.get("job/1") == b"record"  # the data is untouched
+    finally:
+        reopened.close()
 
 
 # -- etcd only ------------------------------------------------------------------------------------

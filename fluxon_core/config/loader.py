@@ -64,7 +64,12 @@ def parse_yaml_text(text: str, path: str = "") -> Any:
     PyYAML silently keeps the last of two equal keys; a config that says the same thing twice is
     more likely a mistake, so it is refused, naming the key and both lines.
     """
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks every character when it is built: a NUL or another control character
+        # YAML forbids raises ReaderError here, before parsing starts.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, f"is not valid YAML {_yaml_problem(exc, text)}") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -72,13 +77,18 @@ def parse_yaml_text(text: str, path: str = "") -> Any:
         _reject_duplicate_keys(node, path, set())
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(path, f"is not valid YAML {_yaml_problem(exc)}") from None
+        raise ConfigError(path, f"is not valid YAML {_yaml_problem(exc, text)}") from None
     finally:
         loader.dispose()  # type: ignore[no-untyped-call]
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     """One line locating a YAML syntax error: PyYAML's own text spans several lines."""
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        shown = "NUL" if exc.character == 0 else f"U+{exc.character:04X}"
+        return f"at line {line}, column {column}: contains the character {shown}, which YAML does not allow"
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return f": {exc}"
     mark = exc.problem_mark

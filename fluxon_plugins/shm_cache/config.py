@@ -37,7 +37,7 @@ class ShmCacheConfig:
     )
     capacity: ByteSize = config_field(
         doc="owner: byte budget of the pool (the client's dram), > 0; each value is charged its tmpfs "
-        "footprint, value + key + 16-byte trailer rounded up to 4 KiB pages. Readers take it from the pool. "
+        "footprint, value + key + 32-byte trailer rounded up to 4 KiB pages. Readers take it from the pool. "
         "Set by the KV plane from contribute_to_cluster_pool_size.dram.",
         default=ByteSize(0),
     )

@@ -15,6 +15,7 @@ import os
 import attrs
 
 from fluxon_core.errors import StoreInitFailedError
+from fluxon_plugins.shm_cache.layout import make_owner_only
 
 CONTROL_MAGIC = b"FXPOOL01"
 CONTROL_BYTES = 4096
@@ -61,11 +62,13 @@ class ControlBlock:
             fd = -1
         if fd < 0:
             tmp_path = f"{path}.{os.getpid()}.tmp"
-            with open(tmp_path, "wb") as handle:
+            tmp_fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with open(tmp_fd, "wb") as handle:
                 handle.write(CONTROL_MAGIC + bytes(CONTROL_BYTES - len(CONTROL_MAGIC)))
             os.rename(tmp_path, path)
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
+            make_owner_only(fd, path)  # a block an older version left 0644
             mapping = mmap.mmap(fd, CONTROL_BYTES, access=mmap.ACCESS_WRITE)
         finally:
             os.close(fd)

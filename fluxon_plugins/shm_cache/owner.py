@@ -21,11 +21,13 @@ from fluxon_core.single_owner import hold_single_owner_lock
 from fluxon_plugins.shm_cache.config import ShmCacheConfig, checked_config
 from fluxon_plugins.shm_cache.control import STATE_CLOSED, STATE_OPEN, ControlBlock
 from fluxon_plugins.shm_cache.layout import (
+    CorruptValueError,
     PoolLayout,
     charged_bytes,
     check_token,
     encode_key,
     key_digest,
+    make_owner_only,
     parse_suffix,
     suffix_size,
 )
@@ -40,7 +42,7 @@ from fluxon_plugins.shm_cache.value_file import (
     read_value_into,
     writable_bytes,
 )
-from fluxon_plugins.shm_cache.view_cache import CachedValue, ViewCache
+from fluxon_plugins.shm_cache.view_cache import ViewCache, cached_value
 
 log = get_logger("fluxon.shm_cache")
 
@@ -143,8 +145,10 @@ class ShmPoolOwner:
         self.layout = PoolLayout(config.path)
         self.capacity_bytes = int(config.capacity)
         for directory in (self.layout.root, self.layout.values_dir, self.layout.staging_dir):
-            os.makedirs(directory, exist_ok=True)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            make_owner_only(directory, directory)
         self._lock_fd = self._claim_ownership()
+        make_owner_only(self._lock_fd, self.layout.lock_path)
         try:
             check_tmpfile_support(self.layout.staging_dir)
             self._check_filesystem_size()
@@ -291,16 +295,19 @@ class ShmPoolOwner:
             finally:
                 os.close(fd)
             try:
-                value_len = parse_suffix(suffix, stat.st_size, key_bytes, where)
-                if value_len is None:
+                trailer = parse_suffix(suffix, stat.st_size, key_bytes, where)
+                if trailer is None:
                     raise InvalidArgumentError(f"staged value {where} was written for another key, not {key!r}")
-                self._make_room(key, charged_bytes(stat.st_size))
+                if stat.st_mtime_ns != trailer.seal_ns:
+                    raise CorruptValueError(f"staged value {where} changed after it was written")
+                charged = charged_bytes(stat.st_size)
+                self._make_room(key, charged)
             except BaseException:
                 self._unlink_staged(token)
                 raise
             digest = key_digest(key_bytes)
             os.rename(token, digest.hex(), src_dir_fd=self._staging_fd, dst_dir_fd=self._values_fd)
-            entry = _Entry(digest, stat.st_ino, stat.st_size, value_len, charged_bytes(stat.st_size))
+            entry = _Entry(digest, stat.st_ino, stat.st_size, trailer.value_len, charged)
             self._install(key, entry)
             self._housekeeping()
             self._publish()
@@ -323,18 +330,24 @@ class ShmPoolOwner:
                 return None
             self._touch_key(key)
             cached = self._views.lookup(key)
-            if cached is not None and cached.ino == entry.ino:
+        path = self.layout.value_path(entry.digest)
+        # a cached mapping shows what happened to its file since it was loaded: usable() re-checks it
+        if cached is not None and cached.ino == entry.ino and cached.usable(path):
+            with self._lock:
                 self._hits += 1
-                return cached.view
-        loaded = load_value(self.layout.value_path(entry.digest), encode_key(key), self.config.copy_below)
+            return cached.view
+        loaded = load_value(path, encode_key(key), self.config.copy_below)
         with self._lock:
-            if loaded is None:  # removed or replaced by another key between the lock and the open
+            current = self._index.get(key)
+            if loaded is None:
+                # removed or replaced meanwhile, or damaged: a damaged file is dropped from the pool
+                if current is entry:
+                    self._remove_damaged(key, entry)
                 self._misses += 1
                 return None
             self._hits += 1
-            current = self._index.get(key)
             if current is not None and current.ino == loaded.ino:
-                self._views.store(key, CachedValue(entry.digest, loaded.ino, loaded.file_size, loaded.view, 0))
+                self._views.store(key, cached_value(entry.digest, loaded, 0))
         return loaded.view
 
     def read_into(self, key: str, out: bytearray | memoryview, offset: int = 0) -> int | None:
@@ -347,12 +360,21 @@ class ShmPoolOwner:
                 self._misses += 1
                 return None
             self._touch_key(key)
-            self._hits += 1
             cached = self._views.lookup(key)
-            view = cached.view if cached is not None and cached.ino == entry.ino else None
-        if view is not None:
-            return copy_range(view, target, offset)
-        return read_value_into(self.layout.value_path(entry.digest), encode_key(key), target, offset)
+        path = self.layout.value_path(entry.digest)
+        if cached is not None and cached.ino == entry.ino and cached.usable(path):
+            with self._lock:
+                self._hits += 1
+            return copy_range(cached.view, target, offset)
+        count = read_value_into(path, encode_key(key), target, offset)
+        with self._lock:
+            if count is None:
+                if self._index.get(key) is entry:
+                    self._remove_damaged(key, entry)
+                self._misses += 1
+            else:
+                self._hits += 1
+        return count
 
     def contains(self, key: str) -> bool:
         """True when ``key`` is present (not a use for the LRU)."""
@@ -492,16 +514,28 @@ class ShmPoolOwner:
         self._budgets.added(key, entry.charged)
         self._views.drop(key)
 
-    def _remove(self, key: str) -> None:
+    def _forget(self, key: str) -> _Entry:
         entry = self._index.pop(key)
         del self._key_by_digest[entry.digest]
         self._used -= entry.charged
         self._budgets.removed(key)
         self._views.drop(key)
+        return entry
+
+    def _remove(self, key: str) -> None:
+        entry = self._forget(key)
         try:
             os.unlink(entry.digest.hex(), dir_fd=self._values_fd)
         except FileNotFoundError:
             log.warning("pool %s: value file of %r vanished before removal", self.layout.root, key)
+
+    def _remove_damaged(self, key: str, entry: _Entry) -> None:
+        """Drop ``key``, whose file was found damaged (the loader logged how), so readers miss it too."""
+        if os.path.exists(self.layout.value_path(entry.digest)):
+            self._remove(key)
+        else:  # someone removed the file: forget it without unlinking whatever may come next
+            self._forget(key)
+        self._publish()
 
     def _publish(self, state: int | None = None) -> None:
         self._control.publish(used_bytes=self._used, entries=len(self._index), evictions=self._evictions, state=state)

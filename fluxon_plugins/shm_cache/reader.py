@@ -3,9 +3,12 @@
 Reader protocol, per ``get``:
 
 1. load the control block's change counter (an 8-byte read from a shared page);
-2. a cached view validated at that counter is returned at once — no syscall;
-3. otherwise ``stat`` the value file: the same inode as the cached view → still current;
-4. otherwise open it and copy (small) or map (large) it, verify the key stored inside, cache it.
+2. a cached private copy (a small value) validated at that counter is returned at once — no syscall;
+3. otherwise ``stat`` the value file: the same inode, size and seal as the cached view → still
+   current (a cached *mapping* always takes this step: a mapping shows what happens to its file, and
+   a value file truncated or rewritten in place must be a miss, never a ``SIGBUS`` or wrong bytes);
+4. otherwise open it and copy (small) or map (large) it, verify the key, size, seal and (small
+   values) CRC-32 stored in it, cache it. A damaged file is a miss.
 
 Writes and deletes go through the owner. :meth:`ShmPoolReader.put` writes the value into an
 anonymous file here, links it into ``staging/`` and asks the owner to rename it into place
@@ -33,9 +36,10 @@ from fluxon_plugins.shm_cache.value_file import (
     copy_range,
     load_value,
     read_value_into,
+    still_intact,
     writable_bytes,
 )
-from fluxon_plugins.shm_cache.view_cache import CachedValue, ViewCache
+from fluxon_plugins.shm_cache.view_cache import CachedValue, ViewCache, cached_value
 
 PRUNE_INTERVAL_S = 1.0
 
@@ -166,7 +170,7 @@ class ShmPoolReader:
         counter = self._control.counter()
         with self._lock:
             cached = self._cache.lookup(key)
-            if cached is not None and cached.checked_at == counter:
+            if cached is not None and cached.checked_at == counter and not cached.mapped:
                 self._hits += 1
                 self._touch.note(cached.digest)
                 return cached.view
@@ -178,7 +182,7 @@ class ShmPoolReader:
         key_bytes = encode_key(key)
         digest = cached.digest if cached is not None else key_digest(key_bytes)
         path = self._value_path(digest)
-        if cached is not None and self._inode_of(path) == cached.ino:
+        if cached is not None and still_intact(path, cached.ino, cached.file_size, cached.seal_ns):
             with self._lock:
                 cached.checked_at = counter
                 self._hits += 1
@@ -190,7 +194,7 @@ class ShmPoolReader:
                 self._cache.drop(key)
                 self._misses += 1
                 return None
-            self._cache.store(key, CachedValue(digest, loaded.ino, loaded.file_size, loaded.view, counter))
+            self._cache.store(key, cached_value(digest, loaded, counter))
             self._hits += 1
             self._touch.note(digest)
         return loaded.view
@@ -235,14 +239,13 @@ class ShmPoolReader:
         counter = self._control.counter()
         with self._lock:
             cached = self._cache.lookup(key)
-            if cached is not None and cached.checked_at == counter:
+        if cached is not None and (cached.checked_at != counter or not cached.usable(self._value_path(cached.digest))):
+            cached = None
+        if cached is not None:
+            with self._lock:
                 self._hits += 1
                 self._touch.note(cached.digest)
-                view = cached.view
-            else:
-                view = None
-        if view is not None:
-            return copy_range(view, target, offset)
+            return copy_range(cached.view, target, offset)
         key_bytes = encode_key(key)
         digest = key_digest(key_bytes)
         count = read_value_into(self._value_path(digest), key_bytes, target, offset)

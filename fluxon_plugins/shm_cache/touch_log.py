@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from fluxon_plugins.shm_cache.layout import DIGEST_BYTES
+from fluxon_plugins.shm_cache.layout import DIGEST_BYTES, make_owner_only
 
 TRUNCATE_AT = 1 << 20
 FLUSH_AFTER_S = 1.0
@@ -57,6 +57,7 @@ class TouchDrain:
 
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        make_owner_only(self._fd, path)
         os.ftruncate(self._fd, 0)
         self._offset = 0
 

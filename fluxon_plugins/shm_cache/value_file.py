@@ -5,6 +5,13 @@ that dies mid-write leaves nothing with a name: the kernel frees the inode with 
 Only a complete value is ever linked into ``staging/`` and then renamed into ``values/``; the
 rename replaces any previous value atomically, and readers that still map the old inode keep
 reading it intact (tmpfs frees it when the last mapping goes).
+
+A complete value is sealed (its mtime set to the trailer's ``seal_ns``) and made read-only. A
+loader checks size, seal and, for small values, the CRC-32 before it hands out a single byte, and
+reads the trailer with ``pread`` before mapping anything, so a truncated, extended or overwritten
+file is a miss (logged), never a ``SIGBUS`` or wrong bytes. A mapping is live, though: a view handed
+out earlier reflects what later happens to the file, so a cached mapping is re-checked with one
+``stat`` (:func:`still_intact`) before it is handed out again.
 """
 
 from __future__ import annotations
@@ -13,13 +20,27 @@ import errno
 import fcntl
 import mmap
 import os
+import time
+import zlib
 from collections.abc import Sequence
 
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError, StorageFullError, StoreInitFailedError
+from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import Buffer
-from fluxon_plugins.shm_cache.layout import CorruptValueError, new_token, parse_suffix, suffix_size, value_suffix
+from fluxon_plugins.shm_cache.layout import (
+    CHECKSUMMED_VALUE_BYTES,
+    VALUE_FILE_MODE,
+    CorruptValueError,
+    ValueTrailer,
+    new_token,
+    parse_suffix,
+    suffix_size,
+    value_suffix,
+)
+
+log = get_logger("fluxon.shm_cache")
 
 _IOV_MAX = 1024
 
@@ -86,6 +107,7 @@ class ValueWriter:
                 raise
         self._value_written = 0
         self._suffix_written = False
+        self._crc32: int | None = 0 if value_size <= CHECKSUMMED_VALUE_BYTES else None
 
     @property
     def fd(self) -> int:
@@ -99,8 +121,19 @@ class ValueWriter:
         if total > self.value_size:
             raise InvalidArgumentError(f"value declared as {self.value_size} bytes but {total} were written")
         last = total == self.value_size and not self._suffix_written
+        if self._crc32 is not None:
+            for part in parts:
+                self._crc32 = zlib.crc32(part, self._crc32)
         try:
-            write_all(self._fd, [*parts, value_suffix(self.key_bytes, self.value_size)] if last else parts)
+            if last:
+                seal_ns = time.time_ns()
+                write_all(self._fd, [*parts, value_suffix(self.key_bytes, self.value_size, seal_ns, self._crc32)])
+                # The seal: any later write or truncate moves the mtime away from the trailer's seal_ns,
+                # and a read-only file cannot be opened for writing at all (but by root).
+                os.utime(self._fd, ns=(seal_ns, seal_ns))
+                os.fchmod(self._fd, VALUE_FILE_MODE)
+            else:
+                write_all(self._fd, parts)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StorageFullError(
@@ -136,18 +169,52 @@ class ValueWriter:
 
 @attrs.define(slots=True)  # not frozen: built on every cold get, and frozen attrs init is slower
 class LoadedValue:
-    """A value read from the pool, with the inode it came from."""
+    """A value read from the pool, with what identifies the file it came from."""
 
     ino: int
     file_size: int
+    seal_ns: int
     view: memoryview
+    mapped: bool
+    """True for a view of a shared mapping (live: see :func:`still_intact`), False for a private copy."""
+
+
+def _damaged(path: str, problem: str) -> None:
+    log.warning("pool value file %s is damaged (%s); treated as absent", path, problem)
+
+
+def _read_tail(fd: int, key_bytes: bytes, size: int) -> bytes:
+    """The key and trailer at the end of a ``size``-byte file (fewer bytes if it is shorter now)."""
+    tail = min(size, suffix_size(len(key_bytes)))
+    return os.pread(fd, tail, size - tail)
+
+
+def _checked_trailer(path: str, tail: bytes, key_bytes: bytes, stat: os.stat_result) -> ValueTrailer | None:
+    """The trailer ending ``tail`` when the file is whole and sealed; None for another key's or a damaged file."""
+    try:
+        trailer = parse_suffix(tail, stat.st_size, key_bytes, path)
+    except CorruptValueError as exc:
+        _damaged(path, exc.message)
+        return None
+    if trailer is not None and stat.st_mtime_ns != trailer.seal_ns:
+        _damaged(path, "changed after it was written: its mtime is not its seal")
+        return None
+    return trailer
+
+
+def _crc_matches(path: str, value: memoryview, trailer: ValueTrailer) -> bool:
+    if trailer.crc32 is None or zlib.crc32(value) == trailer.crc32:
+        return True
+    _damaged(path, "its bytes do not match their CRC-32")
+    return False
 
 
 def load_value(path: str, key_bytes: bytes, copy_below: int) -> LoadedValue | None:
-    """Open ``path`` and return its value as a read-only view; None when absent or another key's.
+    """Open ``path`` and return its value as a read-only view; None when absent, another key's or damaged.
 
     Files of at most ``copy_below`` bytes are copied (one read); larger ones are mapped shared
     and read-only, so the view is zero-copy and stays valid after the file is replaced or removed.
+    The trailer is read and checked before anything is mapped.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -155,23 +222,33 @@ def load_value(path: str, key_bytes: bytes, copy_below: int) -> LoadedValue | No
         return None
     try:
         stat = os.fstat(fd)
-        size = stat.st_size
-        source: bytes | mmap.mmap
-        if size <= copy_below:
-            source = os.read(fd, size)
-            while len(source) < size:
-                more = os.read(fd, size - len(source))
-                if not more:
-                    break
-                source += more
-        else:
-            source = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        mapped = stat.st_size > copy_below
+        # A small file is read whole in one call; a short read leaves no trailer at its end.
+        data = _read_tail(fd, key_bytes, stat.st_size) if mapped else os.pread(fd, stat.st_size, 0)
+        trailer = _checked_trailer(path, data, key_bytes, stat)
+        if trailer is None:
+            return None
+        source = mmap.mmap(fd, stat.st_size, access=mmap.ACCESS_READ) if mapped else data
+        view = memoryview(source)[: trailer.value_len]
     finally:
         os.close(fd)
-    value_len = parse_suffix(source, size, key_bytes, path)
-    if value_len is None:
+    if not _crc_matches(path, view, trailer):
         return None
-    return LoadedValue(ino=stat.st_ino, file_size=size, view=memoryview(source)[:value_len])
+    return LoadedValue(stat.st_ino, stat.st_size, trailer.seal_ns, view, mapped)
+
+
+def still_intact(path: str, ino: int, file_size: int, seal_ns: int) -> bool:
+    """True while ``path`` is still the sealed file (inode, size, seal) a view was loaded from."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if stat.st_ino != ino:
+        return False
+    if stat.st_size != file_size or stat.st_mtime_ns != seal_ns:
+        _damaged(path, "changed since it was mapped")
+        return False
+    return True
 
 
 def writable_bytes(out: bytearray | memoryview) -> memoryview:
@@ -192,9 +269,10 @@ def copy_range(value: memoryview, out: memoryview, offset: int) -> int:
 
 
 def read_value_into(path: str, key_bytes: bytes, out: memoryview, offset: int) -> int | None:
-    """Read ``value[offset:]`` of the file at ``path`` into ``out`` without mapping it; None when absent.
+    """Read ``value[offset:]`` of the file at ``path`` into ``out`` without mapping it; None when absent or damaged.
 
     For a consumer that copies anyway this beats map + fault + copy on a value not yet mapped here.
+    A value carrying a CRC-32 is read whole and checked before any byte reaches ``out``.
     """
     if offset < 0:
         raise InvalidArgumentError(f"read offset must be >= 0, got {offset}")
@@ -203,17 +281,26 @@ def read_value_into(path: str, key_bytes: bytes, out: memoryview, offset: int) -
     except FileNotFoundError:
         return None
     try:
-        size = os.fstat(fd).st_size
-        tail = min(size, suffix_size(len(key_bytes)))
-        value_len = parse_suffix(os.pread(fd, tail, size - tail), size, key_bytes, path)
-        if value_len is None:
+        stat = os.fstat(fd)
+        trailer = _checked_trailer(path, _read_tail(fd, key_bytes, stat.st_size), key_bytes, stat)
+        if trailer is None:
             return None
-        count = max(0, min(len(out), value_len - offset))
+        count = max(0, min(len(out), trailer.value_len - offset))
+        if trailer.crc32 is not None:
+            value = memoryview(os.pread(fd, trailer.value_len, 0))
+            if len(value) != trailer.value_len:
+                _damaged(path, f"it ended at {len(value)} bytes, before its trailer")
+                return None
+            if not _crc_matches(path, value, trailer):
+                return None
+            out[:count] = value[offset : offset + count]
+            return count
         done = 0
         while done < count:
             got = os.preadv(fd, [out[done:count]], offset + done)
             if got <= 0:
-                raise CorruptValueError(f"value file {path} ended at {offset + done}, before its trailer")
+                _damaged(path, f"it ended at {offset + done} bytes, before its trailer")
+                return None
             done += got
         return count
     finally:

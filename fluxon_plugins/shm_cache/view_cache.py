@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import attrs
 
+from fluxon_plugins.shm_cache.value_file import LoadedValue, still_intact
+
 
 @attrs.define(slots=True)
 class CachedValue:
@@ -15,9 +17,21 @@ class CachedValue:
     digest: bytes
     ino: int
     file_size: int
+    seal_ns: int
     view: memoryview
+    mapped: bool
+    """A live view of a shared mapping (re-checked with one ``stat`` before each use) or a private copy."""
     checked_at: int
     """The control-block change counter at the last check that the key still names ``ino``."""
+
+    def usable(self, path: str) -> bool:
+        """True when the view may be handed out again: a private copy always, a mapping while ``path`` is intact."""
+        return not self.mapped or still_intact(path, self.ino, self.file_size, self.seal_ns)
+
+
+def cached_value(digest: bytes, loaded: LoadedValue, checked_at: int) -> CachedValue:
+    """The cache entry of a value just loaded."""
+    return CachedValue(digest, loaded.ino, loaded.file_size, loaded.seal_ns, loaded.view, loaded.mapped, checked_at)
 
 
 class ViewCache:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -14,6 +15,7 @@ import attrs
 
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.passwords import (
+    MAX_PASSWORD_CHARS,
     PasswordAlgorithm,
     hash_password,
     require_available,
@@ -36,6 +38,9 @@ from fluxon_plugins.sqlite_access.migrations import MIGRATIONS, current_version,
 log = get_logger("fluxon.access")
 
 _USER_COLUMNS = "username, can_manage_users, credential_version, created_at, updated_at"
+# Verified in place of a password that can never match, so refusing it costs a full hash; the
+# result is ignored (a user whose password happened to be this string still cannot log in with "").
+_STAND_IN_PASSWORD = "\x00fluxon: no password given"
 
 
 @attrs.frozen
@@ -44,7 +49,8 @@ class SqliteAccessStoreConfig:
 
     path: str = config_field(
         doc="sqlite file holding users, password hashes and scope grants; created (mode 0600) "
-        "with its directory if missing.",
+        "with its directory if missing; an existing one that group or others may read is made "
+        "owner-only when the store opens (refused when that is not possible).",
         check=non_empty,
     )
     password_hash: PasswordAlgorithm = config_field(
@@ -94,10 +100,33 @@ class SqliteAccessStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Create it owner-only before sqlite does; sqlite gives -wal/-shm files the same mode.
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+            self._make_private(path)
             run_migrations(self._conn(), MIGRATIONS, db_label=self._label)
         except (OSError, sqlite3.Error) as exc:
             raise StoreInitFailedError(f"cannot open {self._label}: {exc}") from exc
+
+    def _make_private(self, path: Path) -> None:
+        """Make the database and its WAL files owner-only: they hold password hashes and the token secret.
+
+        Anyone who can read the token secret can forge a session for any user, so a file that cannot
+        be tightened (another user's) is refused rather than used.
+        """
+        for file_path in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                mode = stat.S_IMODE(file_path.stat().st_mode)
+            except FileNotFoundError:
+                continue
+            if not mode & 0o077:
+                continue
+            try:
+                file_path.chmod(mode & 0o700)
+            except PermissionError:
+                raise StoreInitFailedError(
+                    f"{self._label}: {file_path} is mode {mode:04o} (group/others may read the password hashes "
+                    "and the token secret) and is not ours to change; chmod 600 it"
+                ) from None
+            log.warning("%s: %s was mode %04o; made it owner-only (%04o)", self._label, file_path, mode, mode & 0o700)
 
     # ----------------------------------------------------------------- connections and transactions
 
@@ -162,7 +191,13 @@ class SqliteAccessStore:
     # ----------------------------------------------------------------- users
 
     def verify_credentials(self, username: str, password: str) -> UserRecord | None:
-        """The user when the password matches; None otherwise, taking as long for unknown users."""
+        """The user when the password matches; None otherwise.
+
+        Every call does one full hash verification, whatever was wrong: an unknown user is checked
+        against a decoy hash of the configured algorithm, and a password that can never match
+        (empty, not a string, too long) is replaced by a stand-in and checked all the same. So the
+        time a failure takes does not tell whether the username exists.
+        """
         row = None
         if isinstance(username, str):
             row = (
@@ -170,15 +205,18 @@ class SqliteAccessStore:
                 .execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,))
                 .fetchone()
             )
+        checkable = isinstance(password, str) and 0 < len(password) <= MAX_PASSWORD_CHARS
+        candidate = password if checkable else _STAND_IN_PASSWORD
         if row is None:
-            spend_verify_time(self.config.password_hash, password if isinstance(password, str) else "")
+            spend_verify_time(self.config.password_hash, candidate)
             return None
         try:
-            matches = verify_password_hash(row[5], password)
+            matches = verify_password_hash(row[5], candidate)
         except ValueError as exc:
             log.error("%s: stored password hash of user %r is unusable: %s", self._label, username, exc)
+            spend_verify_time(self.config.password_hash, candidate)
             return None
-        return _user(row) if matches else None
+        return _user(row) if matches and checkable else None
 
     def bootstrap(self, model: BootstrapAccessModelConfig) -> bool:
         """Write ``model`` when the store has no users; True when it did, False (no change) otherwise."""

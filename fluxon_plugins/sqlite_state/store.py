@@ -3,12 +3,17 @@
 Each thread (and each process after a fork) uses its own connection; writers serialise on sqlite's
 write lock (``BEGIN IMMEDIATE``), waiting up to ``busy_timeout_ms``. Keys compare as UTF-8 bytes,
 which is the order ``scan_prefix`` returns and the order the etcd and TiKV stores use too.
+
+The database is private to its owner: created with mode ``0600`` before sqlite opens it (sqlite
+gives the ``-wal`` and ``-shm`` files the database's mode), and an existing database, WAL or
+shared-memory file that group or others may access is tightened to owner-only when the store opens.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +23,9 @@ import attrs
 
 from fluxon_core.config.fields import all_of, config_field, non_empty, positive, slash_wrapped
 from fluxon_core.errors import InvalidArgumentError, StoreClosedError
+from fluxon_core.log_setup import get_logger
+
+log = get_logger("fluxon.state")
 
 _UPSERT = "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
 _MAX_CODE_POINT = 0x10FFFF
@@ -28,7 +36,11 @@ _SURROGATES = range(0xD800, 0xE000)
 class SqliteStateStoreConfig:
     """Options of ``kind: sqlite``."""
 
-    path: str = config_field(doc="sqlite database file; created with its directory if missing.", check=non_empty)
+    path: str = config_field(
+        doc="sqlite database file; created (mode 0600) with its directory if missing; an existing one "
+        "that group or others may read is made owner-only when the store opens.",
+        check=non_empty,
+    )
     key_prefix: str = config_field(
         doc="namespace prepended to every key; processes sharing jobs must use the same value.",
         default="/fluxon_fs_transfer/default/",
@@ -53,6 +65,7 @@ class SqliteStateStore:
         self.config = config
         self._prefix = config.key_prefix
         Path(config.path).parent.mkdir(parents=True, exist_ok=True)
+        _make_private(config.path)
         self._local = threading.local()
         # Every connection opened by this store, so close() can release them all; entries of threads
         # that have exited are closed when the next connection opens.
@@ -177,6 +190,24 @@ class SqliteStateStore:
         for _, pid, conn in connections:
             if pid == os.getpid():
                 conn.close()
+
+
+def _make_private(path: str) -> None:
+    """Create the database owner-only before sqlite does; make existing files of it owner-only."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+    for file_path in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(file_path).st_mode)
+        except FileNotFoundError:
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            os.chmod(file_path, mode & 0o700)
+        except PermissionError as exc:  # another user's file: say so; the store still works
+            log.warning("state store: %s is mode %04o and cannot be made owner-only: %s", file_path, mode, exc)
+        else:
+            log.warning("state store: %s was mode %04o; made it owner-only (%04o)", file_path, mode, mode & 0o700)
 
 
 @contextmanager

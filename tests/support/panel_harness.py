@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.config import BackendConfig, load_config
 from fluxon_core.protocols import StateStore
@@ -56,6 +58,46 @@ def csrf_from_html(html: str) -> str:
     match = CSRF_INPUT.search(html) or CSRF_META.search(html)
     assert match and match.group(1), "page carries no CSRF token"
     return match.group(1)
+
+
+class PanelClient:
+    """A browser-like client: cookies, the session's CSRF token, forms and JSON calls."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=15)
+        self.csrf = ""
+
+    def login(self, username: str, password: str) -> httpx.Response:
+        page = self.http.get("/login")
+        assert page.status_code == 200
+        response = self.http.post(
+            "/login", data={"username": username, "password": password, "csrf_token": csrf_from_html(page.text)}
+        )
+        if response.status_code == 303:
+            self.csrf = csrf_from_html(self.http.get("/ui/account/").text)
+        return response
+
+    def form(self, path: str, data: dict | None = None, *, csrf: str | None = None) -> httpx.Response:
+        fields = dict(data or {})
+        token = self.csrf if csrf is None else csrf
+        if token:
+            fields["csrf_token"] = token
+        return self.http.post(path, data=fields)
+
+    def api(self, path: str, payload: dict | None = None, *, csrf: bool = True) -> httpx.Response:
+        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
+        return self.http.post(path, json=payload or {}, headers=headers)
+
+    def get_json(self, path: str) -> dict:
+        response = self.http.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        return response.json()
+
+    def flashes(self, path: str = "/ui/") -> str:
+        return self.http.get(path).text
+
+    def close(self) -> None:
+        self.http.close()
 
 
 class InProcessTransferRunner:
@@ -145,9 +187,19 @@ def open_access_store(path: Path) -> Any:
 
 
 class PanelWorld:
-    """Exports ``src`` and ``dst`` (local directories), an agent, mounts, access db, transfer state, panel."""
+    """Exports ``src`` and ``dst`` (local directories), an agent, mounts, access db, transfer state, panel.
 
-    def __init__(self, root: Path, *, auto_refresh_interval_secs: int = 1, metrics_requires_login: bool = False):
+    Keyword arguments not named here are further :class:`PanelSettings` fields.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        auto_refresh_interval_secs: int = 1,
+        metrics_requires_login: bool = False,
+        **settings: Any,
+    ):
         self.root = root
         self.export_roots = {"src": root / "src_export", "dst": root / "dst_export"}
         for path in self.export_roots.values():
@@ -175,6 +227,7 @@ class PanelWorld:
             public_base_url=PUBLIC_BASE_URL,
             auto_refresh_interval_secs=auto_refresh_interval_secs,
             metrics_requires_login=metrics_requires_login,
+            **settings,
         )
         self.access_store: Any = None
         self.server: PanelServer | None = None

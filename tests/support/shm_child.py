@@ -43,6 +43,10 @@ class _Session:
         if op == "check":
             view = pool.get(args["key"])
             return {"seed": None if view is None else value_seed(view)}
+        if op == "read_into":
+            buffer = bytearray(args["size"])
+            count = pool.read_into(args["key"], buffer)
+            return {"seed": None if count is None else value_seed(memoryview(buffer)[:count])}
         if op == "hold":
             view = pool.get(args["key"])
             assert view is not None, f"{args['key']} is absent"

@@ -72,18 +72,20 @@ class Renderer:
         user: PanelUser | None,
         session: PanelSession | None,
         keep_flashes: bool = False,
+        csrf_token: str = "",
     ) -> str:
         """HTML of ``template`` with ``data`` plus the page globals.
 
         The session's flash messages are shown and removed, except with ``keep_flashes`` (a background
-        refresh, which must not swallow a message meant for the next page the user opens).
+        refresh, which must not swallow a message meant for the next page the user opens). Pages
+        without a session (the login page) pass their own ``csrf_token``.
         """
         show_flashes = session is not None and not keep_flashes
         context = {
             **data,
             "data": data,
             "user": user,
-            "csrf_token": session.csrf_token if session is not None else "",
+            "csrf_token": session.csrf_token if session is not None else csrf_token,
             "flashes": session.take_flashes() if show_flashes and session is not None else [],
             "settings": self._settings,
             "refresh_secs": self._settings.auto_refresh_interval_secs,

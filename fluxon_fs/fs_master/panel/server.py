@@ -7,6 +7,7 @@ import threading
 import time
 
 import uvicorn
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from fluxon_core.errors import InvalidArgumentError
@@ -15,6 +16,7 @@ from fluxon_fs.config import MasterPanelConfig
 from fluxon_fs.fs_master.panel.app import create_panel_app
 from fluxon_fs.fs_master.panel.backend import PanelBackend
 from fluxon_fs.fs_master.panel.settings import PanelSettings
+from fluxon_fs.fs_master.panel.web import Panel
 
 log = get_logger("fluxon.fs.panel")
 
@@ -59,6 +61,7 @@ class PanelServer:
     """
 
     def __init__(self, app: ASGIApp, sock: socket.socket) -> None:
+        self._app = app
         self._socket = sock
         self.bound_addr = socket_addr(sock)
         config = uvicorn.Config(
@@ -107,6 +110,8 @@ class PanelServer:
                 self._server.force_exit = True
                 self._thread.join(STOP_TIMEOUT_S)
         self._socket.close()
+        if isinstance(self._app, Starlette) and isinstance(getattr(self._app.state, "panel", None), Panel):
+            self._app.state.panel.close()  # its password-check threads
 
 
 def start_panel(backend: PanelBackend, config: MasterPanelConfig) -> PanelServer:

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.config import MasterPanelConfig
+from fluxon_fs.config import LoginProtectionConfig, MasterPanelConfig
 
 
 @attrs.frozen
@@ -17,15 +17,20 @@ class PanelSettings:
     ``public_base_url`` prefixes the absolute links the UI shows (it never affects binding);
     session cookies get the ``Secure`` flag when it is ``https``. ``metrics_requires_login`` keeps
     ``/metrics`` public by default so Prometheus can scrape it without a session.
+    ``login_protection`` throttles failed logins and bounds concurrent password checks;
+    ``login_form_ttl_s`` is how long a login page's form may be submitted.
     """
 
     public_base_url: str
     auto_refresh_interval_secs: int = 5
     session_idle_timeout_s: float = 3600.0
     max_sessions: int = 10_000
+    max_sessions_per_user: int = 32
     metrics_requires_login: bool = False
     max_listing_entries: int = 2000
     max_form_bytes: int = 64 * 1024
+    login_protection: LoginProtectionConfig = attrs.Factory(LoginProtectionConfig)
+    login_form_ttl_s: float = 3600.0
 
     def __attrs_post_init__(self) -> None:
         parts = urlsplit(self.public_base_url)
@@ -56,4 +61,5 @@ class PanelSettings:
             public_base_url=base,
             auto_refresh_interval_secs=config.auto_refresh_interval_secs,
             session_idle_timeout_s=float(config.session.token_ttl_s),
+            login_protection=config.login_protection,
         )

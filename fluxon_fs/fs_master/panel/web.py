@@ -9,6 +9,8 @@ Rules applied here, for every route:
 
 * Login: a page without a session redirects to ``/login?next=…``; an API call gets ``401``.
   API calls may instead carry ``Authorization: Bearer <token>`` (a token from ``POST /api/login``).
+  Every password check goes through :meth:`Panel.log_in`: throttled per username and client
+  address (``429``) and bounded in concurrency (``503``), both with ``Retry-After``.
 * CSRF: every ``POST`` made with the session cookie must carry the session's CSRF token: forms in
   the ``csrf_token`` field, API calls (``/api/…``) in the ``X-CSRF-Token`` header. Missing or wrong
   → ``403``. Bearer-token calls need none: no ambient credential is involved.
@@ -22,6 +24,7 @@ import errno
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -41,8 +44,16 @@ from fluxon_core.errors import (
     PermissionDeniedError,
 )
 from fluxon_core.log_setup import get_logger
+from fluxon_fs.auth.scopes import split_export_path
 from fluxon_fs.fs_master.panel.backend import PanelBackend
-from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, PanelSession, SessionStore
+from fluxon_fs.fs_master.panel.login_limits import (
+    LoginThrottle,
+    PasswordCheckPool,
+    PasswordChecksBusyError,
+    TooManyAttemptsError,
+    retry_after_header,
+)
+from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, LoginFormTokens, PanelSession, SessionStore
 from fluxon_fs.fs_master.panel.rendering import Renderer
 from fluxon_fs.fs_master.panel.settings import PanelSettings
 
@@ -56,6 +67,8 @@ REFRESH_REQUEST_MARKER = "fluxon-refresh"
 CSRF_REFUSED_MESSAGE = "permission denied: missing or invalid CSRF token; reload the page and try again"
 NOT_LOGGED_IN_MESSAGE = "permission denied: log in first"
 ADMIN_ONLY_MESSAGE = "permission denied: this needs a user who can manage users"
+TOKEN_ACCEPT_TIMEOUT_S = 10.0
+_TOKEN_ACCEPT_POLL_S = 0.05
 _REQUIRED: Any = object()
 
 
@@ -74,9 +87,19 @@ class Panel:
     def __init__(self, backend: PanelBackend, settings: PanelSettings) -> None:
         self.backend = backend
         self.settings = settings
-        self.sessions = SessionStore(idle_timeout_s=settings.session_idle_timeout_s, max_sessions=settings.max_sessions)
-        # Sessions live in this process only, so a per-process cookie key loses nothing on restart.
+        self.sessions = SessionStore(
+            idle_timeout_s=settings.session_idle_timeout_s,
+            max_sessions=settings.max_sessions,
+            max_sessions_per_user=settings.max_sessions_per_user,
+        )
+        # Sessions live in this process only, so per-process keys lose nothing on restart.
         self.cookies = CookieSigner(secrets.token_bytes(32))
+        self.login_forms = LoginFormTokens(secrets.token_bytes(32), ttl_s=settings.login_form_ttl_s)
+        protection = settings.login_protection
+        self.login_throttle = LoginThrottle(protection)
+        self.password_checks = PasswordCheckPool(
+            protection.max_concurrent_password_checks, protection.password_check_wait_s
+        )
         self.renderer = Renderer(settings)
 
     # ----- sessions and identity ----------------------------------------------------------------
@@ -116,14 +139,48 @@ class Panel:
             identity = self.backend.authorizer.authenticate(token)
             return PanelUser(identity.username, identity.can_manage_users, token), None
         session = self.session_of(request)
-        if session is None or not session.logged_in:
-            return None, session
+        if session is None:
+            return None, None
         try:
             identity = self.backend.authorizer.authenticate(session.access_token)
         except PermissionDeniedError:
             self.sessions.drop(session.session_id)
             return None, None
         return PanelUser(identity.username, identity.can_manage_users, session.access_token), session
+
+    def log_in(self, username: str, password: str, client_address: str) -> str:
+        """A session token for the right password, which the authorizer already accepts; blocking.
+
+        Throttled per username and per ``client_address`` (:class:`TooManyAttemptsError`) and run
+        on one of the few password-check threads (:class:`PasswordChecksBusyError`). A wrong
+        username or password raises :class:`PermissionDeniedError`.
+        """
+        with self.login_throttle.attempt(username, client_address) as attempt:
+            token = self.renew_token(username, password)
+            attempt.succeeded()
+        return token
+
+    def renew_token(self, username: str, password: str) -> str:
+        """Like :meth:`log_in` but not throttled, for a user who just set this password; blocking.
+
+        Right after a password change the authorizer may still hold the user's previous credential
+        version for up to its revocation bound and refuse the brand-new token; waiting here (bounded)
+        keeps the next page from bouncing the user back to the login form.
+        """
+        token = self.password_checks.run(lambda: self.backend.authorizer.login(username, password))
+        deadline = time.monotonic() + TOKEN_ACCEPT_TIMEOUT_S
+        while True:
+            try:
+                self.backend.authorizer.authenticate(token)
+                return token
+            except PermissionDeniedError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(_TOKEN_ACCEPT_POLL_S)
+
+    def close(self) -> None:
+        """Stop the password-check threads (the server stopped)."""
+        self.password_checks.close()
 
     # ----- responses ----------------------------------------------------------------------------
 
@@ -132,12 +189,16 @@ class Panel:
     ) -> Response:
         """The response for a failure: JSON ``{"error": {code, message}}`` or an error page."""
         status, code, message = describe_error(exc)
+        response: Response
         if api:
-            return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-        html = self.renderer.render(
-            "error.html", {"status": status, "message": message}, user=user, session=self.session_of(request)
-        )
-        return HTMLResponse(html, status_code=status)
+            response = JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+        else:
+            html = self.renderer.render(
+                "error.html", {"status": status, "message": message}, user=user, session=self.session_of(request)
+            )
+            response = HTMLResponse(html, status_code=status)
+        add_retry_after(response, exc)
+        return response
 
     def login_redirect(self, request: Request) -> RedirectResponse:
         """Send a browser to the login page, coming back here afterwards."""
@@ -150,8 +211,23 @@ def unauthorized(message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": PermissionDeniedError.code, "message": message}}, status_code=401)
 
 
+def client_address(request: Request) -> str:
+    """The address the request came from (the proxy's, behind a reverse proxy)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def add_retry_after(response: Response, exc: BaseException) -> None:
+    """``Retry-After`` on the response to a throttled or busy refusal."""
+    if isinstance(exc, TooManyAttemptsError | PasswordChecksBusyError):
+        response.headers["retry-after"] = retry_after_header(exc.retry_after_s)
+
+
 def describe_error(exc: BaseException) -> tuple[int, str, str]:
     """HTTP status, error code and user-facing message of a failure the panel expects."""
+    if isinstance(exc, TooManyAttemptsError):
+        return 429, exc.code, exc.message
+    if isinstance(exc, PasswordChecksBusyError):
+        return 503, exc.code, exc.message
     if isinstance(exc, PermissionDeniedError):
         return 403, exc.code, exc.message
     if isinstance(exc, PermissionError):
@@ -225,6 +301,18 @@ class RequestContext:
         if not isinstance(value, str):
             raise InvalidArgumentError(f"field {name!r} must be a string, got {type(value).__name__}")
         return value.strip() if strip else value
+
+    def export_path(self, name: str, default: Any = _REQUIRED) -> str:
+        """An export-relative path parameter with surrounding slashes and ``.`` components dropped.
+
+        A NUL is :class:`InvalidArgumentError` (400) naming the field: no file name can hold one, and
+        the OS would refuse it deep inside a backend call. ``..`` raises ``PermissionError`` (403),
+        exactly as the agent would refuse it.
+        """
+        raw = self.text(name, default, strip=False)
+        if "\x00" in raw:
+            raise InvalidArgumentError(f"field {name!r} must not contain a NUL character (\\x00)")
+        return "/".join(split_export_path(raw.strip("/")))
 
     def integer(self, name: str, default: int, *, minimum: int = 1) -> int:
         """An integer parameter of at least ``minimum``."""

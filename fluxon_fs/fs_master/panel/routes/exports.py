@@ -10,20 +10,11 @@ from urllib.parse import quote
 from starlette.responses import Response, StreamingResponse
 
 from fluxon_core.errors import InvalidArgumentError
-from fluxon_fs.auth.scopes import split_export_path
 from fluxon_fs.fs_master.panel.payloads import entry_payload
 from fluxon_fs.fs_master.panel.permissions import visible_exports
 from fluxon_fs.fs_master.panel.web import RequestContext, View
 
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
-
-
-def clean_path(raw: str) -> str:
-    """An export-relative path from user input: surrounding slashes dropped, ``.`` removed.
-
-    ``..`` raises ``PermissionError`` (shown as 403), exactly as the agent would refuse it.
-    """
-    return "/".join(split_export_path(raw.strip("/")))
 
 
 def breadcrumbs(path: str) -> list[dict[str, str]]:
@@ -55,7 +46,7 @@ def build_export_list(ctx: RequestContext) -> dict[str, Any]:
 def build_listing(ctx: RequestContext) -> dict[str, Any]:
     """One directory of an export, showing only what the user's scopes allow."""
     export = ctx.path_param("export")
-    path = clean_path(ctx.text("path", "", strip=False))
+    path = ctx.export_path("path", "")
     visibility = ctx.backend.authorizer.authorize_listing(ctx.user.access_token, export, path)
     listed = ctx.backend.export_ops(export, ctx.user.access_token).list_dir(path)
     entries = [entry_payload(entry, path) for entry in listed if visibility.shows(entry.name)]
@@ -82,7 +73,7 @@ def content_disposition(filename: str) -> str:
 def build_download(ctx: RequestContext) -> Response:
     """A file's bytes, streamed in chunks after a read authorization of the exact path."""
     export = ctx.path_param("export")
-    path = clean_path(ctx.text("path", strip=False))
+    path = ctx.export_path("path")
     if not path:
         raise InvalidArgumentError("field 'path' must name a file")
     ctx.backend.authorizer.authorize(ctx.user.access_token, export, path, is_write=False)

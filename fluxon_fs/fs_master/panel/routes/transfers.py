@@ -13,7 +13,6 @@ from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.relpath import relative_to_root
 from fluxon_fs.fs_master.panel.payloads import batch_payload, job_payload, prescan_payload
 from fluxon_fs.fs_master.panel.permissions import authorize_transfer, may_read, may_transfer, visible_exports
-from fluxon_fs.fs_master.panel.routes.exports import clean_path
 from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec
 from fluxon_fs.transfer.records import PrescanRecord
@@ -134,7 +133,7 @@ def _spec(ctx: RequestContext, *, source_dir: str, batch_ready_default: int) -> 
         source_export=ctx.text("source_export"),
         source_dir=source_dir,
         target_export=ctx.text("target_export"),
-        target_prefix=clean_path(ctx.text("target_prefix", "", strip=False)),
+        target_prefix=ctx.export_path("target_prefix", ""),
         desired_worker_count=ctx.integer("desired_worker_count", DEFAULT_WORKERS),
         batch_ready_bytes=ctx.byte_size("batch_ready_bytes", batch_ready_default),
         conflict_policy=ctx.text("conflict_policy", "overwrite"),
@@ -147,7 +146,7 @@ def create_job(ctx: RequestContext) -> ActionOutcome:
     """A job that scans the source folder, then copies it under the target prefix."""
     spec = _spec(
         ctx,
-        source_dir=clean_path(ctx.text("source_dir", "", strip=False)),
+        source_dir=ctx.export_path("source_dir", ""),
         batch_ready_default=DEFAULT_BATCH_READY_BYTES,
     )
     authorize_transfer(ctx.user, ctx.backend.authorizer, spec)

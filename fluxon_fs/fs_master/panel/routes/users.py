@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.errors import InvalidArgumentError, PermissionDeniedError
 from fluxon_fs.fs_master.panel.payloads import user_payload
-from fluxon_fs.fs_master.panel.routes.auth import accepted_token
-from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
+from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View, client_address
 
 
 def build_users(ctx: RequestContext) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def _renew_own_session(ctx: RequestContext, new_password: str) -> dict[str, Any]
 
     Returns the API data: the new token when the request used a bearer token instead of a session.
     """
-    token = accepted_token(ctx.backend.authorizer, ctx.user.username, new_password)
+    token = ctx.panel.renew_token(ctx.user.username, new_password)
     keep = ctx.session.session_id if ctx.session is not None else ""
     ctx.panel.sessions.drop_user(ctx.user.username, keep=keep)
     if ctx.session is not None:
@@ -42,8 +41,11 @@ def _renew_own_session(ctx: RequestContext, new_password: str) -> dict[str, Any]
 def create_user(ctx: RequestContext) -> ActionOutcome:
     """Add a user."""
     username = ctx.text("username")
-    record = ctx.backend.access_store.add_user(
-        username, _password(ctx, "password"), can_manage_users=ctx.flag("can_manage_users")
+    password = _password(ctx, "password")
+    # hashing a new password costs what checking one does: on the password-check threads too
+    manager = ctx.flag("can_manage_users")
+    record = ctx.panel.password_checks.run(
+        lambda: ctx.backend.access_store.add_user(username, password, can_manage_users=manager)
     )
     return ActionOutcome(f"user {username!r} created", {"user": user_payload(record)})
 
@@ -60,7 +62,7 @@ def reset_password(ctx: RequestContext) -> ActionOutcome:
     """Set another user's (or one's own) password; that user's other sessions end."""
     username = ctx.path_param("username")
     password = _password(ctx, "password")
-    record = ctx.backend.access_store.set_password(username, password)
+    record = ctx.panel.password_checks.run(lambda: ctx.backend.access_store.set_password(username, password))
     data: dict[str, Any] = {"user": user_payload(record)}
     if username == ctx.user.username:
         data.update(_renew_own_session(ctx, password))
@@ -92,9 +94,11 @@ def change_own_password(ctx: RequestContext) -> ActionOutcome:
     """Change one's own password (the current one is asked again); this session stays logged in."""
     current = ctx.text("current_password", strip=False)
     new_password = _password(ctx, "new_password")
-    if ctx.backend.access_store.verify_credentials(ctx.user.username, current) is None:
-        raise InvalidArgumentError("the current password is wrong")
-    ctx.backend.access_store.set_password(ctx.user.username, new_password)
+    try:  # checked exactly like a login: throttled, on the password-check threads
+        ctx.panel.log_in(ctx.user.username, current, client_address(ctx.request))
+    except PermissionDeniedError:
+        raise InvalidArgumentError("the current password is wrong") from None
+    ctx.panel.password_checks.run(lambda: ctx.backend.access_store.set_password(ctx.user.username, new_password))
     return ActionOutcome("password changed", _renew_own_session(ctx, new_password))
 
 
