@@ -9,9 +9,9 @@ import pytest
 from starlette.routing import Route
 
 from fluxon_core.errors import InvalidArgumentError
+from fluxon_fs.auth.login_limits import LoginThrottle, TooManyAttemptsError
 from fluxon_fs.config import LoginProtectionConfig
 from fluxon_fs.fs_master.panel import PanelBackend, create_panel_app
-from fluxon_fs.fs_master.panel.login_limits import LoginThrottle, TooManyAttemptsError
 from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, LoginFormTokens, SessionStore
 from fluxon_fs.fs_master.panel.settings import PanelSettings
 from fluxon_fs.fs_master.panel.web import is_local_path

@@ -44,15 +44,15 @@ from fluxon_core.errors import (
     PermissionDeniedError,
 )
 from fluxon_core.log_setup import get_logger
-from fluxon_fs.auth.scopes import split_export_path
-from fluxon_fs.fs_master.panel.backend import PanelBackend
-from fluxon_fs.fs_master.panel.login_limits import (
+from fluxon_fs.auth.login_limits import (
     LoginThrottle,
     PasswordCheckPool,
     PasswordChecksBusyError,
     TooManyAttemptsError,
     retry_after_header,
 )
+from fluxon_fs.auth.scopes import split_export_path
+from fluxon_fs.fs_master.panel.backend import PanelBackend
 from fluxon_fs.fs_master.panel.login_sessions import CookieSigner, LoginFormTokens, PanelSession, SessionStore
 from fluxon_fs.fs_master.panel.rendering import Renderer
 from fluxon_fs.fs_master.panel.settings import PanelSettings

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from fluxon_core.errors import PermissionDeniedError
-from fluxon_fs.fs_master.panel.login_limits import PasswordChecksBusyError, TooManyAttemptsError, retry_after_header
+from fluxon_fs.auth.login_limits import PasswordChecksBusyError, TooManyAttemptsError, retry_after_header
 from fluxon_fs.fs_master.panel.web import (
     CSRF_FIELD,
     Panel,
