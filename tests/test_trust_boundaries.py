@@ -19,12 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fluxon_core.errors import PermissionDeniedError
+from fluxon_core.errors import ApiError, PermissionDeniedError
 from fluxon_fs import FluxonFsPatcher
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import (
     ExportRegistration,
     ExportSnapshotQuery,
+    Login,
     MountReport,
     UserAccessQuery,
 )
@@ -33,9 +34,11 @@ from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
 from tests.support.poll import wait_until
 
 ALICE = ("alice", "alice-pw-7")
+CAROL = ("carol", "carol-pw-3")
 USERS = [
     {"username": ADMIN[0], "password": ADMIN[1], "can_manage_users": True},
     {"username": ALICE[0], "password": ALICE[1]},
+    {"username": CAROL[0], "password": CAROL[1]},
 ]
 SCOPES = [{"export_name": "demo", "prefix": "team_a", "mode": "read_write", "usernames": [ALICE[0]]}]
 
@@ -242,3 +245,28 @@ def test_an_idle_write_session_is_reopened_and_nothing_acknowledged_is_lost(shor
             handle.close()
         assert raised.value.errno == errno.EBADF and "replaced" in str(raised.value)
         assert (root / "replaced.txt").read_text() == "a different file\n"
+
+
+def test_password_guessing_through_the_login_rpc_is_throttled(fs: FsCluster) -> None:
+    # Any KV member may call the login RPC (mount clients log in through it): it must be as slow to
+    # guess through as the panel's login form.
+    link = FsMasterLink(fs.kv.external("guesser", fs.host), MASTER_KEY)
+    refusals = []
+    for guess in range(12):
+        try:
+            link.login(Login(CAROL[0], f"guess-{guess}"))
+        except ApiError as exc:
+            refusals.append(str(exc))
+    throttled = [message for message in refusals if "too many failed logins" in message]
+    checked = len(refusals) - len(throttled)
+    assert len(refusals) == 12 and checked <= 6, refusals  # 5 free failures, then the backoff refuses unchecked
+    # The right password works again once the backoff is over (it grows from 1 s).
+    wait_until(lambda: _logs_in(link, CAROL), timeout_s=90, message="carol logs in after the backoff")
+
+
+def _logs_in(link: FsMasterLink, credentials: tuple[str, str]) -> bool:
+    try:
+        link.login(Login(*credentials))
+    except ApiError:
+        return False
+    return True

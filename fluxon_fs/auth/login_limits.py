@@ -1,4 +1,7 @@
-"""How often and how many passwords the panel checks: login throttling and the password-check gate.
+"""How often and how many passwords the fs master checks: login throttling and the password-check gate.
+
+The panel and the login RPC (``/fluxon_fs/auth/login``, which mount clients use) each hold one
+throttle and one pool; the RPC counts the calling instance key as the client address.
 
 * :class:`LoginThrottle` counts failed logins per username and per client address. After the free
   failures of a key (``free_failures_per_user`` / ``_per_address``), each further failure makes the
@@ -203,7 +206,7 @@ class PasswordCheckPool:
     """
 
     def __init__(self, limit: int, wait_s: float) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="panel-password-check")
+        self._executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="password-check")
         self._wait_s = wait_s
         self._admitted = 0
         self._max_admitted = limit * (1 + WAITING_CHECKS_PER_SLOT)
@@ -211,7 +214,7 @@ class PasswordCheckPool:
 
     def _refusal(self) -> PasswordChecksBusyError:
         return PasswordChecksBusyError(
-            "the panel is busy checking other passwords; try again in a moment", max(1.0, self._wait_s)
+            "the fs master is busy checking other passwords; try again in a moment", max(1.0, self._wait_s)
         )
 
     def run(self, check: Callable[[], T]) -> T:

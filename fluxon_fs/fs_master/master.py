@@ -177,10 +177,14 @@ class FsMaster:
         ConfigHandlers(self.exports).register_paths(table)
         RegistryHandlers(self.exports, self.mounts, self._username_of).register_paths(table)
         CacheUsageHandlers(self.cache_usage).register_paths(table)
-        auth = AuthHandlers(
-            self.authorizer, self.signer, self.access_store, self.panel_config.session.revocation_bound_s
+        self._auth = AuthHandlers(
+            self.authorizer,
+            self.signer,
+            self.access_store,
+            self.panel_config.session.revocation_bound_s,
+            self.panel_config.login_protection,
         )
-        auth.register_paths(table)
+        self._auth.register_paths(table)
         transfers = TransferHandlers(self.transfers, self.jobs, self.claim_holders, self.exports, self.authorizer)
         transfers.register_paths(table)
         table.serve(self.store)
@@ -200,6 +204,7 @@ class FsMaster:
         self.panel.stop()
         self.jobs.stop()
         self._reaper.join(timeout=5)
+        self._auth.close()
         self._rpc_client.close()
         self.state_store.close()
         self.access_store.close()
