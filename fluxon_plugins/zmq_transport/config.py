@@ -7,6 +7,14 @@ import attrs
 from fluxon_core.config import ByteSize, config_field
 from fluxon_core.config.fields import non_empty, positive
 
+MiB = 1024 * 1024
+
+DEFAULT_MAX_REQUEST_BYTES = 72 * MiB
+"""The FS's largest frame (a 64 MiB ``read_chunk`` answer; writes travel in 8 MiB chunks) plus headroom."""
+
+DEFAULT_MAX_REPLY_BYTES = 1024 * MiB
+"""Replies carry whole KV values fetched from another host and whole directory listings."""
+
 
 @attrs.frozen
 class ZmqTransportConfig:
@@ -29,5 +37,19 @@ class ZmqTransportConfig:
         doc="a handler runs on the thread that received the call; after this long another thread takes over "
         "receiving so a slow handler does not hold up other calls.",
         default=5.0,
+        check=positive,
+    )
+    max_request_bytes: ByteSize = config_field(
+        doc="largest frame a server accepts in a request (header or one bulk frame). libzmq drops the connection "
+        "of a peer that announces a larger frame before buffering any of it; a client refuses to send one with "
+        "InvalidArgumentError. Default 72 MiB: the FS moves at most 64 MiB per frame.",
+        default=ByteSize(DEFAULT_MAX_REQUEST_BYTES),
+        check=positive,
+    )
+    max_reply_bytes: ByteSize = config_field(
+        doc="largest frame a client accepts in a reply (a KV value read from another host travels as one frame); "
+        "a server answers InvalidArgumentError instead of sending a larger one. Set the same value on every "
+        "process of a cluster.",
+        default=ByteSize(DEFAULT_MAX_REPLY_BYTES),
         check=positive,
     )

@@ -14,6 +14,9 @@ handler overran is sent straight to the worker pool next time, and runs inline a
 run was quick. The watchdog only ticks while calls arrive; an idle server wakes no thread.
 
 A call whose deadline passed before a worker picked it up is dropped: its caller already gave up.
+
+Limits (:class:`ServerLimits`, from the transport options). libzmq drops the connection of a peer
+announcing a frame above ``max_request_bytes`` before buffering it (``ZMQ_MAXMSGSIZE``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import zmq
 
 from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, UnknownPathError
@@ -49,6 +53,16 @@ _server_ids = itertools.count(1)
 
 _LEAD = object()  # work item: become the receiver
 _STOP = object()  # work item / read result: exit
+
+
+@attrs.frozen
+class ServerLimits:
+    """What one server accepts from its peers; the transport options of the same names."""
+
+    max_request_bytes: int
+    """Largest frame of a request (``ZMQ_MAXMSGSIZE`` of the ROUTER socket)."""
+    max_reply_bytes: int
+    """Largest frame of a reply this server sends; a larger one becomes an InvalidArgumentError reply."""
 
 
 class _Request:
@@ -84,6 +98,7 @@ class ZmqRpcServer:
         zero_copy_min: int,
         inline_handler_s: float,
         advertise_host: str,
+        limits: ServerLimits,
         on_close: Callable[[ZmqRpcServer], None],
     ) -> None:
         if isinstance(worker_threads, bool) or not isinstance(worker_threads, int) or worker_threads < 1:
@@ -92,6 +107,8 @@ class ZmqRpcServer:
         self._authenticate = authenticate
         self._zero_copy_min = zero_copy_min
         self._inline_handler_s = inline_handler_s
+        self._limits = limits
+        self._max_reply_bytes = limits.max_reply_bytes  # read on every call
         self._on_close = on_close
         self._handlers: dict[str, Handler] = {}
         self._slow_paths: set[str] = set()
@@ -100,6 +117,9 @@ class ZmqRpcServer:
 
         self._router = context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
+        # Checked by libzmq's decoder on each frame's announced length, before it allocates or reads
+        # the frame: an oversized frame costs the server nothing but the dropped connection.
+        self._router.setsockopt(zmq.MAXMSGSIZE, limits.max_request_bytes)
         try:
             self._router.bind(bind_address)
         except zmq.ZMQError as exc:
@@ -145,6 +165,11 @@ class ZmqRpcServer:
     def endpoint(self) -> str:
         """The connectable address (a wildcard tcp bind reports the transport's ``advertise_host``)."""
         return self._endpoint
+
+    @property
+    def limits(self) -> ServerLimits:
+        """The limits this server enforces."""
+        return self._limits
 
     def register(self, path: str, handler: Handler) -> None:
         """Serve ``path`` with ``handler``; a path already served is an InvalidArgumentError."""
@@ -425,8 +450,7 @@ class ZmqRpcServer:
         return _Request(identity, request_id, call)
 
     def _reply_error(self, identity: bytes, request_id: int, exc: BaseException) -> None:
-        header = wire.encode_header([request_id, encode_error(exc)])
-        wire.send_message(self._router, (identity,), header, (), self._zero_copy_min)
+        wire.send_message(self._router, (identity,), _error_header(request_id, exc), (), self._zero_copy_min)
 
     def _execute(self, request: _Request) -> tuple[bytes, Sequence[Buffer]]:
         """Authenticate and run the handler; the reply header and bulk frames (errors become error replies)."""
@@ -441,15 +465,36 @@ class ZmqRpcServer:
             if not isinstance(reply, RpcMessage):
                 raise TypeError(f"handler for {call.path!r} returned {type(reply).__name__}, expected RpcMessage")
             frames = reply.frames
+            max_bytes = self._max_reply_bytes
             if not frames:
-                return wire.encode_header([request.request_id, reply.meta, []]), frames
-            header = wire.encode_header([request.request_id, reply.meta, [memoryview(f).nbytes for f in frames]])
+                header = wire.encode_header([request.request_id, reply.meta, []])
+                if len(header) > max_bytes:
+                    raise self._reply_too_large(call.path, len(header))
+                return header, frames
+            sizes = [memoryview(f).nbytes for f in frames]
+            header = wire.encode_header([request.request_id, reply.meta, sizes])
+            largest = max(len(header), *sizes)
+            if largest > max_bytes:
+                raise self._reply_too_large(call.path, largest)
             return wire.align_bulk(header, frames, self._zero_copy_min), frames
         except BaseException as exc:  # every failure must reach the caller as a typed error
             if not isinstance(exc, ApiError | OSError):
                 log.warning("RPC handler for %r raised", call.path, exc_info=True)
-            try:
-                return wire.encode_header([request.request_id, encode_error(exc)]), ()
-            except (TypeError, ValueError):  # an exotic filename or message that JSON cannot carry
-                fallback = {"code": "remote_handler_error", "message": repr(exc), "remote_type": type(exc).__name__}
-                return wire.encode_header([request.request_id, fallback]), ()
+            return _error_header(request.request_id, exc), ()
+
+    def _reply_too_large(self, path: str, nbytes: int) -> InvalidArgumentError:
+        # Sent anyway, the frame would make the caller's libzmq drop the connection (its
+        # max_reply_bytes, normally the same as ours), and the caller would only see a timeout.
+        return InvalidArgumentError(
+            f"the reply of {path!r} at {self._endpoint} has a {nbytes}-byte frame, above max_reply_bytes "
+            f"{self._limits.max_reply_bytes} (raise transport.zmq.max_reply_bytes on every process)"
+        )
+
+
+def _error_header(request_id: int, exc: BaseException) -> bytes:
+    """The reply header carrying ``exc`` as a typed error."""
+    try:
+        return wire.encode_header([request_id, encode_error(exc)])
+    except (TypeError, ValueError):  # an exotic filename or message that JSON cannot carry
+        fallback = {"code": "remote_handler_error", "message": repr(exc), "remote_type": type(exc).__name__}
+        return wire.encode_header([request_id, fallback])

@@ -1,0 +1,195 @@
+"""What an unauthenticated peer can make an RPC server hold: frame size.
+
+The attacks run through real sockets against a server in a child process
+(:mod:`tests.support.rpc_limits_server`), whose resident memory and open descriptors are read from
+``/proc``. The attacker side speaks raw ZMTP (:mod:`tests.support.zmtp`) where libzmq would not
+send what it needs to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from fluxon_core.config import ConfigError, load_config
+from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError
+from fluxon_core.rpc_types import RpcCall, RpcMessage
+from fluxon_plugins.zmq_transport import wire
+from fluxon_plugins.zmq_transport.config import ZmqTransportConfig
+from fluxon_plugins.zmq_transport.transport import ZmqTransport
+from tests.support.rpc_limits_server import TOKEN, LimitedServerProcess
+from tests.support.zmtp import RawZmtpPeer, frame_header
+
+MiB = 1024 * 1024
+LIMITS = {"max_request_bytes": MiB, "max_reply_bytes": 4 * MiB}
+
+
+@pytest.fixture
+def server() -> Iterator[LimitedServerProcess]:
+    server = LimitedServerProcess(**LIMITS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def transport() -> Iterator[ZmqTransport]:
+    transport = ZmqTransport()
+    yield transport
+    transport.close()
+
+
+def echo_works(transport: ZmqTransport, endpoint: str, tag: int = 0) -> bool:
+    """A legitimate call with a small bulk frame gets its answer."""
+    client = transport.new_client()
+    try:
+        reply = client.call(endpoint, "/echo", RpcMessage(meta={"tag": tag}, frames=(b"x" * 100,)), auth=TOKEN)
+    finally:
+        client.close()
+    return reply.meta == {"tag": tag, "nbytes": 100}
+
+
+# --- defaults and options ---------------------------------------------------------------------------
+
+
+def test_defaults_fit_the_largest_frames_the_system_sends() -> None:
+    from fluxon_fs.export.serving.local_ops import DEFAULT_MAX_CHUNK_BYTES
+    from fluxon_fs.patcher.options import MountOptions
+
+    config = ZmqTransportConfig()
+    options = MountOptions()
+    # read_chunk answers up to DEFAULT_MAX_CHUNK_BYTES; writes go in write_chunk_bytes; pieces are piece_bytes
+    largest_fs_frame = max(DEFAULT_MAX_CHUNK_BYTES, options.write_chunk_bytes, options.piece_bytes)
+    assert largest_fs_frame < config.max_request_bytes <= config.max_reply_bytes
+    assert config.max_request_bytes <= 2 * largest_fs_frame  # "a bit above", not unbounded
+
+
+def test_frames_of_the_fs_and_kv_data_paths_pass_the_default_limits(transport: ZmqTransport) -> None:
+    big_reply = bytes(100 * MiB)  # above max_request_bytes: only replies may be this large by default
+
+    def answer(call: RpcCall) -> RpcMessage:
+        size = call.message.meta["reply_bytes"]
+        return RpcMessage(meta={"got": sum(len(f) for f in call.message.frames)}, frames=(big_reply[:size],))
+
+    server = transport.bind_server("tcp://127.0.0.1:0")
+    server.register("/data", answer)
+    client = transport.new_client()
+    for request_bytes, reply_bytes in ((8 * MiB, MiB), (MiB, 64 * MiB), (64 * MiB, 0), (0, 100 * MiB)):
+        reply = client.call(
+            server.endpoint, "/data", RpcMessage(meta={"reply_bytes": reply_bytes}, frames=(bytes(request_bytes),))
+        )
+        assert (reply.meta["got"], len(reply.frames[0])) == (request_bytes, reply_bytes)
+
+
+def test_limits_are_options_of_the_transport_block() -> None:
+    config = load_config(ZmqTransportConfig, {"max_request_bytes": "8MiB", "max_reply_bytes": "2GiB"})
+    assert (config.max_request_bytes, config.max_reply_bytes) == (8 * MiB, 2048 * MiB)
+    for field in ("max_request_bytes", "max_reply_bytes"):
+        with pytest.raises(ConfigError, match=field):
+            load_config(ZmqTransportConfig, {field: 0})
+
+
+# --- frame size -------------------------------------------------------------------------------------
+
+
+def test_unauthenticated_oversized_frame_is_dropped_before_it_is_buffered(
+    server: LimitedServerProcess, transport: ZmqTransport
+) -> None:
+    assert echo_works(transport, server.endpoint)
+    before = server.rss_bytes()
+    # The frame announces 1 GiB; the server must drop the connection at the announcement, not after
+    # buffering what arrives. (Kernel socket buffers take a few MiB before the reset shows here.)
+    with RawZmtpPeer(server.endpoint) as peer:
+        peer.send_raw(frame_header(1024 * MiB))
+        chunk = bytes(MiB)
+        with pytest.raises(OSError):
+            for _ in range(256):
+                peer.send_raw(chunk)
+        assert peer.sent < 64 * MiB
+    assert server.rss_bytes() - before < 16 * MiB
+    assert server.alive()
+    assert echo_works(transport, server.endpoint, tag=1)
+
+
+def test_oversized_header_and_bulk_frames_are_refused_alike(
+    server: LimitedServerProcess, transport: ZmqTransport
+) -> None:
+    before = server.rss_bytes()
+    for parts in (
+        [bytes(2 * MiB)],  # a header frame above the limit
+        [wire.encode_header([1, 1, "/echo", "", TOKEN, 5.0, {}, [2 * MiB]]), bytes(2 * MiB)],
+    ):
+        with RawZmtpPeer(server.endpoint) as peer, pytest.raises(OSError):
+            peer.send_message(parts)
+            peer.recv_message()  # a reply would mean the frame was accepted
+    assert server.rss_bytes() - before < 16 * MiB
+    assert echo_works(transport, server.endpoint)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (docs/rpc-limits.md): libzmq checks ZMQ_MAXMSGSIZE per frame and buffers a "
+    "message's frames until its last one, however many there are",
+)
+def test_an_unfinished_message_of_many_small_frames_is_bounded(server: LimitedServerProcess) -> None:
+    before = server.rss_bytes()
+    with RawZmtpPeer(server.endpoint) as peer:
+        for _ in range(200):  # 100 MiB in frames of half the limit; the message never ends
+            peer.send_frame(bytes(MiB // 2), more=True)
+        time.sleep(0.3)
+        grown = server.rss_bytes() - before
+    assert grown < 32 * MiB
+
+
+def test_a_frame_just_under_the_limit_is_served(server: LimitedServerProcess) -> None:
+    with RawZmtpPeer(server.endpoint) as peer:
+        size = MiB - 64
+        peer.send_message([wire.encode_header([1, 7, "/echo", "", TOKEN, 5.0, {}, [size]]), bytes(size)])
+        header = wire.decode_header(peer.recv_message()[0])
+    assert header == [7, {"nbytes": size}, []]
+
+
+def test_client_refuses_to_send_a_frame_above_its_max_request_bytes(transport: ZmqTransport) -> None:
+    server = transport.bind_server("tcp://127.0.0.1:0")
+    server.register("/echo", lambda call: RpcMessage(meta=call.message.meta))
+    small = ZmqTransport(ZmqTransportConfig(max_request_bytes=MiB))
+    try:
+        client = small.new_client()
+        started = time.monotonic()
+        with pytest.raises(InvalidArgumentError, match="max_request_bytes"):
+            client.call(server.endpoint, "/echo", RpcMessage(frames=(bytes(MiB + 1),)), timeout_s=5)
+        with pytest.raises(InvalidArgumentError, match="max_request_bytes"):
+            client.call(server.endpoint, "/echo", RpcMessage(meta={"big": "x" * MiB}), timeout_s=5)
+        assert time.monotonic() - started < 1.0
+        assert client.call(server.endpoint, "/echo", RpcMessage(meta={"ok": 1}, frames=(bytes(MiB - 1024),))).meta == {
+            "ok": 1
+        }
+    finally:
+        small.close()
+
+
+def test_reply_limits_on_both_sides() -> None:
+    big = bytes(3 * MiB)
+
+    def answer(call: RpcCall) -> RpcMessage:
+        return RpcMessage(frames=(big,))
+
+    strict = ZmqTransport(ZmqTransportConfig(max_reply_bytes=2 * MiB))
+    lenient = ZmqTransport(ZmqTransportConfig(max_reply_bytes=8 * MiB))
+    try:
+        # A server does not send a frame above its own max_reply_bytes: the caller gets a typed error.
+        strict_server = strict.bind_server("tcp://127.0.0.1:0")
+        strict_server.register("/big", answer)
+        with pytest.raises(InvalidArgumentError, match="max_reply_bytes"):
+            lenient.new_client().call(strict_server.endpoint, "/big", RpcMessage(), timeout_s=5)
+        # A client whose limit is lower than the server's drops the connection at the frame's
+        # announcement (libzmq): the call ends at its deadline, nothing is buffered.
+        lenient_server = lenient.bind_server("tcp://127.0.0.1:0")
+        lenient_server.register("/big", answer)
+        with pytest.raises(ApiTimeoutError):
+            strict.new_client().call(lenient_server.endpoint, "/big", RpcMessage(), timeout_s=0.5)
+        assert len(lenient.new_client().call(lenient_server.endpoint, "/big", RpcMessage()).frames[0]) == 3 * MiB
+    finally:
+        strict.close()
+        lenient.close()
