@@ -1,9 +1,9 @@
-"""What an unauthenticated peer can make an RPC server hold: frame size.
+"""What an unauthenticated peer can make an RPC server hold: frame size, waiting calls.
 
 The attacks run through real sockets against a server in a child process
 (:mod:`tests.support.rpc_limits_server`), whose resident memory and open descriptors are read from
 ``/proc``. The attacker side speaks raw ZMTP (:mod:`tests.support.zmtp`) where libzmq would not
-send what it needs to.
+send what it needs to, and a plain pyzmq DEALER to pipeline many calls.
 """
 
 from __future__ import annotations
@@ -12,18 +12,21 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import zmq
 
 from fluxon_core.config import ConfigError, load_config
-from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError
+from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, PermissionDeniedError, ServerBusyError
+from fluxon_core.rpc import decode_error
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 from fluxon_plugins.zmq_transport import wire
 from fluxon_plugins.zmq_transport.config import ZmqTransportConfig
 from fluxon_plugins.zmq_transport.transport import ZmqTransport
+from tests.support.poll import wait_until
 from tests.support.rpc_limits_server import TOKEN, LimitedServerProcess
 from tests.support.zmtp import RawZmtpPeer, frame_header
 
 MiB = 1024 * 1024
-LIMITS = {"max_request_bytes": MiB, "max_reply_bytes": 4 * MiB}
+LIMITS = {"max_request_bytes": MiB, "max_reply_bytes": 4 * MiB, "max_queued_calls": 8, "max_queued_bytes": 4 * MiB}
 
 
 @pytest.fixture
@@ -63,6 +66,8 @@ def test_defaults_fit_the_largest_frames_the_system_sends() -> None:
     largest_fs_frame = max(DEFAULT_MAX_CHUNK_BYTES, options.write_chunk_bytes, options.piece_bytes)
     assert largest_fs_frame < config.max_request_bytes <= config.max_reply_bytes
     assert config.max_request_bytes <= 2 * largest_fs_frame  # "a bit above", not unbounded
+    assert config.max_queued_calls == 1024
+    assert config.max_queued_bytes == 1024 * MiB
 
 
 def test_frames_of_the_fs_and_kv_data_paths_pass_the_default_limits(transport: ZmqTransport) -> None:
@@ -83,9 +88,11 @@ def test_frames_of_the_fs_and_kv_data_paths_pass_the_default_limits(transport: Z
 
 
 def test_limits_are_options_of_the_transport_block() -> None:
-    config = load_config(ZmqTransportConfig, {"max_request_bytes": "8MiB", "max_reply_bytes": "2GiB"})
-    assert (config.max_request_bytes, config.max_reply_bytes) == (8 * MiB, 2048 * MiB)
-    for field in ("max_request_bytes", "max_reply_bytes"):
+    config = load_config(
+        ZmqTransportConfig, {"max_request_bytes": "8MiB", "max_reply_bytes": "2GiB", "max_queued_calls": 16}
+    )
+    assert (config.max_request_bytes, config.max_reply_bytes, config.max_queued_calls) == (8 * MiB, 2048 * MiB, 16)
+    for field in ("max_request_bytes", "max_reply_bytes", "max_queued_calls", "max_queued_bytes"):
         with pytest.raises(ConfigError, match=field):
             load_config(ZmqTransportConfig, {field: 0})
 
@@ -193,3 +200,107 @@ def test_reply_limits_on_both_sides() -> None:
     finally:
         strict.close()
         lenient.close()
+
+
+# --- waiting calls ------------------------------------------------------------------------------------
+
+
+def _flood(endpoint: str, count: int, token: str, frame: bytes, sleep_s: float) -> dict[str, list[float]]:
+    """Pipeline ``count`` calls to /slow on one DEALER; reply kinds (error code or ``ok``) -> arrival times."""
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 10_000)
+    dealer.connect(endpoint)
+    arrivals: dict[str, list[float]] = {}
+    try:
+        started = time.monotonic()
+        for request_id in range(count):
+            header = wire.encode_header(
+                [1, request_id, "/slow", "flood", token, 20.0, {"sleep_s": sleep_s}, [len(frame)]]
+            )
+            dealer.send_multipart([header, frame], copy=False)
+        for _ in range(count):
+            header = wire.decode_header(dealer.recv_multipart()[0])
+            kind = "ok" if len(header) == 3 else type(decode_error(header[1])).__name__
+            arrivals.setdefault(kind, []).append(time.monotonic() - started)
+    finally:
+        dealer.close()
+        context.term()
+    return arrivals
+
+
+def test_flood_of_slow_calls_gets_prompt_busy_errors_with_bounded_memory(
+    server: LimitedServerProcess, transport: ZmqTransport
+) -> None:
+    client = transport.new_client()
+    # One overrunning call makes the server hand /slow to its worker pool from then on.
+    client.call(server.endpoint, "/slow", RpcMessage(meta={"sleep_s": 0.05}), auth=TOKEN)
+    before = server.rss_bytes()
+    count = 400
+    arrivals = _flood(server.endpoint, count, TOKEN, bytes(256 * 1024), sleep_s=0.3)  # 100 MiB offered
+    busy = arrivals.get("ServerBusyError", [])
+    served = arrivals.get("ok", [])
+    assert len(busy) + len(served) == count, arrivals.keys()
+    # max_queued_calls (8) wait (max_queued_bytes, 16 of these calls, is not the binding limit here),
+    # plus the few that workers took from the queue while the flood was still being read.
+    assert len(served) <= 8 + 12
+    assert len(busy) >= count - 20
+    assert max(busy) < 3.0  # answered as they arrive, not after the queue drained
+    assert server.rss_bytes() - before < 32 * MiB  # unbounded, the 400 calls held ~100 MiB
+    assert echo_works(transport, server.endpoint)
+    client.call(server.endpoint, "/slow", RpcMessage(meta={"sleep_s": 0.01}), auth=TOKEN)
+
+
+def test_waiting_bytes_are_bounded_as_well_as_waiting_calls(server: LimitedServerProcess) -> None:
+    with RawZmtpPeer(server.endpoint) as peer:  # mark /slow as slow
+        peer.send_message([wire.encode_header([1, 0, "/slow", "", TOKEN, 5.0, {"sleep_s": 0.05}, []])])
+        peer.recv_message()
+    # 900 KiB each: 4 of them fill max_queued_bytes (4 MiB) before max_queued_calls (8) is reached.
+    arrivals = _flood(server.endpoint, 40, TOKEN, bytes(900 * 1024), sleep_s=0.2)
+    assert len(arrivals.get("ok", [])) <= 4 + 3
+    assert len(arrivals.get("ServerBusyError", [])) >= 40 - 7
+
+
+def test_unauthenticated_slow_calls_never_wait_in_the_queue(
+    server: LimitedServerProcess, transport: ZmqTransport
+) -> None:
+    client = transport.new_client()
+    client.call(server.endpoint, "/slow", RpcMessage(meta={"sleep_s": 0.05}), auth=TOKEN)
+    arrivals = _flood(server.endpoint, 200, "forged", bytes(64 * 1024), sleep_s=0.5)
+    assert set(arrivals) == {"PermissionDeniedError"}
+    assert max(arrivals["PermissionDeniedError"]) < 3.0  # none waited for the 0.5 s handler
+    # and the queue is free for legitimate calls
+    assert client.call(server.endpoint, "/slow", RpcMessage(meta={"sleep_s": 0.01}), auth=TOKEN).meta == {"slept": True}
+    with pytest.raises(PermissionDeniedError):
+        client.call(server.endpoint, "/slow", RpcMessage(), auth="forged")
+
+
+def test_busy_error_reaches_an_rpc_client_typed(server: LimitedServerProcess, transport: ZmqTransport) -> None:
+    client = transport.new_client()
+    client.call(server.endpoint, "/slow", RpcMessage(meta={"sleep_s": 0.05}), auth=TOKEN)
+    context = zmq.Context()
+    dealer = context.socket(zmq.DEALER)
+    dealer.connect(server.endpoint)
+
+    def send_slow(request_id: int, sleep_s: float) -> None:
+        dealer.send(wire.encode_header([1, request_id, "/slow", "", TOKEN, 20.0, {"sleep_s": sleep_s}, []]))
+
+    def stats() -> tuple[int, int]:
+        meta = client.call(server.endpoint, "/stats", RpcMessage(), auth=TOKEN).meta
+        return meta["running_slow"], meta["queued_calls"]
+
+    try:
+        for request_id in range(2):  # occupy both pool threads for 2 s
+            send_slow(request_id, 2.0)
+        wait_until(lambda: stats() == (2, 0), message="the pool threads to take the first calls")
+        for request_id in range(2, 10):  # then fill the queue (8 places)
+            send_slow(request_id, 0.01)
+        wait_until(lambda: stats() == (2, 8), message="the queue to fill")
+        started = time.monotonic()
+        with pytest.raises(ServerBusyError, match="max_queued_calls"):
+            client.call(server.endpoint, "/slow", RpcMessage(meta={"sleep_s": 0.01}), auth=TOKEN, timeout_s=5)
+        assert time.monotonic() - started < 1.5  # at once, not after the 2 s calls
+    finally:
+        dealer.close(linger=0)
+        context.term()

@@ -53,3 +53,15 @@ class ZmqTransportConfig:
         default=ByteSize(DEFAULT_MAX_REPLY_BYTES),
         check=positive,
     )
+    max_queued_calls: int = config_field(
+        doc="calls of slow handlers that may wait for a server thread; the next one is answered ServerBusyError "
+        "at once.",
+        default=1024,
+        check=positive,
+    )
+    max_queued_bytes: ByteSize = config_field(
+        doc="bytes (header and bulk frames) the calls waiting for a server thread may hold together; a call "
+        "that would exceed it is answered ServerBusyError at once.",
+        default=ByteSize(1024 * MiB),
+        check=positive,
+    )

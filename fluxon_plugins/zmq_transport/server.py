@@ -15,8 +15,11 @@ run was quick. The watchdog only ticks while calls arrive; an idle server wakes 
 
 A call whose deadline passed before a worker picked it up is dropped: its caller already gave up.
 
-Limits (:class:`ServerLimits`, from the transport options). libzmq drops the connection of a peer
-announcing a frame above ``max_request_bytes`` before buffering it (``ZMQ_MAXMSGSIZE``).
+Limits (:class:`ServerLimits`, from the transport options; docs/rpc-limits.md). libzmq drops the
+connection of a peer announcing a frame above ``max_request_bytes`` before buffering it
+(``ZMQ_MAXMSGSIZE``). A call bound for the worker pool is authenticated on the receiving thread
+first, so unauthenticated calls never wait in the queue, and is answered ``ServerBusyError`` at once
+when ``max_queued_calls`` calls or ``max_queued_bytes`` bytes already wait.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from typing import Any
 import attrs
 import zmq
 
-from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, UnknownPathError
+from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, ServerBusyError, UnknownPathError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import encode_error
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
 from fluxon_plugins.zmq_transport import wire
+from fluxon_plugins.zmq_transport.throttled_log import ThrottledWarning
 
 log = get_logger("fluxon.rpc.zmq")
 
@@ -63,17 +67,23 @@ class ServerLimits:
     """Largest frame of a request (``ZMQ_MAXMSGSIZE`` of the ROUTER socket)."""
     max_reply_bytes: int
     """Largest frame of a reply this server sends; a larger one becomes an InvalidArgumentError reply."""
+    max_queued_calls: int
+    """Calls that may wait for a pool thread."""
+    max_queued_bytes: int
+    """Bytes the calls waiting for a pool thread may hold together."""
 
 
 class _Request:
     """A received call plus the routing data its reply needs."""
 
-    __slots__ = ("call", "identity", "request_id")
+    __slots__ = ("authenticated", "call", "identity", "nbytes", "request_id")
 
-    def __init__(self, identity: bytes, request_id: int, call: RpcCall) -> None:
+    def __init__(self, identity: bytes, request_id: int, call: RpcCall, header_bytes: int) -> None:
         self.identity = identity
         self.request_id = request_id
         self.call = call
+        self.nbytes = header_bytes  # the bulk frames are added when the call is queued
+        self.authenticated = False
 
 
 def connectable_endpoint(last_endpoint: str, advertise_host: str) -> str:
@@ -149,6 +159,10 @@ class ZmqRpcServer:
         self._inline_since = 0.0
         self._last_call = 0.0
         self._watchdog_armed = False
+        self._queued_calls = 0  # admitted to the pool queue, not yet picked up by a worker
+        self._queued_bytes = 0
+        self._busy_replies = 0
+        self._busy_warning = ThrottledWarning(log)
 
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         name = f"fluxon-rpc[{self._endpoint}]"
@@ -170,6 +184,11 @@ class ZmqRpcServer:
     def limits(self) -> ServerLimits:
         """The limits this server enforces."""
         return self._limits
+
+    @property
+    def queued_calls(self) -> int:
+        """Calls waiting for a thread of the worker pool now."""
+        return self._queued_calls
 
     def register(self, path: str, handler: Handler) -> None:
         """Serve ``path`` with ``handler``; a path already served is an InvalidArgumentError."""
@@ -283,10 +302,16 @@ class ZmqRpcServer:
 
     def _run_pooled(self, request: _Request, push: zmq.Socket) -> None:
         started = time.monotonic()
+        with self._lock:
+            self._queued_calls -= 1
+            self._queued_bytes -= request.nbytes
+            closed = self._closed
+            if closed or started > request.call.deadline_monotonic:
+                self._detached -= 1
+        if closed:  # its reply could not be sent any more; close() should not wait for it
+            return
         if started > request.call.deadline_monotonic:
             log.debug("dropping RPC %r: its deadline passed while queued", request.call.path)
-            with self._lock:
-                self._detached -= 1
             return
         header, frames = self._execute(request)
         with self._lock:
@@ -330,9 +355,7 @@ class ZmqRpcServer:
                 return False
             path = request.call.path
             if path in self._slow_paths and self._can_detach:
-                with lock:
-                    self._detached += 1
-                self._jobs.put(request)
+                self._enqueue(request)
                 continue
             # Plain attribute stores (atomic under the GIL), since before path: the watchdog reads path first.
             self._last_call = self._inline_since = monotonic()
@@ -356,6 +379,51 @@ class ZmqRpcServer:
             else:
                 send(router, identity, _SNDMORE)
                 send(router, header)
+
+    def _enqueue(self, request: _Request) -> None:
+        """Queue a call for the pool, or answer it now: refused by authentication, or the queue is full.
+
+        Authenticating here (not on the worker) keeps calls that would be refused anyway from
+        taking queue places and memory.
+        """
+        if self._authenticate is not None:
+            try:
+                self._authenticate(request.call)
+            except BaseException as exc:
+                if not isinstance(exc, ApiError | OSError):
+                    log.warning("RPC authentication of %r raised", request.call.path, exc_info=True)
+                self._reply_error(request.identity, request.request_id, exc)
+                return
+            request.authenticated = True
+        request.nbytes += sum(memoryview(f).nbytes for f in request.call.message.frames)
+        limits = self._limits
+        with self._lock:
+            full = (
+                self._queued_calls >= limits.max_queued_calls
+                or self._queued_bytes + request.nbytes > limits.max_queued_bytes
+            )
+            if not full:
+                self._queued_calls += 1
+                self._queued_bytes += request.nbytes
+                self._detached += 1
+            waiting = self._queued_calls
+        if not full:
+            self._jobs.put(request)
+            return
+        self._busy_replies += 1
+        self._reply_error(
+            request.identity,
+            request.request_id,
+            ServerBusyError(
+                f"RPC server {self._endpoint} has {waiting} calls waiting for a thread (limits: max_queued_calls "
+                f"{limits.max_queued_calls}, max_queued_bytes {limits.max_queued_bytes}); retry later"
+            ),
+        )
+        self._busy_warning.warn(
+            "RPC server %s: queue of slow calls full, answering ServerBusyError (%d so far)",
+            self._endpoint,
+            self._busy_replies,
+        )
 
     def _forward_replies(self) -> bool:
         """Send the replies detached threads produced; False when the stop message arrived."""
@@ -447,7 +515,7 @@ class ZmqRpcServer:
         if remaining_s <= 0:
             return None
         call = RpcCall(path, caller, auth, RpcMessage(meta, frames), time.monotonic() + remaining_s)
-        return _Request(identity, request_id, call)
+        return _Request(identity, request_id, call, len(header_frame))
 
     def _reply_error(self, identity: bytes, request_id: int, exc: BaseException) -> None:
         wire.send_message(self._router, (identity,), _error_header(request_id, exc), (), self._zero_copy_min)
@@ -456,7 +524,7 @@ class ZmqRpcServer:
         """Authenticate and run the handler; the reply header and bulk frames (errors become error replies)."""
         call = request.call
         try:
-            if self._authenticate is not None:
+            if self._authenticate is not None and not request.authenticated:
                 self._authenticate(call)
             handler = self._handlers.get(call.path)
             if handler is None:

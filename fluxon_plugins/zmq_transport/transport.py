@@ -80,6 +80,8 @@ class ZmqTransport:
             limits=ServerLimits(
                 max_request_bytes=self.config.max_request_bytes,
                 max_reply_bytes=self.config.max_reply_bytes,
+                max_queued_calls=self.config.max_queued_calls,
+                max_queued_bytes=self.config.max_queued_bytes,
             ),
             on_close=self._forget_server,
         )

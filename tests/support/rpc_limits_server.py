@@ -4,7 +4,9 @@ Run as ``python -m tests.support.rpc_limits_server '<zmq options as JSON>'``: bi
 ``tcp://127.0.0.1:0`` with a transport built from those options, prints the endpoint on one line and
 serves until its stdin closes. Every call must carry :data:`TOKEN` as its auth. Handlers:
 
-* ``/echo`` — the request's meta back, plus ``nbytes``: the bytes of its bulk frames.
+* ``/echo`` — the request's meta back, plus ``nbytes``: the bytes of its bulk frames;
+* ``/slow`` — sleeps ``meta["sleep_s"]`` (at most 2 s) first (so the server hands the path to its worker pool);
+* ``/stats`` — ``queued_calls`` of this server, and ``running_slow``: the ``/slow`` handlers running now.
 
 Use :class:`LimitedServerProcess` from the test side.
 """
@@ -15,6 +17,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,25 @@ def serve(options: dict[str, Any]) -> None:
         nbytes = sum(memoryview(f).nbytes for f in call.message.frames)
         return RpcMessage(meta=dict(call.message.meta, nbytes=nbytes))
 
+    running = [0]  # /slow handlers running now
+    lock = threading.Lock()
+
+    def slow(call: RpcCall) -> RpcMessage:
+        with lock:
+            running[0] += 1
+        try:
+            time.sleep(min(float(call.message.meta.get("sleep_s", 0.1)), 2.0))  # fuzzed metas stay harmless
+        finally:
+            with lock:
+                running[0] -= 1
+        return RpcMessage(meta={"slept": True})
+
+    def stats(call: RpcCall) -> RpcMessage:
+        return RpcMessage(meta={"queued_calls": server.queued_calls, "running_slow": running[0]})
+
     server.register("/echo", echo)
+    server.register("/slow", slow)
+    server.register("/stats", stats)
     print(server.endpoint, flush=True)
     sys.stdin.read()
     transport.close()
