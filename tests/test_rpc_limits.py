@@ -1,4 +1,4 @@
-"""What an unauthenticated peer can make an RPC server hold: frame size, waiting calls.
+"""What an unauthenticated peer can make an RPC server hold: frame size, waiting calls, connections.
 
 The attacks run through real sockets against a server in a child process
 (:mod:`tests.support.rpc_limits_server`), whose resident memory and open descriptors are read from
@@ -8,6 +8,10 @@ send what it needs to, and a plain pyzmq DEALER to pipeline many calls.
 
 from __future__ import annotations
 
+import resource
+import shutil
+import socket
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -20,13 +24,20 @@ from fluxon_core.rpc import decode_error
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 from fluxon_plugins.zmq_transport import wire
 from fluxon_plugins.zmq_transport.config import ZmqTransportConfig
+from fluxon_plugins.zmq_transport.connection_cap import effective_connection_limit, listening_address
 from fluxon_plugins.zmq_transport.transport import ZmqTransport
 from tests.support.poll import wait_until
 from tests.support.rpc_limits_server import TOKEN, LimitedServerProcess
 from tests.support.zmtp import RawZmtpPeer, frame_header
 
 MiB = 1024 * 1024
-LIMITS = {"max_request_bytes": MiB, "max_reply_bytes": 4 * MiB, "max_queued_calls": 8, "max_queued_bytes": 4 * MiB}
+LIMITS = {
+    "max_request_bytes": MiB,
+    "max_reply_bytes": 4 * MiB,
+    "max_connections": 16,
+    "max_queued_calls": 8,
+    "max_queued_bytes": 4 * MiB,
+}
 
 
 @pytest.fixture
@@ -66,6 +77,7 @@ def test_defaults_fit_the_largest_frames_the_system_sends() -> None:
     largest_fs_frame = max(DEFAULT_MAX_CHUNK_BYTES, options.write_chunk_bytes, options.piece_bytes)
     assert largest_fs_frame < config.max_request_bytes <= config.max_reply_bytes
     assert config.max_request_bytes <= 2 * largest_fs_frame  # "a bit above", not unbounded
+    assert config.max_connections == 1024
     assert config.max_queued_calls == 1024
     assert config.max_queued_bytes == 1024 * MiB
 
@@ -89,12 +101,28 @@ def test_frames_of_the_fs_and_kv_data_paths_pass_the_default_limits(transport: Z
 
 def test_limits_are_options_of_the_transport_block() -> None:
     config = load_config(
-        ZmqTransportConfig, {"max_request_bytes": "8MiB", "max_reply_bytes": "2GiB", "max_queued_calls": 16}
+        ZmqTransportConfig,
+        {"max_request_bytes": "8MiB", "max_reply_bytes": "2GiB", "max_connections": 64, "max_queued_calls": 16},
     )
-    assert (config.max_request_bytes, config.max_reply_bytes, config.max_queued_calls) == (8 * MiB, 2048 * MiB, 16)
-    for field in ("max_request_bytes", "max_reply_bytes", "max_queued_calls", "max_queued_bytes"):
+    assert (config.max_request_bytes, config.max_reply_bytes) == (8 * MiB, 2048 * MiB)
+    assert (config.max_connections, config.max_queued_calls) == (64, 16)
+    for field in ("max_request_bytes", "max_connections", "max_queued_calls", "max_queued_bytes"):
         with pytest.raises(ConfigError, match=field):
             load_config(ZmqTransportConfig, {field: 0})
+
+
+def test_connection_cap_stays_below_the_open_files_limit() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert effective_connection_limit(10) == min(10, soft // 2)
+    assert effective_connection_limit(10**9) == (10**9 if soft == resource.RLIM_INFINITY else soft // 2)
+
+
+def test_listening_address_of_bound_endpoints() -> None:
+    assert listening_address("tcp://127.0.0.1:5555") == (socket.AF_INET, 5555)
+    assert listening_address("tcp://[::1]:5555") == (socket.AF_INET, 5555)
+    assert listening_address("ipc:///tmp/x.sock") == (socket.AF_UNIX, "/tmp/x.sock")
+    assert listening_address("ipc://@abstract") == (socket.AF_UNIX, "\0abstract")
+    assert listening_address("inproc://x") is None
 
 
 # --- frame size -------------------------------------------------------------------------------------
@@ -304,3 +332,75 @@ def test_busy_error_reaches_an_rpc_client_typed(server: LimitedServerProcess, tr
     finally:
         dealer.close(linger=0)
         context.term()
+
+
+# --- connections --------------------------------------------------------------------------------------
+
+
+def test_idle_connections_above_the_cap_do_not_take_descriptors(
+    server: LimitedServerProcess, transport: ZmqTransport
+) -> None:
+    cap = LIMITS["max_connections"]
+    client = transport.new_client()
+    stats = client.call(server.endpoint, "/stats", RpcMessage(), auth=TOKEN).meta
+    assert (stats["connections"], stats["max_connections"]) == (1, cap)
+    fds_before = server.open_fds()
+    host, _, port = server.endpoint.removeprefix("tcp://").rpartition(":")
+    idle: list[socket.socket | RawZmtpPeer] = []
+    try:
+        for index in range(300):  # half bare TCP connections, half that finish the ZMTP handshake
+            if index % 2:
+                idle.append(socket.create_connection((host, int(port))))
+            else:
+                try:
+                    idle.append(RawZmtpPeer(server.endpoint, timeout_s=2))
+                except (OSError, ConnectionError):
+                    pass  # shut out during the handshake: the cap is full
+        # The established connection keeps working while the cap is full.
+        wait_until(
+            lambda: client.call(server.endpoint, "/stats", RpcMessage(), auth=TOKEN).meta["connections"] <= cap,
+            message="connections above the cap to be shut out",
+        )
+        assert server.open_fds() - fds_before <= cap
+        assert server.alive()
+    finally:
+        for conn in idle:
+            conn.close()
+    wait_until(
+        lambda: client.call(server.endpoint, "/stats", RpcMessage(), auth=TOKEN).meta["connections"] == 1,
+        message="the idle connections to be gone",
+    )
+    assert abs(server.open_fds() - fds_before) <= 2
+    assert echo_works(transport, server.endpoint)  # a new connection is accepted again
+
+
+def test_the_cap_holds_for_ipc_endpoints_too() -> None:
+    ipc_dir = tempfile.mkdtemp(prefix="fx", dir="/tmp")  # AF_UNIX paths are limited to 107 bytes
+    transport = ZmqTransport(ZmqTransportConfig(max_connections=4))
+    idle: list[socket.socket] = []
+    try:
+        server = transport.bind_server(f"ipc://{ipc_dir}/cap.sock")
+        server.register("/echo", lambda call: RpcMessage(meta=call.message.meta))
+        for _ in range(20):
+            conn = socket.socket(socket.AF_UNIX)
+            conn.connect(f"{ipc_dir}/cap.sock")
+            idle.append(conn)
+        wait_until(lambda: server.connections <= 4 and sum(_closed_by_peer(c) for c in idle) >= 16)
+        assert server.max_connections == 4
+    finally:
+        for conn in idle:
+            conn.close()
+        transport.close()
+        shutil.rmtree(ipc_dir, ignore_errors=True)
+
+
+def _closed_by_peer(conn: socket.socket) -> bool:
+    """True once the server shut the connection down: reading reaches end-of-stream (after its greeting)."""
+    try:
+        while conn.recv(4096, socket.MSG_DONTWAIT):
+            pass
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # reset
+        return True

@@ -53,6 +53,12 @@ class ZmqTransportConfig:
         default=ByteSize(DEFAULT_MAX_REPLY_BYTES),
         check=positive,
     )
+    max_connections: int = config_field(
+        doc="connections one server keeps at once; a connection above it is shut down as soon as it is accepted. "
+        "Lowered to half the process's open-files limit (ulimit -n) when that is smaller.",
+        default=1024,
+        check=positive,
+    )
     max_queued_calls: int = config_field(
         doc="calls of slow handlers that may wait for a server thread; the next one is answered ServerBusyError "
         "at once.",

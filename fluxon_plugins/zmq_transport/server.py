@@ -19,7 +19,8 @@ Limits (:class:`ServerLimits`, from the transport options; docs/rpc-limits.md). 
 connection of a peer announcing a frame above ``max_request_bytes`` before buffering it
 (``ZMQ_MAXMSGSIZE``). A call bound for the worker pool is authenticated on the receiving thread
 first, so unauthenticated calls never wait in the queue, and is answered ``ServerBusyError`` at once
-when ``max_queued_calls`` calls or ``max_queued_bytes`` bytes already wait.
+when ``max_queued_calls`` calls or ``max_queued_bytes`` bytes already wait. Connections above
+``max_connections`` are shut out (:mod:`~fluxon_plugins.zmq_transport.connection_cap`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import encode_error
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
 from fluxon_plugins.zmq_transport import wire
+from fluxon_plugins.zmq_transport.connection_cap import ConnectionCap, effective_connection_limit
 from fluxon_plugins.zmq_transport.throttled_log import ThrottledWarning
 
 log = get_logger("fluxon.rpc.zmq")
@@ -67,6 +69,8 @@ class ServerLimits:
     """Largest frame of a request (``ZMQ_MAXMSGSIZE`` of the ROUTER socket)."""
     max_reply_bytes: int
     """Largest frame of a reply this server sends; a larger one becomes an InvalidArgumentError reply."""
+    max_connections: int
+    """Connections kept at once (before lowering to half the open-files limit)."""
     max_queued_calls: int
     """Calls that may wait for a pool thread."""
     max_queued_bytes: int
@@ -138,6 +142,9 @@ class ZmqRpcServer:
         last_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._endpoint = connectable_endpoint(last_endpoint, advertise_host)
         self._ipc_file = self._ipc_file_identity()
+        self._connection_cap = ConnectionCap(
+            self._router, effective_connection_limit(limits.max_connections), last_endpoint
+        )
         server_id = next(_server_ids)
         # close() wakes a receiver blocked in recv() with a secret token sent to this in-process
         # endpoint of the same ROUTER (a timeout instead would cost every call a little).
@@ -182,8 +189,18 @@ class ZmqRpcServer:
 
     @property
     def limits(self) -> ServerLimits:
-        """The limits this server enforces."""
+        """The limits this server enforces (``max_connections`` as configured; see :attr:`max_connections`)."""
         return self._limits
+
+    @property
+    def max_connections(self) -> int:
+        """The connection cap in force: ``max_connections``, or half the open-files limit when lower."""
+        return self._connection_cap.limit
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted and not yet gone (including ones above the cap being shut out)."""
+        return self._connection_cap.connections
 
     @property
     def queued_calls(self) -> int:
@@ -226,6 +243,7 @@ class ZmqRpcServer:
                 log.warning("RPC server %s: %s still running a handler after close()", self._endpoint, thread.name)
         for sock in wakers:
             sock.close(linger=0)
+        self._connection_cap.stop()  # uses the ROUTER: only now that no receiver does
         # A thread still stuck in a handler checks _closed before it touches a socket again.
         self._router.close(linger=0)
         self._remove_ipc_file()

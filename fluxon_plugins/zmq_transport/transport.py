@@ -80,6 +80,7 @@ class ZmqTransport:
             limits=ServerLimits(
                 max_request_bytes=self.config.max_request_bytes,
                 max_reply_bytes=self.config.max_reply_bytes,
+                max_connections=self.config.max_connections,
                 max_queued_calls=self.config.max_queued_calls,
                 max_queued_bytes=self.config.max_queued_bytes,
             ),

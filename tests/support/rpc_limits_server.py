@@ -6,7 +6,8 @@ serves until its stdin closes. Every call must carry :data:`TOKEN` as its auth. 
 
 * ``/echo`` — the request's meta back, plus ``nbytes``: the bytes of its bulk frames;
 * ``/slow`` — sleeps ``meta["sleep_s"]`` (at most 2 s) first (so the server hands the path to its worker pool);
-* ``/stats`` — ``queued_calls`` of this server, and ``running_slow``: the ``/slow`` handlers running now.
+* ``/stats`` — ``connections``, ``max_connections`` and ``queued_calls`` of this server, and
+  ``running_slow``: the ``/slow`` handlers running now.
 
 Use :class:`LimitedServerProcess` from the test side.
 """
@@ -61,7 +62,14 @@ def serve(options: dict[str, Any]) -> None:
         return RpcMessage(meta={"slept": True})
 
     def stats(call: RpcCall) -> RpcMessage:
-        return RpcMessage(meta={"queued_calls": server.queued_calls, "running_slow": running[0]})
+        return RpcMessage(
+            meta={
+                "connections": server.connections,
+                "max_connections": server.max_connections,
+                "queued_calls": server.queued_calls,
+                "running_slow": running[0],
+            }
+        )
 
     server.register("/echo", echo)
     server.register("/slow", slow)
