@@ -42,7 +42,7 @@ class ZmqTransportConfig:
     max_request_bytes: ByteSize = config_field(
         doc="largest frame a server accepts in a request (header or one bulk frame). libzmq drops the connection "
         "of a peer that announces a larger frame before buffering any of it; a client refuses to send one with "
-        "InvalidArgumentError. Default 72 MiB: the FS moves at most 64 MiB per frame.",
+        "InvalidArgumentError. Default 72 MiB: the FS moves at most 64 MiB per frame. See docs/rpc-limits.md.",
         default=ByteSize(DEFAULT_MAX_REQUEST_BYTES),
         check=positive,
     )
