@@ -70,6 +70,12 @@ class StoreClosedError(ApiError):
     code = "store_closed"
 
 
+class ServerBusyError(ApiError):
+    """The server already holds as many waiting calls as it may and refused this one; retry after a pause."""
+
+    code = "server_busy"
+
+
 class UnknownPathError(ApiError):
     """An RPC addressed a path that no handler serves on the target node."""
 
@@ -109,6 +115,7 @@ ERROR_CLASSES_BY_CODE: dict[str, type[ApiError]] = {
         NetworkError,
         ApiTimeoutError,
         StoreClosedError,
+        ServerBusyError,
         UnknownPathError,
         RemoteHandlerError,
         PermissionDeniedError,

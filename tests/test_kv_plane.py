@@ -109,6 +109,18 @@ def test_values_cross_hosts_through_the_master(plane: KvCluster):
     assert on_h2.is_exist(key).unwrap() is False
 
 
+def test_a_large_value_crosses_hosts_within_the_transport_limits(plane: KvCluster):
+    # The fetch from o1 to o2 carries the whole value as one reply frame (max_reply_bytes, default
+    # 1 GiB); the default transport limits must let a value of tens of MiB through.
+    on_h1 = plane.external("l1-" + os.urandom(3).hex(), "h1")
+    on_h2 = plane.external("l2-" + os.urandom(3).hex(), "h2")
+    key = unique("large")
+    payload = os.urandom(40 * 1024 * 1024)
+    assert on_h1.put_blocking(key, {"data": payload}).is_ok()
+    assert bytes(value_of(on_h2.get_blocking(key))["data"]) == payload
+    assert on_h1.remove(key).is_ok()
+
+
 def test_count_prefix_is_cluster_wide(plane: KvCluster):
     on_h1 = plane.external("c1-" + os.urandom(3).hex(), "h1")
     on_h2 = plane.external("c2-" + os.urandom(3).hex(), "h2")

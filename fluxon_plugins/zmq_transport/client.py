@@ -9,6 +9,11 @@ Sockets use ``ZMQ_IMMEDIATE``: a request is only queued once a connection exists
 endpoint where nothing listens fails with :class:`NetworkError` when its deadline passes instead of
 leaving a request queued forever.
 
+Frame limits: libzmq drops a connection whose reply announces a frame above ``max_reply_bytes``
+(``ZMQ_MAXMSGSIZE``) before buffering it, and a request frame above ``max_request_bytes`` is refused
+here with :class:`InvalidArgumentError`: sent, the server would drop the connection and the call
+would only time out.
+
 The call path is deliberately flat (few Python calls, no enum arithmetic): on a small call the
 interpreter overhead is the only cost Fluxon adds to a raw zmq round trip.
 """
@@ -74,9 +79,19 @@ class _ThreadSockets:
 class ZmqRpcClient:
     """:class:`fluxon_core.protocols.RpcClient` over zmq DEALER sockets; share one instance across threads."""
 
-    def __init__(self, context: zmq.Context, zero_copy_min: int, on_close: Callable[[ZmqRpcClient], None]) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        zero_copy_min: int,
+        *,
+        max_request_bytes: int,
+        max_reply_bytes: int,
+        on_close: Callable[[ZmqRpcClient], None],
+    ) -> None:
         self._context = context
         self._zero_copy_min = zero_copy_min
+        self._max_request_bytes = max_request_bytes
+        self._max_reply_bytes = max_reply_bytes
         self._on_close = on_close
         self._local = threading.local()
         self._registry_lock = threading.Lock()
@@ -97,8 +112,8 @@ class ZmqRpcClient:
 
         Raises the handler's error decoded by :func:`fluxon_core.rpc.decode_error`, ApiTimeoutError
         when no reply came in time, NetworkError when no connection could be made in time or the
-        endpoint is malformed, InvalidArgumentError for a meta that is not JSON-able, and
-        StoreClosedError after :meth:`close`.
+        endpoint is malformed, InvalidArgumentError for a meta that is not JSON-able or a frame
+        above ``max_request_bytes``, and StoreClosedError after :meth:`close`.
         """
         if not timeout_s > 0:  # also refuses NaN
             raise InvalidArgumentError(f"RPC timeout_s must be a positive number of seconds, got {timeout_s!r}")
@@ -116,6 +131,7 @@ class ZmqRpcClient:
             request_id = state.next_id
             state.next_id = request_id + 1
             frames = message.frames
+            sizes = [memoryview(f).nbytes for f in frames] if frames else []
             try:
                 header = wire.encode_header(
                     [
@@ -126,11 +142,16 @@ class ZmqRpcClient:
                         auth,
                         deadline - _monotonic(),
                         message.meta,
-                        [memoryview(f).nbytes for f in frames] if frames else [],
+                        sizes,
                     ]
                 )
             except (TypeError, ValueError) as exc:
                 raise InvalidArgumentError(f"RPC meta for {path!r} is not JSON-serialisable: {exc}") from None
+            if len(header) > self._max_request_bytes or (sizes and max(sizes) > self._max_request_bytes):
+                raise InvalidArgumentError(
+                    f"RPC request to {path!r} has a {max([len(header), *sizes])}-byte frame, above max_request_bytes "
+                    f"{self._max_request_bytes} (raise transport.zmq.max_request_bytes on the caller and the server)"
+                )
             sock = peer.sock
             try:
                 if frames:
@@ -184,6 +205,7 @@ class ZmqRpcClient:
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max_reply_bytes)
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -201,7 +223,7 @@ class ZmqRpcClient:
             if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000)), _POLLOUT):
                 raise NetworkError(
                     f"no connection to RPC endpoint {endpoint!r} could be made before the deadline "
-                    "(is the server running?)"
+                    "(is the server running, and below its max_connections?)"
                 )
             try:
                 wire.send_message(sock, (), header, frames, self._zero_copy_min, _NOBLOCK)

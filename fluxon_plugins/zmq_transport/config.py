@@ -7,6 +7,14 @@ import attrs
 from fluxon_core.config import ByteSize, config_field
 from fluxon_core.config.fields import non_empty, positive
 
+MiB = 1024 * 1024
+
+DEFAULT_MAX_REQUEST_BYTES = 72 * MiB
+"""The FS's largest frame (a 64 MiB ``read_chunk`` answer; writes travel in 8 MiB chunks) plus headroom."""
+
+DEFAULT_MAX_REPLY_BYTES = 1024 * MiB
+"""Replies carry whole KV values fetched from another host and whole directory listings."""
+
 
 @attrs.frozen
 class ZmqTransportConfig:
@@ -29,5 +37,37 @@ class ZmqTransportConfig:
         doc="a handler runs on the thread that received the call; after this long another thread takes over "
         "receiving so a slow handler does not hold up other calls.",
         default=5.0,
+        check=positive,
+    )
+    max_request_bytes: ByteSize = config_field(
+        doc="largest frame a server accepts in a request (header or one bulk frame). libzmq drops the connection "
+        "of a peer that announces a larger frame before buffering any of it; a client refuses to send one with "
+        "InvalidArgumentError. Default 72 MiB: the FS moves at most 64 MiB per frame. See docs/rpc-limits.md.",
+        default=ByteSize(DEFAULT_MAX_REQUEST_BYTES),
+        check=positive,
+    )
+    max_reply_bytes: ByteSize = config_field(
+        doc="largest frame a client accepts in a reply (a KV value read from another host travels as one frame); "
+        "a server answers InvalidArgumentError instead of sending a larger one. Set the same value on every "
+        "process of a cluster.",
+        default=ByteSize(DEFAULT_MAX_REPLY_BYTES),
+        check=positive,
+    )
+    max_connections: int = config_field(
+        doc="connections one server keeps at once; a connection above it is shut down as soon as it is accepted. "
+        "Lowered to half the process's open-files limit (ulimit -n) when that is smaller.",
+        default=1024,
+        check=positive,
+    )
+    max_queued_calls: int = config_field(
+        doc="calls of slow handlers that may wait for a server thread; the next one is answered ServerBusyError "
+        "at once.",
+        default=1024,
+        check=positive,
+    )
+    max_queued_bytes: ByteSize = config_field(
+        doc="bytes (header and bulk frames) the calls waiting for a server thread may hold together; a call "
+        "that would exceed it is answered ServerBusyError at once.",
+        default=ByteSize(1024 * MiB),
         check=positive,
     )

@@ -14,6 +14,13 @@ handler overran is sent straight to the worker pool next time, and runs inline a
 run was quick. The watchdog only ticks while calls arrive; an idle server wakes no thread.
 
 A call whose deadline passed before a worker picked it up is dropped: its caller already gave up.
+
+Limits (:class:`ServerLimits`, from the transport options; docs/rpc-limits.md). libzmq drops the
+connection of a peer announcing a frame above ``max_request_bytes`` before buffering it
+(``ZMQ_MAXMSGSIZE``). A call bound for the worker pool is authenticated on the receiving thread
+first, so unauthenticated calls never wait in the queue, and is answered ``ServerBusyError`` at once
+when ``max_queued_calls`` calls or ``max_queued_bytes`` bytes already wait. Connections above
+``max_connections`` are shut out (:mod:`~fluxon_plugins.zmq_transport.connection_cap`).
 """
 
 from __future__ import annotations
@@ -26,13 +33,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import zmq
 
-from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, UnknownPathError
+from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, ServerBusyError, UnknownPathError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import encode_error
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
 from fluxon_plugins.zmq_transport import wire
+from fluxon_plugins.zmq_transport.connection_cap import ConnectionCap, effective_connection_limit
+from fluxon_plugins.zmq_transport.throttled_log import ThrottledWarning
 
 log = get_logger("fluxon.rpc.zmq")
 
@@ -51,15 +61,33 @@ _LEAD = object()  # work item: become the receiver
 _STOP = object()  # work item / read result: exit
 
 
+@attrs.frozen
+class ServerLimits:
+    """What one server accepts from its peers; the transport options of the same names."""
+
+    max_request_bytes: int
+    """Largest frame of a request (``ZMQ_MAXMSGSIZE`` of the ROUTER socket)."""
+    max_reply_bytes: int
+    """Largest frame of a reply this server sends; a larger one becomes an InvalidArgumentError reply."""
+    max_connections: int
+    """Connections kept at once (before lowering to half the open-files limit)."""
+    max_queued_calls: int
+    """Calls that may wait for a pool thread."""
+    max_queued_bytes: int
+    """Bytes the calls waiting for a pool thread may hold together."""
+
+
 class _Request:
     """A received call plus the routing data its reply needs."""
 
-    __slots__ = ("call", "identity", "request_id")
+    __slots__ = ("authenticated", "call", "identity", "nbytes", "request_id")
 
-    def __init__(self, identity: bytes, request_id: int, call: RpcCall) -> None:
+    def __init__(self, identity: bytes, request_id: int, call: RpcCall, header_bytes: int) -> None:
         self.identity = identity
         self.request_id = request_id
         self.call = call
+        self.nbytes = header_bytes  # the bulk frames are added when the call is queued
+        self.authenticated = False
 
 
 def connectable_endpoint(last_endpoint: str, advertise_host: str) -> str:
@@ -84,6 +112,7 @@ class ZmqRpcServer:
         zero_copy_min: int,
         inline_handler_s: float,
         advertise_host: str,
+        limits: ServerLimits,
         on_close: Callable[[ZmqRpcServer], None],
     ) -> None:
         if isinstance(worker_threads, bool) or not isinstance(worker_threads, int) or worker_threads < 1:
@@ -92,6 +121,8 @@ class ZmqRpcServer:
         self._authenticate = authenticate
         self._zero_copy_min = zero_copy_min
         self._inline_handler_s = inline_handler_s
+        self._limits = limits
+        self._max_reply_bytes = limits.max_reply_bytes  # read on every call
         self._on_close = on_close
         self._handlers: dict[str, Handler] = {}
         self._slow_paths: set[str] = set()
@@ -100,6 +131,9 @@ class ZmqRpcServer:
 
         self._router = context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
+        # Checked by libzmq's decoder on each frame's announced length, before it allocates or reads
+        # the frame: an oversized frame costs the server nothing but the dropped connection.
+        self._router.setsockopt(zmq.MAXMSGSIZE, limits.max_request_bytes)
         try:
             self._router.bind(bind_address)
         except zmq.ZMQError as exc:
@@ -108,6 +142,9 @@ class ZmqRpcServer:
         last_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._endpoint = connectable_endpoint(last_endpoint, advertise_host)
         self._ipc_file = self._ipc_file_identity()
+        self._connection_cap = ConnectionCap(
+            self._router, effective_connection_limit(limits.max_connections), last_endpoint
+        )
         server_id = next(_server_ids)
         # close() wakes a receiver blocked in recv() with a secret token sent to this in-process
         # endpoint of the same ROUTER (a timeout instead would cost every call a little).
@@ -129,6 +166,10 @@ class ZmqRpcServer:
         self._inline_since = 0.0
         self._last_call = 0.0
         self._watchdog_armed = False
+        self._queued_calls = 0  # admitted to the pool queue, not yet picked up by a worker
+        self._queued_bytes = 0
+        self._busy_replies = 0
+        self._busy_warning = ThrottledWarning(log)
 
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         name = f"fluxon-rpc[{self._endpoint}]"
@@ -145,6 +186,26 @@ class ZmqRpcServer:
     def endpoint(self) -> str:
         """The connectable address (a wildcard tcp bind reports the transport's ``advertise_host``)."""
         return self._endpoint
+
+    @property
+    def limits(self) -> ServerLimits:
+        """The limits this server enforces (``max_connections`` as configured; see :attr:`max_connections`)."""
+        return self._limits
+
+    @property
+    def max_connections(self) -> int:
+        """The connection cap in force: ``max_connections``, or half the open-files limit when lower."""
+        return self._connection_cap.limit
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted and not yet gone (including ones above the cap being shut out)."""
+        return self._connection_cap.connections
+
+    @property
+    def queued_calls(self) -> int:
+        """Calls waiting for a thread of the worker pool now."""
+        return self._queued_calls
 
     def register(self, path: str, handler: Handler) -> None:
         """Serve ``path`` with ``handler``; a path already served is an InvalidArgumentError."""
@@ -182,6 +243,7 @@ class ZmqRpcServer:
                 log.warning("RPC server %s: %s still running a handler after close()", self._endpoint, thread.name)
         for sock in wakers:
             sock.close(linger=0)
+        self._connection_cap.stop()  # uses the ROUTER: only now that no receiver does
         # A thread still stuck in a handler checks _closed before it touches a socket again.
         self._router.close(linger=0)
         self._remove_ipc_file()
@@ -258,10 +320,16 @@ class ZmqRpcServer:
 
     def _run_pooled(self, request: _Request, push: zmq.Socket) -> None:
         started = time.monotonic()
+        with self._lock:
+            self._queued_calls -= 1
+            self._queued_bytes -= request.nbytes
+            closed = self._closed
+            if closed or started > request.call.deadline_monotonic:
+                self._detached -= 1
+        if closed:  # its reply could not be sent any more; close() should not wait for it
+            return
         if started > request.call.deadline_monotonic:
             log.debug("dropping RPC %r: its deadline passed while queued", request.call.path)
-            with self._lock:
-                self._detached -= 1
             return
         header, frames = self._execute(request)
         with self._lock:
@@ -305,9 +373,7 @@ class ZmqRpcServer:
                 return False
             path = request.call.path
             if path in self._slow_paths and self._can_detach:
-                with lock:
-                    self._detached += 1
-                self._jobs.put(request)
+                self._enqueue(request)
                 continue
             # Plain attribute stores (atomic under the GIL), since before path: the watchdog reads path first.
             self._last_call = self._inline_since = monotonic()
@@ -331,6 +397,51 @@ class ZmqRpcServer:
             else:
                 send(router, identity, _SNDMORE)
                 send(router, header)
+
+    def _enqueue(self, request: _Request) -> None:
+        """Queue a call for the pool, or answer it now: refused by authentication, or the queue is full.
+
+        Authenticating here (not on the worker) keeps calls that would be refused anyway from
+        taking queue places and memory.
+        """
+        if self._authenticate is not None:
+            try:
+                self._authenticate(request.call)
+            except BaseException as exc:
+                if not isinstance(exc, ApiError | OSError):
+                    log.warning("RPC authentication of %r raised", request.call.path, exc_info=True)
+                self._reply_error(request.identity, request.request_id, exc)
+                return
+            request.authenticated = True
+        request.nbytes += sum(memoryview(f).nbytes for f in request.call.message.frames)
+        limits = self._limits
+        with self._lock:
+            full = (
+                self._queued_calls >= limits.max_queued_calls
+                or self._queued_bytes + request.nbytes > limits.max_queued_bytes
+            )
+            if not full:
+                self._queued_calls += 1
+                self._queued_bytes += request.nbytes
+                self._detached += 1
+            waiting = self._queued_calls
+        if not full:
+            self._jobs.put(request)
+            return
+        self._busy_replies += 1
+        self._reply_error(
+            request.identity,
+            request.request_id,
+            ServerBusyError(
+                f"RPC server {self._endpoint} has {waiting} calls waiting for a thread (limits: max_queued_calls "
+                f"{limits.max_queued_calls}, max_queued_bytes {limits.max_queued_bytes}); retry later"
+            ),
+        )
+        self._busy_warning.warn(
+            "RPC server %s: queue of slow calls full, answering ServerBusyError (%d so far)",
+            self._endpoint,
+            self._busy_replies,
+        )
 
     def _forward_replies(self) -> bool:
         """Send the replies detached threads produced; False when the stop message arrived."""
@@ -422,17 +533,16 @@ class ZmqRpcServer:
         if remaining_s <= 0:
             return None
         call = RpcCall(path, caller, auth, RpcMessage(meta, frames), time.monotonic() + remaining_s)
-        return _Request(identity, request_id, call)
+        return _Request(identity, request_id, call, len(header_frame))
 
     def _reply_error(self, identity: bytes, request_id: int, exc: BaseException) -> None:
-        header = wire.encode_header([request_id, encode_error(exc)])
-        wire.send_message(self._router, (identity,), header, (), self._zero_copy_min)
+        wire.send_message(self._router, (identity,), _error_header(request_id, exc), (), self._zero_copy_min)
 
     def _execute(self, request: _Request) -> tuple[bytes, Sequence[Buffer]]:
         """Authenticate and run the handler; the reply header and bulk frames (errors become error replies)."""
         call = request.call
         try:
-            if self._authenticate is not None:
+            if self._authenticate is not None and not request.authenticated:
                 self._authenticate(call)
             handler = self._handlers.get(call.path)
             if handler is None:
@@ -441,15 +551,36 @@ class ZmqRpcServer:
             if not isinstance(reply, RpcMessage):
                 raise TypeError(f"handler for {call.path!r} returned {type(reply).__name__}, expected RpcMessage")
             frames = reply.frames
+            max_bytes = self._max_reply_bytes
             if not frames:
-                return wire.encode_header([request.request_id, reply.meta, []]), frames
-            header = wire.encode_header([request.request_id, reply.meta, [memoryview(f).nbytes for f in frames]])
+                header = wire.encode_header([request.request_id, reply.meta, []])
+                if len(header) > max_bytes:
+                    raise self._reply_too_large(call.path, len(header))
+                return header, frames
+            sizes = [memoryview(f).nbytes for f in frames]
+            header = wire.encode_header([request.request_id, reply.meta, sizes])
+            largest = max(len(header), *sizes)
+            if largest > max_bytes:
+                raise self._reply_too_large(call.path, largest)
             return wire.align_bulk(header, frames, self._zero_copy_min), frames
         except BaseException as exc:  # every failure must reach the caller as a typed error
             if not isinstance(exc, ApiError | OSError):
                 log.warning("RPC handler for %r raised", call.path, exc_info=True)
-            try:
-                return wire.encode_header([request.request_id, encode_error(exc)]), ()
-            except (TypeError, ValueError):  # an exotic filename or message that JSON cannot carry
-                fallback = {"code": "remote_handler_error", "message": repr(exc), "remote_type": type(exc).__name__}
-                return wire.encode_header([request.request_id, fallback]), ()
+            return _error_header(request.request_id, exc), ()
+
+    def _reply_too_large(self, path: str, nbytes: int) -> InvalidArgumentError:
+        # Sent anyway, the frame would make the caller's libzmq drop the connection (its
+        # max_reply_bytes, normally the same as ours), and the caller would only see a timeout.
+        return InvalidArgumentError(
+            f"the reply of {path!r} at {self._endpoint} has a {nbytes}-byte frame, above max_reply_bytes "
+            f"{self._limits.max_reply_bytes} (raise transport.zmq.max_reply_bytes on every process)"
+        )
+
+
+def _error_header(request_id: int, exc: BaseException) -> bytes:
+    """The reply header carrying ``exc`` as a typed error."""
+    try:
+        return wire.encode_header([request_id, encode_error(exc)])
+    except (TypeError, ValueError):  # an exotic filename or message that JSON cannot carry
+        fallback = {"code": "remote_handler_error", "message": repr(exc), "remote_type": type(exc).__name__}
+        return wire.encode_header([request_id, fallback])

@@ -12,7 +12,7 @@ from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc_types import RpcCall
 from fluxon_plugins.zmq_transport.client import ZmqRpcClient
 from fluxon_plugins.zmq_transport.config import ZmqTransportConfig
-from fluxon_plugins.zmq_transport.server import ZmqRpcServer
+from fluxon_plugins.zmq_transport.server import ServerLimits, ZmqRpcServer
 
 log = get_logger("fluxon.rpc.zmq")
 
@@ -77,6 +77,13 @@ class ZmqTransport:
             zero_copy_min=self.config.zero_copy_min_bytes,
             inline_handler_s=self.config.inline_handler_ms / 1000,
             advertise_host=self.config.advertise_host,
+            limits=ServerLimits(
+                max_request_bytes=self.config.max_request_bytes,
+                max_reply_bytes=self.config.max_reply_bytes,
+                max_connections=self.config.max_connections,
+                max_queued_calls=self.config.max_queued_calls,
+                max_queued_bytes=self.config.max_queued_bytes,
+            ),
             on_close=self._forget_server,
         )
         with self._lock:
@@ -85,7 +92,13 @@ class ZmqTransport:
 
     def new_client(self) -> ZmqRpcClient:
         """A client that many threads may share (each thread gets its own sockets)."""
-        client = ZmqRpcClient(self._context, self.config.zero_copy_min_bytes, on_close=self._forget_client)
+        client = ZmqRpcClient(
+            self._context,
+            self.config.zero_copy_min_bytes,
+            max_request_bytes=self.config.max_request_bytes,
+            max_reply_bytes=self.config.max_reply_bytes,
+            on_close=self._forget_client,
+        )
         with self._lock:
             self._clients.add(client)
         return client
