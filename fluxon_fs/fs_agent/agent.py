@@ -48,7 +48,11 @@ class FsAgent:
         self.service = service
         self.master = FsMasterLink(store, master_instance_key, service=service)
         self.ops: dict[str, LocalExportOps] = {
-            name: LocalExportOps(export.root_dir_abs, session_idle_timeout_s=agent_config.session_idle_timeout_s)
+            name: LocalExportOps(
+                export.root_dir_abs,
+                session_idle_timeout_s=agent_config.session_idle_timeout_s,
+                allow_setid_bits=export.allow_setid_bits,
+            )
             for name, export in agent_config.exports.items()
         }
         self.export_roots = {name: export.root_dir_abs for name, export in agent_config.exports.items()}

@@ -2,7 +2,8 @@
 
 A file is written under a temporary name in its target directory and renamed into place after the
 last byte and a size check, so a target file is always absent, the old version, or the complete
-new one. Mode and mtime are preserved. A worker killed mid-file leaves its temporary file behind;
+new one. Mode (permission bits only: setuid, setgid and sticky are never copied) and mtime are
+preserved. A worker killed mid-file leaves its temporary file behind;
 the next worker to claim that batch removes the temporary files of the batch's files first
 (:func:`remove_orphan_temps`), so a finished job leaves none.
 """
@@ -19,6 +20,8 @@ from fluxon_fs.transfer.records import ENTRY_DIR, ENTRY_FILE, ScanEntry
 
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
 TEMP_MARKER = ".fluxon-part-"
+COPIED_MODE_BITS = 0o777
+"""The mode bits a copy keeps: permissions only, never setuid, setgid or sticky."""
 
 
 def _parent(relpath: str) -> str:
@@ -59,13 +62,14 @@ def copy_file(
     """Copy one file atomically; returns the source stat the copy corresponds to.
 
     ``first_chunk`` is the result of ``source.read_chunk(source_relpath, 0, COPY_CHUNK_BYTES)`` when
-    the caller already read it. The temporary file is created with the source's permission bits, so
-    a chmod is needed only when the target's umask (or a set-id bit) changed them.
+    the caller already read it. The temporary file is created with the source's permission bits
+    (without set-id bits: a copy must not plant a setuid program), so a chmod is needed only when
+    the target's umask changed them.
     """
     first_stat, data = first_chunk or source.read_chunk(source_relpath, 0, COPY_CHUNK_BYTES)
-    wanted_mode = first_stat.mode & 0o7777
+    wanted_mode = first_stat.mode & COPIED_MODE_BITS
     temp = _temp_name(target_relpath)
-    session = target.session_open(temp, create=True, exclusive=True, truncate=True, mode=wanted_mode & 0o777)
+    session = target.session_open(temp, create=True, exclusive=True, truncate=True, mode=wanted_mode)
     committed = False
     try:
         offset = 0
@@ -187,7 +191,7 @@ def copy_batch(
             errors.append(f"{source_rel}: {exc.strerror or exc}")
     for target_rel, entry in dir_times:
         try:
-            target.chmod(target_rel, entry.mode & 0o7777)
+            target.chmod(target_rel, entry.mode & COPIED_MODE_BITS)
         except OSError as exc:
             errors.append(f"{target_rel}: {exc.strerror or exc}")
     return BatchResult(

@@ -63,22 +63,38 @@ class FsCluster:
         self.master_ready = self.master.wait_ready(60)
         return self.master_ready
 
-    def agent_config(self, instance_key: str, exports: dict[str, str], host: str | None = None) -> dict:
+    def agent_config(
+        self,
+        instance_key: str,
+        exports: dict[str, str],
+        host: str | None = None,
+        export_options: dict[str, dict[str, Any]] | None = None,
+    ) -> dict:
+        """An agent's YAML; ``export_options`` adds options (e.g. ``allow_setid_bits``) to exports by name."""
+        options = export_options or {}
         return {
             "kvclient": self.kvclient(instance_key, host),
             "fluxon_fs": {
                 "master": {"instance_key": MASTER_KEY},
                 "service_secret_file": str(self.service_secret_file),
                 "agent": {
-                    "exports": {name: {"root_dir_abs": root} for name, root in exports.items()},
+                    "exports": {
+                        name: {"root_dir_abs": root, **options.get(name, {})} for name, root in exports.items()
+                    },
                     "session_idle_timeout_s": 30,
                 },
             },
         }
 
-    def start_agent(self, instance_key: str, exports: dict[str, str], host: str | None = None) -> ReadyInfo:
+    def start_agent(
+        self,
+        instance_key: str,
+        exports: dict[str, str],
+        host: str | None = None,
+        export_options: dict[str, dict[str, Any]] | None = None,
+    ) -> ReadyInfo:
         proc = start_fs_agent_process(
-            self.agent_config(instance_key, exports, host), workdir=self.root / f"agent-{instance_key}"
+            self.agent_config(instance_key, exports, host, export_options), workdir=self.root / f"agent-{instance_key}"
         )
         self.agents[instance_key] = proc
         return proc.wait_ready(60)
