@@ -164,6 +164,38 @@ def test_sigkill_of_a_worker_mid_batch_redoes_the_batch_without_partial_files(ta
         assert copies == dict.fromkeys(batches, 1), "every batch is copied to the end exactly once"
 
 
+def test_a_batch_that_kills_its_worker_every_time_fails_after_max_attempts() -> None:
+    """A lost lease is an attempt: the batch whose worker dies each time is failed, not retried forever."""
+    with fs_cluster() as fs:
+        fs.start_master()
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        src_root = make_source(src)
+        exports = {"src": str(src), "dst": str(dst)}
+        tc = client(fs)
+        job_id = tc.create_job(job_spec(desired_worker_count=1, max_attempts=2))
+        numbers = set()
+        for attempt in (1, 2):  # the big batch "kills" its worker twice
+            marker = fs.root / f"paused-{attempt}"
+            start_agent(fs, "agent-1", exports, pause_marker=marker)
+            numbers.add(paused_batch(marker))
+            kill(fs, "agent-1")
+        (number,) = numbers
+        start_agent(fs, "agent-1", exports)  # its claim finds the batch out of attempts
+
+        final = tc.wait(job_id, JOB_TIMEOUT_S)
+        assert final["state"] == "failed" and final["counters"]["batches_failed"] == 1, final
+        assert final["state_reason"] == f"1 batch(es) failed: [{number}]"
+        lost = {b["number"]: b for b in tc.show(job_id)["batches"]}[number]
+        assert (lost["state"], lost["attempts"], lost["claims"]) == ("failed", 2, 2)
+        assert (
+            "was lost while copying" in lost["last_error"] and "2 of 2 attempts used, giving up" in lost["last_error"]
+        )
+
+        assert tc.action(job_id, "retry_failed")["state"] == "running"  # a healthy worker now copies it
+        batches = finish_and_compare(fs, tc, job_id, src_root, dst)
+        assert batches[number]["claims"] == 3
+
+
 def test_sigkill_of_the_fs_master_mid_job_resumes_without_copying_done_batches_again() -> None:
     with fs_cluster() as fs:
         fs.start_master()

@@ -2,7 +2,8 @@
 
 A batch moves ``pending → claimed(worker, lease) → done | failed``. A worker claims with
 compare-and-set and renews its lease while copying; an expired lease (or a holder known to be
-gone) makes the batch claimable again; a done batch is never handed out again. A report counts
+gone) makes the batch claimable again and counts as a failed attempt, so a batch that kills every
+worker copying it fails after the job's ``max_attempts``; a done batch is never handed out again. A report counts
 only from the worker that holds the claim (its ``claim_token``); a repeated report of an outcome
 already recorded is accepted again, so a worker may retry a report whose answer it did not get.
 
@@ -78,6 +79,11 @@ class BatchLeases:
             for listed in batches:
                 if not self._claimable(listed, now, held):
                     continue
+                lost_holder = listed.worker if listed.state is BatchState.CLAIMED else ""
+                if lost_holder:
+                    listed = self._lifecycle.batch_lost(job.job_id, listed)
+                    if not self._claimable(listed, now, held) or listed.state is not BatchState.PENDING:
+                        continue  # out of attempts, or another claimer was first
                 token = secrets.token_hex(8)
 
                 def take(batch: BatchRecord, token: str = token) -> BatchRecord:
@@ -96,12 +102,13 @@ class BatchLeases:
                 claimed = self._jobs.update_batch(job.job_id, listed.number, take)
                 if claimed.claim_token != token:
                     continue
-                if listed.state is BatchState.CLAIMED:
+                if lost_holder:
                     log.warning(
-                        "job %s batch %d: claim of %s expired or its holder is gone; re-dispatched to %s",
+                        "job %s batch %d: claim of %s expired or its holder is gone (attempt %d); re-dispatched to %s",
                         job.job_id,
                         listed.number,
-                        listed.worker,
+                        lost_holder,
+                        listed.attempts,
                         worker,
                     )
                 return BatchAssignment(

@@ -174,24 +174,51 @@ class JobLifecycle:
     def batch_failed(self, job_id: str, before: BatchRecord, error: str) -> None:
         """Record a failed attempt of the claimed batch ``before``: retried with exponential backoff
         until the job's ``max_attempts``, then failed for good."""
+        self._failed_attempt(job_id, before, error, holder_lost=False)
+
+    def batch_lost(self, job_id: str, before: BatchRecord) -> BatchRecord:
+        """The worker holding the claimed batch ``before`` is gone (its lease expired or its agent died).
+
+        That was an attempt too — a batch that crashes every worker copying it must not be retried
+        forever: the batch becomes pending at once (no backoff: a dead worker says little about the
+        batch), or failed once the job's ``max_attempts`` are used. Returns the stored batch, unchanged
+        when another caller already dealt with that claim.
+        """
+        max_attempts = self._jobs.job(job_id).spec.max_attempts
+        error = f"worker {before.worker} was lost while copying (its lease expired or its agent died)"
+        if before.attempts + 1 >= max_attempts:
+            error += (
+                f"; {max_attempts} of {max_attempts} attempts used, giving up: the batch may be crashing its workers"
+            )
+        return self._failed_attempt(job_id, before, error, holder_lost=True)
+
+    def _failed_attempt(self, job_id: str, before: BatchRecord, error: str, *, holder_lost: bool) -> BatchRecord:
         with self._jobs.lock:
             job = self._jobs.job(job_id)
             attempts = before.attempts + 1
             final = attempts >= job.spec.max_attempts
-            backoff = self._retry_backoff_s * (2 ** (attempts - 1))
-            self._jobs.update_batch(
-                job_id,
-                before.number,
-                lambda b: attrs.evolve(
-                    b,
+            backoff = 0.0 if holder_lost else self._retry_backoff_s * (2 ** (attempts - 1))
+            applied = False
+
+            def record(batch: BatchRecord) -> BatchRecord:
+                nonlocal applied
+                applied = batch.state is BatchState.CLAIMED and batch.claim_token == before.claim_token
+                if not applied:  # the claim ended meanwhile (reported, or taken over by another claimer)
+                    return batch
+                return attrs.evolve(
+                    batch,
                     state=BatchState.FAILED if final else BatchState.PENDING,
                     attempts=attempts,
-                    not_before=self._clock() + backoff,
+                    not_before=self._clock() + backoff if backoff else 0.0,
                     last_error=error,
-                    # A final failure keeps its token so a repeated report is recognised.
-                    claim_token=b.claim_token if final else "",
-                ),
-            )
+                    # A reported final failure keeps its token so a repeated report is recognised; a lost
+                    # holder's late report must not count.
+                    claim_token=batch.claim_token if final and not holder_lost else "",
+                )
+
+            updated = self._jobs.update_batch(job_id, before.number, record)
+            if not applied:
+                return updated
             message = f"batch {before.number} attempt {attempts}: {error}"
 
             def change(record: JobRecord) -> JobRecord:
@@ -205,9 +232,10 @@ class JobLifecycle:
                     )
                 return attrs.evolve(record, recent_errors=errors, counters=counters)
 
-            updated = self._jobs.update_job(job_id, change)
+            changed_job = self._jobs.update_job(job_id, change)
             if final:
-                self._maybe_finish(updated)
+                self._maybe_finish(changed_job)
+            return updated
 
     def recount(self, job_id: str) -> JobRecord:
         """Recompute a job's done/failed counters from its batch records (they hold each batch's result)."""
