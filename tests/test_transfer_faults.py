@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from fluxon_core.cli import Command, build_parser
 from fluxon_core.errors import NetworkError
 from fluxon_core.runtime.processes import start_role_process
+from fluxon_fs.cli import transfer as transfer_command
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.fs_agent.transfer_worker import PAUSE_AFTER_BYTES_ENV, PAUSE_MARKER_ENV
 from fluxon_fs.master_api.transfer_client import TransferClient
@@ -33,7 +36,7 @@ from fluxon_fs.transfer.copier import COPY_CHUNK_BYTES, TEMP_MARKER, copy_batch,
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.state_config import open_state_store
 from tests.support.etcd_server import EtcdServer
-from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, PanelSession, fs_cluster
 from tests.support.poll import wait_until
 from tests.support.trees import assert_same_tree, make_tree
 
@@ -316,3 +319,77 @@ def test_store_failing_between_batch_and_job_write_loses_no_count(tmp_path: Path
         source.close()
         target.close()
         store.close()
+
+
+def fluxon_transfer(fs: FsCluster, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``fluxon transfer ARGV...`` as the admin, in-process; returns (status, stdout, stderr)."""
+    config = fs.root / "cli.yaml"
+    kvclient = {k: v for k, v in fs.kvclient("unused").items() if k != "instance_key"}
+    config.write_text(yaml.safe_dump({"kvclient": kvclient, "fluxon_fs": {"master": {"instance_key": MASTER_KEY}}}))
+    commands = {"transfer": Command("transfer", "h", transfer_command.add_arguments, transfer_command.run, "test")}
+    action, *rest = argv
+    args = build_parser(commands).parse_args(["transfer", action, "-c", str(config), "--user", ADMIN[0], *rest])
+    status = args._run(args)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_a_malformed_job_record_is_quarantined_and_stops_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A corrupt job record in the store used to make every listing, every claim and the fs master's
+    start raise; now it is moved aside, reported, and everything else goes on."""
+    monkeypatch.setenv(transfer_command.PASSWORD_ENV, ADMIN[1])
+    with fs_cluster() as fs:
+        fs.start_master()
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        make_tree(src / "data" / "one", files=10)
+        make_tree(src / "data" / "two", files=10, seed=3)
+        fs.start_agent("agent-1", {"src": str(src), "dst": str(dst)})
+        tc = client(fs)
+        before = tc.wait(tc.create_job(job_spec(source_dir="data/one")), JOB_TIMEOUT_S)
+        assert before["state"] == "succeeded"
+
+        kill(fs, MASTER_KEY)
+        state = open_state_store(
+            {"kind": "sqlite", "sqlite": {"path": str(fs.root / "fs-master" / "transfer_state.db")}}
+        )
+        try:
+            state.put("jobs/job-wrong-type", b'{"job_id": "job-wrong-type", "spec": {"source_export": 5}}')
+            state.put("jobs/job-not-json", b"\xff\x00 not a record")
+        finally:
+            state.close()
+        fs.start_master()  # recovery reads every job at start: it must not stop on them
+
+        tc = client(fs)
+        listing = tc.job_list()
+        assert [job["job_id"] for job in listing["jobs"]] == [before["job_id"]]
+        errors = {entry["key"]: entry["error"] for entry in listing["quarantined"]}
+        assert set(errors) == {"jobs/job-wrong-type", "jobs/job-not-json"} and listing["quarantined_count"] == 2
+        assert "field 'spec.source_export' must be str, got int 5" in errors["jobs/job-wrong-type"]
+        assert "not a JSON record" in errors["jobs/job-not-json"]
+
+        status, out, _ = fluxon_transfer(fs, capsys, "list")
+        assert status == 0 and before["job_id"] in out
+        rows = [line for line in out.splitlines() if "quarantined" in line]
+        assert len(rows) == 2 and any(r.startswith("job-wrong-type") and " ERROR " in r for r in rows), out
+
+        panel = PanelSession(fs)
+        panel.login(*ADMIN)
+        shown = panel.http.get("/api/transfers/jobs").json()
+        assert {q["key"] for q in shown["quarantined"]} == set(errors) and shown["quarantined_count"] == 2
+        assert "job-wrong-type" in panel.http.get("/ui/transfers/").text
+
+        after = tc.wait(tc.create_job(job_spec(source_dir="data/two", target_prefix="again")), JOB_TIMEOUT_S)
+        assert after["state"] == "succeeded"  # transfers go on
+        assert_same_tree(src / "data" / "two", dst / "again" / "two")
+        state = open_state_store(
+            {"kind": "sqlite", "sqlite": {"path": str(fs.root / "fs-master" / "transfer_state.db")}}
+        )
+        try:
+            assert state.get("jobs/job-wrong-type") is None
+            assert b"source_export" in (state.get("quarantine/jobs/job-wrong-type") or b"")
+        finally:
+            state.close()
+        master_log = (fs.root / "fs-master" / "log" / "fs_master.log").read_text()
+        assert "jobs/job-wrong-type cannot be read" in master_log

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fluxon_core.errors import PermissionDeniedError
@@ -26,7 +24,7 @@ from fluxon_fs.master_api.records import (
     MountReport,
     UserAccessQuery,
 )
-from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, PanelSession, fs_cluster
 
 ALICE = ("alice", "alice-pw-7")
 USERS = [
@@ -137,26 +135,6 @@ def test_a_kv_member_cannot_take_over_an_export_or_read_grants(fs: FsCluster) ->
     mounts = panel.http.get("/api/overview").json()["mounts"]
     fake = [m for m in mounts if m["local_mount_dir_abs"] == str(fs.root / "fake-mount")]
     assert fake and fake[0]["username"] == ""
-
-
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class PanelSession:
-    """A logged-in browser session against the fs master's panel."""
-
-    def __init__(self, fs: FsCluster) -> None:
-        assert fs.master_ready is not None
-        self.http = httpx.Client(base_url=fs.master_ready.fields["panel"], follow_redirects=False, timeout=15)
-
-    def login(self, username: str, password: str) -> None:
-        page = self.http.get("/login")
-        match = CSRF_INPUT.search(page.text)
-        assert match, page.text[:500]
-        response = self.http.post(
-            "/login", data={"username": username, "password": password, "csrf_token": match.group(1)}
-        )
-        assert response.status_code == 303, response.text[:500]
 
 
 def test_panel_downloads_follow_symlinks_only_within_the_users_scope(fs: FsCluster) -> None:

@@ -211,13 +211,27 @@ def _import(client: TransferClient, args: argparse.Namespace) -> int:
     return _after_create(client, args, job_id)
 
 
+def _quarantine_warning(listing: dict[str, Any]) -> None:
+    count = listing["quarantined_count"]
+    if count and not listing["quarantined"]:
+        print(
+            f"fluxon transfer: warning: {count} job record(s) could not be read and were quarantined; "
+            "ask a user who can manage users to look at them",
+            file=sys.stderr,
+        )
+
+
 def _list(client: TransferClient, args: argparse.Namespace) -> int:
-    jobs = client.jobs()
+    listing = client.job_list()
+    jobs, quarantined = listing["jobs"], listing["quarantined"]
+    _quarantine_warning(listing)
     if args.json:
+        for entry in quarantined:
+            print(f"fluxon transfer: error: {entry['key']} quarantined: {entry['error']}", file=sys.stderr)
         _print_json(jobs)
         return 0
     _store_warning(jobs)
-    if not jobs:
+    if not jobs and not quarantined:
         print("no transfer jobs")
         return 0
     header = f"{'JOB':<30} {'STATE':<10} {'FILES':>15} {'BYTES':>23} {'BATCHES':>11} {'RATE':>12}  SOURCE -> TARGET"
@@ -231,6 +245,9 @@ def _list(client: TransferClient, args: argparse.Namespace) -> int:
             f"{c['batches_done']:>5}/{c['batches_total']:<5} {human_bytes(job['throughput_bytes_per_s']) + '/s':>12}  "
             f"{_path(spec['source_export'], spec['source_dir'])} -> {_path(spec['target_export'], spec['target_prefix'])}"
         )
+    for entry in quarantined:  # an error row each: the record is kept aside, unread
+        job_id = entry["key"].removeprefix("jobs/")
+        print(f"{job_id:<30} {'ERROR':<10} record could not be read, quarantined: {entry['error']}")
     return 0
 
 

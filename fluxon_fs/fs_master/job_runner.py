@@ -101,7 +101,7 @@ class JobRunner:
                 self._coordinator.add_batch(job_id, number, batch, size)
         except OSError as exc:
             log.warning("scan of job %s failed: %s", job_id, exc)
-            self._coordinator.fail_scan(job_id, f"scan failed: {exc}")
+            self._coordinator.fail_job(job_id, f"scan failed: {exc}")
             return
         job = self._coordinator.finish_scan(job_id)
         log.info("job %s scanned: %d files in %d batches", job_id, job.counters.files_total, job.counters.batches_total)

@@ -365,11 +365,27 @@ class JobListQuery:
 
 
 @attrs.frozen
+class QuarantinedJob:
+    """A job record the fs master could not read and moved aside under the state store's ``quarantine/``."""
+
+    key: str
+    """Where the record was (``jobs/<job_id>``)."""
+    error: str
+    quarantined_at: float
+
+
+@attrs.frozen
 class JobListReply:
-    """The jobs, and the state store's error while it is unreachable (then the jobs are the last known ones)."""
+    """The jobs, and the state store's error while it is unreachable (then the jobs are the last known ones).
+
+    ``quarantined_count`` job records could not be read and were moved aside; ``quarantined`` lists
+    them for users who can manage users (they alone can repair the store), empty for everyone else.
+    """
 
     jobs: tuple[JobView, ...]
     state_store_error: str
+    quarantined: tuple[QuarantinedJob, ...] = ()
+    quarantined_count: int = 0
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from fluxon_core.protocols import StateStore
-from fluxon_fs.transfer.job_store import JobStore
+from fluxon_fs.transfer.job_store import JobStore, QuarantinedRecord
 from fluxon_fs.transfer.jobs import BatchAssignment, BatchRecord, BatchResult, JobRecord, JobSpec
 from fluxon_fs.transfer.leases import BatchLeases
 from fluxon_fs.transfer.lifecycle import JobLifecycle
@@ -81,9 +81,13 @@ class TransferCoordinator:
         """Scanning is complete: the job becomes ``running`` (:meth:`JobLifecycle.finish_scan`)."""
         return self.lifecycle.finish_scan(job_id)
 
-    def fail_scan(self, job_id: str, error: str) -> JobRecord:
-        """Scanning failed: the job ends ``failed`` (:meth:`JobLifecycle.fail_scan`)."""
-        return self.lifecycle.fail_scan(job_id, error)
+    def fail_job(self, job_id: str, error: str) -> JobRecord:
+        """The job cannot go on (e.g. its scan failed): it ends ``failed`` (:meth:`JobLifecycle.fail_job`)."""
+        return self.lifecycle.fail_job(job_id, error)
+
+    def quarantined_jobs(self) -> list[QuarantinedRecord]:
+        """Job records that could not be read, moved aside (:meth:`JobStore.quarantined`)."""
+        return self.job_store.quarantined()
 
     def pause(self, job_id: str) -> JobRecord:
         """Stop handing out batches (:meth:`JobLifecycle.pause`)."""

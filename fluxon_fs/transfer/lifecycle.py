@@ -86,12 +86,17 @@ class JobLifecycle:
 
         return self._maybe_finish(self._jobs.update_job(job_id, change))
 
-    def fail_scan(self, job_id: str, error: str) -> JobRecord:
-        """Scanning failed: the job ends ``failed`` with the error."""
+    def fail_job(self, job_id: str, error: str) -> JobRecord:
+        """The job cannot go on (its scan failed, a record of it cannot be read): it ends ``failed``
+        with the error; ``retry_failed`` runs it again."""
         return self._jobs.update_job(
             job_id,
             lambda job: attrs.evolve(
-                job, state=JobState.FAILED, state_reason=error, finished_at=self._clock(), recent_errors=(error,)
+                job,
+                state=JobState.FAILED,
+                state_reason=error,
+                finished_at=self._clock(),
+                recent_errors=(*job.recent_errors, error)[-RECENT_ERRORS:],
             ),
         )
 

@@ -5,9 +5,12 @@ as separate processes, all on this machine.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from fluxon_core.runtime import RoleProcess
 from fluxon_core.runtime.readiness import ReadyInfo
@@ -108,6 +111,34 @@ class FsCluster:
                 except Exception:
                     proc.kill()
                     proc.wait(5)
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
+
+
+class PanelSession:
+    """A logged-in browser session against the fs master's panel."""
+
+    def __init__(self, fs: FsCluster) -> None:
+        assert fs.master_ready is not None
+        self.http = httpx.Client(base_url=fs.master_ready.fields["panel"], follow_redirects=False, timeout=15)
+
+    def login(self, username: str, password: str) -> None:
+        page = self.http.get("/login")
+        match = CSRF_INPUT.search(page.text)
+        assert match, page.text[:500]
+        response = self.http.post(
+            "/login", data={"username": username, "password": password, "csrf_token": match.group(1)}
+        )
+        assert response.status_code == 303, response.text[:500]
+
+    def post_json(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """A JSON API call with the session's CSRF token (read from any page)."""
+        page = self.http.get("/ui/account/")
+        match = CSRF_INPUT.search(page.text) or CSRF_META.search(page.text)
+        assert match, page.text[:500]
+        return self.http.post(path, json=body or {}, headers={"X-CSRF-Token": match.group(1)})
 
 
 @contextlib.contextmanager

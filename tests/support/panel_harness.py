@@ -96,7 +96,7 @@ class InProcessTransferRunner:
                 self._coordinator.add_batch(job_id, number, batch, size)
             self._coordinator.finish_scan(job_id)
         except Exception as exc:
-            self._coordinator.fail_scan(job_id, f"scan failed: {exc}")
+            self._coordinator.fail_job(job_id, f"scan failed: {exc}")
 
     def _work(self, worker: str) -> None:
         while not self._stop.is_set():

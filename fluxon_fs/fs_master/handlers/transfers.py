@@ -27,9 +27,11 @@ from fluxon_fs.master_api.records import (
     LeaseRenewal,
     LeaseRenewalReply,
     PrescanImport,
+    QuarantinedJob,
 )
 from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.holders import ClaimHolders
+from fluxon_fs.transfer.job_store import QuarantinedRecord
 from fluxon_fs.transfer.jobs import JobSpec
 
 # What an unreachable state store raises (etcd, TiKV); list/show then answer from the last known jobs.
@@ -126,13 +128,24 @@ class TransferHandlers:
         return JobCreationReply(job.job_id)
 
     def list_jobs(self, _caller: str, query: JobListQuery) -> JobListReply:
-        """Every job; the last known ones (with the store's error) while the state store is unreachable."""
-        self._authorizer.authenticate(query.token)
+        """Every job; the last known ones (with the store's error) while the state store is unreachable.
+
+        Job records that could not be read are counted, and listed for users who can manage users.
+        """
+        identity = self._authorizer.authenticate(query.token)
+        quarantined: list[QuarantinedRecord] = []
         try:
             jobs, error = self._transfers.jobs(), ""
+            quarantined = self._transfers.quarantined_jobs()
         except STATE_STORE_DOWN as exc:
             jobs, error = self._transfers.cached_jobs(), state_store_error(exc)
-        return JobListReply(tuple(JobView.of(job, error) for job in jobs), error)
+        shown = [QuarantinedJob(q.key, q.error, q.quarantined_at) for q in quarantined]
+        return JobListReply(
+            tuple(JobView.of(job, error) for job in jobs),
+            error,
+            quarantined=tuple(shown) if identity.can_manage_users else (),
+            quarantined_count=len(shown),
+        )
 
     def show_job(self, _caller: str, query: JobQuery) -> JobReply:
         """A job with its batches; the last known job without batches while the state store is unreachable."""

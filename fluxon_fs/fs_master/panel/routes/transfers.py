@@ -86,11 +86,22 @@ def _visible_jobs(ctx: RequestContext) -> list[dict[str, Any]]:
     ]
 
 
+def _quarantined(ctx: RequestContext) -> dict[str, Any]:
+    """Job records that could not be read: counted for everyone, listed for users who can manage users."""
+    records = ctx.backend.transfers.quarantined_jobs()
+    shown = records if ctx.user.can_manage_users else []
+    return {
+        "quarantined": [{"key": r.key, "error": r.error, "quarantined_at": r.quarantined_at} for r in shown],
+        "quarantined_count": len(records),
+    }
+
+
 def build_transfers(ctx: RequestContext) -> dict[str, Any]:
     """The transfers page: pre-scans, jobs, and the exports the two panes can browse."""
     return {
         "prescans": _visible_prescans(ctx),
         "jobs": _visible_jobs(ctx),
+        **_quarantined(ctx),
         "export_names": sorted(_export_roots(ctx)),
         "defaults": {
             "desired_worker_count": DEFAULT_WORKERS,
@@ -100,8 +111,8 @@ def build_transfers(ctx: RequestContext) -> dict[str, Any]:
 
 
 def build_jobs(ctx: RequestContext) -> dict[str, Any]:
-    """Transfer jobs the user may see, newest first."""
-    return {"jobs": _visible_jobs(ctx)}
+    """Transfer jobs the user may see, newest first, and the job records quarantined."""
+    return {"jobs": _visible_jobs(ctx), **_quarantined(ctx)}
 
 
 def build_prescans(ctx: RequestContext) -> dict[str, Any]:
