@@ -82,6 +82,8 @@ JOB = JobRecord(
     started_at=11.0,
     finished_at=13.0,
     recent_errors=("one",),
+    owner="alice",
+    owner_credential_version=2,
 )
 JOB_WIRE = {
     "job_id": "job-1",
@@ -94,6 +96,8 @@ JOB_WIRE = {
     "state_reason": "",
     "recent_errors": ["one"],
     "verify_report": [],
+    "owner": "alice",
+    "owner_credential_version": 2,
     "schema_version": 1,
     "throughput_bytes_per_s": 150.0,
     "state_store_error": "",
@@ -242,7 +246,9 @@ EXCHANGES: list[tuple[calls.Call[Any, Any], Any, dict[str, Any], Any, dict[str, 
         calls.CLAIM_BATCH,
         BatchClaim("0", "ab12", ("dst",)),
         {"worker": "0", "incarnation": "ab12", "target_exports": ["dst"]},
-        BatchClaimReply(ClaimedBatch("job-1", SPEC, 0, "secret", 99.5, 5.0, (("f.txt", "f", 3, 4, 0o644),), 1)),
+        BatchClaimReply(
+            ClaimedBatch("job-1", SPEC, 0, "secret", 99.5, 5.0, (("f.txt", "f", 3, 4, 0o644),), 1, "fx1.owner")
+        ),
         {
             "assignment": {
                 "job_id": "job-1",
@@ -253,6 +259,7 @@ EXCHANGES: list[tuple[calls.Call[Any, Any], Any, dict[str, Any], Any, dict[str, 
                 "lease_ttl_s": 5.0,
                 "entries": [["f.txt", "f", 3, 4, 0o644]],
                 "claims": 1,
+                "access_token": "fx1.owner",
             }
         },
     ),
@@ -268,7 +275,14 @@ EXCHANGES: list[tuple[calls.Call[Any, Any], Any, dict[str, Any], Any, dict[str, 
         LeaseRenewal("job-1", 0, "secret"),
         BATCH_KEY,
         LeaseRenewalReply(None),
-        {"lease_deadline": None},
+        {"lease_deadline": None, "access_token": ""},
+    ),
+    (
+        calls.RENEW_LEASE,
+        LeaseRenewal("job-1", 0, "secret"),
+        BATCH_KEY,
+        LeaseRenewalReply(12.5, "fx1.fresh"),
+        {"lease_deadline": 12.5, "access_token": "fx1.fresh"},
     ),
     (
         calls.COMPLETE_BATCH,

@@ -23,7 +23,7 @@ import pytest
 
 from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.transfer.jobs import JobSpec
-from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, MOUNTING_PROCESS_START, FsCluster, fs_cluster
 
 SETID = 0o7000
 
@@ -37,23 +37,9 @@ def fs() -> Iterator[FsCluster]:
         yield cluster
 
 
-MOUNTING_PROCESS = """
-import json, os, sys
-from pathlib import Path
-from fluxon_core.kv import new_store
-from fluxon_core.rpc import default_transport
-from fluxon_fs import FluxonFsPatcher
-from fluxon_fs.export.client import RemoteExportOps
-from fluxon_fs.master_api.link import FsMasterLink
-from fluxon_fs.master_api.records import ExportSnapshotQuery, Login
-
-args = json.loads(sys.argv[1])
-store = new_store(args["kvclient"]).unwrap("new_store")
-patcher = FluxonFsPatcher(store)
-patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": {"instance_key": args["master"]}}}))
-patcher.set_cache_config_yaml(json.dumps({"fluxon_fs": {"cache": {}}}))
-patcher.set_request_identity(*args["identity"])
-patcher.install()
+MOUNTING_PROCESS = (
+    MOUNTING_PROCESS_START
+    + """
 link = FsMasterLink(store, args["master"])
 token = link.login(Login(*args["identity"])).token
 exports = link.export_snapshot(ExportSnapshotQuery()).exports
@@ -74,6 +60,7 @@ print("done")
 patcher.uninstall()
 store.close()
 """
+)
 
 
 def test_a_mounting_process_cannot_set_setid_bits_unless_the_export_allows_them(fs: FsCluster, tmp_path: Path) -> None:

@@ -20,23 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from fluxon_core.cli import Command, build_parser
 from fluxon_core.errors import NetworkError
-from fluxon_core.runtime.processes import start_role_process
-from fluxon_fs.cli import transfer as transfer_command
 from fluxon_fs.export.serving.local_ops import LocalExportOps
-from fluxon_fs.fs_agent.transfer_worker import PAUSE_AFTER_BYTES_ENV, PAUSE_MARKER_ENV
 from fluxon_fs.master_api.transfer_client import TransferClient
-from fluxon_fs.roles import FS_AGENT_MODULE
 from fluxon_fs.transfer.batching import group_batches
 from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import COPY_CHUNK_BYTES, TEMP_MARKER, copy_batch, scan_export_dir
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.state_config import open_state_store
 from tests.support.etcd_server import EtcdServer
-from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, PanelSession, fs_cluster
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, PanelSession, fs_cluster, run_fluxon_transfer
+from tests.support.fs_cluster import paused_batch as wait_for_pause
 from tests.support.poll import wait_until
 from tests.support.trees import assert_same_tree, make_tree
 
@@ -70,15 +65,7 @@ def job_spec(**overrides: Any) -> JobSpec:
 
 
 def start_agent(fs: FsCluster, key: str, exports: dict[str, str], pause_marker: Path | None = None) -> None:
-    """An fs agent process; with ``pause_marker`` its test hook pauses the first batch reaching one chunk."""
-    env = {}
-    if pause_marker is not None:
-        env = {PAUSE_AFTER_BYTES_ENV: str(COPY_CHUNK_BYTES), PAUSE_MARKER_ENV: str(pause_marker)}
-    proc = start_role_process(
-        FS_AGENT_MODULE, "fs_agent", fs.agent_config(key, exports), workdir=fs.root / f"agent-{key}", env=env
-    )
-    fs.agents[key] = proc
-    proc.wait_ready(60)
+    fs.start_agent(key, exports, pause_marker=pause_marker)
 
 
 def kill(fs: FsCluster, key: str) -> None:
@@ -107,13 +94,9 @@ def batch_copies(fs: FsCluster, job_id: str) -> dict[int, int]:
 
 
 def paused_batch(marker: Path) -> int:
-    def fields() -> list[str] | None:
-        words = marker.read_text().split() if marker.exists() else []
-        return words if len(words) == 3 else None
-
-    _job_id, number, written = wait_until(fields, 30, "the worker's pause")
-    assert int(written) < BIG_FILE_BYTES
-    return int(number)
+    _job_id, number, written = wait_for_pause(marker)
+    assert written < BIG_FILE_BYTES
+    return number
 
 
 def assert_paused_mid_file(dst: Path) -> None:
@@ -321,25 +304,11 @@ def test_store_failing_between_batch_and_job_write_loses_no_count(tmp_path: Path
         store.close()
 
 
-def fluxon_transfer(fs: FsCluster, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``fluxon transfer ARGV...`` as the admin, in-process; returns (status, stdout, stderr)."""
-    config = fs.root / "cli.yaml"
-    kvclient = {k: v for k, v in fs.kvclient("unused").items() if k != "instance_key"}
-    config.write_text(yaml.safe_dump({"kvclient": kvclient, "fluxon_fs": {"master": {"instance_key": MASTER_KEY}}}))
-    commands = {"transfer": Command("transfer", "h", transfer_command.add_arguments, transfer_command.run, "test")}
-    action, *rest = argv
-    args = build_parser(commands).parse_args(["transfer", action, "-c", str(config), "--user", ADMIN[0], *rest])
-    status = args._run(args)
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def test_a_malformed_job_record_is_quarantined_and_stops_nothing(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A corrupt job record in the store used to make every listing, every claim and the fs master's
     start raise; now it is moved aside, reported, and everything else goes on."""
-    monkeypatch.setenv(transfer_command.PASSWORD_ENV, ADMIN[1])
     with fs_cluster() as fs:
         fs.start_master()
         src, dst = fs.export_dir("src"), fs.export_dir("dst")
@@ -369,7 +338,7 @@ def test_a_malformed_job_record_is_quarantined_and_stops_nothing(
         assert "field 'spec.source_export' must be str, got int 5" in errors["jobs/job-wrong-type"]
         assert "not a JSON record" in errors["jobs/job-not-json"]
 
-        status, out, _ = fluxon_transfer(fs, capsys, "list")
+        status, out, _ = run_fluxon_transfer(fs, capsys, monkeypatch, ADMIN, "list")
         assert status == 0 and before["job_id"] in out
         rows = [line for line in out.splitlines() if "quarantined" in line]
         assert len(rows) == 2 and any(r.startswith("job-wrong-type") and " ERROR " in r for r in rows), out

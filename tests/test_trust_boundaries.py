@@ -24,7 +24,7 @@ from fluxon_fs.master_api.records import (
     MountReport,
     UserAccessQuery,
 )
-from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, PanelSession, fs_cluster
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, MOUNTING_PROCESS_START, FsCluster, PanelSession, fs_cluster
 
 ALICE = ("alice", "alice-pw-7")
 USERS = [
@@ -49,22 +49,9 @@ def fs() -> Iterator[FsCluster]:
         yield cluster
 
 
-ATTACKER = """
-import json, os, sys
-from fluxon_core.kv import new_store
-from fluxon_core.rpc import default_transport
-from fluxon_fs import FluxonFsPatcher
-from fluxon_fs.export.client import RemoteExportOps
-from fluxon_fs.master_api.link import FsMasterLink
-from fluxon_fs.master_api.records import ExportSnapshotQuery
-
-args = json.loads(sys.argv[1])
-store = new_store(args["kvclient"]).unwrap("new_store")
-patcher = FluxonFsPatcher(store)
-patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": {"instance_key": args["master"]}}}))
-patcher.set_cache_config_yaml(json.dumps({"fluxon_fs": {"cache": {}}}))
-patcher.set_request_identity(*args["identity"])
-patcher.install()
+ATTACKER = (
+    MOUNTING_PROCESS_START
+    + """
 patcher.mount_remote_dir(local_mount_dir_abs=args["mount"], export_name="demo")
 results = {}
 
@@ -93,6 +80,7 @@ print(json.dumps(results))
 patcher.uninstall()
 store.close()
 """
+)
 
 
 def test_a_scoped_mounting_process_cannot_act_as_the_system(fs: FsCluster, tmp_path: Path) -> None:

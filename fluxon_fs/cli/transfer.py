@@ -133,6 +133,7 @@ def _print_job(job: dict[str, Any]) -> None:
         ("state", _state(job) + reason),
         ("source", _path(spec["source_export"], spec["source_dir"])),
         ("target", _path(spec["target_export"], spec["target_prefix"])),
+        ("runs as", job.get("owner") or "nobody (stored before jobs recorded their owner)"),
         (
             "settings",
             f"workers {spec['desired_worker_count']}, batch_ready_bytes {human_bytes(spec['batch_ready_bytes'])}, "

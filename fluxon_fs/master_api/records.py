@@ -239,7 +239,9 @@ class BatchClaim:
 
 @attrs.frozen
 class ClaimedBatch:
-    """A batch handed to a worker: what to copy, and the claim it must renew and report with."""
+    """A batch handed to a worker: what to copy, the claim it must renew and report with, and the
+    session token of the job's owner that every export call of the copy carries (so agents apply the
+    owner's scopes; renewals bring a fresh one)."""
 
     job_id: str
     spec: JobSpec
@@ -250,12 +252,14 @@ class ClaimedBatch:
     entries: tuple[tuple[str, str, int, int, int], ...]
     """The batch's :class:`~fluxon_fs.transfer.records.ScanEntry` rows."""
     claims: int
+    access_token: str
 
     @classmethod
-    def of(cls, assignment: BatchAssignment) -> ClaimedBatch:
-        """The coordinator's assignment as a worker receives it."""
+    def of(cls, assignment: BatchAssignment, access_token: str) -> ClaimedBatch:
+        """The coordinator's assignment as a worker receives it, with the owner's token."""
         fields = attrs.asdict(assignment, recurse=False)
-        return cls(**{**fields, "entries": tuple(tuple(entry) for entry in assignment.entries)})
+        entries = tuple(tuple(entry) for entry in assignment.entries)
+        return cls(**{**fields, "entries": entries, "access_token": access_token})
 
     def scan_entries(self) -> list[ScanEntry]:
         """The entries to copy."""
@@ -280,9 +284,11 @@ class LeaseRenewal:
 
 @attrs.frozen
 class LeaseRenewalReply:
-    """The new lease deadline, or None when the claim is lost (the worker abandons the batch)."""
+    """The new lease deadline, or None when the claim is lost (the worker abandons the batch), and the
+    owner's current session token for the rest of the copy ("" when there is none: keep the last)."""
 
     lease_deadline: float | None
+    access_token: str = ""
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.metrics import TRANSFER_BYTES_COPIED, TRANSFER_FILES_COPIED
 from fluxon_core.relpath import relative_to_root
 from fluxon_fs.transfer.job_store import JobStore
-from fluxon_fs.transfer.jobs import BatchRecord, BatchResult, JobRecord, JobSpec
+from fluxon_fs.transfer.jobs import NO_OWNER, BatchRecord, BatchResult, JobOwner, JobRecord, JobSpec
 from fluxon_fs.transfer.states import BatchState, JobState, PrescanState
 
 RECENT_ERRORS = 20
@@ -38,20 +38,27 @@ class JobLifecycle:
 
     # ----- creation and scan --------------------------------------------------------------------
 
-    def create_job(self, spec: JobSpec, *, job_id: str | None = None) -> JobRecord:
-        """Store a new job, ``scanning`` until :meth:`finish_scan`."""
+    def create_job(self, spec: JobSpec, *, owner: JobOwner = NO_OWNER, job_id: str | None = None) -> JobRecord:
+        """Store a new job run for ``owner``, ``scanning`` until :meth:`finish_scan`.
+
+        The fs master does not run a job without an owner (see :mod:`fluxon_fs.fs_master.job_authority`).
+        """
         spec.validate()
         record = JobRecord(
             job_id=job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}",
             spec=spec,
             state=JobState.SCANNING,
             created_at=self._clock(),
+            owner=owner.username,
+            owner_credential_version=owner.credential_version,
         )
         self._jobs.insert_job(record)
         return record
 
-    def create_job_from_prescan(self, prescan_job_id: str, spec: JobSpec, export_root_dir: str) -> JobRecord:
-        """Import a finished pre-scan as a running job.
+    def create_job_from_prescan(
+        self, prescan_job_id: str, spec: JobSpec, export_root_dir: str, *, owner: JobOwner = NO_OWNER
+    ) -> JobRecord:
+        """Import a finished pre-scan as a running job run for ``owner``.
 
         The pre-scan's source root must lie inside the source export (``export_root_dir`` on its
         agent); its entries are rebased onto that folder so the target layout equals a direct copy.
@@ -65,7 +72,7 @@ class JobLifecycle:
                 f"pre-scan source {prescan.src_root_dir!r} is not inside export {spec.source_export!r} "
                 f"(root {export_root_dir!r})"
             )
-        job = self.create_job(attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id))
+        job = self.create_job(attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id), owner=owner)
         for number, (entries, total) in enumerate(self._jobs.prescan_batches(prescan)):
             self._jobs.add_batch(job.job_id, number, entries, total)
         return self.finish_scan(job.job_id)
@@ -106,13 +113,31 @@ class JobLifecycle:
         """Stop handing out batches; claimed batches finish."""
         return self._set_state(job_id, JobState.PAUSED, allowed=lambda state: state.can_pause)
 
-    def resume(self, job_id: str) -> JobRecord:
-        """Continue a paused job (scanning again when it was paused before its scan finished)."""
+    def suspend(self, job_id: str, reason: str) -> JobRecord:
+        """Pause a job the fs master cannot go on with (e.g. its owner can no longer run it), saying why.
+
+        Unlike :meth:`pause` this also stops a job that is verifying; a job that has ended stays as it is.
+        """
+        return self._jobs.update_job(
+            job_id,
+            lambda job: job if job.state.is_final else attrs.evolve(job, state=JobState.PAUSED, state_reason=reason),
+        )
+
+    def resume(self, job_id: str, *, owner: JobOwner | None = None) -> JobRecord:
+        """Continue a paused job (scanning again when it was paused before its scan finished, verifying
+        when every batch had ended); with ``owner``, it runs for that owner from now on."""
 
         def change(job: JobRecord) -> JobRecord:
             if job.state is not JobState.PAUSED:
                 raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to {JobState.RUNNING}")
-            return attrs.evolve(job, state=JobState.RUNNING if job.started_at else JobState.SCANNING)
+            bound = owner or job.job_owner
+            return attrs.evolve(
+                job,
+                state=JobState.RUNNING if job.started_at else JobState.SCANNING,
+                state_reason="",
+                owner=bound.username,
+                owner_credential_version=bound.credential_version,
+            )
 
         return self._maybe_finish(self._jobs.update_job(job_id, change))
 

@@ -11,11 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import yaml
 
+from fluxon_core.cli import Command, build_parser
 from fluxon_core.runtime import RoleProcess
+from fluxon_core.runtime.processes import start_role_process
 from fluxon_core.runtime.readiness import ReadyInfo
-from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process
+from fluxon_fs.cli import transfer as transfer_command
+from fluxon_fs.fs_agent.transfer_worker import PAUSE_AFTER_BYTES_ENV, PAUSE_MARKER_ENV
+from fluxon_fs.roles import FS_AGENT_MODULE, start_fs_master_process
+from fluxon_fs.transfer.copier import COPY_CHUNK_BYTES
 from tests.support.kv_cluster import KvCluster
+from tests.support.poll import wait_until
 
 ADMIN = ("admin", "admin-pw")
 MASTER_KEY = "fs-master"
@@ -95,9 +103,16 @@ class FsCluster:
         exports: dict[str, str],
         host: str | None = None,
         export_options: dict[str, dict[str, Any]] | None = None,
+        pause_marker: Path | None = None,
     ) -> ReadyInfo:
-        proc = start_fs_agent_process(
-            self.agent_config(instance_key, exports, host, export_options), workdir=self.root / f"agent-{instance_key}"
+        """An fs agent process; with ``pause_marker`` its test hook pauses the first batch that has written
+        one copy chunk (creating the marker; deleting it lets the batch go on, see :func:`paused_batch`)."""
+        env = {}
+        if pause_marker is not None:
+            env = {PAUSE_AFTER_BYTES_ENV: str(COPY_CHUNK_BYTES), PAUSE_MARKER_ENV: str(pause_marker)}
+        config = self.agent_config(instance_key, exports, host, export_options)
+        proc = start_role_process(
+            FS_AGENT_MODULE, "fs_agent", config, workdir=self.root / f"agent-{instance_key}", env=env
         )
         self.agents[instance_key] = proc
         return proc.wait_ready(60)
@@ -111,6 +126,59 @@ class FsCluster:
                 except Exception:
                     proc.kill()
                     proc.wait(5)
+
+
+MOUNTING_PROCESS_START = """
+import json, os, sys
+from pathlib import Path
+from fluxon_core.kv import new_store
+from fluxon_core.rpc import default_transport
+from fluxon_fs import FluxonFsPatcher
+from fluxon_fs.export.client import RemoteExportOps
+from fluxon_fs.master_api.link import FsMasterLink
+from fluxon_fs.master_api.records import ExportSnapshotQuery, Login
+
+args = json.loads(sys.argv[1])
+store = new_store(args["kvclient"]).unwrap("new_store")
+patcher = FluxonFsPatcher(store)
+patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": {"instance_key": args["master"]}}}))
+patcher.set_cache_config_yaml(json.dumps({"fluxon_fs": {"cache": {}}}))
+patcher.set_request_identity(*args["identity"])
+patcher.install()
+"""
+"""The start of a mounting process's script (``python -c SCRIPT ARGS_JSON``): a KV client from
+``args["kvclient"]``, a patcher following ``args["master"]`` installed with ``args["identity"]``."""
+
+
+def paused_batch(marker: Path) -> tuple[str, int, int]:
+    """(job id, batch number, bytes written) of the batch an agent's pause hook stopped, once it did."""
+
+    def fields() -> list[str] | None:
+        words = marker.read_text().split() if marker.exists() else []
+        return words if len(words) == 3 else None
+
+    job_id, number, written = wait_until(fields, 30, "the worker's pause")
+    return job_id, int(number), int(written)
+
+
+def run_fluxon_transfer(
+    fs: FsCluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    user: tuple[str, str],
+    *argv: str,
+) -> tuple[int, str, str]:
+    """``fluxon transfer ARGV...`` as ``user`` (name, password), in-process; returns (status, stdout, stderr)."""
+    config = fs.root / "cli.yaml"
+    kvclient = {k: v for k, v in fs.kvclient("unused").items() if k != "instance_key"}
+    config.write_text(yaml.safe_dump({"kvclient": kvclient, "fluxon_fs": {"master": {"instance_key": MASTER_KEY}}}))
+    monkeypatch.setenv(transfer_command.PASSWORD_ENV, user[1])
+    commands = {"transfer": Command("transfer", "h", transfer_command.add_arguments, transfer_command.run, "test")}
+    action, *rest = argv
+    args = build_parser(commands).parse_args(["transfer", action, "-c", str(config), "--user", user[0], *rest])
+    status = args._run(args)
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

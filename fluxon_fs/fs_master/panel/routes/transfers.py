@@ -11,8 +11,9 @@ import attrs
 
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.relpath import relative_to_root
+from fluxon_fs.fs_master import job_access
 from fluxon_fs.fs_master.panel.payloads import batch_payload, job_payload, prescan_payload
-from fluxon_fs.fs_master.panel.permissions import authorize_transfer, may_read, may_transfer, visible_exports
+from fluxon_fs.fs_master.panel.permissions import may_read, visible_exports
 from fluxon_fs.fs_master.panel.routes.exports import clean_path
 from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec
@@ -79,11 +80,8 @@ def _job_row(ctx: RequestContext, job: JobRecord) -> dict[str, Any]:
 
 
 def _visible_jobs(ctx: RequestContext) -> list[dict[str, Any]]:
-    return [
-        _job_row(ctx, job)
-        for job in ctx.backend.transfers.jobs()
-        if may_transfer(ctx.user, ctx.backend.authorizer, job.spec)
-    ]
+    jobs = job_access.visible_jobs(ctx.backend.authorizer, ctx.user.access_token, ctx.backend.transfers.jobs())
+    return [_job_row(ctx, job) for job in jobs]
 
 
 def _quarantined(ctx: RequestContext) -> dict[str, Any]:
@@ -120,15 +118,10 @@ def build_prescans(ctx: RequestContext) -> dict[str, Any]:
     return {"prescans": _visible_prescans(ctx)}
 
 
-def _job_for(ctx: RequestContext) -> JobRecord:
-    job = ctx.backend.transfers.job(ctx.path_param("job_id"))
-    authorize_transfer(ctx.user, ctx.backend.authorizer, job.spec)
-    return job
-
-
 def build_job(ctx: RequestContext) -> dict[str, Any]:
     """One job with its batches (the first :data:`MAX_BATCHES_SHOWN`) and recent errors."""
-    job = _job_for(ctx)
+    job = ctx.backend.transfers.job(ctx.path_param("job_id"))
+    job_access.authorize_view(ctx.backend.authorizer, ctx.user.access_token, job)
     states = list(ctx.backend.transfers.batch_states(job.job_id))
     return {
         "job": job_payload(job, states),
@@ -161,8 +154,8 @@ def create_job(ctx: RequestContext) -> ActionOutcome:
         source_dir=clean_path(ctx.text("source_dir", "", strip=False)),
         batch_ready_default=DEFAULT_BATCH_READY_BYTES,
     )
-    authorize_transfer(ctx.user, ctx.backend.authorizer, spec)
-    job = ctx.backend.start_transfer(spec)
+    owner = job_access.authorize_new_job(ctx.backend.authorizer, ctx.user.access_token, spec)
+    job = ctx.backend.start_transfer(spec, owner)
     return ActionOutcome(
         f"transfer job {job.job_id} created", {"job": job_payload(job)}, redirect=f"/ui/transfers/jobs/{job.job_id}"
     )
@@ -173,13 +166,16 @@ def job_action(ctx: RequestContext) -> ActionOutcome:
     action = ctx.path_param("action")
     if action not in JOB_ACTIONS:
         raise InvalidArgumentError(f"unknown job action {action!r}; expected one of {', '.join(JOB_ACTIONS)}")
-    job = _job_for(ctx)
-    transfers = ctx.backend.transfers
-    change = {"pause": transfers.pause, "resume": transfers.resume, "cancel": transfers.cancel}.get(
-        action, transfers.retry_failed
+    backend = ctx.backend
+    updated = job_access.act_on_job(
+        backend.transfers,
+        backend.job_authority,
+        backend.authorizer,
+        ctx.user.access_token,
+        ctx.path_param("job_id"),
+        "retry_failed" if action == "retry" else action,
     )
-    updated = change(job.job_id)
-    return ActionOutcome(f"job {job.job_id}: {action} done, now {updated.state}", {"job": job_payload(updated)})
+    return ActionOutcome(f"job {updated.job_id}: {action} done, now {updated.state}", {"job": job_payload(updated)})
 
 
 def build_import_form(ctx: RequestContext) -> dict[str, Any]:
@@ -207,8 +203,8 @@ def import_prescan(ctx: RequestContext) -> ActionOutcome:
             f"pre-scan root {prescan.src_root_dir!r} is not inside export {source_export!r}; choose the export serving it"
         )
     spec = _spec(ctx, source_dir=source_dir, batch_ready_default=prescan.batch_ready_bytes or DEFAULT_BATCH_READY_BYTES)
-    authorize_transfer(ctx.user, ctx.backend.authorizer, spec)
-    job = ctx.backend.import_prescan(prescan.job_id, spec)
+    owner = job_access.authorize_new_job(ctx.backend.authorizer, ctx.user.access_token, spec)
+    job = ctx.backend.import_prescan(prescan.job_id, spec, owner)
     return ActionOutcome(
         f"pre-scan {prescan.job_id} imported as job {job.job_id}",
         {"job": job_payload(job)},
