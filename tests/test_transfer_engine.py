@@ -260,6 +260,32 @@ def test_verification_reports_differences(world):
     assert result.state == "failed" and any(victim.name in line for line in result.verify_report)
 
 
+def test_checksum_verification_finds_content_that_size_and_mtime_miss(world):
+    """Same size, same mtime, other bytes: only ``verify_checksum`` sees it, and the job fails naming the file."""
+    coordinator, source, target, src_root, dst_root, _ = world
+    plain = start_job(coordinator, source, spec(target_prefix="plain"))
+    checked = start_job(coordinator, source, spec(target_prefix="checked", verify_checksum=True))
+    run_worker(coordinator, source, target)
+    victims = []
+    for prefix in ("plain", "checked"):
+        victim = max((dst_root / prefix / "set1").rglob("*.bin"), key=lambda p: p.stat().st_size)
+        st = victim.stat()
+        victim.write_bytes(bytes(b ^ 0xFF for b in victim.read_bytes()))  # same size
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+        victims.append(victim)
+    assert verify(coordinator, plain.job_id, source, target).state == "succeeded"  # size + mtime only
+    failed = verify(coordinator, checked.job_id, source, target)
+    assert failed.state == "failed" and failed.state_reason == "verification found 1 difference(s)"
+    (line,) = failed.verify_report
+    relpath = str(victims[1].relative_to(dst_root))
+    assert line.startswith(f"{relpath}: content differs: target sha256 ")
+
+    untouched = start_job(coordinator, source, spec(target_prefix="again", verify_checksum=True))
+    run_worker(coordinator, source, target)
+    assert verify(coordinator, untouched.job_id, source, target).state == "succeeded"
+    assert_same_tree(src_root / "data" / "set1", dst_root / "again" / "set1")
+
+
 def test_bad_job_spec_names_the_field(world):
     coordinator = world[0]
     with pytest.raises(InvalidArgumentError, match="desired_worker_count must be >= 1"):

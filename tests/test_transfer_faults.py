@@ -362,3 +362,37 @@ def test_a_malformed_job_record_is_quarantined_and_stops_nothing(
             state.close()
         master_log = (fs.root / "fs-master" / "log" / "fs_master.log").read_text()
         assert "jobs/job-wrong-type cannot be read" in master_log
+
+
+def test_checksum_verification_fails_a_job_whose_target_was_corrupted_after_the_copy(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target file rewritten with other bytes of the same size and mtime between its copy and the
+    verification: only the checksum comparison (``verify_checksum``, ``--verify-checksum``) sees it."""
+    with fs_cluster() as fs:
+        fs.start_master()
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        src_root = make_source(src)
+        marker = fs.root / "paused"
+        start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
+        tc = client(fs)
+        job_id = tc.create_job(job_spec(desired_worker_count=1, verify_checksum=True))
+        paused_batch(marker)  # every small-file batch is done, the big one is being copied
+        victim = max((dst / "in" / "set1").rglob("f*.bin"), key=lambda p: p.stat().st_size)
+        st = victim.stat()
+        victim.write_bytes(bytes(b ^ 0x5A for b in victim.read_bytes()))
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        marker.unlink()
+
+        final = tc.wait(job_id, JOB_TIMEOUT_S)
+        assert final["state"] == "failed" and final["state_reason"] == "verification found 1 difference(s)", final
+        (line,) = final["verify_report"]
+        assert line.startswith(f"{victim.relative_to(dst)}: content differs: target sha256 ")
+
+        status, out, err = run_fluxon_transfer(
+            fs, capsys, monkeypatch, ADMIN, "create", "--source", "src:data/set1", "--target", "dst:again",
+            "--verify-checksum", "--wait", "--timeout", str(JOB_TIMEOUT_S),
+        )  # fmt: skip
+        assert status == 0, err
+        assert "verify_checksum" in out and "state:      succeeded" in out
+        assert_same_tree(src_root, dst / "again" / "set1")

@@ -4,7 +4,7 @@
 
     fluxon transfer create  -c CFG --user U --source EXPORT[:DIR] --target EXPORT[:PREFIX] [--workers N]
                             [--batch-ready-bytes 256MiB] [--conflict-policy overwrite|skip_existing]
-                            [--max-attempts 5] [--wait [--timeout S]] [--json]
+                            [--max-attempts 5] [--verify-checksum] [--wait [--timeout S]] [--json]
     fluxon transfer import  -c CFG --user U PRESCAN_JOB_ID --source-export EXPORT --target EXPORT[:PREFIX] [...]
     fluxon transfer list    -c CFG --user U [--json]
     fluxon transfer show    -c CFG --user U JOB_ID [--batches] [--json]
@@ -137,7 +137,8 @@ def _print_job(job: dict[str, Any]) -> None:
         (
             "settings",
             f"workers {spec['desired_worker_count']}, batch_ready_bytes {human_bytes(spec['batch_ready_bytes'])}, "
-            f"conflict_policy {spec['conflict_policy']}, max_attempts {spec['max_attempts']}",
+            f"conflict_policy {spec['conflict_policy']}, max_attempts {spec['max_attempts']}"
+            + (", verify_checksum" if spec.get("verify_checksum") else ""),
         ),
         (
             "files",
@@ -189,6 +190,7 @@ def _spec(args: argparse.Namespace, source_export: str, source_dir: str) -> JobS
         batch_ready_bytes=batch_ready_bytes,
         conflict_policy=args.conflict_policy,
         max_attempts=args.max_attempts,
+        verify_checksum=args.verify_checksum,
     )
 
 
@@ -314,6 +316,11 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-ready-bytes", default="256MiB", help="seal a batch at this size (default 256MiB)")
     parser.add_argument("--conflict-policy", choices=["overwrite", "skip_existing"], default="overwrite")
     parser.add_argument("--max-attempts", type=int, default=5, help="attempts per batch before it fails (default 5)")
+    parser.add_argument(
+        "--verify-checksum",
+        action="store_true",
+        help="the final verification also compares the sha256 of every file (reads both trees once more)",
+    )
     parser.add_argument("--wait", action="store_true", help="wait until the job ends (exit 1 unless it succeeded)")
     _timeout_argument(parser)
 

@@ -11,6 +11,7 @@ the next worker to claim that batch removes the temporary files of the batch's f
 from __future__ import annotations
 
 import errno
+import hashlib
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -228,8 +229,25 @@ def scan_export_dir(ops: ExportOps, source_dir: str) -> Iterator[ScanEntry]:
                 yield ScanEntry(child, ENTRY_FILE, st.size, st.mtime_ns, st.mode & 0o7777)
 
 
+def content_sha256(ops: ExportOps, relpath: str, stat: FileStat) -> str | None:
+    """The sha256 (hex) of a file's content streamed through ``ops``; None when the file changed
+    (its version differs from ``stat``'s) while it was read."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < stat.size:
+        current, data = ops.read_chunk(relpath, offset, COPY_CHUNK_BYTES)
+        if current.version != stat.version:
+            return None
+        if not data:
+            break
+        digest.update(data)
+        offset += len(data)
+    return digest.hexdigest()
+
+
 def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, target: ExportOps) -> list[str]:
-    """Differences between source and target for a batch's files (size + mtime)."""
+    """Differences between source and target for a batch's files: size and mtime, and with
+    ``spec.verify_checksum`` the sha256 of their content (each file read whole on both sides)."""
     differences = []
     for entry in entries:
         if entry.kind != ENTRY_FILE:
@@ -249,11 +267,21 @@ def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, tar
             differences.append(
                 f"{target_rel}: target size/mtime {dst.size}/{dst.mtime_ns} != source {src.size}/{src.mtime_ns}"
             )
+            continue
+        if spec.verify_checksum:
+            source_sum, target_sum = content_sha256(source, source_rel, src), content_sha256(target, target_rel, dst)
+            if source_sum is None or target_sum is None:
+                differences.append(f"{target_rel}: changed while its content was compared")
+            elif source_sum != target_sum:
+                differences.append(
+                    f"{target_rel}: content differs: target sha256 {target_sum[:16]}… != source {source_sum[:16]}…"
+                )
     return differences
 
 
 __all__ = [
     "COPY_CHUNK_BYTES",
+    "content_sha256",
     "copy_batch",
     "copy_file",
     "remove_orphan_temps",

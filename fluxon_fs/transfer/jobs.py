@@ -33,6 +33,7 @@ class JobSpec:
     conflict_policy: str = "overwrite"  # overwrite | skip_existing
     max_attempts: int = 5
     verify_checksum: bool = False
+    """The verification pass also compares the sha256 of every file's content, not only size and mtime."""
     prescan_job_id: str = ""
 
     def validate(self) -> None:

@@ -142,6 +142,7 @@ def _spec(ctx: RequestContext, *, source_dir: str, batch_ready_default: int) -> 
         desired_worker_count=ctx.integer("desired_worker_count", DEFAULT_WORKERS),
         batch_ready_bytes=ctx.byte_size("batch_ready_bytes", batch_ready_default),
         conflict_policy=ctx.text("conflict_policy", "overwrite"),
+        verify_checksum=ctx.flag("verify_checksum"),
     )
     spec.validate()
     return spec
