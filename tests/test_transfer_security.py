@@ -21,6 +21,9 @@ import pytest
 
 from fluxon_core.errors import PermissionDeniedError
 from fluxon_core.rpc import default_transport
+from fluxon_fs.auth.delegation import DelegatedSessions, DelegationRefusedError
+from fluxon_fs.auth.identity import Authorizer
+from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import ExportSnapshotQuery, Login
@@ -40,6 +43,7 @@ from tests.support.fs_cluster import (
     paused_batch,
     run_fluxon_transfer,
 )
+from tests.support.panel_harness import ALICE, open_access_store
 from tests.support.poll import wait_until
 from tests.support.trees import assert_same_tree
 
@@ -298,3 +302,40 @@ def test_users_see_only_jobs_they_own_or_whose_source_or_target_they_may_use(
     assert bobs not in panel.http.get("/ui/transfers/").text
     assert panel.http.get(f"/api/transfers/jobs/{bobs}").status_code == 403
     assert panel.post_json(f"/api/transfers/jobs/{bobs}/retry").status_code == 403
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_delegated_tokens_are_reused_for_half_their_life_and_refused_once_the_user_changed(tmp_path: Path) -> None:
+    store = open_access_store(tmp_path / "access.db")
+    clock = Clock()
+    try:
+        signer = TokenSigner(store.token_secret(), ttl_s=600, clock=clock)
+        authorizer = Authorizer(store, signer, revocation_bound_s=0.0)
+        sessions = DelegatedSessions(authorizer, signer, clock=clock)
+        version = authorizer.credential_version(ALICE[0])
+        assert version is not None
+        first = sessions.token(ALICE[0], version)
+        assert authorizer.authenticate(first).username == ALICE[0]  # a genuine session of alice
+        clock.now += 299
+        assert sessions.token(ALICE[0], version) == first
+        clock.now += 2
+        renewed = sessions.token(ALICE[0], version)
+        assert renewed != first and signer.verify(renewed).expires_at == int(clock.now) + 600
+
+        store.set_password(ALICE[0], "another-pw")
+        with pytest.raises(DelegationRefusedError, match="password of user 'alice' changed") as changed:
+            sessions.token(ALICE[0], version)
+        assert not changed.value.user_removed
+        store.remove_user(ALICE[0])
+        with pytest.raises(DelegationRefusedError, match="user 'alice' no longer exists") as removed:
+            sessions.token(ALICE[0], version)
+        assert removed.value.user_removed
+    finally:
+        store.close()

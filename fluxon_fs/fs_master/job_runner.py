@@ -99,7 +99,7 @@ class JobRunner:
 
     def _suspend(self, job: JobRecord, reason: str) -> None:
         log.warning("job %s paused: %s", job.job_id, reason)
-        self._coordinator.suspend(job.job_id, reason)
+        self._coordinator.suspend(job.job_id, reason, owner=job.job_owner)
 
     def _ops_or_wait(self, job: JobRecord, export_name: str) -> ExportOps | None:
         """The export's operations as the job's owner, or None (reason recorded on the job) while no live

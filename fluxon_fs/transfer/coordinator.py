@@ -99,9 +99,9 @@ class TransferCoordinator:
         """Continue a paused job, run for ``owner`` from now on if given (:meth:`JobLifecycle.resume`)."""
         return self.lifecycle.resume(job_id, owner=owner)
 
-    def suspend(self, job_id: str, reason: str) -> JobRecord:
+    def suspend(self, job_id: str, reason: str, *, owner: JobOwner | None = None) -> JobRecord:
         """Pause a job the fs master cannot go on with, saying why (:meth:`JobLifecycle.suspend`)."""
-        return self.lifecycle.suspend(job_id, reason)
+        return self.lifecycle.suspend(job_id, reason, owner=owner)
 
     def cancel(self, job_id: str) -> JobRecord:
         """End the job (:meth:`JobLifecycle.cancel`)."""

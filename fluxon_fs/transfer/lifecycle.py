@@ -113,15 +113,19 @@ class JobLifecycle:
         """Stop handing out batches; claimed batches finish."""
         return self._set_state(job_id, JobState.PAUSED, allowed=lambda state: state.can_pause)
 
-    def suspend(self, job_id: str, reason: str) -> JobRecord:
+    def suspend(self, job_id: str, reason: str, *, owner: JobOwner | None = None) -> JobRecord:
         """Pause a job the fs master cannot go on with (e.g. its owner can no longer run it), saying why.
 
-        Unlike :meth:`pause` this also stops a job that is verifying; a job that has ended stays as it is.
+        Unlike :meth:`pause` this also stops a job that is verifying; a job that has ended stays as it
+        is, and so does one no longer bound to ``owner`` (resumed for another owner meanwhile).
         """
-        return self._jobs.update_job(
-            job_id,
-            lambda job: job if job.state.is_final else attrs.evolve(job, state=JobState.PAUSED, state_reason=reason),
-        )
+
+        def change(job: JobRecord) -> JobRecord:
+            if job.state.is_final or (owner is not None and job.job_owner != owner):
+                return job
+            return attrs.evolve(job, state=JobState.PAUSED, state_reason=reason)
+
+        return self._jobs.update_job(job_id, change)
 
     def resume(self, job_id: str, *, owner: JobOwner | None = None) -> JobRecord:
         """Continue a paused job (scanning again when it was paused before its scan finished, verifying
@@ -230,7 +234,7 @@ class JobLifecycle:
             backoff = 0.0 if holder_lost else self._retry_backoff_s * (2 ** (attempts - 1))
             applied = False
 
-            def record(batch: BatchRecord) -> BatchRecord:
+            def count_attempt(batch: BatchRecord) -> BatchRecord:
                 nonlocal applied
                 applied = batch.state is BatchState.CLAIMED and batch.claim_token == before.claim_token
                 if not applied:  # the claim ended meanwhile (reported, or taken over by another claimer)
@@ -246,7 +250,7 @@ class JobLifecycle:
                     claim_token=batch.claim_token if final and not holder_lost else "",
                 )
 
-            updated = self._jobs.update_batch(job_id, before.number, record)
+            updated = self._jobs.update_batch(job_id, before.number, count_attempt)
             if not applied:
                 return updated
             message = f"batch {before.number} attempt {attempts}: {error}"

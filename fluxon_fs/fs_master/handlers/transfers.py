@@ -104,7 +104,7 @@ class TransferHandlers:
                 tokens[job.job_id] = self._authority.token(job)
             except JobOwnerError as exc:
                 log.warning("job %s paused: %s", job.job_id, exc.message)
-                self._transfers.suspend(job.job_id, exc.message)
+                self._transfers.suspend(job.job_id, exc.message, owner=job.job_owner)
         assignment = self._transfers.claim(
             worker,
             job_ids=list(tokens),
