@@ -68,6 +68,17 @@ def start_agent(fs: FsCluster, key: str, exports: dict[str, str], pause_marker: 
     fs.start_agent(key, exports, pause_marker=pause_marker)
 
 
+def start_with_a_pausing_agent(fs: FsCluster) -> tuple[Path, Path, Path, TransferClient]:
+    """The fs master, the source tree and one agent serving ``src`` and ``dst`` whose pause hook stops
+    the first batch writing a big file; returns (source tree, target export, pause marker, client)."""
+    fs.start_master()
+    src, dst = fs.export_dir("src"), fs.export_dir("dst")
+    src_root = make_source(src)
+    marker = fs.root / "paused"
+    start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
+    return src_root, dst, marker, client(fs)
+
+
 def kill(fs: FsCluster, key: str) -> None:
     proc = fs.agents.pop(key) if key != MASTER_KEY else fs.master
     assert proc is not None
@@ -184,12 +195,7 @@ def test_a_batch_that_kills_its_worker_every_time_fails_after_max_attempts() -> 
 
 def test_sigkill_of_the_fs_master_mid_job_resumes_without_copying_done_batches_again() -> None:
     with fs_cluster() as fs:
-        fs.start_master()
-        src, dst = fs.export_dir("src"), fs.export_dir("dst")
-        src_root = make_source(src)
-        marker = fs.root / "paused"
-        start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
-        tc = client(fs)
+        src_root, dst, marker, tc = start_with_a_pausing_agent(fs)
         # One worker at a time: when the big batch pauses, every batch before it is done, none after.
         job_id = tc.create_job(job_spec(desired_worker_count=1))
         number = paused_batch(marker)
@@ -370,12 +376,7 @@ def test_checksum_verification_fails_a_job_whose_target_was_corrupted_after_the_
     """A target file rewritten with other bytes of the same size and mtime between its copy and the
     verification: only the checksum comparison (``verify_checksum``, ``--verify-checksum``) sees it."""
     with fs_cluster() as fs:
-        fs.start_master()
-        src, dst = fs.export_dir("src"), fs.export_dir("dst")
-        src_root = make_source(src)
-        marker = fs.root / "paused"
-        start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
-        tc = client(fs)
+        src_root, dst, marker, tc = start_with_a_pausing_agent(fs)
         job_id = tc.create_job(job_spec(desired_worker_count=1, verify_checksum=True))
         paused_batch(marker)  # every small-file batch is done, the big one is being copied
         victim = max((dst / "in" / "set1").rglob("f*.bin"), key=lambda p: p.stat().st_size)
