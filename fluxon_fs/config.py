@@ -174,6 +174,12 @@ class AgentExportConfig:
     """One directory an fs agent serves."""
 
     root_dir_abs: str = config_field(doc="directory served as the export root.", check=absolute_path)
+    allow_setid_bits: bool = config_field(
+        doc="keep the setuid, setgid and sticky bits (0o7000) in modes applied through the export (chmod, "
+        "creating files and directories); off, they are cleared, as on a nosuid mount. Transfer copies never "
+        "carry them.",
+        default=False,
+    )
 
 
 @attrs.frozen

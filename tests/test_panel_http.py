@@ -235,7 +235,7 @@ def test_json_api_mirrors_the_pages(admin):
         {**scopes[0], "export_name": "src", "prefix": ALICE_PREFIX, "mode": "read_only", "usernames": ["alice"]}
     ]
     assert admin.get_json("/api/account")["can_manage_users"] is True
-    assert admin.get_json("/api/transfers/jobs") == {"jobs": []}
+    assert admin.get_json("/api/transfers/jobs") == {"jobs": [], "quarantined": [], "quarantined_count": 0}
     assert admin.get_json("/api/transfers/prescans") == {"prescans": []}
     assert set(admin.get_json("/api/transfers")) >= {"jobs", "prescans", "export_names"}
     missing = admin.http.get("/api/transfers/jobs/no-such-job")

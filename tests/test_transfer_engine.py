@@ -120,6 +120,33 @@ def test_expired_lease_is_redispatched_and_stale_worker_result_ignored(world):
     assert claims[lost.number] == 2 and all(c == 1 for n, c in claims.items() if n != lost.number)
 
 
+def test_a_lost_lease_counts_as_an_attempt_and_the_batch_fails_after_max_attempts(world):
+    coordinator, source, target, _src_root, _dst_root, clock = world
+    job = start_job(coordinator, source, spec(max_attempts=3, desired_worker_count=1))
+    first = coordinator.claim("crashing-1")
+    for attempt in (1, 2):  # each holder dies: the lease runs out and the next claimer takes over
+        clock.now += 31
+        again = coordinator.claim(f"crashing-{attempt + 1}")
+        assert again.number == first.number
+        state = next(s for s in coordinator.batch_states(job.job_id) if s.number == first.number)
+        assert (state.attempts, state.claims) == (attempt, attempt + 1)
+        assert f"worker crashing-{attempt} was lost" in state.last_error
+    clock.now += 31
+    run_worker(coordinator, source, target, worker="healthy")  # copies the others; the lost one is out of attempts
+    final = coordinator.job(job.job_id)
+    lost = next(s for s in coordinator.batch_states(job.job_id) if s.number == first.number)
+    assert lost.state == "failed" and lost.attempts == 3 and lost.claims == 3
+    assert "3 of 3 attempts used, giving up" in lost.last_error
+    assert final.state == "failed" and final.counters.batches_failed == 1
+    assert f"[{first.number}]" in final.state_reason and "worker crashing-3 was lost" in final.recent_errors[-1]
+    # The last holder's late report no longer counts; retry_failed gives the batch fresh attempts.
+    late = copy_batch(first.spec, first.entries, source, target)
+    assert coordinator.complete(job.job_id, first.number, first.claim_token, late) is False
+    assert coordinator.retry_failed(job.job_id).state == "running"
+    run_worker(coordinator, source, target, worker="healthy")
+    assert verify(coordinator, job.job_id, source, target).state == "succeeded"
+
+
 def test_desired_worker_count_limits_concurrent_claims(world):
     coordinator, source, _, _, _, _ = world
     start_job(coordinator, source, spec(desired_worker_count=2, batch_ready_bytes=10_000))
@@ -231,6 +258,32 @@ def test_verification_reports_differences(world):
     victim.write_bytes(b"tampered")
     result = verify(coordinator, job.job_id, source, target)
     assert result.state == "failed" and any(victim.name in line for line in result.verify_report)
+
+
+def test_checksum_verification_finds_content_that_size_and_mtime_miss(world):
+    """Same size, same mtime, other bytes: only ``verify_checksum`` sees it, and the job fails naming the file."""
+    coordinator, source, target, src_root, dst_root, _ = world
+    plain = start_job(coordinator, source, spec(target_prefix="plain"))
+    checked = start_job(coordinator, source, spec(target_prefix="checked", verify_checksum=True))
+    run_worker(coordinator, source, target)
+    victims = []
+    for prefix in ("plain", "checked"):
+        victim = max((dst_root / prefix / "set1").rglob("*.bin"), key=lambda p: p.stat().st_size)
+        st = victim.stat()
+        victim.write_bytes(bytes(b ^ 0xFF for b in victim.read_bytes()))  # same size
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
+        victims.append(victim)
+    assert verify(coordinator, plain.job_id, source, target).state == "succeeded"  # size + mtime only
+    failed = verify(coordinator, checked.job_id, source, target)
+    assert failed.state == "failed" and failed.state_reason == "verification found 1 difference(s)"
+    (line,) = failed.verify_report
+    relpath = str(victims[1].relative_to(dst_root))
+    assert line.startswith(f"{relpath}: content differs: target sha256 ")
+
+    untouched = start_job(coordinator, source, spec(target_prefix="again", verify_checksum=True))
+    run_worker(coordinator, source, target)
+    assert verify(coordinator, untouched.job_id, source, target).state == "succeeded"
+    assert_same_tree(src_root / "data" / "set1", dst_root / "again" / "set1")
 
 
 def test_bad_job_spec_names_the_field(world):

@@ -22,18 +22,16 @@ from typing import Any
 import pytest
 
 from fluxon_core.errors import NetworkError
-from fluxon_core.runtime.processes import start_role_process
 from fluxon_fs.export.serving.local_ops import LocalExportOps
-from fluxon_fs.fs_agent.transfer_worker import PAUSE_AFTER_BYTES_ENV, PAUSE_MARKER_ENV
 from fluxon_fs.master_api.transfer_client import TransferClient
-from fluxon_fs.roles import FS_AGENT_MODULE
 from fluxon_fs.transfer.batching import group_batches
 from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import COPY_CHUNK_BYTES, TEMP_MARKER, copy_batch, scan_export_dir
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.state_config import open_state_store
 from tests.support.etcd_server import EtcdServer
-from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, PanelSession, fs_cluster, run_fluxon_transfer
+from tests.support.fs_cluster import paused_batch as wait_for_pause
 from tests.support.poll import wait_until
 from tests.support.trees import assert_same_tree, make_tree
 
@@ -67,15 +65,18 @@ def job_spec(**overrides: Any) -> JobSpec:
 
 
 def start_agent(fs: FsCluster, key: str, exports: dict[str, str], pause_marker: Path | None = None) -> None:
-    """An fs agent process; with ``pause_marker`` its test hook pauses the first batch reaching one chunk."""
-    env = {}
-    if pause_marker is not None:
-        env = {PAUSE_AFTER_BYTES_ENV: str(COPY_CHUNK_BYTES), PAUSE_MARKER_ENV: str(pause_marker)}
-    proc = start_role_process(
-        FS_AGENT_MODULE, "fs_agent", fs.agent_config(key, exports), workdir=fs.root / f"agent-{key}", env=env
-    )
-    fs.agents[key] = proc
-    proc.wait_ready(60)
+    fs.start_agent(key, exports, pause_marker=pause_marker)
+
+
+def start_with_a_pausing_agent(fs: FsCluster) -> tuple[Path, Path, Path, TransferClient]:
+    """The fs master, the source tree and one agent serving ``src`` and ``dst`` whose pause hook stops
+    the first batch writing a big file; returns (source tree, target export, pause marker, client)."""
+    fs.start_master()
+    src, dst = fs.export_dir("src"), fs.export_dir("dst")
+    src_root = make_source(src)
+    marker = fs.root / "paused"
+    start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
+    return src_root, dst, marker, client(fs)
 
 
 def kill(fs: FsCluster, key: str) -> None:
@@ -104,13 +105,9 @@ def batch_copies(fs: FsCluster, job_id: str) -> dict[int, int]:
 
 
 def paused_batch(marker: Path) -> int:
-    def fields() -> list[str] | None:
-        words = marker.read_text().split() if marker.exists() else []
-        return words if len(words) == 3 else None
-
-    _job_id, number, written = wait_until(fields, 30, "the worker's pause")
-    assert int(written) < BIG_FILE_BYTES
-    return int(number)
+    _job_id, number, written = wait_for_pause(marker)
+    assert written < BIG_FILE_BYTES
+    return number
 
 
 def assert_paused_mid_file(dst: Path) -> None:
@@ -164,14 +161,41 @@ def test_sigkill_of_a_worker_mid_batch_redoes_the_batch_without_partial_files(ta
         assert copies == dict.fromkeys(batches, 1), "every batch is copied to the end exactly once"
 
 
-def test_sigkill_of_the_fs_master_mid_job_resumes_without_copying_done_batches_again() -> None:
+def test_a_batch_that_kills_its_worker_every_time_fails_after_max_attempts() -> None:
+    """A lost lease is an attempt: the batch whose worker dies each time is failed, not retried forever."""
     with fs_cluster() as fs:
         fs.start_master()
         src, dst = fs.export_dir("src"), fs.export_dir("dst")
         src_root = make_source(src)
-        marker = fs.root / "paused"
-        start_agent(fs, "agent-1", {"src": str(src), "dst": str(dst)}, pause_marker=marker)
+        exports = {"src": str(src), "dst": str(dst)}
         tc = client(fs)
+        job_id = tc.create_job(job_spec(desired_worker_count=1, max_attempts=2))
+        numbers = set()
+        for attempt in (1, 2):  # the big batch "kills" its worker twice
+            marker = fs.root / f"paused-{attempt}"
+            start_agent(fs, "agent-1", exports, pause_marker=marker)
+            numbers.add(paused_batch(marker))
+            kill(fs, "agent-1")
+        (number,) = numbers
+        start_agent(fs, "agent-1", exports)  # its claim finds the batch out of attempts
+
+        final = tc.wait(job_id, JOB_TIMEOUT_S)
+        assert final["state"] == "failed" and final["counters"]["batches_failed"] == 1, final
+        assert final["state_reason"] == f"1 batch(es) failed: [{number}]"
+        lost = {b["number"]: b for b in tc.show(job_id)["batches"]}[number]
+        assert (lost["state"], lost["attempts"], lost["claims"]) == ("failed", 2, 2)
+        assert (
+            "was lost while copying" in lost["last_error"] and "2 of 2 attempts used, giving up" in lost["last_error"]
+        )
+
+        assert tc.action(job_id, "retry_failed")["state"] == "running"  # a healthy worker now copies it
+        batches = finish_and_compare(fs, tc, job_id, src_root, dst)
+        assert batches[number]["claims"] == 3
+
+
+def test_sigkill_of_the_fs_master_mid_job_resumes_without_copying_done_batches_again() -> None:
+    with fs_cluster() as fs:
+        src_root, dst, marker, tc = start_with_a_pausing_agent(fs)
         # One worker at a time: when the big batch pauses, every batch before it is done, none after.
         job_id = tc.create_job(job_spec(desired_worker_count=1))
         number = paused_batch(marker)
@@ -284,3 +308,92 @@ def test_store_failing_between_batch_and_job_write_loses_no_count(tmp_path: Path
         source.close()
         target.close()
         store.close()
+
+
+def test_a_malformed_job_record_is_quarantined_and_stops_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A corrupt job record in the store used to make every listing, every claim and the fs master's
+    start raise; now it is moved aside, reported, and everything else goes on."""
+    with fs_cluster() as fs:
+        fs.start_master()
+        src, dst = fs.export_dir("src"), fs.export_dir("dst")
+        make_tree(src / "data" / "one", files=10)
+        make_tree(src / "data" / "two", files=10, seed=3)
+        fs.start_agent("agent-1", {"src": str(src), "dst": str(dst)})
+        tc = client(fs)
+        before = tc.wait(tc.create_job(job_spec(source_dir="data/one")), JOB_TIMEOUT_S)
+        assert before["state"] == "succeeded"
+
+        kill(fs, MASTER_KEY)
+        state = open_state_store(
+            {"kind": "sqlite", "sqlite": {"path": str(fs.root / "fs-master" / "transfer_state.db")}}
+        )
+        try:
+            state.put("jobs/job-wrong-type", b'{"job_id": "job-wrong-type", "spec": {"source_export": 5}}')
+            state.put("jobs/job-not-json", b"\xff\x00 not a record")
+        finally:
+            state.close()
+        fs.start_master()  # recovery reads every job at start: it must not stop on them
+
+        tc = client(fs)
+        listing = tc.job_list()
+        assert [job["job_id"] for job in listing["jobs"]] == [before["job_id"]]
+        errors = {entry["key"]: entry["error"] for entry in listing["quarantined"]}
+        assert set(errors) == {"jobs/job-wrong-type", "jobs/job-not-json"} and listing["quarantined_count"] == 2
+        assert "field 'spec.source_export' must be str, got int 5" in errors["jobs/job-wrong-type"]
+        assert "not a JSON record" in errors["jobs/job-not-json"]
+
+        status, out, _ = run_fluxon_transfer(fs, capsys, monkeypatch, ADMIN, "list")
+        assert status == 0 and before["job_id"] in out
+        rows = [line for line in out.splitlines() if "quarantined" in line]
+        assert len(rows) == 2 and any(r.startswith("job-wrong-type") and " ERROR " in r for r in rows), out
+
+        panel = PanelSession(fs)
+        panel.login(*ADMIN)
+        shown = panel.http.get("/api/transfers/jobs").json()
+        assert {q["key"] for q in shown["quarantined"]} == set(errors) and shown["quarantined_count"] == 2
+        assert "job-wrong-type" in panel.http.get("/ui/transfers/").text
+
+        after = tc.wait(tc.create_job(job_spec(source_dir="data/two", target_prefix="again")), JOB_TIMEOUT_S)
+        assert after["state"] == "succeeded"  # transfers go on
+        assert_same_tree(src / "data" / "two", dst / "again" / "two")
+        state = open_state_store(
+            {"kind": "sqlite", "sqlite": {"path": str(fs.root / "fs-master" / "transfer_state.db")}}
+        )
+        try:
+            assert state.get("jobs/job-wrong-type") is None
+            assert b"source_export" in (state.get("quarantine/jobs/job-wrong-type") or b"")
+        finally:
+            state.close()
+        master_log = (fs.root / "fs-master" / "log" / "fs_master.log").read_text()
+        assert "jobs/job-wrong-type cannot be read" in master_log
+
+
+def test_checksum_verification_fails_a_job_whose_target_was_corrupted_after_the_copy(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target file rewritten with other bytes of the same size and mtime between its copy and the
+    verification: only the checksum comparison (``verify_checksum``, ``--verify-checksum``) sees it."""
+    with fs_cluster() as fs:
+        src_root, dst, marker, tc = start_with_a_pausing_agent(fs)
+        job_id = tc.create_job(job_spec(desired_worker_count=1, verify_checksum=True))
+        paused_batch(marker)  # every small-file batch is done, the big one is being copied
+        victim = max((dst / "in" / "set1").rglob("f*.bin"), key=lambda p: p.stat().st_size)
+        st = victim.stat()
+        victim.write_bytes(bytes(b ^ 0x5A for b in victim.read_bytes()))
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        marker.unlink()
+
+        final = tc.wait(job_id, JOB_TIMEOUT_S)
+        assert final["state"] == "failed" and final["state_reason"] == "verification found 1 difference(s)", final
+        (line,) = final["verify_report"]
+        assert line.startswith(f"{victim.relative_to(dst)}: content differs: target sha256 ")
+
+        status, out, err = run_fluxon_transfer(
+            fs, capsys, monkeypatch, ADMIN, "create", "--source", "src:data/set1", "--target", "dst:again",
+            "--verify-checksum", "--wait", "--timeout", str(JOB_TIMEOUT_S),
+        )  # fmt: skip
+        assert status == 0, err
+        assert "verify_checksum" in out and "state:      succeeded" in out
+        assert_same_tree(src_root, dst / "again" / "set1")

@@ -10,13 +10,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fluxon_core.errors import ApiError, PermissionDeniedError
@@ -30,7 +28,7 @@ from fluxon_fs.master_api.records import (
     UserAccessQuery,
 )
 from fluxon_fs.roles import start_fs_agent_process
-from tests.support.fs_cluster import ADMIN, MASTER_KEY, FsCluster, fs_cluster
+from tests.support.fs_cluster import ADMIN, MASTER_KEY, MOUNTING_PROCESS_START, FsCluster, PanelSession, fs_cluster
 from tests.support.poll import wait_until
 
 ALICE = ("alice", "alice-pw-7")
@@ -58,22 +56,9 @@ def fs() -> Iterator[FsCluster]:
         yield cluster
 
 
-ATTACKER = """
-import json, os, sys
-from fluxon_core.kv import new_store
-from fluxon_core.rpc import default_transport
-from fluxon_fs import FluxonFsPatcher
-from fluxon_fs.export.client import RemoteExportOps
-from fluxon_fs.master_api.link import FsMasterLink
-from fluxon_fs.master_api.records import ExportSnapshotQuery
-
-args = json.loads(sys.argv[1])
-store = new_store(args["kvclient"]).unwrap("new_store")
-patcher = FluxonFsPatcher(store)
-patcher.set_master_config_yaml(json.dumps({"fluxon_fs": {"master": {"instance_key": args["master"]}}}))
-patcher.set_cache_config_yaml(json.dumps({"fluxon_fs": {"cache": {}}}))
-patcher.set_request_identity(*args["identity"])
-patcher.install()
+ATTACKER = (
+    MOUNTING_PROCESS_START
+    + """
 patcher.mount_remote_dir(local_mount_dir_abs=args["mount"], export_name="demo")
 results = {}
 
@@ -102,6 +87,7 @@ print(json.dumps(results))
 patcher.uninstall()
 store.close()
 """
+)
 
 
 def test_a_scoped_mounting_process_cannot_act_as_the_system(fs: FsCluster, tmp_path: Path) -> None:
@@ -144,26 +130,6 @@ def test_a_kv_member_cannot_take_over_an_export_or_read_grants(fs: FsCluster) ->
     mounts = panel.http.get("/api/overview").json()["mounts"]
     fake = [m for m in mounts if m["local_mount_dir_abs"] == str(fs.root / "fake-mount")]
     assert fake and fake[0]["username"] == ""
-
-
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class PanelSession:
-    """A logged-in browser session against the fs master's panel."""
-
-    def __init__(self, fs: FsCluster) -> None:
-        assert fs.master_ready is not None
-        self.http = httpx.Client(base_url=fs.master_ready.fields["panel"], follow_redirects=False, timeout=15)
-
-    def login(self, username: str, password: str) -> None:
-        page = self.http.get("/login")
-        match = CSRF_INPUT.search(page.text)
-        assert match, page.text[:500]
-        response = self.http.post(
-            "/login", data={"username": username, "password": password, "csrf_token": match.group(1)}
-        )
-        assert response.status_code == 303, response.text[:500]
 
 
 def test_panel_downloads_follow_symlinks_only_within_the_users_scope(fs: FsCluster) -> None:

@@ -30,6 +30,8 @@ class Identity:
     username: str
     can_manage_users: bool
     token_expires_at: int
+    credential_version: int = 0
+    """The user's credential version the token carries (current: an older one is refused)."""
 
 
 def login(store: AccessStore, signer: TokenSigner, username: str, password: str) -> str:
@@ -103,11 +105,16 @@ class Authorizer:
         user = self._user(claims.username)
         if user is None or user.credential_version != claims.credential_version:
             raise PermissionDeniedError(SESSION_REVOKED_MESSAGE)
-        return Identity(claims.username, user.can_manage_users, claims.expires_at), user
+        return Identity(claims.username, user.can_manage_users, claims.expires_at, claims.credential_version), user
 
     def authenticate(self, token: str) -> Identity:
         """The identity of a valid, unrevoked session token; otherwise :class:`PermissionDeniedError`."""
         return self._session(token)[0]
+
+    def credential_version(self, username: str) -> int | None:
+        """The user's current credential version (None: no such user), known within ``revocation_bound_s``."""
+        user = self._user(username)
+        return None if user is None else user.credential_version
 
     def path_access(self, token: str, export_name: str, path: str) -> PathAccess:
         """What the session may do with ``path`` (export-relative) of ``export_name``."""

@@ -4,7 +4,7 @@
 
     fluxon transfer create  -c CFG --user U --source EXPORT[:DIR] --target EXPORT[:PREFIX] [--workers N]
                             [--batch-ready-bytes 256MiB] [--conflict-policy overwrite|skip_existing]
-                            [--max-attempts 5] [--wait [--timeout S]] [--json]
+                            [--max-attempts 5] [--verify-checksum] [--wait [--timeout S]] [--json]
     fluxon transfer import  -c CFG --user U PRESCAN_JOB_ID --source-export EXPORT --target EXPORT[:PREFIX] [...]
     fluxon transfer list    -c CFG --user U [--json]
     fluxon transfer show    -c CFG --user U JOB_ID [--batches] [--json]
@@ -133,10 +133,12 @@ def _print_job(job: dict[str, Any]) -> None:
         ("state", _state(job) + reason),
         ("source", _path(spec["source_export"], spec["source_dir"])),
         ("target", _path(spec["target_export"], spec["target_prefix"])),
+        ("runs as", job.get("owner") or "nobody (stored before jobs recorded their owner)"),
         (
             "settings",
             f"workers {spec['desired_worker_count']}, batch_ready_bytes {human_bytes(spec['batch_ready_bytes'])}, "
-            f"conflict_policy {spec['conflict_policy']}, max_attempts {spec['max_attempts']}",
+            f"conflict_policy {spec['conflict_policy']}, max_attempts {spec['max_attempts']}"
+            + (", verify_checksum" if spec.get("verify_checksum") else ""),
         ),
         (
             "files",
@@ -188,6 +190,7 @@ def _spec(args: argparse.Namespace, source_export: str, source_dir: str) -> JobS
         batch_ready_bytes=batch_ready_bytes,
         conflict_policy=args.conflict_policy,
         max_attempts=args.max_attempts,
+        verify_checksum=args.verify_checksum,
     )
 
 
@@ -211,13 +214,27 @@ def _import(client: TransferClient, args: argparse.Namespace) -> int:
     return _after_create(client, args, job_id)
 
 
+def _quarantine_warning(listing: dict[str, Any]) -> None:
+    count = listing["quarantined_count"]
+    if count and not listing["quarantined"]:
+        print(
+            f"fluxon transfer: warning: {count} job record(s) could not be read and were quarantined; "
+            "ask a user who can manage users to look at them",
+            file=sys.stderr,
+        )
+
+
 def _list(client: TransferClient, args: argparse.Namespace) -> int:
-    jobs = client.jobs()
+    listing = client.job_list()
+    jobs, quarantined = listing["jobs"], listing["quarantined"]
+    _quarantine_warning(listing)
     if args.json:
+        for entry in quarantined:
+            print(f"fluxon transfer: error: {entry['key']} quarantined: {entry['error']}", file=sys.stderr)
         _print_json(jobs)
         return 0
     _store_warning(jobs)
-    if not jobs:
+    if not jobs and not quarantined:
         print("no transfer jobs")
         return 0
     header = f"{'JOB':<30} {'STATE':<10} {'FILES':>15} {'BYTES':>23} {'BATCHES':>11} {'RATE':>12}  SOURCE -> TARGET"
@@ -231,6 +248,9 @@ def _list(client: TransferClient, args: argparse.Namespace) -> int:
             f"{c['batches_done']:>5}/{c['batches_total']:<5} {human_bytes(job['throughput_bytes_per_s']) + '/s':>12}  "
             f"{_path(spec['source_export'], spec['source_dir'])} -> {_path(spec['target_export'], spec['target_prefix'])}"
         )
+    for entry in quarantined:  # an error row each: the record is kept aside, unread
+        job_id = entry["key"].removeprefix("jobs/")
+        print(f"{job_id:<30} {'ERROR':<10} record could not be read, quarantined: {entry['error']}")
     return 0
 
 
@@ -296,6 +316,11 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-ready-bytes", default="256MiB", help="seal a batch at this size (default 256MiB)")
     parser.add_argument("--conflict-policy", choices=["overwrite", "skip_existing"], default="overwrite")
     parser.add_argument("--max-attempts", type=int, default=5, help="attempts per batch before it fails (default 5)")
+    parser.add_argument(
+        "--verify-checksum",
+        action="store_true",
+        help="the final verification also compares the sha256 of every file (reads both trees once more)",
+    )
     parser.add_argument("--wait", action="store_true", help="wait until the job ends (exit 1 unless it succeeded)")
     _timeout_argument(parser)
 

@@ -186,3 +186,83 @@ class ExportOps(Protocol):
     def session_abort(self, session_id: str) -> None:
         """Close the session; the file keeps what was flushed."""
         ...
+
+
+class ExportOpsByName:
+    """:class:`ExportOps` whose every operation is one ``_call(op_name, **arguments)``.
+
+    The arguments are keyed by the :class:`ExportOps` parameter names, as
+    :data:`fluxon_fs.export.wire.OPS` declares them: the RPC client sends them over the wire, the
+    agent's in-process authorised view checks them like its RPC endpoint does.
+    """
+
+    def _call(self, op: str, **args: Any) -> Any:
+        raise NotImplementedError
+
+    def stat(self, relpath: str, *, follow_symlinks: bool = True) -> FileStat:
+        """``os.stat``/``os.lstat`` of an entry."""
+        return self._call("stat", relpath=relpath, follow_symlinks=follow_symlinks)
+
+    def list_dir(self, relpath: str) -> list[DirEntryInfo]:
+        """Entries of a directory with their lstat, sorted by name."""
+        return self._call("list_dir", relpath=relpath)
+
+    def read_chunk(self, relpath: str, offset: int, length: int) -> tuple[FileStat, bytes]:
+        """Up to ``length`` bytes at ``offset`` and the stat they belong to (short only at EOF or the agent's cap)."""
+        return self._call("read_chunk", relpath=relpath, offset=offset, length=length)
+
+    def write_chunk(self, relpath: str, offset: int, data: bytes) -> FileStat:
+        """Write ``data`` at ``offset`` into an existing file."""
+        return self._call("write_chunk", relpath=relpath, offset=offset, data=data)
+
+    def truncate(self, relpath: str, length: int) -> FileStat:
+        """Set the file's size."""
+        return self._call("truncate", relpath=relpath, length=length)
+
+    def mkdir(self, relpath: str, mode: int = 0o777) -> None:
+        """Create one directory (parent must exist)."""
+        self._call("mkdir", relpath=relpath, mode=mode)
+
+    def rmdir(self, relpath: str) -> None:
+        """Remove an empty directory."""
+        self._call("rmdir", relpath=relpath)
+
+    def unlink(self, relpath: str) -> None:
+        """Remove a file or symlink."""
+        self._call("unlink", relpath=relpath)
+
+    def rename(self, src_relpath: str, dst_relpath: str) -> None:
+        """``os.replace`` within the export."""
+        self._call("rename", src_relpath=src_relpath, dst_relpath=dst_relpath)
+
+    def chmod(self, relpath: str, mode: int) -> None:
+        """Change permission bits."""
+        self._call("chmod", relpath=relpath, mode=mode)
+
+    def utime(self, relpath: str, times_ns: tuple[int, int] | None) -> None:
+        """Set (atime_ns, mtime_ns), or now when None."""
+        self._call("utime", relpath=relpath, times_ns=times_ns)
+
+    def session_open(
+        self, relpath: str, *, create: bool, exclusive: bool, truncate: bool, mode: int = 0o666
+    ) -> WriteSessionInfo:
+        """Open a file for writing (``open`` flags semantics); returns the session."""
+        return self._call(
+            "session_open", relpath=relpath, create=create, exclusive=exclusive, truncate=truncate, mode=mode
+        )
+
+    def session_write(self, session_id: str, offset: int, data: bytes) -> None:
+        """Write ``data`` at ``offset`` within the session."""
+        self._call("session_write", session_id=session_id, offset=offset, data=data)
+
+    def session_flush(self, session_id: str) -> FileStat:
+        """Make everything written so far visible; returns the file's stat."""
+        return self._call("session_flush", session_id=session_id)
+
+    def session_finalize(self, session_id: str) -> FileStat:
+        """Close the session after its writes; returns the file's final stat."""
+        return self._call("session_finalize", session_id=session_id)
+
+    def session_abort(self, session_id: str) -> None:
+        """Close the session; the file keeps what was written."""
+        self._call("session_abort", session_id=session_id)

@@ -48,14 +48,19 @@ class FsAgent:
         self.service = service
         self.master = FsMasterLink(store, master_instance_key, service=service)
         self.ops: dict[str, LocalExportOps] = {
-            name: LocalExportOps(export.root_dir_abs, session_idle_timeout_s=agent_config.session_idle_timeout_s)
+            name: LocalExportOps(
+                export.root_dir_abs,
+                session_idle_timeout_s=agent_config.session_idle_timeout_s,
+                allow_setid_bits=export.allow_setid_bits,
+            )
             for name, export in agent_config.exports.items()
         }
         self.export_roots = {name: export.root_dir_abs for name, export in agent_config.exports.items()}
-        authorize = export_authorizer(remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), service)
+        self.authorize = export_authorizer(remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), service)
+        """The access check of every export call: RPC requests, and this agent's transfer workers."""
         self.server: RpcServer = store.transport().bind_server(listen_address, worker_threads=16)
         self.served: list[ServedExport] = [
-            serve_export(self.server, name, ops, authorize) for name, ops in self.ops.items()
+            serve_export(self.server, name, ops, self.authorize) for name, ops in self.ops.items()
         ]
         self.endpoint = self.server.endpoint
         self._stop = threading.Event()

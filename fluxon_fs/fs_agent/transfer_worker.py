@@ -2,8 +2,12 @@
 
 A worker claims only batches whose target export this agent serves (so writes are local and
 fd-anchored); the source is read locally when this agent also serves it, otherwise from an agent
-that does, over RPC, authenticated as a cluster member. The lease is renewed while copying; when a
-renewal says the claim was lost, the worker abandons the batch (the temp files it leaves are never
+that does, over RPC. Every export call of a copy carries the session token of the job's owner that
+came with the claim (fresh ones come with lease renewals), and a local export is reached through
+:class:`~fluxon_fs.export.serving.authorized_ops.AuthorizedExportOps`, the agent's own access
+check: the copy can read and write only what the owner may, and a symlink is re-authorised on its
+real path, exactly as for the owner's requests. The lease is renewed while copying; when a renewal
+says the claim was lost, the worker abandons the batch (the temp files it leaves are never
 published, and the next copy of that batch removes them).
 
 Workers claim as ``<agent>/<incarnation>/<index>``; the incarnation is fresh for every agent
@@ -24,7 +28,7 @@ from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
-from fluxon_fs.export.serving.caller_auth import service_auth
+from fluxon_fs.export.serving.authorized_ops import AuthorizedExportOps
 from fluxon_fs.master_api.calls import COMPLETE_BATCH, FAIL_BATCH
 from fluxon_fs.master_api.records import (
     BatchClaim,
@@ -73,11 +77,17 @@ def _test_pause_hook(job_id: str, number: int) -> Callable[[int], None] | None:
 
 
 class _LeaseKeeper:
-    """Renews a claim in the background; ``lost`` is set when the master says it is gone."""
+    """Renews a claim in the background; ``lost`` is set when the master says it is gone.
 
-    def __init__(self, agent: FsAgent, job_id: str, number: int, token: str, ttl_s: float) -> None:
-        self._agent, self._job_id, self._number, self._token = agent, job_id, number, token
-        self._interval = max(ttl_s / 3, 0.2)
+    ``access_token`` is the job owner's session token for the copy, replaced by the fresh one each
+    renewal brings.
+    """
+
+    def __init__(self, agent: FsAgent, assignment: ClaimedBatch) -> None:
+        self._agent, self._job_id, self._number = agent, assignment.job_id, assignment.number
+        self._token = assignment.claim_token
+        self.access_token = assignment.access_token
+        self._interval = max(assignment.lease_ttl_s / 3, 0.2)
         self.lost = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fs-transfer-lease", daemon=True)
@@ -90,6 +100,8 @@ class _LeaseKeeper:
                 if reply.lease_deadline is None:
                     self.lost.set()
                     return
+                if reply.access_token:
+                    self.access_token = reply.access_token
             except ApiError as exc:
                 log.warning("lease renewal for %s/%d failed: %s", self._job_id, self._number, exc)
 
@@ -107,7 +119,6 @@ class TransferWorkerPool:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._client = agent.store.transport().new_client()
-        self._auth = service_auth(agent.service, agent.instance_key)
         self._incarnation = secrets.token_hex(4)
 
     def start(self) -> None:
@@ -138,25 +149,38 @@ class TransferWorkerPool:
                 continue
             self._run_batch(assignment)
 
-    def _source_ops(self, export_name: str) -> ExportOps:
-        local = self._agent.ops.get(export_name)
-        if local is not None:
-            return local
+    def _local_ops(self, export_name: str, keeper: _LeaseKeeper) -> ExportOps:
+        """A local export as the job's owner, through this agent's access check."""
+        return AuthorizedExportOps(
+            self._agent.ops[export_name],
+            export_name,
+            self._agent.authorize,
+            lambda: keeper.access_token,
+            caller=self._agent.instance_key,
+        )
+
+    def _source_ops(self, export_name: str, keeper: _LeaseKeeper) -> ExportOps:
+        if export_name in self._agent.ops:
+            return self._local_ops(export_name, keeper)
         exports = self._agent.master.export_snapshot(ExportSnapshotQuery()).exports or {}
         export = exports.get(export_name)
         if export is None or not export.agents:
             raise ApiError(f"no live agent serves source export {export_name!r}")
         return RemoteExportOps(
-            self._client, export.agents[0].endpoint, export_name, auth=self._auth, caller=self._agent.instance_key
+            self._client,
+            export.agents[0].endpoint,
+            export_name,
+            auth=lambda _path: keeper.access_token,
+            caller=self._agent.instance_key,
         )
 
     def _run_batch(self, assignment: ClaimedBatch) -> None:
         spec, job_id, number, token = assignment.spec, assignment.job_id, assignment.number, assignment.claim_token
-        keeper = _LeaseKeeper(self._agent, job_id, number, token, assignment.lease_ttl_s)
+        keeper = _LeaseKeeper(self._agent, assignment)
         started = time.monotonic()
         try:
-            source = self._source_ops(spec.source_export)
-            target = self._agent.ops[spec.target_export]
+            source = self._source_ops(spec.source_export, keeper)
+            target = self._local_ops(spec.target_export, keeper)
             result = copy_batch(
                 spec,
                 assignment.scan_entries(),

@@ -21,13 +21,13 @@ from fluxon_core.log_setup import get_logger
 from fluxon_core.metrics import POOL_CAPACITY_BYTES, POOL_USED_BYTES
 from fluxon_core.metrics_exposition import render_prometheus_text
 from fluxon_core.protocols import StateStore
+from fluxon_fs.auth.delegation import DelegatedSessions
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.service import create_service_credential
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
-from fluxon_fs.export.serving.caller_auth import service_auth
 from fluxon_fs.fs_master.cache_usage import CacheUsageRegistry
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.handlers.auth import AuthHandlers
@@ -36,6 +36,7 @@ from fluxon_fs.fs_master.handlers.config import ConfigHandlers
 from fluxon_fs.fs_master.handlers.registry import RegistryHandlers
 from fluxon_fs.fs_master.handlers.table import HandlerTable
 from fluxon_fs.fs_master.handlers.transfers import TransferHandlers
+from fluxon_fs.fs_master.job_authority import JobAuthority
 from fluxon_fs.fs_master.job_runner import JobRunner
 from fluxon_fs.fs_master.mount_registry import MountRegistry
 from fluxon_fs.fs_master.panel import FsMasterPanelBackend, start_panel
@@ -82,8 +83,8 @@ class FsMaster:
         self.claim_holders = ClaimHolders(offline_after_s=AGENT_LEASE_TTL_S)
         self._stop = threading.Event()
         self._rpc_client = self.store.transport().new_client()
-        self._service_auth = service_auth(self.service, self.instance_key)
-        self.jobs = JobRunner(self.transfers, self.export_ops)
+        self.job_authority = JobAuthority(DelegatedSessions(self.authorizer, self.signer))
+        self.jobs = JobRunner(self.transfers, self.export_ops_as, self.job_authority)
         self._serve_protocol()
         self._reaper = threading.Thread(target=self._reap_forever, name="fs-master-reaper", daemon=True)
         self._reaper.start()
@@ -101,7 +102,8 @@ class FsMaster:
             authorizer=self.authorizer,
             transfers=self.transfers,
             export_ops=self.export_ops_as_user,
-            start_transfer=lambda spec: self.transfers.job(self.jobs.start_job(spec)),
+            job_authority=self.job_authority,
+            start_transfer=lambda spec, owner: self.transfers.job(self.jobs.start_job(spec, owner)),
             cluster_members=self._cluster_members,
             cache_usage=self._cache_usage,
             export_cache_usage=self.cache_usage.exports,
@@ -150,15 +152,13 @@ class FsMaster:
             return self.panel_config.transfer_state_store
         return {"kind": "sqlite", "sqlite": {"path": str(self.workdir / "transfer_state.db")}}
 
-    def export_ops(self, export_name: str) -> ExportOps:
-        """The operations of an export through one of its live agents, as the system (service token)."""
-        return self._agent_ops(export_name, self._service_auth)
-
     def export_ops_as_user(self, export_name: str, access_token: str) -> ExportOps:
         """The operations of an export as the user of ``access_token``: the agent applies that user's scopes."""
-        return self._agent_ops(export_name, lambda _path: access_token)
+        return self.export_ops_as(export_name, lambda _path: access_token)
 
-    def _agent_ops(self, export_name: str, auth: Callable[[str], str]) -> ExportOps:
+    def export_ops_as(self, export_name: str, auth: Callable[[str], str]) -> ExportOps:
+        """The operations of an export through one of its live agents, every call carrying the user token
+        ``auth(rpc_path)`` returns (the fs master never calls an export as the system)."""
         export = self.exports.snapshot().exports.get(export_name)
         if export is None or not export.agents:
             raise FileNotFoundError(errno.ENOENT, f"no live agent serves export {export_name!r}", export_name)
@@ -185,7 +185,9 @@ class FsMaster:
             self.panel_config.login_protection,
         )
         self._auth.register_paths(table)
-        transfers = TransferHandlers(self.transfers, self.jobs, self.claim_holders, self.exports, self.authorizer)
+        transfers = TransferHandlers(
+            self.transfers, self.jobs, self.claim_holders, self.exports, self.authorizer, self.job_authority
+        )
         transfers.register_paths(table)
         table.serve(self.store)
 

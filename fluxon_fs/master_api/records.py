@@ -288,7 +288,9 @@ class BatchClaim:
 
 @attrs.frozen
 class ClaimedBatch:
-    """A batch handed to a worker: what to copy, and the claim it must renew and report with."""
+    """A batch handed to a worker: what to copy, the claim it must renew and report with, and the
+    session token of the job's owner that every export call of the copy carries (so agents apply the
+    owner's scopes; renewals bring a fresh one)."""
 
     job_id: str
     spec: JobSpec
@@ -299,12 +301,14 @@ class ClaimedBatch:
     entries: tuple[tuple[str, str, int, int, int], ...]
     """The batch's :class:`~fluxon_fs.transfer.records.ScanEntry` rows."""
     claims: int
+    access_token: str
 
     @classmethod
-    def of(cls, assignment: BatchAssignment) -> ClaimedBatch:
-        """The coordinator's assignment as a worker receives it."""
+    def of(cls, assignment: BatchAssignment, access_token: str) -> ClaimedBatch:
+        """The coordinator's assignment as a worker receives it, with the owner's token."""
         fields = attrs.asdict(assignment, recurse=False)
-        return cls(**{**fields, "entries": tuple(tuple(entry) for entry in assignment.entries)})
+        entries = tuple(tuple(entry) for entry in assignment.entries)
+        return cls(**{**fields, "entries": entries, "access_token": access_token})
 
     def scan_entries(self) -> list[ScanEntry]:
         """The entries to copy."""
@@ -329,9 +333,11 @@ class LeaseRenewal:
 
 @attrs.frozen
 class LeaseRenewalReply:
-    """The new lease deadline, or None when the claim is lost (the worker abandons the batch)."""
+    """The new lease deadline, or None when the claim is lost (the worker abandons the batch), and the
+    owner's current session token for the rest of the copy ("" when there is none: keep the last)."""
 
     lease_deadline: float | None
+    access_token: str = ""
 
 
 @attrs.frozen
@@ -414,11 +420,27 @@ class JobListQuery:
 
 
 @attrs.frozen
+class QuarantinedJob:
+    """A job record the fs master could not read and moved aside under the state store's ``quarantine/``."""
+
+    key: str
+    """Where the record was (``jobs/<job_id>``)."""
+    error: str
+    quarantined_at: float
+
+
+@attrs.frozen
 class JobListReply:
-    """The jobs, and the state store's error while it is unreachable (then the jobs are the last known ones)."""
+    """The jobs, and the state store's error while it is unreachable (then the jobs are the last known ones).
+
+    ``quarantined_count`` job records could not be read and were moved aside; ``quarantined`` lists
+    them for users who can manage users (they alone can repair the store), empty for everyone else.
+    """
 
     jobs: tuple[JobView, ...]
     state_store_error: str
+    quarantined: tuple[QuarantinedJob, ...] = ()
+    quarantined_count: int = 0
 
 
 @attrs.frozen

@@ -39,8 +39,14 @@ class TransferClient:
         ).job_id
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job, newest first."""
+        """Every job this user may see, newest first."""
         return [to_wire(job) for job in self.session.call(lambda token: self._link.list_jobs(JobListQuery(token))).jobs]
+
+    def job_list(self) -> dict[str, Any]:
+        """:meth:`jobs` with what else the listing says: ``jobs``, ``state_store_error``,
+        ``quarantined`` (job records that could not be read; listed for users who can manage users)
+        and ``quarantined_count``."""
+        return to_wire(self.session.call(lambda token: self._link.list_jobs(JobListQuery(token))))
 
     def show(self, job_id: str) -> dict[str, Any]:
         """A job with its batches."""

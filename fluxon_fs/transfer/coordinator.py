@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from fluxon_core.protocols import StateStore
-from fluxon_fs.transfer.job_store import JobStore
-from fluxon_fs.transfer.jobs import BatchAssignment, BatchRecord, BatchResult, JobRecord, JobSpec
+from fluxon_fs.transfer.job_store import JobStore, QuarantinedRecord
+from fluxon_fs.transfer.jobs import NO_OWNER, BatchAssignment, BatchRecord, BatchResult, JobOwner, JobRecord, JobSpec
 from fluxon_fs.transfer.leases import BatchLeases
 from fluxon_fs.transfer.lifecycle import JobLifecycle
 from fluxon_fs.transfer.records import ScanEntry
@@ -69,29 +69,39 @@ class TransferCoordinator:
 
     # ----- transitions (JobLifecycle) -----------------------------------------------------------
 
-    def create_job(self, spec: JobSpec, *, job_id: str | None = None) -> JobRecord:
-        """Store a new job, ``scanning`` until its scan finishes (:meth:`JobLifecycle.create_job`)."""
-        return self.lifecycle.create_job(spec, job_id=job_id)
+    def create_job(self, spec: JobSpec, *, owner: JobOwner = NO_OWNER, job_id: str | None = None) -> JobRecord:
+        """Store a new job run for ``owner``, ``scanning`` until its scan finishes (:meth:`JobLifecycle.create_job`)."""
+        return self.lifecycle.create_job(spec, owner=owner, job_id=job_id)
 
-    def create_job_from_prescan(self, prescan_job_id: str, spec: JobSpec, export_root_dir: str) -> JobRecord:
+    def create_job_from_prescan(
+        self, prescan_job_id: str, spec: JobSpec, export_root_dir: str, *, owner: JobOwner = NO_OWNER
+    ) -> JobRecord:
         """Import a finished pre-scan as a running job (:meth:`JobLifecycle.create_job_from_prescan`)."""
-        return self.lifecycle.create_job_from_prescan(prescan_job_id, spec, export_root_dir)
+        return self.lifecycle.create_job_from_prescan(prescan_job_id, spec, export_root_dir, owner=owner)
 
     def finish_scan(self, job_id: str) -> JobRecord:
         """Scanning is complete: the job becomes ``running`` (:meth:`JobLifecycle.finish_scan`)."""
         return self.lifecycle.finish_scan(job_id)
 
-    def fail_scan(self, job_id: str, error: str) -> JobRecord:
-        """Scanning failed: the job ends ``failed`` (:meth:`JobLifecycle.fail_scan`)."""
-        return self.lifecycle.fail_scan(job_id, error)
+    def fail_job(self, job_id: str, error: str) -> JobRecord:
+        """The job cannot go on (e.g. its scan failed): it ends ``failed`` (:meth:`JobLifecycle.fail_job`)."""
+        return self.lifecycle.fail_job(job_id, error)
+
+    def quarantined_jobs(self) -> list[QuarantinedRecord]:
+        """Job records that could not be read, moved aside (:meth:`JobStore.quarantined`)."""
+        return self.job_store.quarantined()
 
     def pause(self, job_id: str) -> JobRecord:
         """Stop handing out batches (:meth:`JobLifecycle.pause`)."""
         return self.lifecycle.pause(job_id)
 
-    def resume(self, job_id: str) -> JobRecord:
-        """Continue a paused job (:meth:`JobLifecycle.resume`)."""
-        return self.lifecycle.resume(job_id)
+    def resume(self, job_id: str, *, owner: JobOwner | None = None) -> JobRecord:
+        """Continue a paused job, run for ``owner`` from now on if given (:meth:`JobLifecycle.resume`)."""
+        return self.lifecycle.resume(job_id, owner=owner)
+
+    def suspend(self, job_id: str, reason: str, *, owner: JobOwner | None = None) -> JobRecord:
+        """Pause a job the fs master cannot go on with, saying why (:meth:`JobLifecycle.suspend`)."""
+        return self.lifecycle.suspend(job_id, reason, owner=owner)
 
     def cancel(self, job_id: str) -> JobRecord:
         """End the job (:meth:`JobLifecycle.cancel`)."""

@@ -2,7 +2,8 @@
 
 A file is written under a temporary name in its target directory and renamed into place after the
 last byte and a size check, so a target file is always absent, the old version, or the complete
-new one. Mode and mtime are preserved. A worker killed mid-file leaves its temporary file behind;
+new one. Mode (permission bits only: setuid, setgid and sticky are never copied) and mtime are
+preserved. A worker killed mid-file leaves its temporary file behind;
 the next worker to claim that batch removes the temporary files of the batch's files first
 (:func:`remove_orphan_temps`), so a finished job leaves none.
 """
@@ -10,6 +11,7 @@ the next worker to claim that batch removes the temporary files of the batch's f
 from __future__ import annotations
 
 import errno
+import hashlib
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -19,6 +21,8 @@ from fluxon_fs.transfer.records import ENTRY_DIR, ENTRY_FILE, ScanEntry
 
 COPY_CHUNK_BYTES = 8 * 1024 * 1024
 TEMP_MARKER = ".fluxon-part-"
+COPIED_MODE_BITS = 0o777
+"""The mode bits a copy keeps: permissions only, never setuid, setgid or sticky."""
 
 
 def _parent(relpath: str) -> str:
@@ -59,13 +63,14 @@ def copy_file(
     """Copy one file atomically; returns the source stat the copy corresponds to.
 
     ``first_chunk`` is the result of ``source.read_chunk(source_relpath, 0, COPY_CHUNK_BYTES)`` when
-    the caller already read it. The temporary file is created with the source's permission bits, so
-    a chmod is needed only when the target's umask (or a set-id bit) changed them.
+    the caller already read it. The temporary file is created with the source's permission bits
+    (without set-id bits: a copy must not plant a setuid program), so a chmod is needed only when
+    the target's umask changed them.
     """
     first_stat, data = first_chunk or source.read_chunk(source_relpath, 0, COPY_CHUNK_BYTES)
-    wanted_mode = first_stat.mode & 0o7777
+    wanted_mode = first_stat.mode & COPIED_MODE_BITS
     temp = _temp_name(target_relpath)
-    session = target.session_open(temp, create=True, exclusive=True, truncate=True, mode=wanted_mode & 0o777)
+    session = target.session_open(temp, create=True, exclusive=True, truncate=True, mode=wanted_mode)
     committed = False
     try:
         offset = 0
@@ -187,7 +192,7 @@ def copy_batch(
             errors.append(f"{source_rel}: {exc.strerror or exc}")
     for target_rel, entry in dir_times:
         try:
-            target.chmod(target_rel, entry.mode & 0o7777)
+            target.chmod(target_rel, entry.mode & COPIED_MODE_BITS)
         except OSError as exc:
             errors.append(f"{target_rel}: {exc.strerror or exc}")
     return BatchResult(
@@ -224,8 +229,25 @@ def scan_export_dir(ops: ExportOps, source_dir: str) -> Iterator[ScanEntry]:
                 yield ScanEntry(child, ENTRY_FILE, st.size, st.mtime_ns, st.mode & 0o7777)
 
 
+def content_sha256(ops: ExportOps, relpath: str, stat: FileStat) -> str | None:
+    """The sha256 (hex) of a file's content streamed through ``ops``; None when the file changed
+    (its version differs from ``stat``'s) while it was read."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < stat.size:
+        current, data = ops.read_chunk(relpath, offset, COPY_CHUNK_BYTES)
+        if current.version != stat.version:
+            return None
+        if not data:
+            break
+        digest.update(data)
+        offset += len(data)
+    return digest.hexdigest()
+
+
 def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, target: ExportOps) -> list[str]:
-    """Differences between source and target for a batch's files (size + mtime)."""
+    """Differences between source and target for a batch's files: size and mtime, and with
+    ``spec.verify_checksum`` the sha256 of their content (each file read whole on both sides)."""
     differences = []
     for entry in entries:
         if entry.kind != ENTRY_FILE:
@@ -245,11 +267,21 @@ def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, tar
             differences.append(
                 f"{target_rel}: target size/mtime {dst.size}/{dst.mtime_ns} != source {src.size}/{src.mtime_ns}"
             )
+            continue
+        if spec.verify_checksum:
+            source_sum, target_sum = content_sha256(source, source_rel, src), content_sha256(target, target_rel, dst)
+            if source_sum is None or target_sum is None:
+                differences.append(f"{target_rel}: changed while its content was compared")
+            elif source_sum != target_sum:
+                differences.append(
+                    f"{target_rel}: content differs: target sha256 {target_sum[:16]}… != source {source_sum[:16]}…"
+                )
     return differences
 
 
 __all__ = [
     "COPY_CHUNK_BYTES",
+    "content_sha256",
     "copy_batch",
     "copy_file",
     "remove_orphan_temps",

@@ -5,20 +5,30 @@ Key layout (relative to the store's ``key_prefix``):
 * ``jobs/<job_id>``                      — :class:`~fluxon_fs.transfer.jobs.JobRecord`
 * ``job_batches/<job_id>/<n:08d>``       — the entries of batch n (immutable once written)
 * ``job_batch_state/<job_id>/<n:08d>``   — :class:`~fluxon_fs.transfer.jobs.BatchRecord` (small, updated often)
+* ``quarantine/jobs/<job_id>``            — :class:`QuarantinedRecord`: a job record that could not be read
 * the pre-scan keys of :mod:`fluxon_fs.transfer.records` (written by the pre-scan, read here)
 
 Every update is a compare-and-set loop against the bytes it read, so concurrent writers never
 lose each other's changes. The store remembers the last job records it read or wrote, so the fs
 master can still show jobs (with the store's error) while the state store is unavailable.
+
+A job record that cannot be decoded (corrupted, or written by a broken tool) is **quarantined**
+the first time it is read: moved, with the decode error, under ``quarantine/`` and logged, so
+listing jobs, claiming batches and the fs master's start go on for every other job. Its batches
+stay where they are; an operator can repair the record and put it back under ``jobs/``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import attrs
+
 from fluxon_core.errors import InvalidArgumentError, KeyNotFoundError
+from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
 from fluxon_fs.transfer.batching import SealedBatch
 from fluxon_fs.transfer.codec import decode, encode
@@ -26,6 +36,7 @@ from fluxon_fs.transfer.jobs import BatchRecord, JobRecord
 from fluxon_fs.transfer.records import (
     ENTRY_FILE,
     PRESCANS_PREFIX,
+    SCHEMA_VERSION,
     PrescanRecord,
     ScanEntry,
     decode_batch,
@@ -36,7 +47,23 @@ from fluxon_fs.transfer.records import (
 )
 
 JOBS_PREFIX = "jobs/"
+QUARANTINE_PREFIX = "quarantine/"
 R = TypeVar("R")
+
+log = get_logger("fluxon.fs.transfer")
+
+
+@attrs.frozen
+class QuarantinedRecord:
+    """A record that could not be decoded, kept as it was stored with the reason."""
+
+    key: str
+    """Where it was stored (``jobs/<job_id>``)."""
+    error: str
+    quarantined_at: float
+    raw: str
+    """The stored bytes as text (bytes that are not UTF-8 replaced)."""
+    schema_version: int = SCHEMA_VERSION
 
 
 def job_key(job_id: str) -> str:
@@ -77,16 +104,46 @@ class JobStore:
         self._known_jobs[record.job_id] = record
 
     def job(self, job_id: str) -> JobRecord:
-        """A job record; unknown ids raise :class:`KeyNotFoundError`."""
+        """A job record; unknown (or just quarantined) ids raise :class:`KeyNotFoundError`."""
         key = job_key(job_id)
-        record = self._known_jobs[job_id] = decode(JobRecord, self._get(key, _no_job(job_id)), key)
+        record = self._known_jobs[job_id] = self._read_job(key, self._get(key, _no_job(job_id)))
         return record
 
     def jobs(self) -> list[JobRecord]:
-        """Every job, newest first."""
-        records = [decode(JobRecord, value, key) for key, value in self.store.scan_prefix(JOBS_PREFIX)]
+        """Every job that can be read, newest first; the others are quarantined on the way."""
+        records = []
+        for key, value in self.store.scan_prefix(JOBS_PREFIX):
+            try:
+                records.append(self._read_job(key, value))
+            except KeyNotFoundError:
+                continue
         self._known_jobs = {r.job_id: r for r in records}
         return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def quarantined(self) -> list[QuarantinedRecord]:
+        """Records moved to quarantine, oldest first."""
+        found = []
+        for key, value in self.store.scan_prefix(QUARANTINE_PREFIX):
+            try:
+                found.append(decode(QuarantinedRecord, value, key))
+            except InvalidArgumentError as exc:  # not even the quarantine entry reads: show that much
+                found.append(QuarantinedRecord(key.removeprefix(QUARANTINE_PREFIX), str(exc), 0.0, ""))
+        return sorted(found, key=lambda r: r.quarantined_at)
+
+    def _read_job(self, key: str, data: bytes) -> JobRecord:
+        """The job stored as ``data`` at ``key``; a malformed one is quarantined (KeyNotFoundError)."""
+        try:
+            return decode(JobRecord, data, key)
+        except InvalidArgumentError as exc:
+            error = str(exc)
+        moved_to = QUARANTINE_PREFIX + key
+        record = QuarantinedRecord(key, error, time.time(), data.decode("utf-8", "replace"))
+        # Kept first, then removed only if unchanged: a crash in between loses nothing.
+        self.store.put(moved_to, encode(record))
+        self.store.compare_and_set(key, data, None)
+        self._known_jobs.pop(key.removeprefix(JOBS_PREFIX), None)
+        log.error("transfer state store: %s cannot be read (%s); moved to %s", key, error, moved_to)
+        raise KeyNotFoundError(f"{key} could not be read and was moved to {moved_to}: {error}")
 
     def cached_jobs(self) -> list[JobRecord]:
         """The job records as last read or written, newest first."""
@@ -98,7 +155,7 @@ class JobStore:
 
     def update_job(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         """Apply ``change`` to the stored job until the write wins; written only when it changed something."""
-        updated = self._update(job_key(job_id), JobRecord, change, _no_job(job_id))
+        updated = self._update(job_key(job_id), self._read_job, change, _no_job(job_id))
         self._known_jobs[job_id] = updated
         return updated
 
@@ -132,7 +189,8 @@ class JobStore:
 
     def update_batch(self, job_id: str, number: int, change: Callable[[BatchRecord], BatchRecord]) -> BatchRecord:
         """Apply ``change`` to the stored batch until the write wins; written only when it changed something."""
-        return self._update(batch_record_key(job_id, number), BatchRecord, change, _no_batch(job_id, number))
+        key = batch_record_key(job_id, number)
+        return self._update(key, lambda key, data: decode(BatchRecord, data, key), change, _no_batch(job_id, number))
 
     # ----- pre-scans ----------------------------------------------------------------------------
 
@@ -160,10 +218,10 @@ class JobStore:
             raise KeyNotFoundError(missing)
         return data
 
-    def _update(self, key: str, cls: type[R], change: Callable[[R], R], missing: str) -> R:
+    def _update(self, key: str, read: Callable[[str, bytes], R], change: Callable[[R], R], missing: str) -> R:
         while True:
             data = self._get(key, missing)
-            updated = change(decode(cls, data, key))
+            updated = change(read(key, data))
             encoded = encode(updated)
             if encoded == data or self.store.compare_and_set(key, data, encoded):
                 return updated

@@ -1,6 +1,7 @@
 """Transfer jobs and their batches: the records stored for them and exchanged with workers.
 
-A job (:class:`JobRecord`) copies what its :class:`JobSpec` names, in batches; each batch has a
+A job (:class:`JobRecord`) copies what its :class:`JobSpec` names, in batches, with the authority
+of its owner (:class:`JobOwner`); each batch has a
 :class:`BatchRecord` (its claim, attempts and result). A worker receives a :class:`BatchAssignment`
 when it claims a batch and reports a :class:`BatchResult`. Where they are stored is
 :mod:`fluxon_fs.transfer.job_store`; how a job moves between states,
@@ -32,6 +33,7 @@ class JobSpec:
     conflict_policy: str = "overwrite"  # overwrite | skip_existing
     max_attempts: int = 5
     verify_checksum: bool = False
+    """The verification pass also compares the sha256 of every file's content, not only size and mtime."""
     prescan_job_id: str = ""
 
     def validate(self) -> None:
@@ -64,6 +66,23 @@ class JobSpec:
 
 
 @attrs.frozen
+class JobOwner:
+    """The user a job runs for: its scans, copies and verification run with that user's authority.
+
+    Set by the fs master from the session that created (or, after the owner could no longer run
+    it, resumed) the job — never taken from a request. ``credential_version`` is the user's then:
+    after a password change the job stops until its owner resumes it.
+    """
+
+    username: str
+    credential_version: int
+
+
+NO_OWNER = JobOwner("", 0)
+"""The owner of a job stored before jobs recorded one: the fs master runs such a job for nobody."""
+
+
+@attrs.frozen
 class JobCounters:
     """Progress of a job."""
 
@@ -93,7 +112,15 @@ class JobRecord:
     state_reason: str = ""
     recent_errors: tuple[str, ...] = ()
     verify_report: tuple[str, ...] = ()
+    owner: str = ""
+    """The user the job runs for ("" for a job stored before jobs recorded their owner)."""
+    owner_credential_version: int = 0
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def job_owner(self) -> JobOwner:
+        """:attr:`owner` and :attr:`owner_credential_version` (:data:`NO_OWNER` for an old job)."""
+        return JobOwner(self.owner, self.owner_credential_version)
 
     def throughput_bytes_per_s(self, now: float | None = None) -> float:
         """Average copy rate since the job started."""

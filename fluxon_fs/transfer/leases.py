@@ -2,7 +2,8 @@
 
 A batch moves ``pending → claimed(worker, lease) → done | failed``. A worker claims with
 compare-and-set and renews its lease while copying; an expired lease (or a holder known to be
-gone) makes the batch claimable again; a done batch is never handed out again. A report counts
+gone) makes the batch claimable again and counts as a failed attempt, so a batch that kills every
+worker copying it fails after the job's ``max_attempts``; a done batch is never handed out again. A report counts
 only from the worker that holds the claim (its ``claim_token``); a repeated report of an outcome
 already recorded is accepted again, so a worker may retry a report whose answer it did not get.
 
@@ -19,9 +20,10 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.transfer.job_store import JobStore
-from fluxon_fs.transfer.jobs import BatchAssignment, BatchRecord, BatchResult
+from fluxon_fs.transfer.jobs import BatchAssignment, BatchRecord, BatchResult, JobRecord
 from fluxon_fs.transfer.lifecycle import JobLifecycle
 from fluxon_fs.transfer.states import BatchState, JobState
 
@@ -72,48 +74,68 @@ class BatchLeases:
         for job in sorted(self._jobs.jobs(), key=lambda r: r.created_at):
             if job.state is not JobState.RUNNING or (wanted is not None and job.job_id not in wanted):
                 continue
-            batches = list(self._jobs.batches(job.job_id))
-            if sum(1 for b in batches if held(b)) >= job.spec.desired_worker_count:
+            try:
+                assignment = self._claim_in(job, worker, now, held)
+            except InvalidArgumentError as exc:  # a record of this job cannot be read: it alone stops
+                log.error("job %s: %s", job.job_id, exc)
+                self._lifecycle.fail_job(job.job_id, f"a record of this job cannot be read: {exc}")
                 continue
-            for listed in batches:
-                if not self._claimable(listed, now, held):
-                    continue
-                token = secrets.token_hex(8)
+            if assignment is not None:
+                return assignment
+        return None
 
-                def take(batch: BatchRecord, token: str = token) -> BatchRecord:
-                    # Decided again on the stored record: another claimer may have taken it since the listing.
-                    if not self._claimable(batch, now, held):
-                        return batch
-                    return attrs.evolve(
-                        batch,
-                        state=BatchState.CLAIMED,
-                        worker=worker,
-                        claim_token=token,
-                        lease_deadline=now + self.lease_ttl_s,
-                        claims=batch.claims + 1,
-                    )
+    def _claim_in(
+        self, job: JobRecord, worker: str, now: float, held: Callable[[BatchRecord], bool]
+    ) -> BatchAssignment | None:
+        """The next claimable batch of ``job`` claimed for ``worker``, or None."""
+        batches = list(self._jobs.batches(job.job_id))
+        if sum(1 for b in batches if held(b)) >= job.spec.desired_worker_count:
+            return None
+        for listed in batches:
+            if not self._claimable(listed, now, held):
+                continue
+            lost_holder = listed.worker if listed.state is BatchState.CLAIMED else ""
+            if lost_holder:
+                listed = self._lifecycle.batch_lost(job.job_id, listed)
+                if not self._claimable(listed, now, held) or listed.state is not BatchState.PENDING:
+                    continue  # out of attempts, or another claimer was first
+            token = secrets.token_hex(8)
 
-                claimed = self._jobs.update_batch(job.job_id, listed.number, take)
-                if claimed.claim_token != token:
-                    continue
-                if listed.state is BatchState.CLAIMED:
-                    log.warning(
-                        "job %s batch %d: claim of %s expired or its holder is gone; re-dispatched to %s",
-                        job.job_id,
-                        listed.number,
-                        listed.worker,
-                        worker,
-                    )
-                return BatchAssignment(
-                    job_id=job.job_id,
-                    spec=job.spec,
-                    number=listed.number,
+            def take(batch: BatchRecord, token: str = token) -> BatchRecord:
+                # Decided again on the stored record: another claimer may have taken it since the listing.
+                if not self._claimable(batch, now, held):
+                    return batch
+                return attrs.evolve(
+                    batch,
+                    state=BatchState.CLAIMED,
+                    worker=worker,
                     claim_token=token,
-                    lease_deadline=claimed.lease_deadline,
-                    lease_ttl_s=self.lease_ttl_s,
-                    entries=self._jobs.batch_entries(job.job_id, listed.number),
-                    claims=claimed.claims,
+                    lease_deadline=now + self.lease_ttl_s,
+                    claims=batch.claims + 1,
                 )
+
+            claimed = self._jobs.update_batch(job.job_id, listed.number, take)
+            if claimed.claim_token != token:
+                continue
+            if lost_holder:
+                log.warning(
+                    "job %s batch %d: claim of %s expired or its holder is gone (attempt %d); re-dispatched to %s",
+                    job.job_id,
+                    listed.number,
+                    lost_holder,
+                    listed.attempts,
+                    worker,
+                )
+            return BatchAssignment(
+                job_id=job.job_id,
+                spec=job.spec,
+                number=listed.number,
+                claim_token=token,
+                lease_deadline=claimed.lease_deadline,
+                lease_ttl_s=self.lease_ttl_s,
+                entries=self._jobs.batch_entries(job.job_id, listed.number),
+                claims=claimed.claims,
+            )
         return None
 
     @staticmethod
@@ -166,17 +188,25 @@ class BatchLeases:
 
     def recover_after_restart(self) -> None:
         """Extend every live lease by one TTL so workers that finished meanwhile can still report,
-        and recount running jobs (a crash between a batch's write and its job's may have left them short)."""
+        and recount running jobs (a crash between a batch's write and its job's may have left them short).
+
+        A job record that cannot be read is quarantined (:class:`JobStore`); a job with a batch record
+        that cannot be read fails with that error. Neither stops the others or the fs master's start.
+        """
         now = self._clock()
         for job in self._jobs.jobs():
             if job.state.is_final:
                 continue
-            for batch in list(self._jobs.batches(job.job_id)):
-                if batch.state is BatchState.CLAIMED:
-                    self._jobs.update_batch(
-                        job.job_id,
-                        batch.number,
-                        lambda b: attrs.evolve(b, lease_deadline=max(b.lease_deadline, now + self.lease_ttl_s)),
-                    )
-            if job.state.holds_leases:
-                self._lifecycle.recount(job.job_id)
+            try:
+                for batch in list(self._jobs.batches(job.job_id)):
+                    if batch.state is BatchState.CLAIMED:
+                        self._jobs.update_batch(
+                            job.job_id,
+                            batch.number,
+                            lambda b: attrs.evolve(b, lease_deadline=max(b.lease_deadline, now + self.lease_ttl_s)),
+                        )
+                if job.state.holds_leases:
+                    self._lifecycle.recount(job.job_id)
+            except InvalidArgumentError as exc:
+                log.error("job %s: %s", job.job_id, exc)
+                self._lifecycle.fail_job(job.job_id, f"a record of this job cannot be read: {exc}")

@@ -20,7 +20,7 @@ from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.metrics import TRANSFER_BYTES_COPIED, TRANSFER_FILES_COPIED
 from fluxon_core.relpath import relative_to_root
 from fluxon_fs.transfer.job_store import JobStore
-from fluxon_fs.transfer.jobs import BatchRecord, BatchResult, JobRecord, JobSpec
+from fluxon_fs.transfer.jobs import NO_OWNER, BatchRecord, BatchResult, JobOwner, JobRecord, JobSpec
 from fluxon_fs.transfer.states import BatchState, JobState, PrescanState
 
 RECENT_ERRORS = 20
@@ -38,20 +38,27 @@ class JobLifecycle:
 
     # ----- creation and scan --------------------------------------------------------------------
 
-    def create_job(self, spec: JobSpec, *, job_id: str | None = None) -> JobRecord:
-        """Store a new job, ``scanning`` until :meth:`finish_scan`."""
+    def create_job(self, spec: JobSpec, *, owner: JobOwner = NO_OWNER, job_id: str | None = None) -> JobRecord:
+        """Store a new job run for ``owner``, ``scanning`` until :meth:`finish_scan`.
+
+        The fs master does not run a job without an owner (see :mod:`fluxon_fs.fs_master.job_authority`).
+        """
         spec.validate()
         record = JobRecord(
             job_id=job_id or f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}",
             spec=spec,
             state=JobState.SCANNING,
             created_at=self._clock(),
+            owner=owner.username,
+            owner_credential_version=owner.credential_version,
         )
         self._jobs.insert_job(record)
         return record
 
-    def create_job_from_prescan(self, prescan_job_id: str, spec: JobSpec, export_root_dir: str) -> JobRecord:
-        """Import a finished pre-scan as a running job.
+    def create_job_from_prescan(
+        self, prescan_job_id: str, spec: JobSpec, export_root_dir: str, *, owner: JobOwner = NO_OWNER
+    ) -> JobRecord:
+        """Import a finished pre-scan as a running job run for ``owner``.
 
         The pre-scan's source root must lie inside the source export (``export_root_dir`` on its
         agent); its entries are rebased onto that folder so the target layout equals a direct copy.
@@ -65,7 +72,7 @@ class JobLifecycle:
                 f"pre-scan source {prescan.src_root_dir!r} is not inside export {spec.source_export!r} "
                 f"(root {export_root_dir!r})"
             )
-        job = self.create_job(attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id))
+        job = self.create_job(attrs.evolve(spec, source_dir=source_dir, prescan_job_id=prescan_job_id), owner=owner)
         for number, (entries, total) in enumerate(self._jobs.prescan_batches(prescan)):
             self._jobs.add_batch(job.job_id, number, entries, total)
         return self.finish_scan(job.job_id)
@@ -86,12 +93,17 @@ class JobLifecycle:
 
         return self._maybe_finish(self._jobs.update_job(job_id, change))
 
-    def fail_scan(self, job_id: str, error: str) -> JobRecord:
-        """Scanning failed: the job ends ``failed`` with the error."""
+    def fail_job(self, job_id: str, error: str) -> JobRecord:
+        """The job cannot go on (its scan failed, a record of it cannot be read): it ends ``failed``
+        with the error; ``retry_failed`` runs it again."""
         return self._jobs.update_job(
             job_id,
             lambda job: attrs.evolve(
-                job, state=JobState.FAILED, state_reason=error, finished_at=self._clock(), recent_errors=(error,)
+                job,
+                state=JobState.FAILED,
+                state_reason=error,
+                finished_at=self._clock(),
+                recent_errors=(*job.recent_errors, error)[-RECENT_ERRORS:],
             ),
         )
 
@@ -101,13 +113,35 @@ class JobLifecycle:
         """Stop handing out batches; claimed batches finish."""
         return self._set_state(job_id, JobState.PAUSED, allowed=lambda state: state.can_pause)
 
-    def resume(self, job_id: str) -> JobRecord:
-        """Continue a paused job (scanning again when it was paused before its scan finished)."""
+    def suspend(self, job_id: str, reason: str, *, owner: JobOwner | None = None) -> JobRecord:
+        """Pause a job the fs master cannot go on with (e.g. its owner can no longer run it), saying why.
+
+        Unlike :meth:`pause` this also stops a job that is verifying; a job that has ended stays as it
+        is, and so does one no longer bound to ``owner`` (resumed for another owner meanwhile).
+        """
+
+        def change(job: JobRecord) -> JobRecord:
+            if job.state.is_final or (owner is not None and job.job_owner != owner):
+                return job
+            return attrs.evolve(job, state=JobState.PAUSED, state_reason=reason)
+
+        return self._jobs.update_job(job_id, change)
+
+    def resume(self, job_id: str, *, owner: JobOwner | None = None) -> JobRecord:
+        """Continue a paused job (scanning again when it was paused before its scan finished, verifying
+        when every batch had ended); with ``owner``, it runs for that owner from now on."""
 
         def change(job: JobRecord) -> JobRecord:
             if job.state is not JobState.PAUSED:
                 raise InvalidArgumentError(f"job {job_id} is {job.state}; cannot change it to {JobState.RUNNING}")
-            return attrs.evolve(job, state=JobState.RUNNING if job.started_at else JobState.SCANNING)
+            bound = owner or job.job_owner
+            return attrs.evolve(
+                job,
+                state=JobState.RUNNING if job.started_at else JobState.SCANNING,
+                state_reason="",
+                owner=bound.username,
+                owner_credential_version=bound.credential_version,
+            )
 
         return self._maybe_finish(self._jobs.update_job(job_id, change))
 
@@ -174,24 +208,51 @@ class JobLifecycle:
     def batch_failed(self, job_id: str, before: BatchRecord, error: str) -> None:
         """Record a failed attempt of the claimed batch ``before``: retried with exponential backoff
         until the job's ``max_attempts``, then failed for good."""
+        self._failed_attempt(job_id, before, error, holder_lost=False)
+
+    def batch_lost(self, job_id: str, before: BatchRecord) -> BatchRecord:
+        """The worker holding the claimed batch ``before`` is gone (its lease expired or its agent died).
+
+        That was an attempt too — a batch that crashes every worker copying it must not be retried
+        forever: the batch becomes pending at once (no backoff: a dead worker says little about the
+        batch), or failed once the job's ``max_attempts`` are used. Returns the stored batch, unchanged
+        when another caller already dealt with that claim.
+        """
+        max_attempts = self._jobs.job(job_id).spec.max_attempts
+        error = f"worker {before.worker} was lost while copying (its lease expired or its agent died)"
+        if before.attempts + 1 >= max_attempts:
+            error += (
+                f"; {max_attempts} of {max_attempts} attempts used, giving up: the batch may be crashing its workers"
+            )
+        return self._failed_attempt(job_id, before, error, holder_lost=True)
+
+    def _failed_attempt(self, job_id: str, before: BatchRecord, error: str, *, holder_lost: bool) -> BatchRecord:
         with self._jobs.lock:
             job = self._jobs.job(job_id)
             attempts = before.attempts + 1
             final = attempts >= job.spec.max_attempts
-            backoff = self._retry_backoff_s * (2 ** (attempts - 1))
-            self._jobs.update_batch(
-                job_id,
-                before.number,
-                lambda b: attrs.evolve(
-                    b,
+            backoff = 0.0 if holder_lost else self._retry_backoff_s * (2 ** (attempts - 1))
+            applied = False
+
+            def count_attempt(batch: BatchRecord) -> BatchRecord:
+                nonlocal applied
+                applied = batch.state is BatchState.CLAIMED and batch.claim_token == before.claim_token
+                if not applied:  # the claim ended meanwhile (reported, or taken over by another claimer)
+                    return batch
+                return attrs.evolve(
+                    batch,
                     state=BatchState.FAILED if final else BatchState.PENDING,
                     attempts=attempts,
-                    not_before=self._clock() + backoff,
+                    not_before=self._clock() + backoff if backoff else 0.0,
                     last_error=error,
-                    # A final failure keeps its token so a repeated report is recognised.
-                    claim_token=b.claim_token if final else "",
-                ),
-            )
+                    # A reported final failure keeps its token so a repeated report is recognised; a lost
+                    # holder's late report must not count.
+                    claim_token=batch.claim_token if final and not holder_lost else "",
+                )
+
+            updated = self._jobs.update_batch(job_id, before.number, count_attempt)
+            if not applied:
+                return updated
             message = f"batch {before.number} attempt {attempts}: {error}"
 
             def change(record: JobRecord) -> JobRecord:
@@ -205,9 +266,10 @@ class JobLifecycle:
                     )
                 return attrs.evolve(record, recent_errors=errors, counters=counters)
 
-            updated = self._jobs.update_job(job_id, change)
+            changed_job = self._jobs.update_job(job_id, change)
             if final:
-                self._maybe_finish(updated)
+                self._maybe_finish(changed_job)
+            return updated
 
     def recount(self, job_id: str) -> JobRecord:
         """Recompute a job's done/failed counters from its batch records (they hold each batch's result)."""

@@ -19,19 +19,21 @@ import httpx
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.config import BackendConfig, load_config
 from fluxon_core.protocols import StateStore
+from fluxon_fs.auth.delegation import DelegatedSessions
 from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import ExportCacheConfig, FsCacheConfig
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.fs_master.export_registry import ExportRegistry
+from fluxon_fs.fs_master.job_authority import JobAuthority
 from fluxon_fs.fs_master.mount_registry import MountRegistry
 from fluxon_fs.fs_master.panel import FsMasterPanelBackend, PanelServer, PanelSettings, create_panel_app
 from fluxon_fs.fs_master.panel.server import bind_listen_socket
 from fluxon_fs.transfer.batching import group_batches
 from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import copy_batch, scan_export_dir, verify_batch
-from fluxon_fs.transfer.jobs import JobRecord, JobSpec
+from fluxon_fs.transfer.jobs import JobOwner, JobRecord, JobSpec
 from fluxon_fs.transfer.state_config import open_state_store
 from fluxon_plugins.sqlite_access.store import SqliteAccessStoreConfig
 
@@ -123,9 +125,9 @@ class InProcessTransferRunner:
         for thread in self._threads:
             thread.start()
 
-    def start_transfer(self, spec: JobSpec) -> JobRecord:
+    def start_transfer(self, spec: JobSpec, owner: JobOwner) -> JobRecord:
         """Create a ``scanning`` job and scan it in the background; workers pick it up once it runs."""
-        job = self._coordinator.create_job(spec)
+        job = self._coordinator.create_job(spec, owner=owner)
         thread = threading.Thread(target=self._scan, args=(job.job_id, spec), name="panel-test-scan", daemon=True)
         self._threads.append(thread)
         thread.start()
@@ -138,7 +140,7 @@ class InProcessTransferRunner:
                 self._coordinator.add_batch(job_id, number, batch, size)
             self._coordinator.finish_scan(job_id)
         except Exception as exc:
-            self._coordinator.fail_scan(job_id, f"scan failed: {exc}")
+            self._coordinator.fail_job(job_id, f"scan failed: {exc}")
 
     def _work(self, worker: str) -> None:
         while not self._stop.is_set():
@@ -239,15 +241,15 @@ class PanelWorld:
 
     def _start_panel(self) -> None:
         self.access_store = open_access_store(self.access_db_path)
-        self.authorizer = Authorizer(
-            self.access_store, TokenSigner(self.access_store.token_secret(), ttl_s=3600), revocation_bound_s=0.2
-        )
+        signer = TokenSigner(self.access_store.token_secret(), ttl_s=3600)
+        self.authorizer = Authorizer(self.access_store, signer, revocation_bound_s=0.2)
         self.backend = FsMasterPanelBackend(
             export_registry=self.export_registry,
             mount_registry=self.mount_registry,
             access_store=self.access_store,
             authorizer=self.authorizer,
             transfers=self.coordinator,
+            job_authority=JobAuthority(DelegatedSessions(self.authorizer, signer)),
             export_ops=self.export_ops,
             start_transfer=self.runner.start_transfer,
             cluster_members=lambda: [

@@ -21,11 +21,6 @@ USER_TOKEN_PREFIX = "fx1."
 EntryFilter = Callable[[str], bool]
 
 
-def service_auth(service: ServiceCredential, caller: str) -> Callable[[str], str]:
-    """``auth(path)`` for export calls the service ``caller`` makes as the system."""
-    return service.signer(caller)
-
-
 def export_authorizer(
     authorizer: Authorizer, service: ServiceCredential
 ) -> Callable[[RpcCall, str, str, Sequence[str], bool], EntryFilter | None]:

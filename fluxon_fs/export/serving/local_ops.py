@@ -9,6 +9,11 @@ in the user-visible path. Operations on the export root itself behave like a mou
 
 Only regular files and directories are served: opening a FIFO, socket or device for read or
 write raises ``OSError(EOPNOTSUPP)`` instead of blocking an agent thread.
+
+Every mode the agent applies (``chmod``, ``mkdir``, creating a file in ``session_open``) loses its
+setuid, setgid and sticky bits (:data:`SETID_BITS`) unless the export allows them
+(``allow_setid_bits``): a user who may write an export must not be able to plant a set-user-ID
+program owned by the agent's user on the agent host.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from fluxon_fs.export.serving.confinement import (
 )
 from fluxon_fs.export.serving.write_sessions import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_SESSIONS, WriteSessionTable
 
+SETID_BITS = 0o7000
+"""setuid, setgid and sticky: cleared from applied modes unless the export allows them."""
+
 DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024
 """Largest ``read_chunk`` answer; a longer request gets a short read (callers loop, as with ``pread``)."""
 
@@ -47,12 +55,14 @@ class LocalExportOps:
         session_idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+        allow_setid_bits: bool = False,
     ) -> None:
         if not (isinstance(max_chunk_bytes, int) and max_chunk_bytes > 0):
             raise ValueError(f"max_chunk_bytes must be a positive int, got {max_chunk_bytes!r}")
         self.root = ExportRoot(root_dir)
         self.sessions = WriteSessionTable(idle_timeout_s=session_idle_timeout_s, max_sessions=max_sessions)
         self.max_chunk_bytes = max_chunk_bytes
+        self._mode_mask = ~0 if allow_setid_bits else ~SETID_BITS
 
     def close(self) -> None:
         """Close open write sessions (files keep their data) and the root fd; idempotent."""
@@ -101,7 +111,9 @@ class LocalExportOps:
         return self.root.resolve(relpath, listing, follow_final=True)
 
     def chmod(self, relpath: str, mode: int) -> None:
-        """``os.chmod`` (follows symlinks inside the export), without needing read/write access."""
+        """``os.chmod`` (follows symlinks inside the export), without needing read/write access;
+        set-id bits are cleared unless the export allows them."""
+        mode &= self._mode_mask
         self._on_inode(relpath, lambda proc_path: os.chmod(proc_path, mode))
 
     def utime(self, relpath: str, times_ns: tuple[int, int] | None) -> None:
@@ -175,6 +187,7 @@ class LocalExportOps:
 
     def mkdir(self, relpath: str, mode: int = 0o777) -> None:
         """Create one directory (``EEXIST`` if the name exists, even as a symlink)."""
+        mode &= self._mode_mask
         self.root.resolve(relpath, lambda d, n: os.mkdir(n, mode, dir_fd=d), follow_final=False)
 
     def rmdir(self, relpath: str) -> None:
@@ -226,6 +239,7 @@ class LocalExportOps:
             flags |= os.O_EXCL
         if truncate:
             flags |= os.O_TRUNC
+        mode &= self._mode_mask
         session_id = self.sessions.open(
             relpath,
             lambda: self.root.resolve(relpath, lambda d, n: _open_regular(d, n, flags, mode), follow_final=True),

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -122,23 +122,10 @@ def _handler(
     def serve(call: RpcCall) -> RpcMessage:
         started = time.perf_counter()
         args = decode_request(spec, call.message)
-        if "session_id" in args:
-            relpaths: list[str] = [ops.session_relpath(args["session_id"])]
-        else:
-            relpaths = [args[field] for field in spec.path_fields]
-        decisions = [authorize(call, export_name, spec.name, relpaths, spec.is_write)]
-
-        def check_real_path(real_relpath: str) -> None:
-            decisions.append(authorize(call, export_name, spec.name, [real_relpath], spec.is_write))
-
-        with guard_resolved_paths(check_real_path):
-            try:
-                result = method(**args)
-            except OSError as exc:
-                raise _utf8_filenames(exc) from None
-        entry_filter = decisions[-1]
-        if spec.name == "list_dir" and entry_filter is not None:
-            result = [entry for entry in result if entry_filter(entry.name)]
+        try:
+            result = run_authorized(call, export_name, spec, ops, authorize, args, method)
+        except OSError as exc:
+            raise _utf8_filenames(exc) from None
         reply = encode_reply(spec, result)
         if log.isEnabledFor(logging.DEBUG):
             moved = sum(memoryview(f).nbytes for f in (*call.message.frames, *reply.frames))
@@ -146,7 +133,7 @@ def _handler(
                 "%s %s %s caller=%s bytes=%d %.2fms",
                 export_name,
                 spec.name,
-                relpaths,
+                [args[field] for field in spec.path_fields],
                 call.caller,
                 moved,
                 (time.perf_counter() - started) * 1000,
@@ -154,3 +141,36 @@ def _handler(
         return reply
 
     return handle
+
+
+def run_authorized(
+    call: RpcCall,
+    export_name: str,
+    spec: OpSpec,
+    ops: ServableExportOps,
+    authorize: Authorize,
+    args: dict[str, Any],
+    method: Callable[..., Any] | None = None,
+) -> Any:
+    """``spec``'s operation on ``ops`` with ``args``, run only once ``authorize`` allowed ``call`` on
+    every path it touches — and, when the lookup follows a symlink, on the real path it reaches.
+
+    The one authorisation step of an agent: its RPC endpoint and its in-process callers
+    (:class:`~fluxon_fs.export.serving.authorized_ops.AuthorizedExportOps`) both go through it.
+    A ``list_dir`` answer keeps only the entries ``authorize`` lets the caller see.
+    """
+    if "session_id" in args:
+        relpaths: list[str] = [ops.session_relpath(args["session_id"])]
+    else:
+        relpaths = [args[field] for field in spec.path_fields]
+    decisions = [authorize(call, export_name, spec.name, relpaths, spec.is_write)]
+
+    def check_real_path(real_relpath: str) -> None:
+        decisions.append(authorize(call, export_name, spec.name, [real_relpath], spec.is_write))
+
+    with guard_resolved_paths(check_real_path):
+        result = (method or getattr(ops, spec.name))(**args)
+    entry_filter = decisions[-1]
+    if spec.name == "list_dir" and entry_filter is not None:
+        result = [entry for entry in result if entry_filter(entry.name)]
+    return result

@@ -18,9 +18,10 @@ from fluxon_fs.auth.identity import Authorizer
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.cache_usage import ExportCacheUsage
 from fluxon_fs.fs_master.export_registry import AgentRecord, ExportRegistry, ExportSnapshot
+from fluxon_fs.fs_master.job_authority import JobAuthority
 from fluxon_fs.fs_master.mount_registry import MountRecord, MountRegistry
 from fluxon_fs.transfer.coordinator import TransferCoordinator
-from fluxon_fs.transfer.jobs import JobRecord, JobSpec
+from fluxon_fs.transfer.jobs import JobOwner, JobRecord, JobSpec
 from fluxon_fs.transfer.records import PrescanRecord
 
 ClusterMembersSource = Callable[[], list[dict[str, Any]]]
@@ -51,6 +52,11 @@ class PanelBackend(Protocol):
     @property
     def transfers(self) -> TransferCoordinator:
         """Transfer jobs and their batches (lists, pause / resume / cancel / retry)."""
+        ...
+
+    @property
+    def job_authority(self) -> JobAuthority:
+        """Whether a job's owner can still run it (decides who may resume a job; see ``job_access``)."""
         ...
 
     def cluster_members(self) -> list[dict[str, Any]]:
@@ -94,12 +100,14 @@ class PanelBackend(Protocol):
         """One pre-scan; :class:`KeyNotFoundError` when the state store has no such pre-scan."""
         ...
 
-    def start_transfer(self, spec: JobSpec) -> JobRecord:
-        """Create a job that scans ``spec.source_dir`` and then runs; returns it (usually ``scanning``)."""
+    def start_transfer(self, spec: JobSpec, owner: JobOwner) -> JobRecord:
+        """Create a job run for ``owner`` that scans ``spec.source_dir`` and then runs; returns it
+        (usually ``scanning``)."""
         ...
 
-    def import_prescan(self, prescan_job_id: str, spec: JobSpec) -> JobRecord:
-        """Create a running job from a finished pre-scan; ``spec.source_dir`` is derived from the pre-scan."""
+    def import_prescan(self, prescan_job_id: str, spec: JobSpec, owner: JobOwner) -> JobRecord:
+        """Create a running job for ``owner`` from a finished pre-scan; ``spec.source_dir`` is derived
+        from the pre-scan."""
         ...
 
     def metrics_text(self) -> str:
@@ -128,8 +136,9 @@ class FsMasterPanelBackend:
 
     ``export_ops(name, access_token)`` returns the operations of an export as that user (the fs master:
     an RPC client to an agent serving it, carrying the user's token; tests:
-    :class:`~fluxon_fs.export.serving.local_ops.LocalExportOps`); the panel does not close what it returns. ``start_transfer(spec)`` creates a job that scans and then runs (the fs
-    master's job runner). Pre-scans are read from the coordinator's state store.
+    :class:`~fluxon_fs.export.serving.local_ops.LocalExportOps`); the panel does not close what it returns.
+    ``start_transfer(spec, owner)`` creates a job that scans and then runs (the fs master's job
+    runner). Pre-scans are read from the coordinator's state store.
     """
 
     def __init__(
@@ -140,8 +149,9 @@ class FsMasterPanelBackend:
         access_store: AccessStore,
         authorizer: Authorizer,
         transfers: TransferCoordinator,
+        job_authority: JobAuthority,
         export_ops: Callable[[str, str], ExportOps],
-        start_transfer: Callable[[JobSpec], JobRecord],
+        start_transfer: Callable[[JobSpec, JobOwner], JobRecord],
         cluster_members: ClusterMembersSource = _no_cluster_members,
         cache_usage: CacheUsageSource = _no_cache_usage,
         export_cache_usage: ExportCacheUsageSource = _no_export_cache_usage,
@@ -152,6 +162,7 @@ class FsMasterPanelBackend:
         self._access_store = access_store
         self._authorizer = authorizer
         self._transfers = transfers
+        self._job_authority = job_authority
         self._export_ops = export_ops
         self._start_transfer = start_transfer
         self._cluster_members = cluster_members
@@ -173,6 +184,11 @@ class FsMasterPanelBackend:
     def transfers(self) -> TransferCoordinator:
         """The fs master's transfer coordinator."""
         return self._transfers
+
+    @property
+    def job_authority(self) -> JobAuthority:
+        """The fs master's job authority."""
+        return self._job_authority
 
     def cluster_members(self) -> list[dict[str, Any]]:
         """From the KV layer's callable."""
@@ -218,18 +234,18 @@ class FsMasterPanelBackend:
         """One pre-scan record; :class:`KeyNotFoundError` when it does not exist."""
         return self._transfers.job_store.prescan(prescan_job_id)
 
-    def start_transfer(self, spec: JobSpec) -> JobRecord:
+    def start_transfer(self, spec: JobSpec, owner: JobOwner) -> JobRecord:
         """Validate and hand the spec to the supplied job runner."""
         spec.validate()
         self.export_root_dir(spec.source_export)
         self.export_root_dir(spec.target_export)
-        return self._start_transfer(spec)
+        return self._start_transfer(spec, owner)
 
-    def import_prescan(self, prescan_job_id: str, spec: JobSpec) -> JobRecord:
+    def import_prescan(self, prescan_job_id: str, spec: JobSpec, owner: JobOwner) -> JobRecord:
         """The coordinator imports the pre-scan, rebased onto the source export's root directory."""
         self.export_root_dir(spec.target_export)
         root = self.export_root_dir(spec.source_export)
-        return self._transfers.create_job_from_prescan(prescan_job_id, spec, root)
+        return self._transfers.create_job_from_prescan(prescan_job_id, spec, root, owner=owner)
 
     def metrics_text(self) -> str:
         """From the metrics layer's callable."""

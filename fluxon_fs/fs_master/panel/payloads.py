@@ -139,6 +139,7 @@ def job_payload(job: JobRecord, batches: Iterable[BatchRecord] | None = None) ->
         "job_id": job.job_id,
         "state": job.state,
         "state_reason": job.state_reason,
+        "owner": job.owner,
         "spec": to_json(job.spec),
         "counters": to_json(counters),
         "files_done": files_done,

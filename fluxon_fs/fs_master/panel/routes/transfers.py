@@ -11,8 +11,9 @@ import attrs
 
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.relpath import relative_to_root
+from fluxon_fs.fs_master import job_access
 from fluxon_fs.fs_master.panel.payloads import batch_payload, job_payload, prescan_payload
-from fluxon_fs.fs_master.panel.permissions import authorize_transfer, may_read, may_transfer, visible_exports
+from fluxon_fs.fs_master.panel.permissions import may_read, visible_exports
 from fluxon_fs.fs_master.panel.web import Action, ActionOutcome, RequestContext, View
 from fluxon_fs.transfer.jobs import JobRecord, JobSpec
 from fluxon_fs.transfer.records import PrescanRecord
@@ -78,11 +79,18 @@ def _job_row(ctx: RequestContext, job: JobRecord) -> dict[str, Any]:
 
 
 def _visible_jobs(ctx: RequestContext) -> list[dict[str, Any]]:
-    return [
-        _job_row(ctx, job)
-        for job in ctx.backend.transfers.jobs()
-        if may_transfer(ctx.user, ctx.backend.authorizer, job.spec)
-    ]
+    jobs = job_access.visible_jobs(ctx.backend.authorizer, ctx.user.access_token, ctx.backend.transfers.jobs())
+    return [_job_row(ctx, job) for job in jobs]
+
+
+def _quarantined(ctx: RequestContext) -> dict[str, Any]:
+    """Job records that could not be read: counted for everyone, listed for users who can manage users."""
+    records = ctx.backend.transfers.quarantined_jobs()
+    shown = records if ctx.user.can_manage_users else []
+    return {
+        "quarantined": [{"key": r.key, "error": r.error, "quarantined_at": r.quarantined_at} for r in shown],
+        "quarantined_count": len(records),
+    }
 
 
 def build_transfers(ctx: RequestContext) -> dict[str, Any]:
@@ -90,6 +98,7 @@ def build_transfers(ctx: RequestContext) -> dict[str, Any]:
     return {
         "prescans": _visible_prescans(ctx),
         "jobs": _visible_jobs(ctx),
+        **_quarantined(ctx),
         "export_names": sorted(_export_roots(ctx)),
         "defaults": {
             "desired_worker_count": DEFAULT_WORKERS,
@@ -99,8 +108,8 @@ def build_transfers(ctx: RequestContext) -> dict[str, Any]:
 
 
 def build_jobs(ctx: RequestContext) -> dict[str, Any]:
-    """Transfer jobs the user may see, newest first."""
-    return {"jobs": _visible_jobs(ctx)}
+    """Transfer jobs the user may see, newest first, and the job records quarantined."""
+    return {"jobs": _visible_jobs(ctx), **_quarantined(ctx)}
 
 
 def build_prescans(ctx: RequestContext) -> dict[str, Any]:
@@ -108,15 +117,10 @@ def build_prescans(ctx: RequestContext) -> dict[str, Any]:
     return {"prescans": _visible_prescans(ctx)}
 
 
-def _job_for(ctx: RequestContext) -> JobRecord:
-    job = ctx.backend.transfers.job(ctx.path_param("job_id"))
-    authorize_transfer(ctx.user, ctx.backend.authorizer, job.spec)
-    return job
-
-
 def build_job(ctx: RequestContext) -> dict[str, Any]:
     """One job with its batches (the first :data:`MAX_BATCHES_SHOWN`) and recent errors."""
-    job = _job_for(ctx)
+    job = ctx.backend.transfers.job(ctx.path_param("job_id"))
+    job_access.authorize_view(ctx.backend.authorizer, ctx.user.access_token, job)
     states = list(ctx.backend.transfers.batch_states(job.job_id))
     return {
         "job": job_payload(job, states),
@@ -137,6 +141,7 @@ def _spec(ctx: RequestContext, *, source_dir: str, batch_ready_default: int) -> 
         desired_worker_count=ctx.integer("desired_worker_count", DEFAULT_WORKERS),
         batch_ready_bytes=ctx.byte_size("batch_ready_bytes", batch_ready_default),
         conflict_policy=ctx.text("conflict_policy", "overwrite"),
+        verify_checksum=ctx.flag("verify_checksum"),
     )
     spec.validate()
     return spec
@@ -149,8 +154,8 @@ def create_job(ctx: RequestContext) -> ActionOutcome:
         source_dir=ctx.export_path("source_dir", ""),
         batch_ready_default=DEFAULT_BATCH_READY_BYTES,
     )
-    authorize_transfer(ctx.user, ctx.backend.authorizer, spec)
-    job = ctx.backend.start_transfer(spec)
+    owner = job_access.authorize_new_job(ctx.backend.authorizer, ctx.user.access_token, spec)
+    job = ctx.backend.start_transfer(spec, owner)
     return ActionOutcome(
         f"transfer job {job.job_id} created", {"job": job_payload(job)}, redirect=f"/ui/transfers/jobs/{job.job_id}"
     )
@@ -161,13 +166,16 @@ def job_action(ctx: RequestContext) -> ActionOutcome:
     action = ctx.path_param("action")
     if action not in JOB_ACTIONS:
         raise InvalidArgumentError(f"unknown job action {action!r}; expected one of {', '.join(JOB_ACTIONS)}")
-    job = _job_for(ctx)
-    transfers = ctx.backend.transfers
-    change = {"pause": transfers.pause, "resume": transfers.resume, "cancel": transfers.cancel}.get(
-        action, transfers.retry_failed
+    backend = ctx.backend
+    updated = job_access.act_on_job(
+        backend.transfers,
+        backend.job_authority,
+        backend.authorizer,
+        ctx.user.access_token,
+        ctx.path_param("job_id"),
+        "retry_failed" if action == "retry" else action,
     )
-    updated = change(job.job_id)
-    return ActionOutcome(f"job {job.job_id}: {action} done, now {updated.state}", {"job": job_payload(updated)})
+    return ActionOutcome(f"job {updated.job_id}: {action} done, now {updated.state}", {"job": job_payload(updated)})
 
 
 def build_import_form(ctx: RequestContext) -> dict[str, Any]:
@@ -195,8 +203,8 @@ def import_prescan(ctx: RequestContext) -> ActionOutcome:
             f"pre-scan root {prescan.src_root_dir!r} is not inside export {source_export!r}; choose the export serving it"
         )
     spec = _spec(ctx, source_dir=source_dir, batch_ready_default=prescan.batch_ready_bytes or DEFAULT_BATCH_READY_BYTES)
-    authorize_transfer(ctx.user, ctx.backend.authorizer, spec)
-    job = ctx.backend.import_prescan(prescan.job_id, spec)
+    owner = job_access.authorize_new_job(ctx.backend.authorizer, ctx.user.access_token, spec)
+    job = ctx.backend.import_prescan(prescan.job_id, spec, owner)
     return ActionOutcome(
         f"pre-scan {prescan.job_id} imported as job {job.job_id}",
         {"job": job_payload(job)},
