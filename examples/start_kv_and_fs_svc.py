@@ -10,6 +10,12 @@ paths come from environment variables of the same name: CLUSTER_NAME, SHARED_MEM
 SHARED_FILE_PATH, KV_MASTER_ADDRESS, FS_MASTER_INSTANCE_KEY, OWNER_INSTANCE_KEY,
 FS_AGENT_INSTANCE_KEY, EXPORT_NAME, REMOTE_ROOT_DIR, FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL,
 ADMIN_USERNAME, ADMIN_PASSWORD. Role output goes to WORKDIR/log; the terminal keeps a summary.
+
+Addresses (default loopback: one host). Each role's bind and advertised address: KV_MASTER_HOST,
+KV_MASTER_ADVERTISE_HOST (kv master), OWNER_RPC_HOST, OWNER_RPC_ADVERTISE_HOST (owner; the fs master,
+the fs agent and clients of the host follow it), FS_AGENT_LISTEN_ADDRESS, FS_AGENT_ADVERTISE_HOST (fs
+agent, when it must differ), FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL (panel). 0.0.0.0 binds every
+interface and advertises the host's primary address; see docs/deploy.md for several hosts.
 Ready-to-use writer.yaml and reader.yaml are written into WORKDIR.
 """
 

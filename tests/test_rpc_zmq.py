@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from fluxon_core.addresses import primary_host_address
 from fluxon_core.config import BackendConfig, ConfigError, load_config
 from fluxon_core.config.fields import config_field
 from fluxon_core.errors import (
@@ -160,7 +161,7 @@ def test_wildcard_bind_reports_a_connectable_endpoint(client: RpcClient) -> None
     try:
         server = plain.bind_server("tcp://0.0.0.0:0")
         server.register("/echo", echo)
-        assert server.endpoint.startswith("tcp://127.0.0.1:")
+        assert server.endpoint.startswith(f"tcp://{primary_host_address()}:")  # the default advertise_host
         assert client.call(server.endpoint, "/echo", RpcMessage(meta={"w": 1})).meta["w"] == 1
         other = advertised.bind_server("tcp://*:0")
         port = other.endpoint.rsplit(":", 1)[1]

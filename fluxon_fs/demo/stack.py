@@ -4,6 +4,15 @@ Every name can be overridden by the environment variable of the same name, which
 machine joins with ``--without-master`` (``OWNER_INSTANCE_KEY``, ``FS_AGENT_INSTANCE_KEY``,
 ``EXPORT_NAME`` and ``REMOTE_ROOT_DIR`` must then be unique per machine, and ``ETCD_ENDPOINT`` or
 ``KV_MASTER_ADDRESS`` must point at the cluster's).
+
+Addresses default to loopback (one host). For several hosts, each role's bind and advertised
+address is set by: ``KV_MASTER_HOST`` / ``KV_MASTER_ADVERTISE_HOST`` (kv master ``host`` /
+``advertise_host``), ``OWNER_RPC_HOST`` / ``OWNER_RPC_ADVERTISE_HOST`` (owner
+``fluxonkv_spec.rpc_host`` / ``rpc_advertise_host``, which the fs master, the fs agent and every
+client of the host follow), ``FS_AGENT_LISTEN_ADDRESS`` / ``FS_AGENT_ADVERTISE_HOST`` (fs agent
+``listen_address`` / ``advertise_host``, when it must differ from the owner's) and
+``FS_PANEL_LISTEN_ADDR`` / ``FS_PANEL_PUBLIC_BASE_URL`` (panel). ``0.0.0.0`` binds every interface
+and advertises the host's primary address.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import Any
 import attrs
 import yaml
 
+from fluxon_core.addresses import advertised_host
 from fluxon_core.runtime import (
     ManagedSubprocess,
     start_kv_master_process,
@@ -42,12 +52,17 @@ class StackSettings:
     shared_file_path: str = "/tmp/fluxon_fs_demo/shared"
     etcd_endpoint: str | None = None
     kv_master_host: str = "127.0.0.1"
+    kv_master_advertise_host: str | None = None
     kv_master_port: int = 31000
     kv_master_address: str | None = None
     kv_master_instance_key: str = "kv-master"
     fs_master_instance_key: str = "fs-master"
     owner_instance_key: str = attrs.field(factory=lambda: f"owner-{_host()}")
     fs_agent_instance_key: str = attrs.field(factory=lambda: f"fs-agent-{_host()}")
+    owner_rpc_host: str = "127.0.0.1"
+    owner_rpc_advertise_host: str | None = None
+    fs_agent_listen_address: str | None = None
+    fs_agent_advertise_host: str | None = None
     export_name: str = "demo"
     remote_root_dir: str = "/tmp/fluxon_fs_demo/export_demo"
     panel_listen_addr: str = "127.0.0.1:18080"
@@ -67,6 +82,12 @@ class StackSettings:
             "SHARED_FILE_PATH": "shared_file_path",
             "ETCD_ENDPOINT": "etcd_endpoint",
             "KV_MASTER_ADDRESS": "kv_master_address",
+            "KV_MASTER_HOST": "kv_master_host",
+            "KV_MASTER_ADVERTISE_HOST": "kv_master_advertise_host",
+            "OWNER_RPC_HOST": "owner_rpc_host",
+            "OWNER_RPC_ADVERTISE_HOST": "owner_rpc_advertise_host",
+            "FS_AGENT_LISTEN_ADDRESS": "fs_agent_listen_address",
+            "FS_AGENT_ADVERTISE_HOST": "fs_agent_advertise_host",
             "FS_MASTER_INSTANCE_KEY": "fs_master_instance_key",
             "OWNER_INSTANCE_KEY": "owner_instance_key",
             "FS_AGENT_INSTANCE_KEY": "fs_agent_instance_key",
@@ -86,7 +107,9 @@ class StackSettings:
     @property
     def master_address(self) -> str:
         """Where owners find the kv master when no etcd is used."""
-        return self.kv_master_address or f"tcp://{self.kv_master_host}:{self.kv_master_port}"
+        if self.kv_master_address:
+            return self.kv_master_address
+        return f"tcp://{advertised_host(self.kv_master_host, self.kv_master_advertise_host)}:{self.kv_master_port}"
 
     @property
     def panel_url(self) -> str:
@@ -112,7 +135,7 @@ def _coordination(settings: StackSettings) -> dict[str, Any]:
 
 def kv_master_config(settings: StackSettings) -> dict[str, Any]:
     """The kv master's config."""
-    return {
+    config: dict[str, Any] = {
         "instance_key": settings.kv_master_instance_key,
         "cluster_name": settings.cluster_name,
         "host": settings.kv_master_host,
@@ -120,6 +143,9 @@ def kv_master_config(settings: StackSettings) -> dict[str, Any]:
         "coordination": _coordination(settings),
         "cluster_secret_file": settings.secret_file,
     }
+    if settings.kv_master_advertise_host:
+        config["advertise_host"] = settings.kv_master_advertise_host
+    return config
 
 
 def _spec(settings: StackSettings) -> dict[str, Any]:
@@ -133,6 +159,9 @@ def _spec(settings: StackSettings) -> dict[str, Any]:
 def owner_config(settings: StackSettings) -> dict[str, Any]:
     """This host's owner (its pool is what every process on the host caches into)."""
     spec = _spec(settings)
+    spec["rpc_host"] = settings.owner_rpc_host
+    if settings.owner_rpc_advertise_host:
+        spec["rpc_advertise_host"] = settings.owner_rpc_advertise_host
     if settings.etcd_endpoint:
         spec["etcd_addresses"] = [settings.etcd_endpoint]
     else:
@@ -200,11 +229,16 @@ def service_secret_file(settings: StackSettings) -> Path:
 
 def fs_agent_config(settings: StackSettings) -> dict[str, Any]:
     """The fs agent serving ``REMOTE_ROOT_DIR`` as ``EXPORT_NAME``."""
+    agent: dict[str, Any] = {"exports": {settings.export_name: {"root_dir_abs": settings.remote_root_dir}}}
+    if settings.fs_agent_listen_address:
+        agent["listen_address"] = settings.fs_agent_listen_address
+    if settings.fs_agent_advertise_host:
+        agent["advertise_host"] = settings.fs_agent_advertise_host
     return {
         "kvclient": _kvclient(settings, settings.fs_agent_instance_key),
         "fluxon_fs": {
             "master": {"instance_key": settings.fs_master_instance_key},
-            "agent": {"exports": {settings.export_name: {"root_dir_abs": settings.remote_root_dir}}},
+            "agent": agent,
             "service_secret_file": str(service_secret_file(settings)),
         },
     }

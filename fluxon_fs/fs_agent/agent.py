@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from fluxon_core.addresses import HostAddress, advertised_endpoint
 from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.kv import KvClient, as_kv_client, new_store
 from fluxon_core.log_setup import get_logger
@@ -38,7 +39,8 @@ class FsAgent:
         service: ServiceCredential,
         *,
         owns_store: bool = False,
-        listen_address: str = "tcp://127.0.0.1:0",
+        listen_address: str | None = None,
+        advertise_host: str | None = None,
     ) -> None:
         if not agent_config.exports:
             raise InvalidArgumentError("fluxon_fs.agent.exports is empty: an fs agent must serve at least one export")
@@ -53,11 +55,12 @@ class FsAgent:
         }
         self.export_roots = {name: export.root_dir_abs for name, export in agent_config.exports.items()}
         authorize = export_authorizer(remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), service)
-        self.server: RpcServer = store.transport().bind_server(listen_address, worker_threads=16)
+        bind_address, advertise = export_listen_address(store.host_address(), listen_address, advertise_host)
+        self.server: RpcServer = store.transport().bind_server(bind_address, worker_threads=16)
         self.served: list[ServedExport] = [
             serve_export(self.server, name, ops, authorize) for name, ops in self.ops.items()
         ]
-        self.endpoint = self.server.endpoint
+        self.endpoint = advertised_endpoint(self.server.endpoint, advertise)
         self._stop = threading.Event()
         self._lease_ttl_s = self._register()
         self._heartbeat = threading.Thread(target=self._heartbeat_forever, name="fs-agent-heartbeat", daemon=True)
@@ -98,6 +101,19 @@ class FsAgent:
             self.store.close()
 
 
+def export_listen_address(
+    host: HostAddress, listen_address: str | None, advertise_host: str | None
+) -> tuple[str, str | None]:
+    """Where an agent binds its export server and the host it advertises (None: what the transport reports).
+
+    Without ``listen_address`` the agent binds the host's ``rpc_host`` on any port and advertises
+    what the host's owner advertises; an explicit ``advertise_host`` always wins.
+    """
+    if listen_address is None:
+        return f"tcp://{host.bind_host}:0", advertise_host or host.advertise_host
+    return listen_address, advertise_host
+
+
 def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | None = None) -> FsAgent:
     """Start an fs agent from a whole FS role config (the public registration function for Python users).
 
@@ -125,6 +141,7 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
         service,
         owns_store=owns,
         listen_address=agent_config.listen_address,
+        advertise_host=agent_config.advertise_host,
     )
 
 
@@ -135,7 +152,7 @@ def publish_export(
     *,
     master_instance_key: str,
     service_secret_file: str | os.PathLike[str] | None = None,
-    listen_address: str = "tcp://127.0.0.1:0",
+    listen_address: str | None = None,
 ) -> FsAgent:
     """Serve ``root_dir_abs`` as ``export_name`` from this process and register it with the fs master.
 

@@ -28,6 +28,7 @@ from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.caller_auth import service_auth
+from fluxon_fs.fs_master.agent_reachability import export_endpoint_problem
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.handlers.auth import AuthHandlers
 from fluxon_fs.fs_master.handlers.config import ConfigHandlers
@@ -168,7 +169,12 @@ class FsMaster:
     def _serve_protocol(self) -> None:
         table = HandlerTable(self.service)
         ConfigHandlers(self.exports).register_paths(table)
-        RegistryHandlers(self.exports, self.mounts, self._username_of).register_paths(table)
+        RegistryHandlers(
+            self.exports,
+            self.mounts,
+            self._username_of,
+            lambda agent, endpoint: export_endpoint_problem(self.store, agent, endpoint),
+        ).register_paths(table)
         auth = AuthHandlers(
             self.authorizer, self.signer, self.access_store, self.panel_config.session.revocation_bound_s
         )
