@@ -6,8 +6,9 @@ timeout. Replies carry the request id; a reply whose id is not the one awaited i
 to an earlier call that timed out and is dropped, never delivered to a later call.
 
 Sockets use ``ZMQ_IMMEDIATE``: a request is only queued once a connection exists, so a call to an
-endpoint where nothing listens fails with :class:`NetworkError` when its deadline passes instead of
-leaving a request queued forever.
+endpoint where nothing listens fails with :class:`NetworkError` — after ``connect_timeout_s`` (at
+most its deadline) — instead of leaving a request queued forever. Such a request was never sent,
+so the caller may safely resolve the endpoint again and retry.
 
 The call path is deliberately flat (few Python calls, no enum arithmetic): on a small call the
 interpreter overhead is the only cost Fluxon adds to a raw zmq round trip.
@@ -74,8 +75,16 @@ class _ThreadSockets:
 class ZmqRpcClient:
     """:class:`fluxon_core.protocols.RpcClient` over zmq DEALER sockets; share one instance across threads."""
 
-    def __init__(self, context: zmq.Context, zero_copy_min: int, on_close: Callable[[ZmqRpcClient], None]) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        zero_copy_min: int,
+        on_close: Callable[[ZmqRpcClient], None],
+        *,
+        connect_timeout_s: float = 2.0,
+    ) -> None:
         self._context = context
+        self._connect_timeout_s = connect_timeout_s
         self._zero_copy_min = zero_copy_min
         self._on_close = on_close
         self._local = threading.local()
@@ -195,13 +204,15 @@ class ZmqRpcClient:
     def _send_when_connected(
         self, sock: zmq.Socket, endpoint: str, header: bytes, frames: Any, deadline: float
     ) -> None:
-        """Retry the send until a connection exists (ZMQ_IMMEDIATE refused it) or the deadline passes."""
+        """Retry the send until a connection exists (ZMQ_IMMEDIATE refused it), for at most the connect timeout."""
+        started = _monotonic()
+        give_up = min(deadline, started + self._connect_timeout_s)
         while True:
-            remaining = deadline - _monotonic()
+            remaining = give_up - _monotonic()
             if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000)), _POLLOUT):
                 raise NetworkError(
-                    f"no connection to RPC endpoint {endpoint!r} could be made before the deadline "
-                    "(is the server running?)"
+                    f"no connection to RPC endpoint {endpoint!r} could be made within {_monotonic() - started:.1f}s "
+                    "(is the server running?); the request was not sent"
                 )
             try:
                 wire.send_message(sock, (), header, frames, self._zero_copy_min, _NOBLOCK)

@@ -85,7 +85,12 @@ class ZmqTransport:
 
     def new_client(self) -> ZmqRpcClient:
         """A client that many threads may share (each thread gets its own sockets)."""
-        client = ZmqRpcClient(self._context, self.config.zero_copy_min_bytes, on_close=self._forget_client)
+        client = ZmqRpcClient(
+            self._context,
+            self.config.zero_copy_min_bytes,
+            on_close=self._forget_client,
+            connect_timeout_s=self.config.connect_timeout_ms / 1000,
+        )
         with self._lock:
             self._clients.add(client)
         return client
