@@ -96,6 +96,7 @@ def test_c_reads_and_writes_bs_export_and_a_second_process_reads_from_cs_pool(
     again = reader.call("read_file", path=mounted(cluster, reader, "bdata", "from-b.bin"))
     calls = ops_delta(before, cluster.agent_ops("b", via=probe_b))
     assert (again["size"], again["sha256"]) == (len(data), sha256(data))
+    print(f"a second process on c read {len(data)} bytes; agent-b served it {calls}")
     # The content comes from c's pool; a process new to the file only asks b's agent for its metadata.
     assert calls.get("read_chunk", 0) == 0, calls
     assert set(calls) <= {"stat", "open"}, calls
@@ -142,7 +143,7 @@ def test_a_member_advertising_loopback_to_the_cluster_is_refused_naming_the_sett
     owner["instance_key"] = "owner-c2"
     owner["fluxonkv_spec"]["shared_file_path"] = str(cluster.dir("c2", "shared"))  # a second "host" dir on c
     owner["fluxonkv_spec"]["shared_memory_path"] = str(cluster.shm_root / "c2")
-    proc = cluster._start("owner-c2", *cluster.configs["owner-c"][:2], owner, cluster.lab["c"])
+    proc = cluster.start_role("owner-c2", *cluster.configs["owner-c"][:2], owner, cluster.lab["c"])
     started = time.monotonic()
     with pytest.raises(Exception, match=r"'owner-c2'.*tcp://127\.0\.0\.1:\d+.*fluxonkv_spec\.rpc_host") as refused:
         proc.wait_ready(60)
@@ -152,7 +153,7 @@ def test_a_member_advertising_loopback_to_the_cluster_is_refused_naming_the_sett
     agent = cluster.agent_config("c")
     agent["kvclient"]["instance_key"] = "agent-c-loopback"
     agent["fluxon_fs"]["agent"]["listen_address"] = "tcp://127.0.0.1:0"
-    proc = cluster._start("agent-c-loopback", *cluster.configs["agent-c"][:2], agent, cluster.lab["c"])
+    proc = cluster.start_role("agent-c-loopback", *cluster.configs["agent-c"][:2], agent, cluster.lab["c"])
     with pytest.raises(
         Exception, match=r"'agent-c-loopback'.*tcp://127\.0\.0\.1:\d+.*fluxon_fs\.agent\.listen_address"
     ):
@@ -237,8 +238,12 @@ def test_cs_link_down_for_10s_recovers_without_restarts_and_loses_nothing_acknow
         0.5,
         "b to read the value c put before the outage",
     )
+    export_back = wait_for(
+        lambda: "cdata" in mount_c.call("snapshot", master=MASTER_KEY), 60, 0.2, "agent-c to register again"
+    ) + (time.monotonic() - up_at)
     print(
-        f"link of c down 10s; during it: {outcomes}; mount back {mount_back:.1f}s after the link, kv then {kv_back:.1f}s"
+        f"link of c down 10s; during it: {outcomes}; after it the mount read from b in {mount_back:.1f}s, "
+        f"b read c's value {kv_back:.1f}s later, cdata was back in the snapshot after {export_back:.1f}s"
     )
 
     # nothing acknowledged is lost

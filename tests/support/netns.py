@@ -13,7 +13,7 @@ its own loopback, so a role that advertises 127.0.0.1 is unreachable from the ot
 on separate machines. Processes run inside a host with ``ip netns exec`` (:attr:`Host.launcher`,
 which the role runtime's ``launcher=`` option takes).
 
-Namespace names carry the creating process's pid (``fxt<pid>…``). :meth:`NetnsLab.destroy` kills
+Namespace names carry the creating process's pid and a lab number (``fxt<pid>n<k>…``). :meth:`NetnsLab.destroy` kills
 the processes still inside the lab's namespaces and deletes them (deleting a namespace deletes its
 veth ends, and so the pairs); it runs at the end of the ``with`` block and at interpreter exit, and
 a lab left by a test process that died is deleted by the next one (:func:`remove_stale_labs`).
@@ -25,6 +25,7 @@ Where namespaces cannot be created (not Linux, not root, no ``ip``, a sandbox th
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import re
 import shutil
@@ -33,14 +34,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import attrs
 
 SUBNET_PREFIX = "198.18.0"
 PREFIX_LENGTH = 24
 NAME_PREFIX = "fxt"
-_STALE = re.compile(rf"^{NAME_PREFIX}(\d+)[a-z]+$")
+_STALE = re.compile(rf"^{NAME_PREFIX}(\d+)n\d+[a-z]+$")
+_lab_numbers = itertools.count(1)
 _IP_TIMEOUT_S = 20
 
 
@@ -64,7 +65,7 @@ def netns_unavailable_reason() -> str | None:
         return "creating network namespaces needs root (ip netns add); this test runs as uid " + str(os.geteuid())
     if shutil.which("ip") is None:
         return "the ip command (iproute2) is not installed"
-    probe = f"{NAME_PREFIX}{os.getpid()}probe"
+    probe = f"{NAME_PREFIX}{os.getpid()}n0probe"
     try:
         ip("netns", "add", probe)
         ip("netns", "exec", probe, "ip", "link", "set", "lo", "up")
@@ -132,7 +133,7 @@ class NetnsLab:
     """Hosts named ``names`` (``a`` is 198.18.0.1, ``b`` .2, …) on one bridge; a context manager."""
 
     def __init__(self, names: Sequence[str] = ("a", "b", "c")) -> None:
-        tag = f"{NAME_PREFIX}{os.getpid()}"
+        tag = f"{NAME_PREFIX}{os.getpid()}n{next(_lab_numbers)}"
         self.switch = f"{tag}sw"
         self.hosts = {
             name: Host(name, f"{tag}{name}", f"{SUBNET_PREFIX}.{index + 1}", f"p{name}")
@@ -214,10 +215,3 @@ class NetnsLab:
 
     def __exit__(self, *_exc: object) -> None:
         self.destroy()
-
-
-def lab_scratch(root: Path, host: Host) -> Path:
-    """A per-host scratch directory under ``root`` (a host's own "disk")."""
-    path = root / host.name
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -198,7 +198,8 @@ class NetnsCluster:
 
     # -- roles ----------------------------------------------------------------------------------------
 
-    def _start(self, label: str, module: str, role: str, config: dict[str, Any], host: Host) -> RoleProcess:
+    def start_role(self, label: str, module: str, role: str, config: dict[str, Any], host: Host) -> RoleProcess:
+        """Start a role process inside ``host`` (not waited for); :meth:`restart_role` reuses its config."""
         self.configs[label] = (module, role, config, host)
         proc = start_role_process(
             module,
@@ -229,16 +230,16 @@ class NetnsCluster:
             "holder_call_timeout_ms": 2000,
             "cluster_secret_file": str(self.dir("a", "secrets") / "cluster.secret"),
         }
-        self._start("kv-master", KV_MASTER_MODULE, "kv_master", kv_master, a)
+        self.start_role("kv-master", KV_MASTER_MODULE, "kv_master", kv_master, a)
         self._wait("kv-master")
         for name, rpc_host in (("a", None), ("b", "0.0.0.0"), ("c", self.lab["c"].address)):
-            self._start(f"owner-{name}", OWNER_MODULE, "owner", self.owner_config(name, rpc_host), self.lab[name])
+            self.start_role(f"owner-{name}", OWNER_MODULE, "owner", self.owner_config(name, rpc_host), self.lab[name])
         self._wait("owner-a", "owner-b", "owner-c")
-        self._start("fs-master", FS_MASTER_MODULE, "fs_master", self.fs_master_config(), a)
+        self.start_role("fs-master", FS_MASTER_MODULE, "fs_master", self.fs_master_config(), a)
         self._wait("fs-master")
         for name in EXPORTS:
             shutil.copy2(self.service_secret("a"), self.service_secret(name))  # what an operator does
-            self._start(f"agent-{name}", FS_AGENT_MODULE, "fs_agent", self.agent_config(name), self.lab[name])
+            self.start_role(f"agent-{name}", FS_AGENT_MODULE, "fs_agent", self.agent_config(name), self.lab[name])
         self._wait(*(f"agent-{name}" for name in EXPORTS))
 
     def owner_config(self, host: str, rpc_host: str | None) -> dict[str, Any]:
@@ -291,7 +292,7 @@ class NetnsCluster:
         """Start a role again with the config it had (after it stopped)."""
         module, role, config, host = self.configs[label]
         assert self.roles[label].poll() is not None, f"{label} still runs"
-        self._start(label, module, role, config, host)
+        self.start_role(label, module, role, config, host)
         self._wait(label)
         return self.ready[label]
 
