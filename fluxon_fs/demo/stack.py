@@ -1,9 +1,12 @@
 """Configs and start-up of a whole Fluxon FS deployment on this host.
 
-Every name can be overridden by the environment variable of the same name, which is how a second
-machine joins with ``--without-master`` (``OWNER_INSTANCE_KEY``, ``FS_AGENT_INSTANCE_KEY``,
-``EXPORT_NAME`` and ``REMOTE_ROOT_DIR`` must then be unique per machine, and ``ETCD_ENDPOINT`` or
-``KV_MASTER_ADDRESS`` must point at the cluster's).
+Every name can be overridden by the environment variable of the same name. The host that runs
+the masters writes a join token (``WORKDIR/join.token``, 0600: the cluster secret, the FS service
+secret and where the kv master is); another machine joins with ``--without-master`` and
+``FLUXON_JOIN_TOKEN_FILE`` pointing at a copy of it (``OWNER_INSTANCE_KEY``,
+``FS_AGENT_INSTANCE_KEY``, ``EXPORT_NAME`` and ``REMOTE_ROOT_DIR`` must be unique per machine; the
+defaults derive from the host name). Without a token, ``ETCD_ENDPOINT`` or ``KV_MASTER_ADDRESS``
+must point at the cluster's and the secrets must be copied by hand.
 
 Addresses default to loopback (one host). For several hosts, each role's bind and advertised
 address is set by: ``KV_MASTER_HOST`` / ``KV_MASTER_ADVERTISE_HOST`` (kv master ``host`` /
@@ -27,15 +30,26 @@ import attrs
 import yaml
 
 from fluxon_core.addresses import advertised_host
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.kv.auth import read_secret_file
 from fluxon_core.runtime import (
     ManagedSubprocess,
     start_kv_master_process,
     start_owner_kvclient_process,
 )
 from fluxon_core.runtime.processes import RoleProcess
+from fluxon_fs.auth.join_token import (
+    JOIN_TOKEN_ENV,
+    JoinToken,
+    install_join_secrets,
+    join_token_for,
+    read_join_token,
+    write_join_token,
+)
 from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process
 
 READY_TIMEOUT_S = 90.0
+JOIN_TOKEN_NAME = "join.token"
 
 
 def _host() -> str:
@@ -71,6 +85,8 @@ class StackSettings:
     admin_password: str = "admin"
     pool_size: str = "512MiB"
     transfer_state_store: Mapping[str, Any] | None = None
+    join_token: JoinToken | None = None
+    """Set on a joining host (``FLUXON_JOIN_TOKEN_FILE``): the cluster it joins and its secrets."""
 
     @classmethod
     def from_env(cls, workdir: Path, environ: Mapping[str, str] | None = None, **overrides: Any) -> StackSettings:
@@ -101,6 +117,8 @@ class StackSettings:
         values: dict[str, Any] = {field: env[var] for var, field in names.items() if env.get(var)}
         if env.get("KV_MASTER_PORT"):
             values["kv_master_port"] = int(env["KV_MASTER_PORT"])
+        if env.get(JOIN_TOKEN_ENV):
+            values = _joining(env[JOIN_TOKEN_ENV], values)
         values.update(overrides)
         return cls(workdir=workdir, **values)
 
@@ -112,9 +130,20 @@ class StackSettings:
         return f"tcp://{advertised_host(self.kv_master_host, self.kv_master_advertise_host)}:{self.kv_master_port}"
 
     @property
+    def etcd_endpoints(self) -> list[str]:
+        """``ETCD_ENDPOINT`` split at commas (several members of one etcd cluster)."""
+        return [endpoint.strip() for endpoint in (self.etcd_endpoint or "").split(",") if endpoint.strip()]
+
+    @property
+    def join_token_path(self) -> Path:
+        """Where a host that runs the masters writes the join token of its cluster."""
+        return self.workdir / JOIN_TOKEN_NAME
+
+    @property
     def panel_url(self) -> str:
-        """The panel's public URL."""
-        return self.panel_public_base_url or f"http://{self.panel_listen_addr}"
+        """The panel's public URL (the host's primary address in place of a wildcard listen host)."""
+        host, _, port = self.panel_listen_addr.rpartition(":")
+        return self.panel_public_base_url or f"http://{advertised_host(host)}:{port}"
 
     @property
     def local_cache_dir(self) -> str:
@@ -127,9 +156,29 @@ class StackSettings:
         return str(self.workdir / "cluster.secret")
 
 
+def _joining(token_file: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Settings of a host joining with a join token: the token names the cluster; addresses default to every interface."""
+    token = read_join_token(token_file)
+    token.check_usable_here(token_file)
+    joined = {
+        "cluster_name": token.cluster_name,
+        "fs_master_instance_key": token.fs_master_instance_key,
+        "etcd_endpoint": ",".join(token.etcd_endpoints) or None,
+        "kv_master_address": token.kv_master_address,
+    }
+    for field, value in joined.items():
+        if field in values and values[field] != value:
+            raise InvalidArgumentError(
+                f"{field} {values[field]!r} from the environment contradicts the join token {token_file} ({value!r})"
+            )
+    # A joining host is by definition not alone: bind every interface and advertise the primary address.
+    defaults = {"owner_rpc_host": "0.0.0.0", "export_name": f"demo-{_host()}"}
+    return {**defaults, **values, **joined, "join_token": token}
+
+
 def _coordination(settings: StackSettings) -> dict[str, Any]:
     if settings.etcd_endpoint:
-        return {"kind": "etcd", "etcd": {"endpoints": [settings.etcd_endpoint]}}
+        return {"kind": "etcd", "etcd": {"endpoints": settings.etcd_endpoints}}
     return {"kind": "local"}
 
 
@@ -163,9 +212,10 @@ def owner_config(settings: StackSettings) -> dict[str, Any]:
     if settings.owner_rpc_advertise_host:
         spec["rpc_advertise_host"] = settings.owner_rpc_advertise_host
     if settings.etcd_endpoint:
-        spec["etcd_addresses"] = [settings.etcd_endpoint]
+        spec["etcd_addresses"] = settings.etcd_endpoints
     else:
         spec["master_address"] = settings.master_address
+    if not settings.etcd_endpoint or settings.join_token is not None:
         spec["cluster_secret_file"] = settings.secret_file
     return {
         "instance_key": settings.owner_instance_key,
@@ -286,6 +336,10 @@ def start_stack(settings: StackSettings, *, with_master: bool = True, say: Any =
     """
     work = settings.workdir
     log_dir = work / "log"
+    if settings.join_token is not None:
+        if with_master:
+            raise InvalidArgumentError(f"{JOIN_TOKEN_ENV} is for a host that joins a cluster (--without-master)")
+        install_join_secrets(settings.join_token, Path(settings.secret_file), service_secret_file(settings))
     Path(settings.remote_root_dir).mkdir(parents=True, exist_ok=True)
     Path(settings.local_cache_dir).mkdir(parents=True, exist_ok=True)
     children: list[ManagedSubprocess] = []
@@ -331,3 +385,20 @@ def start_stack(settings: StackSettings, *, with_master: bool = True, say: Any =
                 child.proc.wait(10)
         raise
     return children
+
+
+def write_stack_join_token(settings: StackSettings) -> Path:
+    """Write the join token of the cluster this host's masters run (after :func:`start_stack`), mode 0600.
+
+    It holds the cluster secret, the FS service secret and where the kv master is; copy it to each
+    host that joins and set ``FLUXON_JOIN_TOKEN_FILE`` there (docs/deploy.md).
+    """
+    token = join_token_for(
+        cluster_name=settings.cluster_name,
+        fs_master_instance_key=settings.fs_master_instance_key,
+        cluster_secret=read_secret_file(settings.secret_file),
+        fs_service_secret=read_secret_file(service_secret_file(settings)),
+        etcd_endpoints=settings.etcd_endpoints,
+        kv_master_address=None if settings.etcd_endpoint else settings.master_address,
+    )
+    return write_join_token(settings.join_token_path, token)
