@@ -25,6 +25,7 @@ from typing import IO
 import attrs
 import pytest
 
+from fluxon_core.runtime.parent_death import set_parent_death_signal
 from tests.support.netns import Host, NetnsLab, netns_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +90,7 @@ class Background:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=set_parent_death_signal,  # ends with the test process
         )
 
     def output(self) -> str:

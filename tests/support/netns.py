@@ -92,12 +92,22 @@ def _namespaces() -> list[str]:
     return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
 
 
+def _kill_inside(namespace: str) -> None:
+    """SIGKILL the processes inside ``namespace`` (a lab's: only its own test started them)."""
+    for pid in ip("netns", "pids", namespace, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 def remove_stale_labs() -> list[str]:
-    """Delete the namespaces of labs whose creating process is gone; returns their names."""
+    """Delete the namespaces (and what still runs in them) of labs whose creating process is gone."""
     removed = []
     for name in _namespaces():
         match = _STALE.match(name)
         if match and not _pid_alive(int(match.group(1))):
+            _kill_inside(name)
             ip("netns", "del", name, check=False)
             removed.append(name)
     return removed
@@ -201,11 +211,7 @@ class NetnsLab:
         self._destroyed = True
         atexit.unregister(self.destroy)
         for name in reversed(self._created):
-            for pid in ip("netns", "pids", name, check=False).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+            _kill_inside(name)
         for name in reversed(self._created):
             ip("netns", "del", name, check=False)
         self._created.clear()

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fluxon_core.runtime import RoleProcess
+from fluxon_core.runtime.parent_death import set_parent_death_signal
 from fluxon_core.runtime.processes import KV_MASTER_MODULE, OWNER_MODULE, start_role_process
 from fluxon_core.runtime.readiness import ReadyInfo
 from fluxon_fs.roles import FS_AGENT_MODULE, FS_MASTER_MODULE
@@ -75,6 +76,7 @@ class Worker:
             stderr=self._log,
             cwd=ROOT,
             text=True,
+            preexec_fn=set_parent_death_signal,  # a worker ends with the test process
         )
         self._next_id = 1
         self._pending: dict[int, Future[Any]] = {0: Future()}
