@@ -25,6 +25,7 @@ from fluxon_fs.master_api.records import ExportHeartbeat, ExportRegistration, Ex
 log = get_logger("fluxon.fs.agent")
 
 DEFAULT_REVOCATION_BOUND_S = 2.0
+HEARTBEAT_RETRY_S = 0.5
 
 
 class FsAgent:
@@ -73,15 +74,19 @@ class FsAgent:
         return self.master.register_export(ExportRegistration(self.endpoint, self.export_roots)).lease_ttl_s
 
     def _heartbeat_forever(self) -> None:
-        while not self._stop.wait(self._lease_ttl_s / 3):
+        interval_s = self._lease_ttl_s / 3
+        while not self._stop.wait(interval_s):
             try:
                 if not self.master.heartbeat_export(ExportHeartbeat()).known:
                     log.warning(
                         "fs master forgot agent %s (restart or missed lease); registering again", self.instance_key
                     )
                     self._lease_ttl_s = self._register()
+                interval_s = self._lease_ttl_s / 3
             except ApiError as exc:
                 log.warning("heartbeat to fs master failed: %s", exc)
+                # the fs master is away (restarting?): try again soon, so its exports are back within a lease
+                interval_s = min(HEARTBEAT_RETRY_S, self._lease_ttl_s / 3)
 
     def close(self) -> None:
         """Unregister, stop workers and the server, release the exports; idempotent."""
