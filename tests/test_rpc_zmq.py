@@ -333,6 +333,31 @@ def test_server_process_dying_mid_call_gives_a_timeout(client: RpcClient) -> Non
         proc.wait()
 
 
+def test_a_call_whose_server_dies_fails_long_before_its_deadline(client: RpcClient) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGING_SERVER_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().strip()
+        thread, outcome = call_in_thread(lambda: client.call(endpoint, "/hang", RpcMessage(), timeout_s=30.0))
+        assert proc.stdout.readline().strip() == "entered"
+        killed = time.monotonic()
+        proc.kill()
+        thread.join(10)
+        assert not thread.is_alive()
+        error = outcome.get("error")
+        assert isinstance(error, ApiTimeoutError) and "connection closed" in str(error)
+        assert time.monotonic() - killed < 5.0  # not the 30 s deadline
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # --- typed errors -----------------------------------------------------------------------------------
 
 

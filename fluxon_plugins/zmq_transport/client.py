@@ -8,7 +8,9 @@ to an earlier call that timed out and is dropped, never delivered to a later cal
 Sockets use ``ZMQ_IMMEDIATE``: a request is only queued once a connection exists, so a call to an
 endpoint where nothing listens fails with :class:`NetworkError` — after ``connect_timeout_s`` (at
 most its deadline) — instead of leaving a request queued forever. Such a request was never sent,
-so the caller may safely resolve the endpoint again and retry.
+so the caller may safely resolve the endpoint again and retry. A call whose connection closes while
+it waits for the reply (the server died) fails within a second with :class:`ApiTimeoutError` — the
+outcome is unknown, as for a timeout — instead of waiting out its deadline.
 
 The call path is deliberately flat (few Python calls, no enum arithmetic): on a small call the
 interpreter overhead is the only cost Fluxon adds to a raw zmq round trip.
@@ -39,6 +41,8 @@ SOCKETS_PER_THREAD = 64
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLOUT = int(zmq.POLLOUT)
 _RCVTIMEO = int(zmq.RCVTIMEO)
+_CHECK_MS = 1000
+"""While waiting for a reply, check this often that the connection still exists."""
 _monotonic = time.monotonic
 
 
@@ -228,14 +232,23 @@ class ZmqRpcClient:
             remaining_ms = int((deadline - _monotonic()) * 1000)
             if remaining_ms <= 0:
                 raise ApiTimeoutError(f"RPC {path!r} to {endpoint} got no reply within {timeout_s:g}s")
-            # The receive timeout only has to be at most the time left; a shorter one means another
-            # loop. Reusing a value within [left/4, left] spares a setsockopt on most calls.
-            if not 0 < peer.rcvtimeo_ms <= remaining_ms <= peer.rcvtimeo_ms * 4:
-                peer.rcvtimeo_ms = max(1, remaining_ms // 2)
+            # The receive timeout only has to be at most the time left, and at most the connection
+            # check period; a shorter one means another loop. Reusing a value within [left/4, left]
+            # (or the check period itself) spares a setsockopt on most calls.
+            timeout_ms = peer.rcvtimeo_ms
+            if not (0 < timeout_ms <= remaining_ms and (timeout_ms == _CHECK_MS or remaining_ms <= timeout_ms * 4)):
+                peer.rcvtimeo_ms = min(_CHECK_MS, max(1, remaining_ms // 2))
                 sock.setsockopt(_RCVTIMEO, peer.rcvtimeo_ms)
             try:
                 header_frame = sock.recv()
             except zmq.Again:
+                # With ZMQ_IMMEDIATE the socket is writable only while a connection exists: none means
+                # the server went away (its process died or stopped), so this reply will never come.
+                if not sock.poll(0, _POLLOUT):
+                    raise ApiTimeoutError(
+                        f"RPC {path!r} to {endpoint}: the connection closed while waiting for the reply (did the "
+                        "server stop?); whether the call ran is unknown"
+                    ) from None
                 continue
             try:
                 header = wire.decode_header(header_frame)
