@@ -5,13 +5,22 @@
     python3 examples/start_kv_and_fs_svc.py --without-master   # owner + fs agent joining an existing cluster
 
 Everything is on this host with the embedded defaults (local coordination, sqlite access_db and
-transfer state). Set ETCD_ENDPOINT=host:port (or pass --etcd) to use a real etcd instead. Names and
+transfer state). The default mode writes WORKDIR/join.token (0600): copy it to another host and
+start this script there with FLUXON_JOIN_TOKEN_FILE=<its path> and --without-master to join the
+cluster (docs/deploy.md). Set ETCD_ENDPOINT=host:port (or pass --etcd) to use a real etcd instead. Names and
 paths come from environment variables of the same name: CLUSTER_NAME, SHARED_MEMORY_PATH,
 SHARED_FILE_PATH, KV_MASTER_ADDRESS, FS_MASTER_INSTANCE_KEY, OWNER_INSTANCE_KEY,
 FS_AGENT_INSTANCE_KEY, EXPORT_NAME, REMOTE_ROOT_DIR, FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL,
 ADMIN_USERNAME, ADMIN_PASSWORD. WORKDIR (--workdir, default /tmp/fluxon_fs_demo) holds configs, logs
 and data: role output goes to WORKDIR/log (the terminal keeps a summary), and REMOTE_ROOT_DIR, unless
-set, is WORKDIR/export_<EXPORT_NAME>. Ready-to-use writer.yaml and reader.yaml are written into WORKDIR.
+set, is WORKDIR/export_<EXPORT_NAME>.
+
+Addresses (default loopback: one host). Each role's bind and advertised address: KV_MASTER_HOST,
+KV_MASTER_ADVERTISE_HOST (kv master), OWNER_RPC_HOST, OWNER_RPC_ADVERTISE_HOST (owner; the fs master,
+the fs agent and clients of the host follow it), FS_AGENT_LISTEN_ADDRESS, FS_AGENT_ADVERTISE_HOST (fs
+agent, when it must differ), FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL (panel). 0.0.0.0 binds every
+interface and advertises the host's primary address; see docs/deploy.md for several hosts.
+Ready-to-use writer.yaml and reader.yaml are written into WORKDIR.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ import sys
 from pathlib import Path
 
 from fluxon_core.runtime import wait_subproc_or_ctrlc
-from fluxon_fs.demo.stack import StackSettings, start_stack, write_client_configs
+from fluxon_fs.auth.join_token import read_join_token
+from fluxon_fs.demo.stack import StackSettings, start_stack, write_client_configs, write_stack_join_token
 
 
 def main() -> int:
@@ -38,8 +48,8 @@ def main() -> int:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     overrides = {"etcd_endpoint": args.etcd} if args.etcd else {}
-    settings = StackSettings.from_env(workdir, **overrides)
     try:
+        settings = StackSettings.from_env(workdir, **overrides)
         children = start_stack(settings, with_master=not args.without_master)
     except Exception as exc:
         print(f"start failed: {exc}\nsee the role logs under {workdir / 'log'}", file=sys.stderr)
@@ -47,6 +57,15 @@ def main() -> int:
     configs = write_client_configs(settings)
     if not args.without_master:
         print(f"panel:  {settings.panel_url}/  (user {settings.admin_username!r})")
+        token = write_stack_join_token(settings)
+        print(f"join token: {token}  (0600; copy it to a host and run this script there with")
+        print(f"  FLUXON_JOIN_TOKEN_FILE=<its path> {Path(sys.argv[0]).name} --without-master)")
+        local = read_join_token(token).host_local_addresses()
+        if local:
+            print(f"  note: it names {', '.join(local)}, which no other host can reach; to let hosts join, start")
+            print("  this host with KV_MASTER_HOST=0.0.0.0 (and ETCD_ENDPOINT=<this host's address>:<port>)")
+    elif settings.join_token is not None:
+        print(f"joined cluster {settings.cluster_name!r} with the join token")
     print(f"export {settings.export_name!r} serves {settings.remote_root_dir}")
     print("next, in other terminals:")
     print(f"  python3 examples/start_fluxon_fs_writer.py -c {configs['writer']} -w {workdir / 'writer'}")

@@ -191,9 +191,18 @@ class FsAgentConfig:
         doc="an idle write session (crashed client) is closed after this long.", default=120.0, check=positive
     )
     transfer_workers: int = config_field(doc="transfer worker threads in this agent.", default=2, check=positive)
-    listen_address: str = config_field(
-        doc="where the agent serves export RPCs (tcp://host:port, port 0 = any; ipc:// for one host).",
-        default="tcp://127.0.0.1:0",
+    listen_address: str | None = config_field(
+        doc="where the agent serves export RPCs (tcp://host:port, port 0 = any; ipc:// for one host); default "
+        "tcp://<this host's fluxonkv_spec.rpc_host>:0, the address the host's owner names in shared.json.",
+        default=None,
+        check=non_empty,
+    )
+    advertise_host: str | None = config_field(
+        doc="host written into the endpoint the agent registers with the fs master (what mounts dial); default: "
+        "the host of listen_address (the primary address for a wildcard such as 0.0.0.0), or the owner's "
+        "rpc_advertise_host when listen_address is not set.",
+        default=None,
+        check=non_empty,
     )
 
 
@@ -271,7 +280,10 @@ class MasterPanelConfig:
     )
     listen_addr: str = config_field(doc="host:port the panel binds.", default="127.0.0.1:18080", check=host_port)
     public_base_url: str | None = config_field(
-        doc="base URL the UI uses in links; default http://<listen_addr>.", default=None, check=http_url
+        doc="base URL the UI uses in links; default http://<listen_addr> (the host's primary address in place of a "
+        "wildcard host such as 0.0.0.0).",
+        default=None,
+        check=http_url,
     )
     auto_refresh_interval_secs: int = config_field(doc="page auto-refresh period.", default=5, check=positive)
     session: SessionPolicyConfig = config_field(

@@ -19,6 +19,7 @@ import attrs
 import pytest
 
 from fluxon_core import rpc
+from fluxon_core.addresses import primary_host_address
 from fluxon_core.config import BackendConfig, ConfigError, config_field, load_config
 from fluxon_core.kv.config import KvClientSettings, KvMasterConfig
 from fluxon_core.kv.shared_json import read_shared_json, shared_json_path
@@ -207,7 +208,7 @@ def test_role_processes_and_external_clients_build_the_transport_and_pool_their_
 
 
 def test_zmq_options_from_yaml_change_what_each_process_advertises(restore_process_transport: None) -> None:
-    # A wildcard bind is advertised with the transport's advertise_host: visible in every endpoint.
+    # A wildcard bind is advertised with the transport's advertise_host (default: the host's primary address).
     advertise = {"kind": "zmq", "zmq": {"advertise_host": "localhost"}}
     with kv_cluster() as cluster:
         master = cluster.start_master(host="0.0.0.0", transport=advertise)
@@ -217,7 +218,7 @@ def test_zmq_options_from_yaml_change_what_each_process_advertises(restore_proce
         assert shared.owner_peer_endpoint.startswith("tcp://localhost:")
 
         plain = cluster.external("e-plain", "h1")
-        assert plain.endpoint().startswith("tcp://127.0.0.1:")
+        assert plain.endpoint().startswith(f"tcp://{primary_host_address()}:")
         client = cluster.external("e-advertised", "h1", client_fields={"transport": advertise})
         assert client.endpoint().startswith("tcp://localhost:")
         # The last store's selection is the process's transport; each store keeps the one it was built with.

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from fluxon_core.addresses import primary_host_address
 from fluxon_core.config import BackendConfig, ConfigError, load_config
 from fluxon_core.config.fields import config_field
 from fluxon_core.errors import (
@@ -160,7 +161,7 @@ def test_wildcard_bind_reports_a_connectable_endpoint(client: RpcClient) -> None
     try:
         server = plain.bind_server("tcp://0.0.0.0:0")
         server.register("/echo", echo)
-        assert server.endpoint.startswith("tcp://127.0.0.1:")
+        assert server.endpoint.startswith(f"tcp://{primary_host_address()}:")  # the default advertise_host
         assert client.call(server.endpoint, "/echo", RpcMessage(meta={"w": 1})).meta["w"] == 1
         other = advertised.bind_server("tcp://*:0")
         port = other.endpoint.rsplit(":", 1)[1]
@@ -327,6 +328,31 @@ def test_server_process_dying_mid_call_gives_a_timeout(client: RpcClient) -> Non
         assert not thread.is_alive()
         assert isinstance(outcome.get("error"), ApiTimeoutError)
         assert time.monotonic() - started < 3.0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_call_whose_server_dies_fails_long_before_its_deadline(client: RpcClient) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGING_SERVER_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().strip()
+        thread, outcome = call_in_thread(lambda: client.call(endpoint, "/hang", RpcMessage(), timeout_s=30.0))
+        assert proc.stdout.readline().strip() == "entered"
+        killed = time.monotonic()
+        proc.kill()
+        thread.join(10)
+        assert not thread.is_alive()
+        error = outcome.get("error")
+        assert isinstance(error, ApiTimeoutError) and "connection closed" in str(error)
+        assert time.monotonic() - killed < 5.0  # not the 30 s deadline
     finally:
         proc.kill()
         proc.wait()

@@ -69,6 +69,18 @@ def load_or_create_secret_file(path: str | os.PathLike[str]) -> bytes:
     return read_secret_file(file_path)
 
 
+def write_secret_file(path: str | os.PathLike[str], secret: bytes) -> Path:
+    """Write ``secret`` (hex) to ``path`` atomically with mode 0600 (parent created 0700); replaces a previous one."""
+    file_path = Path(path)
+    file_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = file_path.with_name(f".{file_path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secret.hex() + "\n")
+    os.replace(tmp, file_path)
+    return file_path
+
+
 def secret_from_hex(text: str, origin: str) -> bytes:
     """A secret carried as hex text (shared.json, coordinator)."""
     return _parse_secret(text, origin)

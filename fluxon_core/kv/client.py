@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
+from fluxon_core.addresses import HostAddress
 from fluxon_core.config import ConfigError
 from fluxon_core.errors import ApiError, InvalidArgumentError, StoreClosedError, StoreInitFailedError
 from fluxon_core.kv.auth import RpcAuthenticator
@@ -52,6 +53,8 @@ class StoreNode(Protocol):
 
     @property
     def endpoint(self) -> str: ...
+    @property
+    def host_address(self) -> HostAddress: ...
 
     def put(
         self, key: str, parts: Sequence[Buffer], size: int, *, reject_if_exists: bool, lease_id: int | None
@@ -175,6 +178,14 @@ class KvClient:
     def endpoint(self) -> str:
         """This member's RPC endpoint (where ``rpc_register`` handlers are served)."""
         return self._node.endpoint
+
+    def host_address(self) -> HostAddress:
+        """What this host's roles bind and advertise: the owner's ``fluxonkv_spec.rpc_host`` and
+        ``rpc_advertise_host`` (an external client reads them from ``shared.json``).
+
+        Servers a process runs next to its store (an fs agent's export endpoint) follow it by default.
+        """
+        return self._node.host_address
 
     def transport(self) -> Transport:
         """The RPC transport this store uses (its config's ``transport`` block).

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import yaml
 
+from fluxon_core.addresses import HostAddress
 from fluxon_core.config import (
     BackendConfig,
     ByteSize,
@@ -83,6 +84,7 @@ OWNER_ONLY_SPEC_FIELDS = (
     "sub_cluster",
     "large_file_paths",
     "rpc_host",
+    "rpc_advertise_host",
     "master_connect_timeout_ms",
 )
 
@@ -141,7 +143,15 @@ class FluxonKvSpec:
         check=each(absolute_path),
     )
     rpc_host: str | None = config_field(
-        doc="owner only: address this host's roles bind and advertise for cross-host RPC; default 127.0.0.1.",
+        doc="owner only: address this host's roles (owner, external clients, fs agents) bind for cross-host RPC; "
+        "default 127.0.0.1 (one host). Set this host's cluster-reachable address, or 0.0.0.0 to bind every "
+        "interface and advertise the host's primary address.",
+        default=None,
+        check=non_empty,
+    )
+    rpc_advertise_host: str | None = config_field(
+        doc="owner only: address this host's roles advertise instead (NAT, several interfaces); default: rpc_host, "
+        "or the host's primary address when rpc_host is a wildcard.",
         default=None,
         check=non_empty,
     )
@@ -262,8 +272,13 @@ class KvClientSettings:
 
     @property
     def rpc_host(self) -> str:
-        """Address owners bind and advertise."""
+        """Address the host's roles bind (an owner's setting)."""
         return self.fluxonkv_spec.rpc_host or DEFAULT_RPC_HOST
+
+    @property
+    def host_address(self) -> HostAddress:
+        """What the host's roles bind and advertise (an owner's settings)."""
+        return HostAddress(self.rpc_host, self.fluxonkv_spec.rpc_advertise_host)
 
 
 def default_secret_file(cluster_name: str) -> Path:
@@ -344,7 +359,18 @@ class KvMasterConfig:
 
     instance_key: str = config_field(doc="the master's name in the cluster.", check=identifier)
     cluster_name: str = config_field(doc="name of the KV cluster this master governs.", check=identifier)
-    host: str = config_field(doc="address the master binds and advertises.", default="127.0.0.1", check=non_empty)
+    host: str = config_field(
+        doc="address the master binds (and advertises unless advertise_host is set); 0.0.0.0 binds every "
+        "interface and advertises the host's primary address.",
+        default="127.0.0.1",
+        check=non_empty,
+    )
+    advertise_host: str | None = config_field(
+        doc="address written into the master's endpoint (the readiness line, kv_master.json, the coordinator "
+        "record owners discover); default: host, or the primary address when host is a wildcard.",
+        default=None,
+        check=non_empty,
+    )
     port: int = config_field(
         doc="TCP port; 0 picks a free one (printed in the readiness line).", default=0, check=port_number
     )

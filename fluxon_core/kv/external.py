@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from fluxon_core.addresses import HostAddress, advertised_endpoint
 from fluxon_core.errors import ApiError, KeyNotFoundError, NetworkError, StoreInitFailedError
 from fluxon_core.kv.auth import RpcAuthenticator, SecretFileError, secret_from_hex
 from fluxon_core.kv.config import KvClientSettings
@@ -111,6 +112,7 @@ class ExternalNode:
         self.server: RpcServer
         self.node_rpc: NodeRpc
         self.session: MemberSession
+        self._endpoint = ""
         self._lost: str | None = None
         self._close_lock = threading.Lock()
         self._closed = False
@@ -130,13 +132,14 @@ class ExternalNode:
             self._started.append("reader")
             self.server = self.rpc.bind(f"tcp://{self.owner.rpc_host}:0", {}, worker_threads=RPC_WORKER_THREADS)
             self._started.append("server")
+            self._endpoint = advertised_endpoint(self.server.endpoint, self.owner.rpc_advertise_host)
             self.node_rpc = NodeRpc(self.instance_key, self.rpc, self.server, resolver_via(self.call_master))
             self.session = MemberSession(
                 MemberInfo(
                     self.instance_key,
                     self.generation,
                     self.role,
-                    self.server.endpoint,
+                    self._endpoint,
                     owner_key=self.owner.owner_instance_key,
                 ),
                 self.call_master,
@@ -166,8 +169,13 @@ class ExternalNode:
 
     @property
     def endpoint(self) -> str:
-        """This client's own endpoint (serving its ``rpc_register`` handlers)."""
-        return self.server.endpoint
+        """This client's own advertised endpoint (serving its ``rpc_register`` handlers)."""
+        return self._endpoint
+
+    @property
+    def host_address(self) -> HostAddress:
+        """What this host's roles bind and advertise (from the owner's shared.json)."""
+        return self.owner.host_address
 
     # -- liveness ---------------------------------------------------------------------------------
 

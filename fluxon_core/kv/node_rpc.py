@@ -8,6 +8,7 @@ so a call that reaches a different process on a reused address is refused and re
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -117,16 +118,20 @@ class NodeRpc:
         if not isinstance(instance_key, str) or not instance_key:
             raise InvalidArgumentError(f"instance_key must be a non-empty string, got {instance_key!r}")
         meta = {**message.meta, TARGET_FIELD: instance_key}
+        deadline = time.monotonic() + timeout_s
         endpoint = self._endpoint_of(instance_key)
         try:
             return self._rpc.call(endpoint, path, meta, message.frames, timeout_s=timeout_s)
         except (NetworkError, UnknownPathError) as exc:
-            # the member may have restarted at another endpoint: resolve once more, retry only if it moved
+            # The member may have restarted at another endpoint (a call to a dead endpoint fails once no
+            # connection comes within the transport's connect timeout, unsent): resolve once more and
+            # retry, within what is left of the deadline, only if it moved.
             self.forget(instance_key)
             fresh = self._endpoint_of(instance_key)
-            if fresh == endpoint:
+            remaining = deadline - time.monotonic()
+            if fresh == endpoint or remaining <= 0:
                 raise exc from None
-        return self._rpc.call(fresh, path, meta, message.frames, timeout_s=timeout_s)
+        return self._rpc.call(fresh, path, meta, message.frames, timeout_s=remaining)
 
     def call_dict(self, instance_key: str, path: str, payload: Mapping[str, Any], timeout_s: float) -> dict[str, Any]:
         """Call a dict handler."""

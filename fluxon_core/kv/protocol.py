@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from fluxon_core.addresses import network_identity
 from fluxon_core.errors import InvalidArgumentError, NetworkError
 from fluxon_core.protocols import PrefixUsage
 
@@ -133,6 +134,8 @@ class MemberInfo:
     host: str = attrs.field(factory=socket.gethostname)
     pid: int = attrs.field(factory=os.getpid)
     owner_key: str = ""
+    network: str = attrs.field(factory=network_identity)
+    """The member's network namespace (:func:`fluxon_core.addresses.network_identity`); "" when unknown."""
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -152,6 +155,7 @@ class MemberInfo:
                 host=str(data.get("host", "")),
                 pid=int(data.get("pid", 0)),
                 owner_key=str(data.get("owner_key", "")),
+                network=str(data.get("network", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise NetworkError(f"malformed member record {data!r}: {exc}") from None

@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from fluxon_core.addresses import HostAddress
+
 SHARED_JSON_NAME = "shared.json"
 PROTOCOL_VERSION = 1
 
@@ -47,10 +49,18 @@ class SharedInfo:
     coordination_kind: str
     etcd_addresses: list[str]
     rpc_host: str
+    """The host this host's roles bind (the owner's ``fluxonkv_spec.rpc_host``)."""
     large_file_paths: list[str]
     member_lease_ttl_ms: int
     cluster_secret: str
     written_at: float
+    rpc_advertise_host: str | None = None
+    """The host they advertise instead, when the owner sets ``fluxonkv_spec.rpc_advertise_host``."""
+
+    @property
+    def host_address(self) -> HostAddress:
+        """What this host's roles bind and advertise."""
+        return HostAddress(self.rpc_host, self.rpc_advertise_host)
 
     def to_json(self) -> str:
         """The file text."""
@@ -75,11 +85,12 @@ class SharedInfo:
             )
         data.pop("written_at_iso", None)
         names = {f.name for f in attrs.fields(cls)}
-        missing = sorted(names - data.keys())
+        optional = {f.name for f in attrs.fields(cls) if f.default is not attrs.NOTHING}
+        missing = sorted(names - optional - data.keys())
         if missing:
             raise SharedJsonError(f"{origin} lacks {', '.join(missing)}")
         try:
-            return cls(**{name: data[name] for name in names})
+            return cls(**{name: data[name] for name in names if name in data})
         except TypeError as exc:
             raise SharedJsonError(f"{origin} is malformed: {exc}") from None
 

@@ -85,11 +85,14 @@ def start_role_process(
     log_path: str | os.PathLike[str] | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    launcher: Sequence[str] = (),
 ) -> RoleProcess:
     """Start ``python -m <module> --config F --workdir W`` as ``role``; returns without waiting for readiness.
 
     ``workdir`` defaults to a fresh temporary directory. Extra ``env`` entries are added to the
-    launcher's environment.
+    launcher's environment. ``launcher`` is a command prefix the child runs under, e.g.
+    ``["ip", "netns", "exec", "host-b"]`` or ``["taskset", "-c", "2"]``; it must exec the rest of the
+    command in its own process, so the role stays the launcher's child and dies with it.
     """
     work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=f"fluxon-{role}-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -102,6 +105,7 @@ def start_role_process(
     child_env[PARENT_PID_ENV] = str(os.getpid())
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     command = [
+        *launcher,
         sys.executable,
         "-m",
         "fluxon_core.runtime.child",

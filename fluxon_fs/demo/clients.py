@@ -22,11 +22,11 @@ def _op_line(op: str, path: str, nbytes: int, started: float) -> str:
     return f"op={op} path={path} bytes={nbytes} latency_ms={(time.perf_counter() - started) * 1000:.2f}"
 
 
-def _require(config: FsRoleConfig, config_path: str) -> tuple[str, str]:
+def _require(config: FsRoleConfig, config_path: str, export: str | None) -> tuple[str, str]:
     mount = config.fluxon_fs.mount
     if mount is None:
         raise SystemExit(f"{config_path}: fluxon_fs.mount (local_mount_dir_abs, export_name) is required")
-    return mount.local_mount_dir_abs, mount.export_name
+    return mount.local_mount_dir_abs, export or mount.export_name
 
 
 def _open_store(config: FsRoleConfig, config_path: str) -> KvClient:
@@ -40,10 +40,12 @@ def _rule_dir(config: FsRoleConfig) -> Path | None:
     return Path(rules[0].dir_abs) if rules else None
 
 
-def run_writer(config_path: str, workdir: str, rounds: int, interval_s: float, stop: threading.Event) -> int:
+def run_writer(
+    config_path: str, workdir: str, rounds: int, interval_s: float, stop: threading.Event, export: str | None = None
+) -> int:
     """Write a remote file and a local (cached) file per round, in the guide's explicit call order."""
     config = load_yaml_file(FsRoleConfig, config_path)
-    mount_dir, export_name = _require(config, config_path)
+    mount_dir, export_name = _require(config, config_path, export)
     Path(workdir).mkdir(parents=True, exist_ok=True)
     text = Path(config_path).read_text(encoding="utf-8")
     store = _open_store(config, config_path)
@@ -81,10 +83,12 @@ def run_writer(config_path: str, workdir: str, rounds: int, interval_s: float, s
     return 0
 
 
-def run_reader(config_path: str, workdir: str, rounds: int, interval_s: float, stop: threading.Event) -> int:
+def run_reader(
+    config_path: str, workdir: str, rounds: int, interval_s: float, stop: threading.Event, export: str | None = None
+) -> int:
     """Alternate remote and local reads (the patcher installed from the fs master)."""
     config = load_yaml_file(FsRoleConfig, config_path)
-    mount_dir, export_name = _require(config, config_path)
+    mount_dir, export_name = _require(config, config_path, export)
     Path(workdir).mkdir(parents=True, exist_ok=True)
     store = _open_store(config, config_path)
     patcher = install_patcher_from_master(kv_store=store, config_path=config_path)
@@ -129,12 +133,15 @@ def example_main(role: str, description: str) -> int:
     parser.add_argument("-w", "--workdir", required=True, help=f"{role} working directory")
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (default: run until Ctrl-C)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between rounds")
+    parser.add_argument(
+        "--export", default=None, metavar="NAME", help="mount this export instead of fluxon_fs.mount.export_name"
+    )
     args = parser.parse_args()
     configure_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     run = run_writer if role == "writer" else run_reader
     try:
-        return run(args.config, args.workdir, args.rounds, args.interval, stop)
+        return run(args.config, args.workdir, args.rounds, args.interval, stop, args.export)
     except KeyboardInterrupt:
         return 130

@@ -1,10 +1,23 @@
 """Configs and start-up of a whole Fluxon FS deployment on this host.
 
-Every name can be overridden by the environment variable of the same name, which is how a second
-machine joins with ``--without-master`` (``OWNER_INSTANCE_KEY``, ``FS_AGENT_INSTANCE_KEY``,
-``EXPORT_NAME`` and ``REMOTE_ROOT_DIR`` must then be unique per machine, and ``ETCD_ENDPOINT`` or
-``KV_MASTER_ADDRESS`` must point at the cluster's). Paths that are not set live under the workdir
-(``WORKDIR`` for the example script): the export directory defaults to ``<workdir>/export_<EXPORT_NAME>``.
+Every name can be overridden by the environment variable of the same name. The host that runs
+the masters writes a join token (``WORKDIR/join.token``, 0600: the cluster secret, the FS service
+secret and where the kv master is); another machine joins with ``--without-master`` and
+``FLUXON_JOIN_TOKEN_FILE`` pointing at a copy of it (``OWNER_INSTANCE_KEY``,
+``FS_AGENT_INSTANCE_KEY``, ``EXPORT_NAME`` and ``REMOTE_ROOT_DIR`` must be unique per machine; the
+defaults derive from the host name). Without a token, ``ETCD_ENDPOINT`` or ``KV_MASTER_ADDRESS``
+must point at the cluster's and the secrets must be copied by hand. Paths that are not set live under
+the workdir (``WORKDIR`` for the example script): the export directory defaults to
+``<workdir>/export_<EXPORT_NAME>``.
+
+Addresses default to loopback (one host). For several hosts, each role's bind and advertised
+address is set by: ``KV_MASTER_HOST`` / ``KV_MASTER_ADVERTISE_HOST`` (kv master ``host`` /
+``advertise_host``), ``OWNER_RPC_HOST`` / ``OWNER_RPC_ADVERTISE_HOST`` (owner
+``fluxonkv_spec.rpc_host`` / ``rpc_advertise_host``, which the fs master, the fs agent and every
+client of the host follow), ``FS_AGENT_LISTEN_ADDRESS`` / ``FS_AGENT_ADVERTISE_HOST`` (fs agent
+``listen_address`` / ``advertise_host``, when it must differ from the owner's) and
+``FS_PANEL_LISTEN_ADDR`` / ``FS_PANEL_PUBLIC_BASE_URL`` (panel). ``0.0.0.0`` binds every interface
+and advertises the host's primary address.
 """
 
 from __future__ import annotations
@@ -18,15 +31,27 @@ from typing import Any
 import attrs
 import yaml
 
+from fluxon_core.addresses import advertised_host
+from fluxon_core.errors import InvalidArgumentError
+from fluxon_core.kv.auth import read_secret_file
 from fluxon_core.runtime import (
     ManagedSubprocess,
     start_kv_master_process,
     start_owner_kvclient_process,
 )
 from fluxon_core.runtime.processes import RoleProcess
+from fluxon_fs.auth.join_token import (
+    JOIN_TOKEN_ENV,
+    JoinToken,
+    install_join_secrets,
+    join_token_for,
+    read_join_token,
+    write_join_token,
+)
 from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process
 
 READY_TIMEOUT_S = 90.0
+JOIN_TOKEN_NAME = "join.token"
 
 
 def _host() -> str:
@@ -43,12 +68,17 @@ class StackSettings:
     shared_file_path: str = "/tmp/fluxon_fs_demo/shared"
     etcd_endpoint: str | None = None
     kv_master_host: str = "127.0.0.1"
+    kv_master_advertise_host: str | None = None
     kv_master_port: int = 31000
     kv_master_address: str | None = None
     kv_master_instance_key: str = "kv-master"
     fs_master_instance_key: str = "fs-master"
     owner_instance_key: str = attrs.field(factory=lambda: f"owner-{_host()}")
     fs_agent_instance_key: str = attrs.field(factory=lambda: f"fs-agent-{_host()}")
+    owner_rpc_host: str = "127.0.0.1"
+    owner_rpc_advertise_host: str | None = None
+    fs_agent_listen_address: str | None = None
+    fs_agent_advertise_host: str | None = None
     export_name: str = "demo"
     remote_root_dir: str = attrs.field(
         default=attrs.Factory(lambda self: str(self.workdir / f"export_{self.export_name}"), takes_self=True)
@@ -60,6 +90,8 @@ class StackSettings:
     admin_password: str = "admin"
     pool_size: str = "512MiB"
     transfer_state_store: Mapping[str, Any] | None = None
+    join_token: JoinToken | None = None
+    """Set on a joining host (``FLUXON_JOIN_TOKEN_FILE``): the cluster it joins and its secrets."""
 
     @classmethod
     def from_env(cls, workdir: Path, environ: Mapping[str, str] | None = None, **overrides: Any) -> StackSettings:
@@ -71,6 +103,12 @@ class StackSettings:
             "SHARED_FILE_PATH": "shared_file_path",
             "ETCD_ENDPOINT": "etcd_endpoint",
             "KV_MASTER_ADDRESS": "kv_master_address",
+            "KV_MASTER_HOST": "kv_master_host",
+            "KV_MASTER_ADVERTISE_HOST": "kv_master_advertise_host",
+            "OWNER_RPC_HOST": "owner_rpc_host",
+            "OWNER_RPC_ADVERTISE_HOST": "owner_rpc_advertise_host",
+            "FS_AGENT_LISTEN_ADDRESS": "fs_agent_listen_address",
+            "FS_AGENT_ADVERTISE_HOST": "fs_agent_advertise_host",
             "FS_MASTER_INSTANCE_KEY": "fs_master_instance_key",
             "OWNER_INSTANCE_KEY": "owner_instance_key",
             "FS_AGENT_INSTANCE_KEY": "fs_agent_instance_key",
@@ -84,18 +122,33 @@ class StackSettings:
         values: dict[str, Any] = {field: env[var] for var, field in names.items() if env.get(var)}
         if env.get("KV_MASTER_PORT"):
             values["kv_master_port"] = int(env["KV_MASTER_PORT"])
+        if env.get(JOIN_TOKEN_ENV):
+            values = _joining(env[JOIN_TOKEN_ENV], values)
         values.update(overrides)
         return cls(workdir=workdir, **values)
 
     @property
     def master_address(self) -> str:
         """Where owners find the kv master when no etcd is used."""
-        return self.kv_master_address or f"tcp://{self.kv_master_host}:{self.kv_master_port}"
+        if self.kv_master_address:
+            return self.kv_master_address
+        return f"tcp://{advertised_host(self.kv_master_host, self.kv_master_advertise_host)}:{self.kv_master_port}"
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        """``ETCD_ENDPOINT`` split at commas (several members of one etcd cluster)."""
+        return [endpoint.strip() for endpoint in (self.etcd_endpoint or "").split(",") if endpoint.strip()]
+
+    @property
+    def join_token_path(self) -> Path:
+        """Where a host that runs the masters writes the join token of its cluster."""
+        return self.workdir / JOIN_TOKEN_NAME
 
     @property
     def panel_url(self) -> str:
-        """The panel's public URL."""
-        return self.panel_public_base_url or f"http://{self.panel_listen_addr}"
+        """The panel's public URL (the host's primary address in place of a wildcard listen host)."""
+        host, _, port = self.panel_listen_addr.rpartition(":")
+        return self.panel_public_base_url or f"http://{advertised_host(host)}:{port}"
 
     @property
     def local_cache_dir(self) -> str:
@@ -108,15 +161,35 @@ class StackSettings:
         return str(self.workdir / "cluster.secret")
 
 
+def _joining(token_file: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Settings of a host joining with a join token: the token names the cluster; addresses default to every interface."""
+    token = read_join_token(token_file)
+    token.check_usable_here(token_file)
+    joined = {
+        "cluster_name": token.cluster_name,
+        "fs_master_instance_key": token.fs_master_instance_key,
+        "etcd_endpoint": ",".join(token.etcd_endpoints) or None,
+        "kv_master_address": token.kv_master_address,
+    }
+    for field, value in joined.items():
+        if field in values and values[field] != value:
+            raise InvalidArgumentError(
+                f"{field} {values[field]!r} from the environment contradicts the join token {token_file} ({value!r})"
+            )
+    # A joining host is by definition not alone: bind every interface and advertise the primary address.
+    defaults = {"owner_rpc_host": "0.0.0.0", "export_name": f"demo-{_host()}"}
+    return {**defaults, **values, **joined, "join_token": token}
+
+
 def _coordination(settings: StackSettings) -> dict[str, Any]:
     if settings.etcd_endpoint:
-        return {"kind": "etcd", "etcd": {"endpoints": [settings.etcd_endpoint]}}
+        return {"kind": "etcd", "etcd": {"endpoints": settings.etcd_endpoints}}
     return {"kind": "local"}
 
 
 def kv_master_config(settings: StackSettings) -> dict[str, Any]:
     """The kv master's config."""
-    return {
+    config: dict[str, Any] = {
         "instance_key": settings.kv_master_instance_key,
         "cluster_name": settings.cluster_name,
         "host": settings.kv_master_host,
@@ -124,6 +197,9 @@ def kv_master_config(settings: StackSettings) -> dict[str, Any]:
         "coordination": _coordination(settings),
         "cluster_secret_file": settings.secret_file,
     }
+    if settings.kv_master_advertise_host:
+        config["advertise_host"] = settings.kv_master_advertise_host
+    return config
 
 
 def _spec(settings: StackSettings) -> dict[str, Any]:
@@ -137,10 +213,14 @@ def _spec(settings: StackSettings) -> dict[str, Any]:
 def owner_config(settings: StackSettings) -> dict[str, Any]:
     """This host's owner (its pool is what every process on the host caches into)."""
     spec = _spec(settings)
+    spec["rpc_host"] = settings.owner_rpc_host
+    if settings.owner_rpc_advertise_host:
+        spec["rpc_advertise_host"] = settings.owner_rpc_advertise_host
     if settings.etcd_endpoint:
-        spec["etcd_addresses"] = [settings.etcd_endpoint]
+        spec["etcd_addresses"] = settings.etcd_endpoints
     else:
         spec["master_address"] = settings.master_address
+    if not settings.etcd_endpoint or settings.join_token is not None:
         spec["cluster_secret_file"] = settings.secret_file
     return {
         "instance_key": settings.owner_instance_key,
@@ -204,11 +284,16 @@ def service_secret_file(settings: StackSettings) -> Path:
 
 def fs_agent_config(settings: StackSettings) -> dict[str, Any]:
     """The fs agent serving ``REMOTE_ROOT_DIR`` as ``EXPORT_NAME``."""
+    agent: dict[str, Any] = {"exports": {settings.export_name: {"root_dir_abs": settings.remote_root_dir}}}
+    if settings.fs_agent_listen_address:
+        agent["listen_address"] = settings.fs_agent_listen_address
+    if settings.fs_agent_advertise_host:
+        agent["advertise_host"] = settings.fs_agent_advertise_host
     return {
         "kvclient": _kvclient(settings, settings.fs_agent_instance_key),
         "fluxon_fs": {
             "master": {"instance_key": settings.fs_master_instance_key},
-            "agent": {"exports": {settings.export_name: {"root_dir_abs": settings.remote_root_dir}}},
+            "agent": agent,
             "service_secret_file": str(service_secret_file(settings)),
         },
     }
@@ -256,6 +341,10 @@ def start_stack(settings: StackSettings, *, with_master: bool = True, say: Any =
     """
     work = settings.workdir
     log_dir = work / "log"
+    if settings.join_token is not None:
+        if with_master:
+            raise InvalidArgumentError(f"{JOIN_TOKEN_ENV} is for a host that joins a cluster (--without-master)")
+        install_join_secrets(settings.join_token, Path(settings.secret_file), service_secret_file(settings))
     Path(settings.remote_root_dir).mkdir(parents=True, exist_ok=True)
     Path(settings.local_cache_dir).mkdir(parents=True, exist_ok=True)
     children: list[ManagedSubprocess] = []
@@ -301,3 +390,20 @@ def start_stack(settings: StackSettings, *, with_master: bool = True, say: Any =
                 child.proc.wait(10)
         raise
     return children
+
+
+def write_stack_join_token(settings: StackSettings) -> Path:
+    """Write the join token of the cluster this host's masters run (after :func:`start_stack`), mode 0600.
+
+    It holds the cluster secret, the FS service secret and where the kv master is; copy it to each
+    host that joins and set ``FLUXON_JOIN_TOKEN_FILE`` there (docs/deploy.md).
+    """
+    token = join_token_for(
+        cluster_name=settings.cluster_name,
+        fs_master_instance_key=settings.fs_master_instance_key,
+        cluster_secret=read_secret_file(settings.secret_file),
+        fs_service_secret=read_secret_file(service_secret_file(settings)),
+        etcd_endpoints=settings.etcd_endpoints,
+        kv_master_address=None if settings.etcd_endpoint else settings.master_address,
+    )
+    return write_join_token(settings.join_token_path, token)

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from fluxon_core.addresses import HostAddress, advertised_endpoint
 from fluxon_core.errors import ApiError, InvalidArgumentError
 from fluxon_core.kv import KvClient, as_kv_client, new_store
 from fluxon_core.log_setup import get_logger
@@ -24,6 +25,7 @@ from fluxon_fs.master_api.records import ExportHeartbeat, ExportRegistration, Ex
 log = get_logger("fluxon.fs.agent")
 
 DEFAULT_REVOCATION_BOUND_S = 2.0
+HEARTBEAT_RETRY_S = 0.5
 
 
 class FsAgent:
@@ -38,7 +40,8 @@ class FsAgent:
         service: ServiceCredential,
         *,
         owns_store: bool = False,
-        listen_address: str = "tcp://127.0.0.1:0",
+        listen_address: str | None = None,
+        advertise_host: str | None = None,
     ) -> None:
         if not agent_config.exports:
             raise InvalidArgumentError("fluxon_fs.agent.exports is empty: an fs agent must serve at least one export")
@@ -58,11 +61,12 @@ class FsAgent:
         self.export_roots = {name: export.root_dir_abs for name, export in agent_config.exports.items()}
         self.authorize = export_authorizer(remote_authorizer(self.master, DEFAULT_REVOCATION_BOUND_S), service)
         """The access check of every export call: RPC requests, and this agent's transfer workers."""
-        self.server: RpcServer = store.transport().bind_server(listen_address, worker_threads=16)
+        bind_address, advertise = export_listen_address(store.host_address(), listen_address, advertise_host)
+        self.server: RpcServer = store.transport().bind_server(bind_address, worker_threads=16)
         self.served: list[ServedExport] = [
             serve_export(self.server, name, ops, self.authorize) for name, ops in self.ops.items()
         ]
-        self.endpoint = self.server.endpoint
+        self.endpoint = advertised_endpoint(self.server.endpoint, advertise)
         self._stop = threading.Event()
         self._lease_ttl_s = self._register()
         self._heartbeat = threading.Thread(target=self._heartbeat_forever, name="fs-agent-heartbeat", daemon=True)
@@ -75,15 +79,19 @@ class FsAgent:
         return self.master.register_export(ExportRegistration(self.endpoint, self.export_roots)).lease_ttl_s
 
     def _heartbeat_forever(self) -> None:
-        while not self._stop.wait(self._lease_ttl_s / 3):
+        interval_s = self._lease_ttl_s / 3
+        while not self._stop.wait(interval_s):
             try:
                 if not self.master.heartbeat_export(ExportHeartbeat()).known:
                     log.warning(
                         "fs master forgot agent %s (restart or missed lease); registering again", self.instance_key
                     )
                     self._lease_ttl_s = self._register()
+                interval_s = self._lease_ttl_s / 3
             except ApiError as exc:
                 log.warning("heartbeat to fs master failed: %s", exc)
+                # the fs master is away (restarting?): try again soon, so its exports are back within a lease
+                interval_s = min(HEARTBEAT_RETRY_S, self._lease_ttl_s / 3)
 
     def close(self) -> None:
         """Unregister, stop workers and the server, release the exports; idempotent."""
@@ -101,6 +109,19 @@ class FsAgent:
             ops.close()
         if self._owns_store:
             self.store.close()
+
+
+def export_listen_address(
+    host: HostAddress, listen_address: str | None, advertise_host: str | None
+) -> tuple[str, str | None]:
+    """Where an agent binds its export server and the host it advertises (None: what the transport reports).
+
+    Without ``listen_address`` the agent binds the host's ``rpc_host`` on any port and advertises
+    what the host's owner advertises; an explicit ``advertise_host`` always wins.
+    """
+    if listen_address is None:
+        return f"tcp://{host.bind_host}:0", advertise_host or host.advertise_host
+    return listen_address, advertise_host
 
 
 def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | None = None) -> FsAgent:
@@ -130,6 +151,7 @@ def start_fs_agent(config: FsRoleConfig, workdir: Path, *, store: KvClient | Non
         service,
         owns_store=owns,
         listen_address=agent_config.listen_address,
+        advertise_host=agent_config.advertise_host,
     )
 
 
@@ -140,7 +162,7 @@ def publish_export(
     *,
     master_instance_key: str,
     service_secret_file: str | os.PathLike[str] | None = None,
-    listen_address: str = "tcp://127.0.0.1:0",
+    listen_address: str | None = None,
 ) -> FsAgent:
     """Serve ``root_dir_abs`` as ``export_name`` from this process and register it with the fs master.
 

@@ -28,6 +28,7 @@ from fluxon_fs.auth.tokens import TokenSigner
 from fluxon_fs.config import FsRoleConfig, MasterPanelConfig
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
+from fluxon_fs.fs_master.agent_reachability import export_endpoint_problem
 from fluxon_fs.fs_master.cache_usage import CacheUsageRegistry
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.handlers.auth import AuthHandlers
@@ -175,7 +176,12 @@ class FsMaster:
     def _serve_protocol(self) -> None:
         table = HandlerTable(self.service)
         ConfigHandlers(self.exports).register_paths(table)
-        RegistryHandlers(self.exports, self.mounts, self._username_of).register_paths(table)
+        RegistryHandlers(
+            self.exports,
+            self.mounts,
+            self._username_of,
+            lambda agent, endpoint: export_endpoint_problem(self.store, agent, endpoint),
+        ).register_paths(table)
         CacheUsageHandlers(self.cache_usage).register_paths(table)
         self._auth = AuthHandlers(
             self.authorizer,

@@ -6,8 +6,11 @@ timeout. Replies carry the request id; a reply whose id is not the one awaited i
 to an earlier call that timed out and is dropped, never delivered to a later call.
 
 Sockets use ``ZMQ_IMMEDIATE``: a request is only queued once a connection exists, so a call to an
-endpoint where nothing listens fails with :class:`NetworkError` when its deadline passes instead of
-leaving a request queued forever.
+endpoint where nothing listens fails with :class:`NetworkError` — after ``connect_timeout_s`` (at
+most its deadline) — instead of leaving a request queued forever. Such a request was never sent,
+so the caller may safely resolve the endpoint again and retry. A call whose connection closes while
+it waits for the reply (the server died) fails within a second with :class:`ApiTimeoutError` — the
+outcome is unknown, as for a timeout — instead of waiting out its deadline.
 
 Frame limits: libzmq drops a connection whose reply announces a frame above ``max_reply_bytes``
 (``ZMQ_MAXMSGSIZE``) before buffering it, and a request frame above ``max_request_bytes`` is refused
@@ -43,6 +46,8 @@ SOCKETS_PER_THREAD = 64
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLOUT = int(zmq.POLLOUT)
 _RCVTIMEO = int(zmq.RCVTIMEO)
+_CHECK_MS = 1000
+"""While waiting for a reply, check this often that the connection still exists."""
 _monotonic = time.monotonic
 
 
@@ -87,8 +92,10 @@ class ZmqRpcClient:
         max_request_bytes: int,
         max_reply_bytes: int,
         on_close: Callable[[ZmqRpcClient], None],
+        connect_timeout_s: float = 2.0,
     ) -> None:
         self._context = context
+        self._connect_timeout_s = connect_timeout_s
         self._zero_copy_min = zero_copy_min
         self._max_request_bytes = max_request_bytes
         self._max_reply_bytes = max_reply_bytes
@@ -217,13 +224,15 @@ class ZmqRpcClient:
     def _send_when_connected(
         self, sock: zmq.Socket, endpoint: str, header: bytes, frames: Any, deadline: float
     ) -> None:
-        """Retry the send until a connection exists (ZMQ_IMMEDIATE refused it) or the deadline passes."""
+        """Retry the send until a connection exists (ZMQ_IMMEDIATE refused it), for at most the connect timeout."""
+        started = _monotonic()
+        give_up = min(deadline, started + self._connect_timeout_s)
         while True:
-            remaining = deadline - _monotonic()
+            remaining = give_up - _monotonic()
             if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000)), _POLLOUT):
                 raise NetworkError(
-                    f"no connection to RPC endpoint {endpoint!r} could be made before the deadline "
-                    "(is the server running, and below its max_connections?)"
+                    f"no connection to RPC endpoint {endpoint!r} could be made within {_monotonic() - started:.1f}s "
+                    "(is the server running, and below its max_connections?); the request was not sent"
                 )
             try:
                 wire.send_message(sock, (), header, frames, self._zero_copy_min, _NOBLOCK)
@@ -239,14 +248,23 @@ class ZmqRpcClient:
             remaining_ms = int((deadline - _monotonic()) * 1000)
             if remaining_ms <= 0:
                 raise ApiTimeoutError(f"RPC {path!r} to {endpoint} got no reply within {timeout_s:g}s")
-            # The receive timeout only has to be at most the time left; a shorter one means another
-            # loop. Reusing a value within [left/4, left] spares a setsockopt on most calls.
-            if not 0 < peer.rcvtimeo_ms <= remaining_ms <= peer.rcvtimeo_ms * 4:
-                peer.rcvtimeo_ms = max(1, remaining_ms // 2)
+            # The receive timeout only has to be at most the time left, and at most the connection
+            # check period; a shorter one means another loop. Reusing a value within [left/4, left]
+            # (or the check period itself) spares a setsockopt on most calls.
+            timeout_ms = peer.rcvtimeo_ms
+            if not (0 < timeout_ms <= remaining_ms and (timeout_ms == _CHECK_MS or remaining_ms <= timeout_ms * 4)):
+                peer.rcvtimeo_ms = min(_CHECK_MS, max(1, remaining_ms // 2))
                 sock.setsockopt(_RCVTIMEO, peer.rcvtimeo_ms)
             try:
                 header_frame = sock.recv()
             except zmq.Again:
+                # With ZMQ_IMMEDIATE the socket is writable only while a connection exists: none means
+                # the server went away (its process died or stopped), so this reply will never come.
+                if not sock.poll(0, _POLLOUT):
+                    raise ApiTimeoutError(
+                        f"RPC {path!r} to {endpoint}: the connection closed while waiting for the reply (did the "
+                        "server stop?); whether the call ran is unknown"
+                    ) from None
                 continue
             try:
                 header = wire.decode_header(header_frame)

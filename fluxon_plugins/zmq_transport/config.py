@@ -27,10 +27,17 @@ class ZmqTransportConfig:
         doc="bulk frames of at least this size are sent and received without copying.",
         default=ByteSize(64 * 1024),
     )
-    advertise_host: str = config_field(
+    connect_timeout_ms: int = config_field(
+        doc="a call fails with NetworkError when no connection to its endpoint is made within this long (at most "
+        "its deadline), so a caller holding the endpoint of a process that restarted elsewhere resolves it again "
+        "instead of waiting out the whole deadline.",
+        default=2000,
+        check=positive,
+    )
+    advertise_host: str | None = config_field(
         doc="host written into a server's endpoint when it binds a wildcard address (tcp://0.0.0.0:..., tcp://*:...); "
-        "cross-host deployments bind a concrete interface address or set this.",
-        default="127.0.0.1",
+        "default: the host's primary address (the roles' own advertise settings take precedence).",
+        default=None,
         check=non_empty,
     )
     inline_handler_ms: float = config_field(

@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 import zmq
 
+from fluxon_core.addresses import primary_host_address
 from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, ServerBusyError, UnknownPathError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.rpc import encode_error
@@ -90,13 +91,18 @@ class _Request:
         self.authenticated = False
 
 
-def connectable_endpoint(last_endpoint: str, advertise_host: str) -> str:
-    """The address clients use for a socket bound at ``last_endpoint`` (wildcard host → ``advertise_host``)."""
+def connectable_endpoint(last_endpoint: str, advertise_host: str | None) -> str:
+    """The address clients use for a socket bound at ``last_endpoint``.
+
+    A wildcard host is replaced by ``advertise_host``, or by the host's primary address when that is None.
+    """
     scheme, sep, rest = last_endpoint.partition("://")
     if scheme != "tcp" or not sep:
         return last_endpoint
     host, _, port = rest.rpartition(":")
-    return f"tcp://{advertise_host}:{port}" if host in _WILDCARD_HOSTS else last_endpoint
+    if host not in _WILDCARD_HOSTS:
+        return last_endpoint
+    return f"tcp://{advertise_host or primary_host_address()}:{port}"
 
 
 class ZmqRpcServer:
@@ -111,7 +117,7 @@ class ZmqRpcServer:
         authenticate: Authenticate | None,
         zero_copy_min: int,
         inline_handler_s: float,
-        advertise_host: str,
+        advertise_host: str | None,
         limits: ServerLimits,
         on_close: Callable[[ZmqRpcServer], None],
     ) -> None:

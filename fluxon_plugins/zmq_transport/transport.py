@@ -67,7 +67,7 @@ class ZmqTransport:
         """Bind a server at ``ipc://path``, ``tcp://host:port`` or ``tcp://host:0`` (any free port).
 
         Its ``endpoint`` is the concrete address to connect to: the chosen port for ``:0``, and the
-        ``advertise_host`` option (default ``127.0.0.1``) in place of a wildcard host.
+        ``advertise_host`` option (default: the host's primary address) in place of a wildcard host.
         """
         server = ZmqRpcServer(
             self._context,
@@ -98,6 +98,7 @@ class ZmqTransport:
             max_request_bytes=self.config.max_request_bytes,
             max_reply_bytes=self.config.max_reply_bytes,
             on_close=self._forget_client,
+            connect_timeout_s=self.config.connect_timeout_ms / 1000,
         )
         with self._lock:
             self._clients.add(client)

@@ -2,7 +2,9 @@
 
 ``EtcdServer(data_dir)`` picks free loopback ports once; ``start()`` / ``stop()`` may be repeated and
 keep the same ports and data directory, so tests can make the store "unavailable" and bring it back
-with its data intact. The server is tuned for tests: 10 ms heartbeat / 100 ms election timeout (so
+with its data intact. ``host``, ``ports`` and ``launcher`` run it elsewhere, e.g. on a lab host's
+address inside its network namespace (``launcher=["ip", "netns", "exec", NS]``), where the health
+check runs through the launcher too. The server is tuned for tests: 10 ms heartbeat / 100 ms election timeout (so
 the minimum lease TTL is 1 s) and no fsync. ``--max-txn-ops`` stays at etcd's default (128) so the
 state store's limit is tested against what production servers run.
 """
@@ -18,7 +20,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -66,10 +68,19 @@ class _PortTaken(RuntimeError):
 class EtcdServer:
     """One etcd process on fixed loopback ports with a persistent data directory."""
 
-    def __init__(self, data_dir: Path, *, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        extra_args: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        ports: tuple[int, int] | None = None,
+        launcher: Sequence[str] = (),
+    ) -> None:
         self.data_dir = Path(data_dir)
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.host = host
+        self.client_port, self.peer_port = ports or (free_port(), free_port())
+        self.launcher = list(launcher)
         self.extra_args = extra_args
         self.log_path = self.data_dir / "etcd.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -78,8 +89,8 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
-        """``127.0.0.1:<client port>`` — what Fluxon's etcd options take."""
-        return f"127.0.0.1:{self.client_port}"
+        """``<host>:<client port>`` — what Fluxon's etcd options take."""
+        return f"{self.host}:{self.client_port}"
 
     @property
     def running(self) -> bool:
@@ -87,9 +98,10 @@ class EtcdServer:
         return self._process is not None and self._process.poll() is None
 
     def _command(self) -> list[str]:
-        client_url = f"http://127.0.0.1:{self.client_port}"
-        peer_url = f"http://127.0.0.1:{self.peer_port}"
+        client_url = f"http://{self.host}:{self.client_port}"
+        peer_url = f"http://{self.host}:{self.peer_port}"
         return [
+            *self.launcher,
             str(etcd_binary()),
             "--name=fluxon-test",
             f"--data-dir={self.data_dir / 'member-data'}",
@@ -172,6 +184,11 @@ class EtcdServer:
             self.start()
 
     def _healthy(self) -> bool:
+        if self.launcher:
+            etcdctl = etcd_binary().with_name("etcdctl")
+            command = [*self.launcher, str(etcdctl), f"--endpoints=http://{self.endpoint}", "--command-timeout=1s"]
+            done = subprocess.run([*command, "endpoint", "health"], capture_output=True, timeout=10, check=False)
+            return done.returncode == 0
         try:
             with _NO_PROXY_OPENER.open(f"http://{self.endpoint}/health", timeout=1.0) as response:
                 return json.loads(response.read()).get("health") == "true"

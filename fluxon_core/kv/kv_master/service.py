@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from fluxon_core.addresses import AdvertisedPeer, advertised_endpoint, network_identity
 from fluxon_core.errors import (
     ApiError,
     InvalidArgumentError,
@@ -20,6 +21,7 @@ from fluxon_core.kv.auth import RpcAuthenticator, load_or_create_secret_file
 from fluxon_core.kv.config import KvMasterConfig
 from fluxon_core.kv.coordination import coordination_kind, create_coordinator
 from fluxon_core.kv.kv_master.membership import Membership
+from fluxon_core.kv.kv_master.reachability import registration_problem
 from fluxon_core.kv.kv_master.routes import AnnouncedReplica, Invalidation, RouteTable
 from fluxon_core.kv.protocol import (
     UNREGISTERED_MEMBER,
@@ -70,10 +72,13 @@ class KvMaster:
 
     @property
     def endpoint(self) -> str:
-        """The bound ``tcp://host:port``."""
+        """The advertised ``tcp://host:port`` (``advertise_host`` in place of the bound host when set)."""
         if self._server is None:
             raise RuntimeError("kv master is not started")
-        return self._server.endpoint
+        return advertised_endpoint(self._server.endpoint, self.config.advertise_host)
+
+    def _as_peer(self) -> AdvertisedPeer:
+        return AdvertisedPeer(f"kv master {self.config.instance_key}", self.endpoint, network_identity())
 
     def start(self) -> None:
         """Bind the RPC server, watch the coordinator, publish the master's endpoint."""
@@ -141,6 +146,7 @@ class KvMaster:
             "instance_key": self.config.instance_key,
             "endpoint": self.endpoint,
             "generation": self.generation,
+            "network": network_identity(),
         }
         self._self_lease = self._coordinator.grant_lease(self._lease_ttl_s)
         self._coordinator.put(
@@ -229,6 +235,11 @@ class KvMaster:
 
     def _on_register(self, call: RpcCall) -> RpcMessage:
         info = MemberInfo.from_meta(call.message.meta.get("member"))
+        members = [state.info for state in self.membership.states()]
+        problem = registration_problem(info, self._as_peer(), members)
+        if problem is not None:
+            log.error("refusing member %s: %s", info.instance_key, problem)
+            raise InvalidArgumentError(problem)
         self.membership.register(info)
         return reply(
             {
@@ -361,6 +372,7 @@ class KvMaster:
                 "instance_key": self.config.instance_key,
                 "endpoint": self.endpoint,
                 "generation": self.generation,
+                "network": network_identity(),
                 "coordination": coordination_kind(self.config.coordination_block()),
                 "member_lease_ttl_ms": self.config.member_lease_ttl_ms,
                 "keys": len(self.routes),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from fluxon_core.addresses import advertised_host
 from fluxon_core.log_setup import get_logger
 
 log = get_logger("fluxon.kv.master.ui")
@@ -26,7 +27,7 @@ class StatusPage:
         self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
         self._server.daemon_threads = True
         bound_port = self._server.server_address[1]
-        self.url = f"http://{host or '127.0.0.1'}:{bound_port}/"
+        self.url = f"http://{advertised_host(host.strip('[]') or '0.0.0.0')}:{bound_port}/"
         """Where the page is served (the real port when 0 was asked for)."""
         self._thread = threading.Thread(target=self._server.serve_forever, name="fluxon-kv-master-ui", daemon=True)
         self._thread.start()

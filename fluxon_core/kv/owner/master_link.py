@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from fluxon_core.errors import ApiError, NetworkError, StoreInitFailedError
+from fluxon_core.addresses import is_host_local_endpoint, network_identity
+from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, StoreInitFailedError
 from fluxon_core.kv.protocol import master_key
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.log_setup import get_logger
@@ -56,13 +57,25 @@ class MasterLink:
 
     def _on_master_record(self, _key: str, value: bytes | None) -> None:
         if value is not None:
-            self._adopt_record(value)
+            try:
+                self._adopt_record(value)
+            except ApiError as exc:
+                log.error("%s", exc)
 
     def _adopt_record(self, raw: bytes) -> str:
         try:
-            endpoint = str(json.loads(raw)["endpoint"])
-        except (ValueError, KeyError, TypeError) as exc:
+            record = json.loads(raw)
+            endpoint = str(record["endpoint"])
+            network = str(record.get("network", ""))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise NetworkError(f"malformed kv master record {raw!r}: {exc}") from None
+        if is_host_local_endpoint(endpoint) and network and network != network_identity():
+            raise InvalidArgumentError(
+                f"kv master {record.get('instance_key', '?')!r} of cluster {self._cluster_name!r} publishes "
+                f"{endpoint} in the coordinator, an address only processes on its own host can reach, and this "
+                "owner runs on another host. Set the kv master's host (or advertise_host) to an address this host "
+                "can reach, or 0.0.0.0 to bind every interface and advertise the primary address"
+            )
         with self._lock:
             if endpoint != self._endpoint:
                 log.info("kv master of %s is at %s", self._cluster_name, endpoint)
@@ -116,11 +129,18 @@ class MasterLink:
         while True:
             try:
                 return probe(max(0.05, min(1.0, deadline - time.monotonic())))
+            except InvalidArgumentError as exc:
+                # a refusal that no retry can change (e.g. an address the cluster cannot reach)
+                raise StoreInitFailedError(
+                    f"the kv master of cluster {self._cluster_name!r} refused this owner: {exc.message}"
+                ) from exc
             except ApiError as exc:
                 last = exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 where = self._fixed or f"the coordinator record {master_key(self._cluster_name)}"
+                if self._fixed is not None and is_host_local_endpoint(self._fixed):
+                    where += " (a loopback address: it reaches only a kv master on this host)"
                 raise StoreInitFailedError(
                     f"could not reach the kv master of cluster {self._cluster_name!r} at {where} "
                     f"within {timeout_s:.1f}s: {last}. Is the kv master running, and do cluster_name and "

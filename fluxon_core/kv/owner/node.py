@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from fluxon_core.addresses import HostAddress, advertised_endpoint
 from fluxon_core.errors import ApiError, NetworkError, StoreInitFailedError
 from fluxon_core.kv.auth import (
     RpcAuthenticator,
@@ -80,6 +81,8 @@ class OwnerNode:
         self.node_rpc: NodeRpc
         self.session: MemberSession
         self.peer_server: RpcServer
+        self.peer_endpoint = ""
+        """The advertised cluster-reachable endpoint (``rpc_advertise_host`` in place of the bound host when set)."""
         self.local_endpoint = ""
 
     # -- start ------------------------------------------------------------------------------------
@@ -129,10 +132,11 @@ class OwnerNode:
             f"tcp://{self.settings.rpc_host}:0", handlers, worker_threads=RPC_WORKER_THREADS
         )
         self._closers.append(self.peer_server.close)
+        self.peer_endpoint = advertised_endpoint(self.peer_server.endpoint, spec.rpc_advertise_host)
         self.local_endpoint = self._bind_local(handlers)
         self.node_rpc = NodeRpc(self.instance_key, self.rpc, self.peer_server, resolver_via(self.call_master))
         self.session = MemberSession(
-            MemberInfo(self.instance_key, self.generation, self.role, self.peer_server.endpoint),
+            MemberInfo(self.instance_key, self.generation, self.role, self.peer_endpoint),
             self.call_master,
             stats=self.stats,
             on_forgotten=self._on_forgotten,
@@ -150,7 +154,7 @@ class OwnerNode:
             pool_path,
             self.settings.contribute_to_cluster_pool_size.dram,
             self.local_endpoint,
-            self.peer_server.endpoint,
+            self.peer_endpoint,
             self.master.endpoint,
         )
 
@@ -204,10 +208,8 @@ class OwnerNode:
     def _bind_local(self, handlers: Mapping[str, Handler]) -> str:
         socket_path = self.spec.cluster_file_dir / OWNER_SOCKET_NAME
         if len(str(socket_path)) > _MAX_IPC_PATH:
-            log.info(
-                "%s is too long for a unix socket; external clients use %s", socket_path, self.peer_server.endpoint
-            )
-            return self.peer_server.endpoint
+            log.info("%s is too long for a unix socket; external clients use %s", socket_path, self.peer_endpoint)
+            return self.peer_endpoint
         socket_path.unlink(missing_ok=True)  # left by a dead owner; the flock proves it is not live
         server = self.rpc.bind(f"ipc://{socket_path}", handlers, worker_threads=RPC_WORKER_THREADS)
         # closers run in reverse: the server closes while its socket file still exists, then the file goes
@@ -230,7 +232,7 @@ class OwnerNode:
             owner_pid_namespace=pid_namespace(),
             owner_host=self.session.info.host,
             owner_endpoint=self.local_endpoint,
-            owner_peer_endpoint=self.peer_server.endpoint,
+            owner_peer_endpoint=self.peer_endpoint,
             pool_kind=self.pool_block.kind,
             pool_path=self.pool.location,
             pool_capacity_bytes=self.settings.contribute_to_cluster_pool_size.dram,
@@ -238,6 +240,7 @@ class OwnerNode:
             coordination_kind=spec.coordination.kind if spec.coordination else ("etcd" if etcd_addresses else "local"),
             etcd_addresses=etcd_addresses,
             rpc_host=self.settings.rpc_host,
+            rpc_advertise_host=spec.rpc_advertise_host,
             large_file_paths=list(spec.large_file_paths or []),
             member_lease_ttl_ms=int(self.session.lease_ttl_s * 1000),
             cluster_secret=authenticator.secret_hex,
@@ -291,7 +294,12 @@ class OwnerNode:
     @property
     def endpoint(self) -> str:
         """The owner's cluster-reachable endpoint."""
-        return self.peer_server.endpoint
+        return self.peer_endpoint
+
+    @property
+    def host_address(self) -> HostAddress:
+        """What this host's roles bind and advertise."""
+        return self.settings.host_address
 
     # -- serving ----------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.fs_master.export_registry import ExportRegistry
 from fluxon_fs.fs_master.handlers.table import HandlerTable
@@ -28,11 +29,19 @@ log = get_logger("fluxon.fs.master")
 class RegistryHandlers:
     """Agents register their exports under a lease; clients report their mounts (shown in the panel)."""
 
-    def __init__(self, exports: ExportRegistry, mounts: MountRegistry, username_of: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        exports: ExportRegistry,
+        mounts: MountRegistry,
+        username_of: Callable[[str], str],
+        endpoint_problem: Callable[[str, str], str | None] = lambda _agent, _endpoint: None,
+    ) -> None:
         self._exports = exports
         self._mounts = mounts
         self._username_of = username_of
         """The user a session token names ("" for a missing or invalid one)."""
+        self._endpoint_problem = endpoint_problem
+        """Why an agent must not register at an endpoint (one the cluster cannot reach), or None."""
 
     def register_paths(self, table: HandlerTable) -> None:
         """Add this domain's handlers to ``table``."""
@@ -43,7 +52,11 @@ class RegistryHandlers:
         table.add(calls.REMOVE_MOUNT, self.remove_mount)
 
     def register_export(self, caller: str, registration: ExportRegistration) -> ExportRegistrationReply:
-        """Record (or refresh) the calling agent's exports."""
+        """Record (or refresh) the calling agent's exports; refused when the endpoint is unreachable."""
+        problem = self._endpoint_problem(caller, registration.endpoint)
+        if problem is not None:
+            log.error("refusing the exports of agent %s: %s", caller, problem)
+            raise InvalidArgumentError(problem)
         version = self._exports.register(caller, registration.endpoint, registration.exports)
         log.info("agent %s registered exports %s at %s", caller, sorted(registration.exports), registration.endpoint)
         return ExportRegistrationReply(version, self._exports.lease_ttl_s)

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from fluxon_core.addresses import is_wildcard_host, primary_host_address
 from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.config import LoginProtectionConfig, MasterPanelConfig
 
@@ -55,11 +56,18 @@ class PanelSettings:
 
     @classmethod
     def from_config(cls, config: MasterPanelConfig, *, bound_addr: str | None = None) -> PanelSettings:
-        """Settings of a ``master_panel`` section; without ``public_base_url`` links use the bind address."""
-        base = config.public_base_url or f"http://{bound_addr or config.listen_addr}"
+        """Settings of a ``master_panel`` section; without ``public_base_url`` links use the bind address
+        (the host's primary address in place of a wildcard host such as ``0.0.0.0``)."""
+        base = config.public_base_url or f"http://{_linkable(bound_addr or config.listen_addr)}"
         return cls(
             public_base_url=base,
             auto_refresh_interval_secs=config.auto_refresh_interval_secs,
             session_idle_timeout_s=float(config.session.token_ttl_s),
             login_protection=config.login_protection,
         )
+
+
+def _linkable(addr: str) -> str:
+    """``host:port`` other hosts can open: a wildcard host becomes the host's primary address."""
+    host, _, port = addr.rpartition(":")
+    return f"{primary_host_address()}:{port}" if is_wildcard_host(host.strip("[]")) else addr
