@@ -13,7 +13,9 @@ SHARED_FILE_PATH, KV_MASTER_ADDRESS, FS_MASTER_INSTANCE_KEY, OWNER_INSTANCE_KEY,
 FS_AGENT_INSTANCE_KEY, EXPORT_NAME, REMOTE_ROOT_DIR, FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL,
 ADMIN_USERNAME, ADMIN_PASSWORD. WORKDIR (--workdir, default /tmp/fluxon_fs_demo) holds configs, logs
 and data: role output goes to WORKDIR/log (the terminal keeps a summary), and REMOTE_ROOT_DIR, unless
-set, is WORKDIR/export_<EXPORT_NAME>.
+set, is WORKDIR/export_<EXPORT_NAME>. TRANSFER_STATE_STORE_PD_ENDPOINTS (TiKV) or
+TRANSFER_STATE_STORE_ETCD_ENDPOINTS (etcd), with TRANSFER_STATE_STORE_KEY_PREFIX, choose the transfer
+state store instead of the embedded sqlite file.
 
 Addresses (default loopback: one host). Each role's bind and advertised address: KV_MASTER_HOST,
 KV_MASTER_ADVERTISE_HOST (kv master), OWNER_RPC_HOST, OWNER_RPC_ADVERTISE_HOST (owner; the fs master,

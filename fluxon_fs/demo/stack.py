@@ -58,6 +58,41 @@ def _host() -> str:
     return socket.gethostname().split(".")[0].lower().replace("_", "-") or "host"
 
 
+TRANSFER_STATE_ENV = (
+    "TRANSFER_STATE_STORE_PD_ENDPOINTS",
+    "TRANSFER_STATE_STORE_ETCD_ENDPOINTS",
+    "TRANSFER_STATE_STORE_KEY_PREFIX",
+)
+DEFAULT_TRANSFER_KEY_PREFIX = "/fluxon_fs_transfer/{cluster}/"
+
+
+def transfer_state_store_from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The fs master's ``transfer_state_store`` the guide's environment names select, or None (sqlite).
+
+    ``TRANSFER_STATE_STORE_PD_ENDPOINTS`` (comma-separated ``host:port``) selects TiKV,
+    ``TRANSFER_STATE_STORE_ETCD_ENDPOINTS`` etcd; ``TRANSFER_STATE_STORE_KEY_PREFIX`` names the
+    namespace (default ``/fluxon_fs_transfer/<CLUSTER_NAME>/``). Both set at once is an error.
+    """
+    pd, etcd = env.get("TRANSFER_STATE_STORE_PD_ENDPOINTS"), env.get("TRANSFER_STATE_STORE_ETCD_ENDPOINTS")
+    if pd and etcd:
+        raise ValueError(
+            "set TRANSFER_STATE_STORE_PD_ENDPOINTS (TiKV) or TRANSFER_STATE_STORE_ETCD_ENDPOINTS (etcd), not both"
+        )
+    prefix = env.get("TRANSFER_STATE_STORE_KEY_PREFIX")
+    if not pd and not etcd:
+        if prefix:
+            raise ValueError(
+                "TRANSFER_STATE_STORE_KEY_PREFIX needs TRANSFER_STATE_STORE_PD_ENDPOINTS or "
+                "TRANSFER_STATE_STORE_ETCD_ENDPOINTS (the embedded sqlite store has no key prefix)"
+            )
+        return None
+    prefix = prefix or DEFAULT_TRANSFER_KEY_PREFIX.format(cluster=env.get("CLUSTER_NAME") or "demo-fs-cluster")
+    endpoints = [endpoint.strip() for endpoint in (pd or etcd or "").split(",") if endpoint.strip()]
+    if pd:
+        return {"kind": "tikv", "tikv": {"pd_endpoints": endpoints, "key_prefix": prefix}}
+    return {"kind": "etcd", "etcd": {"endpoints": endpoints, "key_prefix": prefix}}
+
+
 @attrs.frozen
 class StackSettings:
     """Names, paths and addresses of the demo deployment (defaults: everything on this host)."""
@@ -122,6 +157,9 @@ class StackSettings:
         values: dict[str, Any] = {field: env[var] for var, field in names.items() if env.get(var)}
         if env.get("KV_MASTER_PORT"):
             values["kv_master_port"] = int(env["KV_MASTER_PORT"])
+        state_store = transfer_state_store_from_env(env)
+        if state_store is not None:
+            values["transfer_state_store"] = state_store
         if env.get(JOIN_TOKEN_ENV):
             values = _joining(env[JOIN_TOKEN_ENV], values)
         values.update(overrides)
