@@ -1,7 +1,9 @@
-"""A private OpenSSH server on 127.0.0.1 for SFTP peers in benchmarks.
+"""A private OpenSSH server for SFTP and rsync-over-ssh peers in benchmarks.
 
 Runs ``/usr/sbin/sshd -D -e -f <config>`` with its own host key, authorized key and config in a
-temporary directory, on a free port; only key authentication for the current user is accepted.
+temporary directory, on a free port of 127.0.0.1 — or, given a ``launcher`` (``ip netns exec <ns>``),
+inside a network namespace on the address and port given; only key authentication for the current
+user is accepted.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -46,20 +49,30 @@ def _keygen(path: Path) -> None:
     subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
 
-def _banner_seen(port: int) -> bool:
+_BANNER_PROBE = (
+    "import socket, sys\n"
+    "with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5) as conn:\n"
+    "    sys.exit(0 if conn.recv(4).startswith(b'SSH-') else 1)\n"
+)
+
+
+def _banner_seen(address: str, port: int, launcher: Sequence[str]) -> bool:
+    if launcher:  # the server is in another network namespace: look from inside it
+        probe = [*launcher, sys.executable, "-c", _BANNER_PROBE, address, str(port)]
+        return subprocess.run(probe, capture_output=True, timeout=10, check=False).returncode == 0
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+        with socket.create_connection((address, port), timeout=0.5) as conn:
             return conn.recv(4).startswith(b"SSH-")
     except OSError:
         return False
 
 
-def _write_config(workdir: Path, port: int, host_key: Path, authorized: Path) -> Path:
+def _write_config(workdir: Path, address: str, port: int, host_key: Path, authorized: Path) -> Path:
     config = workdir / "sshd_config"
     config.write_text(
         "\n".join(
             [
-                "ListenAddress 127.0.0.1",
+                f"ListenAddress {address}",
                 f"Port {port}",
                 f"HostKey {host_key}",
                 f"AuthorizedKeysFile {authorized}",
@@ -81,8 +94,16 @@ def _write_config(workdir: Path, port: int, host_key: Path, authorized: Path) ->
 
 
 @contextlib.contextmanager
-def local_sshd() -> Iterator[SshEndpoint]:
-    """Start a private sshd and yield its endpoint; it is stopped and its files removed afterwards."""
+def local_sshd(
+    address: str = "127.0.0.1", port: int | None = None, launcher: Sequence[str] = ()
+) -> Iterator[SshEndpoint]:
+    """Start a private sshd and yield its endpoint; it is stopped and its files removed afterwards.
+
+    ``launcher`` runs it inside a network namespace, listening on ``address`` there; ``port`` is then
+    required (a free port cannot be probed from here), else a free port of 127.0.0.1 is used.
+    """
+    if launcher and port is None:
+        raise ValueError("an sshd started through a launcher needs an explicit port")
     if not os.path.exists(SSHD):
         raise FileNotFoundError(f"{SSHD} not found: install openssh-server to run the SFTP peer")
     PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
@@ -94,17 +115,17 @@ def local_sshd() -> Iterator[SshEndpoint]:
         _keygen(client_key)
         authorized = workdir / "authorized_keys"
         shutil.copyfile(f"{client_key}.pub", authorized)
-        port = _free_port()
-        config = _write_config(workdir, port, host_key, authorized)
+        port = port or _free_port()
+        config = _write_config(workdir, address, port, host_key, authorized)
         with (workdir / "sshd.log").open("wb") as log:
-            process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+            process = subprocess.Popen([*launcher, SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _banner_seen(port):
+        while not _banner_seen(address, port, launcher):
             if process.poll() is not None or time.monotonic() > deadline:
                 detail = (workdir / "sshd.log").read_text(errors="replace")
                 raise RuntimeError(f"private sshd on port {port} did not start: {detail.strip()}")
             time.sleep(0.05)
-        yield SshEndpoint("127.0.0.1", port, getpass.getuser(), str(client_key))
+        yield SshEndpoint(address, port, getpass.getuser(), str(client_key))
     finally:
         if process is not None and process.poll() is None:
             process.terminate()

@@ -89,6 +89,15 @@ class WorkerState:
                     time.sleep(pause_s)
         return {"size": size, "sha256": digest.hexdigest(), "seconds": time.monotonic() - started}
 
+    def read_files(self, paths: list[str]) -> dict[str, Any]:
+        """Read each file once with ``open().read()`` (no hashing: benchmarks time this)."""
+        size = 0
+        started = time.perf_counter()
+        for path in paths:
+            with open(path, "rb") as handle:
+                size += len(handle.read())
+        return {"files": len(paths), "size": size, "seconds": time.perf_counter() - started}
+
     def progress(self) -> int:
         return self.read_progress
 
@@ -111,10 +120,12 @@ class WorkerState:
         reply = FsMasterLink(self.need_store(), master).export_snapshot(ExportSnapshotQuery())
         return {name: [agent.endpoint for agent in export.agents] for name, export in (reply.exports or {}).items()}
 
-    def transfer(self, master: str, identity: list[str], spec: dict[str, Any], job_timeout_s: float) -> dict[str, Any]:
+    def transfer(
+        self, master: str, identity: list[str], spec: dict[str, Any], job_timeout_s: float, poll_s: float = 0.2
+    ) -> dict[str, Any]:
         client = TransferClient(self.need_store(), master, *identity)
         job_id = client.create_job(JobSpec(**spec))
-        return client.wait(job_id, timeout_s=job_timeout_s)
+        return client.wait(job_id, timeout_s=job_timeout_s, poll_s=poll_s)
 
     def status(self) -> dict[str, Any]:
         return self.need_store().cluster_status().unwrap("status")
