@@ -39,9 +39,10 @@ class HandlerTable:
     def handle(self, path: str, caller: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The encoded reply to ``payload`` received on ``path`` from ``caller``."""
         token, fields = split_service_auth(payload)
-        if call_of(path, fields).service_only:
+        named = call_of(path, fields)
+        if named.service_only:
             # Checked before the fields are decoded: an unauthenticated caller gets no further.
-            self._service.verify(token, caller, call_of(path, fields).signed_name)
+            self._service.verify(token, caller, named.signed_name)
         call, request = decode_request(path, fields)
         return to_wire(self._handlers[call](caller, request))
 
