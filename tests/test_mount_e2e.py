@@ -475,12 +475,6 @@ def test_lstat_of_a_symlink_after_stat_still_reports_the_link(area: Area) -> Non
     assert os.path.islink(area.m("link"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mount_table matches paths lexically: a path that enters a mount and climbs out with '..' "
-    "is handed unchanged to the kernel, which walks the (empty) local mount directory and fails with ENOENT, "
-    "where a local directory would resolve it",
-)
 def test_dotdot_climbing_out_through_an_existing_remote_directory(area: Area, e2e: MountE2E) -> None:
     (e2e.base / "beside.txt").write_bytes(b"beside")
     area.r("sub").mkdir()
