@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from fluxon_core.config import ConfigError, load_config, load_yaml_file, load_yaml_text
 from fluxon_core.kv import FluxonKvClientConfig, KvClient, new_store
 from fluxon_fs.config import FsRoleConfig
@@ -44,34 +46,48 @@ def load_client_config(config: ConfigSource) -> FsRoleConfig:
     )
 
 
+@attrs.frozen(eq=False)
+class ConnectionOptions:
+    """The ``storage_options`` that pick a connection: the client config and the identity."""
+
+    config: ConfigSource
+    username: str | None
+    password: str | None
+    key: str = attrs.field(init=False)
+
+    @key.default
+    def _key(self) -> str:
+        config = self.config if isinstance(self.config, Mapping) else os.fspath(self.config)
+        return json.dumps([config, self.username, self.password], default=str, sort_keys=True)
+
+
 _connections: dict[str, FluxonConnection] = {}
 _connections_lock = threading.Lock()
 
 
-def shared_connection(config: ConfigSource, username: str | None, password: str | None) -> FluxonConnection:
+def shared_connection(options: ConnectionOptions) -> FluxonConnection:
     """The process's connection for these options, made on first use (and again after :meth:`close` or a fork).
 
     fsspec makes one filesystem instance per thread; they all share one KV client and one set of
     opened exports, so a threaded reader attaches to the owner once.
     """
-    key = _key(config, username, password)
+    connection = _connections.get(options.key)
+    if connection is not None and not connection.closed and connection.pid == os.getpid():
+        return connection
     with _connections_lock:
-        connection = _connections.get(key)
+        connection = _connections.get(options.key)
         if connection is None or connection.closed or connection.pid != os.getpid():
-            connection = _connections[key] = FluxonConnection(load_client_config(config), username, password)
+            connection = FluxonConnection(load_client_config(options.config), options.username, options.password)
+            _connections[options.key] = connection
         return connection
 
 
-def close_shared_connection(config: ConfigSource, username: str | None, password: str | None) -> None:
+def close_shared_connection(options: ConnectionOptions) -> None:
     """Close the process's connection for these options, if there is one."""
     with _connections_lock:
-        connection = _connections.pop(_key(config, username, password), None)
+        connection = _connections.pop(options.key, None)
     if connection is not None:
         connection.close()
-
-
-def _key(config: ConfigSource, username: str | None, password: str | None) -> str:
-    return json.dumps([config if isinstance(config, Mapping) else os.fspath(config), username, password], default=str)
 
 
 class FluxonConnection:

@@ -22,6 +22,7 @@ from fluxon_core.relpath import split_relpath
 from fluxon_fs.export.ops import FileStat
 from fluxon_fs.fsspec_fs.connection import (
     ConfigSource,
+    ConnectionOptions,
     FluxonConnection,
     close_shared_connection,
     shared_connection,
@@ -54,16 +55,16 @@ class FluxonFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is u
         **kwargs: Any,
     ) -> None:
         super().__init__(config=config, username=username, password=password, **kwargs)
-        self._options = (config, username, password)
-        shared_connection(*self._options)  # fail now on a bad config or identity
+        self._options = ConnectionOptions(config, username, password)
+        shared_connection(self._options)  # fail now on a bad config or identity
 
     @property
     def _connection(self) -> FluxonConnection:
-        return shared_connection(*self._options)
+        return shared_connection(self._options)
 
     def close(self) -> None:
         """Detach this process from the owner now (else at interpreter exit); a later call attaches again."""
-        close_shared_connection(*self._options)
+        close_shared_connection(self._options)
 
     # ----- paths --------------------------------------------------------------------------------
 
