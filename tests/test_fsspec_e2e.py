@@ -169,6 +169,8 @@ def test_errors_are_the_ones_fsspec_callers_expect(e2e: MountE2E, fs: Any) -> No
         (FileNotFoundError, lambda: fs.ls("nosuchexport/x"), "nosuchexport/x"),
         (FileExistsError, lambda: fs.mkdir(f"{base}/file", create_parents=False), f"{base}/file"),
         (FileExistsError, lambda: fs.makedirs(base), base),
+        (FileExistsError, lambda: fs.makedirs(f"{base}/file", exist_ok=True), f"{base}/file"),
+        (NotADirectoryError, lambda: fs.makedirs(f"{base}/file/sub", exist_ok=True), f"{base}/file/sub"),
         (FileExistsError, lambda: fs.open(f"{base}/file", "xb"), f"{base}/file"),
         (FileExistsError, lambda: fs.pipe_file(f"{base}/file", b"y", mode="create"), f"{base}/file"),
         (IsADirectoryError, lambda: fs.cat_file(base), base),
@@ -194,11 +196,17 @@ def test_a_scoped_user_is_refused_outside_its_subtree(e2e: MountE2E) -> None:
         name = fresh("mine")
         scoped.pipe_file(f"demo/team/{name}", b"inside")
         assert scoped.cat_file(f"demo/team/{name}") == b"inside"
+        scoped.pipe_file(f"demo/team/{name}-dir/a/b.txt", b"deep")  # makes the missing directories
+        scoped.makedirs(f"demo/team/{name}-dir/c/d")
+        assert e2e.real(f"team/{name}-dir/a/b.txt").read_bytes() == b"deep"
+        assert e2e.real(f"team/{name}-dir/c/d").is_dir()
         attacks = [
             lambda: scoped.cat_file("demo/secret.txt"),
             lambda: scoped.cat_file("demo/team/../secret.txt"),
             lambda: scoped.cat_file("fluxon://demo//secret.txt", start=0, end=4),
             lambda: scoped.pipe_file("demo/planted.txt", b"evil"),
+            lambda: scoped.pipe_file("demo/planted/deep/file.txt", b"evil"),
+            lambda: scoped.makedirs("demo/planted/deep"),
             lambda: scoped.mv(f"demo/team/{name}", "demo/escaped"),
             lambda: scoped.rm_file("demo/secret.txt"),
             lambda: scoped.ls("aux"),
@@ -208,7 +216,8 @@ def test_a_scoped_user_is_refused_outside_its_subtree(e2e: MountE2E) -> None:
             with pytest.raises(PermissionError):
                 attack()
         assert e2e.real("secret.txt").read_bytes() == b"not for scoped"
-        assert not e2e.real("planted.txt").exists() and not e2e.real("escaped").exists()
+        assert not e2e.real("planted.txt").exists() and not e2e.real("planted").exists()
+        assert not e2e.real("escaped").exists()
         assert e2e.real(f"team/{name}").read_bytes() == b"inside"
     finally:
         scoped.close()
