@@ -223,6 +223,38 @@ def test_a_scoped_user_is_refused_outside_its_subtree(e2e: MountE2E) -> None:
         scoped.close()
 
 
+def test_symlinks_leaving_the_export_are_refused(e2e: MountE2E, fs: Any) -> None:
+    base = fresh("links")
+    root = e2e.real(base)
+    root.mkdir()
+    secret = e2e.base / f"{base}-secret.txt"  # outside every export root
+    secret.write_bytes(b"TOP SECRET")
+    (root / "inside.txt").write_bytes(b"inside")
+    os.symlink("inside.txt", root / "ok-link")
+    os.symlink(os.path.relpath(secret, root), root / "climb-link")
+    os.symlink(str(secret), root / "abs-link")
+    os.symlink("/etc", root / "etc-dir")
+
+    assert fs.cat_file(f"demo/{base}/ok-link") == b"inside"
+    for name in ("climb-link", "abs-link"):
+        for attack in (
+            lambda: fs.cat_file(f"demo/{base}/{name}"),  # noqa: B023
+            lambda: fs.cat_file(f"demo/{base}/{name}", start=0, end=3),  # noqa: B023
+            lambda: fs.pipe_file(f"demo/{base}/{name}", b"overwritten"),  # noqa: B023
+            lambda: fs.open(f"demo/{base}/{name}", "ab"),  # noqa: B023
+        ):
+            with pytest.raises(PermissionError):
+                attack()
+    with pytest.raises(PermissionError):
+        fs.ls(f"demo/{base}/etc-dir")
+    with pytest.raises(PermissionError):
+        fs.cat_file(f"demo/{base}/etc-dir/passwd")
+    listed = {entry["name"].rsplit("/", 1)[1]: entry for entry in fs.ls(f"demo/{base}")}
+    assert listed["ok-link"]["type"] == "file"
+    assert listed["climb-link"]["islink"] and listed["climb-link"]["type"] == "other"  # listed, not followed
+    assert secret.read_bytes() == b"TOP SECRET"
+
+
 # ----- data tools ----------------------------------------------------------------------------------
 
 

@@ -125,8 +125,8 @@ class FluxonFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is u
                     if stat_module.S_ISLNK(stat.mode):
                         try:
                             stat = export.file_stat(self._locate(name)[1])
-                        except FileNotFoundError:
-                            pass  # a dangling link lists as itself
+                        except OSError:
+                            pass  # a dangling link, or one leaving the export, lists as itself
                     entries.append(_info(name, stat))
         return entries if detail else [entry["name"] for entry in entries]
 
