@@ -16,12 +16,14 @@ from typing import Any
 
 import dask.dataframe as dd
 import fsspec
+import httpx
 import pandas as pd
 import pytest
 
 from tests.support.fs_cluster import ADMIN
 from tests.support.fsspec_e2e import fsspec_options
 from tests.support.mount_e2e import MountE2E, mount_e2e_fixture
+from tests.support.poll import wait_until
 
 MiB = 1024 * 1024
 SCOPED = ("scoped", "Sc0ped-pw-4e1a")
@@ -117,6 +119,36 @@ def test_a_write_is_published_when_the_file_closes(e2e: MountE2E, fs: Any) -> No
     with fs.open(f"demo/out/{name}.txt", "ab") as f:
         f.write(b"more\n")
     assert fs.cat_file(f"demo/out/{name}.txt") == "héllo\nmore\n".encode()
+
+
+def test_cache_figures_of_fsspec_reads_reach_the_panel(e2e: MountE2E) -> None:
+    # Export aux: this module's mount reads nothing there, so every figure is this filesystem's.
+    name = fresh("counted")
+    data = os.urandom(2 * MiB)
+    e2e.real(name, "aux").write_bytes(data)
+    options = fsspec_options(e2e, instance_key="fsspec-reports")
+    options["config"]["fluxon_fs"]["master"]["report_interval_ms"] = 200
+    reporting = fsspec.filesystem("fluxon", **options)
+    assert e2e.fs.master_ready is not None
+    base = e2e.fs.master_ready.fields["panel"]
+    login = httpx.post(f"{base}/api/login", json={"username": ADMIN[0], "password": ADMIN[1]}, timeout=15)
+    assert login.status_code == 200, login.text
+
+    def figures() -> tuple[int, int]:
+        reply = httpx.get(
+            f"{base}/api/overview", headers={"Authorization": f"Bearer {login.json()['token']}"}, timeout=15
+        )
+        assert reply.status_code == 200, reply.text
+        aux = next(export for export in reply.json()["exports"] if export["name"] == "aux")
+        return aux["cache_hits"], aux["cache_misses"]
+
+    try:
+        assert reporting.cat_file(f"aux/{name}") == data  # cold: two pieces from the agent
+        wait_until(lambda: figures() == (0, 2), 10, "the misses of a live fluxon:// filesystem")
+        assert reporting.cat_file(f"aux/{name}") == data  # warm: two pieces from the pool
+        wait_until(lambda: figures() == (2, 2), 10, "the hits of a live fluxon:// filesystem")
+    finally:
+        reporting.close()
 
 
 # ----- export operations ---------------------------------------------------------------------------

@@ -119,6 +119,9 @@ class FluxonConnection:
         self._lock = threading.Lock()
         self.pid = os.getpid()
         self.closed = False
+        self._stop = threading.Event()
+        self._report_interval_s = config.fluxon_fs.master.report_interval_ms / 1000
+        threading.Thread(target=self._report_forever, name="fluxon-fsspec-reports", daemon=True).start()
         # Runs at interpreter exit, also in multiprocessing workers (dask's processes), which skip atexit.
         multiprocessing.util.Finalize(self, self.close, exitpriority=10)
 
@@ -136,11 +139,22 @@ class FluxonConnection:
                 export = self._exports[name] = self.client.open_export(name)
             return export
 
+    def _report_forever(self) -> None:
+        # Like a mount: the exports' cache figures reach the fs master (and the panel) while reading goes on.
+        while not self._stop.wait(self._report_interval_s):
+            with self._lock:
+                exports = list(self._exports.values())
+            if exports:
+                self.client.report(exports)
+
     def close(self) -> None:
         """Send the last cache figures and detach from the owner (idempotent)."""
         with self._lock:
             exports, self._exports = list(self._exports.values()), {}
-            self.closed = True
+            already, self.closed = self.closed, True
+        if already:
+            return
+        self._stop.set()
         if exports:
             self.client.report_cache_usage(exports)
         self.store.close()
