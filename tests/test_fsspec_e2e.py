@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from fluxon_core.config import ConfigError
 from tests.support.fs_cluster import ADMIN
 from tests.support.fsspec_e2e import fsspec_options
 from tests.support.mount_e2e import MountE2E, mount_e2e_fixture
@@ -56,6 +58,26 @@ def fresh(prefix: str) -> str:
 def read_through_mount(e2e: MountE2E, relpath: str) -> bytes:
     with open(e2e.path(relpath), "rb") as f:
         return f.read()
+
+
+def test_bad_storage_options_get_errors_naming_what_is_wrong(e2e: MountE2E, tmp_path: Any) -> None:
+    good = fsspec_options(e2e, instance_key="fsspec-bad")
+    kvclient = good["config"]["kvclient"]
+    cases: list[tuple[type[BaseException], str, dict[str, Any]]] = [
+        (PermissionError, "wrong username or password", {**good, "password": "not-the-password"}),
+        (ConfigError, "kvclient", {**good, "config": {"fluxon_fs": good["config"]["fluxon_fs"]}}),
+        (TypeError, "'config' must be a YAML path", {**good, "config": 42}),
+        (FileNotFoundError, str(tmp_path / "missing.yaml"), {**good, "config": str(tmp_path / "missing.yaml")}),
+        (ValueError, "need an identity", {"config": good["config"]}),
+        (
+            ConnectionError,
+            "fluxon_fs.master.instance_key",
+            {**good, "config": {"kvclient": kvclient, "fluxon_fs": {"master": {"instance_key": "no-such-master"}}}},
+        ),
+    ]
+    for kind, text, options in cases:
+        with pytest.raises(kind, match=re.escape(text)):
+            fsspec.filesystem("fluxon", skip_instance_cache=True, **options)
 
 
 # ----- one cache for mounts and fsspec -------------------------------------------------------------

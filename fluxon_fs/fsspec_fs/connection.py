@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.config import ConfigError, load_config, load_yaml_file, load_yaml_text
+from fluxon_core.errors import ApiTimeoutError, NetworkError
 from fluxon_core.kv import FluxonKvClientConfig, KvClient, new_store
 from fluxon_fs.config import FsRoleConfig
 from fluxon_fs.patcher.export_client import ExportClient
@@ -57,6 +58,11 @@ class ConnectionOptions:
 
     @key.default
     def _key(self) -> str:
+        if not isinstance(self.config, Mapping | str | os.PathLike):
+            raise TypeError(
+                "fluxon storage_options 'config' must be a YAML path, YAML text or a mapping "
+                f"(the mount client's config), got {type(self.config).__name__}"
+            )
         config = self.config if isinstance(self.config, Mapping) else os.fspath(self.config)
         return json.dumps([config, self.username, self.password], default=str, sort_keys=True)
 
@@ -107,10 +113,16 @@ class FluxonConnection:
         # One member per process: dask workers and a mount of the same config must not share a name.
         kvclient["instance_key"] = f"{kvclient.get('instance_key', 'fluxon')}-fsspec-{os.getpid()}"
         self.store: KvClient = new_store(FluxonKvClientConfig(kvclient)).unwrap("fluxon: attaching to the owner failed")
+        master = config.fluxon_fs.master.instance_key
         try:
             self.client = ExportClient(self.store)
             self.client.follow(config.fluxon_fs.master)
-            self.client.load_cache_config_from_master(config.fluxon_fs.cache.rules)
+            try:
+                self.client.load_cache_config_from_master(config.fluxon_fs.cache.rules)
+            except (NetworkError, ApiTimeoutError) as exc:
+                raise ConnectionError(
+                    f"fluxon: the fs master {master!r} (fluxon_fs.master.instance_key) does not answer: {exc}"
+                ) from exc
             self.client.set_identity(username, password or "")
         except BaseException:
             self.store.close()
