@@ -8,8 +8,11 @@ pool, another KV client) is the other reader of the "mount and fsspec share the 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -318,6 +321,35 @@ def test_pandas_and_pyarrow_write_and_read_parquet(e2e: MountE2E, options: dict[
     frame.to_parquet(url, storage_options=options)
     pd.testing.assert_frame_equal(pd.read_parquet(url, storage_options=options), frame)
     pd.testing.assert_frame_equal(pd.read_parquet(url, storage_options=options, columns=["name"]), frame[["name"]])
+
+
+NO_PATCHER_READER = """
+import builtins, hashlib, io, json, sys
+import pandas as pd
+from fluxon_fs.patcher.intercept import process_interceptor
+url, options = sys.argv[1], json.loads(sys.argv[2])
+frame = pd.read_parquet(url, storage_options=options)
+frame.to_parquet(url + ".copy.parquet", storage_options=options)
+print(json.dumps({"rows": len(frame), "patched": process_interceptor().installed or builtins.open is not io.open}))
+"""
+
+
+def test_a_process_without_a_patcher_reads_and_writes_parquet(e2e: MountE2E, options: dict[str, Any]) -> None:
+    frame = pd.DataFrame({"x": range(100)})
+    base = fresh("no-patcher")
+    url = f"fluxon://demo/{base}/t.parquet"
+    frame.to_parquet(url, storage_options=options)
+    child_options = fsspec_options(e2e, instance_key="fsspec-child")
+    done = subprocess.run(
+        [sys.executable, "-c", NO_PATCHER_READER, url, json.dumps(child_options)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"rows": 100, "patched": False}
+    pd.testing.assert_frame_equal(pd.read_parquet(e2e.real(f"{base}/t.parquet.copy.parquet")), frame)
 
 
 @pytest.mark.parametrize("scheduler", ["threads", "processes"])
