@@ -30,6 +30,10 @@ DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_QUEUED_PIECES = 4096
 BATCH_PIECES = 64
 """At most this many queued pieces go to the store in one batch."""
+LINGER_S = 0.005
+"""How long the worker lets a short batch grow before storing it: a reader of many small files
+queues two puts per file, and one call per file would cost the owner and kv master more CPU than the
+reads themselves."""
 
 PutBatch = Callable[[Sequence[tuple[str, Piece]]], None]
 
@@ -144,6 +148,12 @@ class BackgroundPuts:
                     self._worker = None
                     self._cond.notify_all()
                     return
+                linger_until = time.monotonic() + LINGER_S
+                while len(self._queued) < BATCH_PIECES and not self._closed:
+                    remaining = linger_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 batch: list[tuple[str, Piece]] = []
                 while self._queued and len(batch) < BATCH_PIECES:
                     key, data = self._queued.popitem(last=False)
