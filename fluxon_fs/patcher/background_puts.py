@@ -31,9 +31,11 @@ DEFAULT_MAX_QUEUED_PIECES = 4096
 BATCH_PIECES = 64
 """At most this many queued pieces go to the store in one batch."""
 LINGER_S = 0.005
-"""How long the worker lets a short batch grow before storing it: a reader of many small files
-queues two puts per file, and one call per file would cost the owner and kv master more CPU than the
-reads themselves."""
+"""A short batch waits until no piece was queued for this long (at most :data:`MAX_LINGER_S`): a
+reader of many small files queues two puts per file, and a call per file would cost the owner and
+kv master more CPU than the reads; a large read queues a piece every few milliseconds, and storing
+them while it runs takes CPU from it (staging copies every byte once more)."""
+MAX_LINGER_S = 0.25
 
 PutBatch = Callable[[Sequence[tuple[str, Piece]]], None]
 
@@ -68,6 +70,8 @@ class BackgroundPuts:
         self._queued_bytes = 0
         self._in_flight: dict[str, Piece] = {}
         self._worker: threading.Thread | None = None
+        self._last_submit = 0.0
+        self._flushing = 0
         self._closed = False
         self.dropped = 0
         """Pieces not cached because the queue was full."""
@@ -98,10 +102,14 @@ class BackgroundPuts:
                 return False
             self._queued[key] = data
             self._queued_bytes += size
+            self._last_submit = time.monotonic()
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._worker.start()
-            self._cond.notify_all()
+            if len(self._queued) == 1 or len(self._queued) >= BATCH_PIECES:
+                # Wake the worker only to start lingering or to store a full batch: waking it on every
+                # submit would take the interpreter lock from the reader once per piece.
+                self._cond.notify_all()
             return True
 
     def pending(self, key: str) -> Piece | None:
@@ -123,11 +131,16 @@ class BackgroundPuts:
         """Wait until every queued put was run; False when ``timeout_s`` passed first."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._queued or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+            self._flushing += 1  # no lingering while someone waits
+            self._cond.notify_all()
+            try:
+                while self._queued or self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout_s: float) -> None:
@@ -148,9 +161,9 @@ class BackgroundPuts:
                     self._worker = None
                     self._cond.notify_all()
                     return
-                linger_until = time.monotonic() + LINGER_S
-                while len(self._queued) < BATCH_PIECES and not self._closed:
-                    remaining = linger_until - time.monotonic()
+                give_up = time.monotonic() + MAX_LINGER_S
+                while len(self._queued) < BATCH_PIECES and not self._closed and not self._flushing:
+                    remaining = min(self._last_submit + LINGER_S, give_up) - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
