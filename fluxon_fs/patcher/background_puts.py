@@ -36,6 +36,8 @@ reader of many small files queues two puts per file, and a call per file would c
 kv master more CPU than the reads; a large read queues a piece every few milliseconds, and storing
 them while it runs takes CPU from it (staging copies every byte once more)."""
 MAX_LINGER_S = 0.25
+IDLE_EXIT_S = 30.0
+"""An idle worker thread ends after this long (a process with many patchers keeps no idle threads)."""
 
 PutBatch = Callable[[Sequence[tuple[str, Piece]]], None]
 
@@ -156,7 +158,9 @@ class BackgroundPuts:
         while True:
             with self._cond:
                 while not self._queued and not self._closed:
-                    self._cond.wait()
+                    if not self._cond.wait(IDLE_EXIT_S) and not self._queued:
+                        self._worker = None  # idle: the next submit starts a new worker
+                        return
                 if self._closed:
                     self._worker = None
                     self._cond.notify_all()

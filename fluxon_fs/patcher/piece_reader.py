@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
@@ -92,22 +92,24 @@ class PinnedContent:
 
     def slices(self, offset: int, length: int) -> list[memoryview]:
         """Views covering ``[offset, offset+length)`` clipped to the size as of open."""
+        return list(self._arriving_slices(offset, length))
+
+    def _arriving_slices(self, offset: int, length: int) -> Iterator[memoryview]:
+        """:meth:`slices` one piece at a time, each as soon as it is there (the rest keep arriving)."""
         end = min(offset + length, self.stat.size)
         if offset >= end:
-            return []
+            return
         size_of_piece = self._piece_bytes
         first, last = offset // size_of_piece, (end - 1) // size_of_piece
         self._schedule(first, last)
-        views = []
+        self._next_sequential = last + 1
         for index in range(first, last + 1):
             piece = self._piece(index)
             base = index * size_of_piece
             start, stop = max(offset, base) - base, min(end, base + size_of_piece) - base
-            views.append(piece[start:stop])
+            yield piece[start:stop]
             if len(piece) < stop:  # the file shrank after open: what is there is all there is
-                break
-        self._next_sequential = last + 1
-        return views
+                return
 
     def read(self, offset: int, length: int) -> bytes:
         """Bytes at ``[offset, offset+length)`` (short at EOF)."""
@@ -117,9 +119,10 @@ class PinnedContent:
         return b"".join(views)
 
     def readinto(self, offset: int, buffer: memoryview) -> int:
-        """Copy bytes at ``offset`` into ``buffer``; returns how many (0 at EOF)."""
+        """Copy bytes at ``offset`` into ``buffer``; returns how many (0 at EOF). Each piece is
+        copied as it arrives, while the later ones are still on their way."""
         done = 0
-        for view in self.slices(offset, len(buffer)):
+        for view in self._arriving_slices(offset, len(buffer)):
             buffer[done : done + len(view)] = view
             done += len(view)
         return done
