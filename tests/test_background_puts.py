@@ -45,13 +45,14 @@ def test_puts_arrive_in_order_in_batches_and_are_visible_while_queued() -> None:
 
 def test_a_full_queue_drops_and_counts_and_never_blocks() -> None:
     store = Store(gated=True)
-    puts = BackgroundPuts(store.put_batch, max_pieces=3, max_bytes=1000)
+    reported: list[int] = []
+    puts = BackgroundPuts(store.put_batch, max_pieces=3, max_bytes=1000, on_drop=lambda: reported.append(1))
     results = [puts.submit(f"k{n}", b"x" * 100) for n in range(5)]
     wait_until(store.entered.is_set, 10, "the first batch to start")
     assert results[:3] == [True, True, True] and results[3:] == [False, False]
     assert puts.dropped == 2
     assert not puts.submit("big", b"x" * 1001)  # above the byte bound
-    assert puts.dropped == 3
+    assert puts.dropped == 3 and len(reported) == 3
     store.gate.set()
     assert puts.flush(10)
 

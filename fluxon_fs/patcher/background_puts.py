@@ -62,8 +62,10 @@ class BackgroundPuts:
         max_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         max_pieces: int = DEFAULT_MAX_QUEUED_PIECES,
         name: str = "fluxon-fs-cache-fill",
+        on_drop: Callable[[], None] = lambda: None,
     ) -> None:
         self._put_batch = put_batch
+        self._on_drop = on_drop
         self._max_bytes = max_bytes
         self._max_pieces = max_pieces
         self._name = name
@@ -101,6 +103,7 @@ class BackgroundPuts:
                 self._queued_bytes -= _size(old)
             if len(self._queued) >= self._max_pieces or self._queued_bytes + size > self._max_bytes:
                 self.dropped += 1
+                self._on_drop()
                 return False
             self._queued[key] = data
             self._queued_bytes += size

@@ -16,7 +16,7 @@ from fluxon_core.errors import ApiError, KeyNotFoundError
 from fluxon_core.kv import KvClient
 from fluxon_core.kv.client import MemHolder
 from fluxon_core.log_setup import get_logger
-from fluxon_core.metrics import CACHE_HITS, CACHE_MISSES
+from fluxon_core.metrics import CACHE_HITS, CACHE_MISSES, CACHE_PUTS_DROPPED
 from fluxon_core.result import Result
 from fluxon_fs.patcher.background_puts import BackgroundPuts
 from fluxon_fs.patcher.content_cache import Piece
@@ -35,7 +35,7 @@ class KvPieceCache:
         self._store = store
         self._hits = CACHE_HITS.get().labels("fs")
         self._misses = CACHE_MISSES.get().labels("fs")
-        self.background = BackgroundPuts(self._put_batch)
+        self.background = BackgroundPuts(self._put_batch, on_drop=CACHE_PUTS_DROPPED.get().labels("fs").inc)
         """The queue of puts not yet in the pool (its ``dropped`` counts pieces a full queue skipped)."""
 
     def get(self, key: str) -> Piece | None:
