@@ -1,8 +1,9 @@
 """The fs master's part of transfer jobs: scanning sources of new jobs and verifying finished ones.
 
 Copying happens in the agents' workers; the master only walks metadata through the export
-interface (one ``list_dir`` per directory) and compares sizes and mtimes at the end (and content
-hashes when the job asks for them). Both run with the authority of the job's owner
+interface (one ``list_dir`` per directory) and compares sizes and mtimes at the end (from one
+listing per directory and side, or a ``stat`` per file for a batch's few files of a directory; and
+content hashes when the job asks for them). Both run with the authority of the job's owner
 (:mod:`fluxon_fs.fs_master.job_authority`): every call carries the owner's session token, so the
 agent applies their scopes and re-authorises symlinks on their real path. A job whose owner can no
 longer run it is paused with the reason instead. Both steps are restartable: a scan rewrites the
@@ -28,7 +29,7 @@ from fluxon_fs.transfer.states import JobState
 log = get_logger("fluxon.fs.transfer.runner")
 
 POLL_INTERVAL_S = 0.3
-# Verification is two stat round trips per file; batches are verified this many at a time.
+# Batches are verified this many at a time (each is a few listing or stat round trips).
 VERIFY_THREADS = 8
 
 ExportOpsAs = Callable[[str, Callable[[str], str]], ExportOps]
