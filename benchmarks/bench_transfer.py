@@ -49,7 +49,7 @@ QUICK_SETS = ("2.5k small + 3 x 16 MiB", "1k x 1 MiB")
 
 
 def _plan(quick: bool) -> dict[str, Any]:
-    return {"sets": QUICK_SETS if quick else tuple(SETS), "rounds": 2 if quick else 3}
+    return {"sets": QUICK_SETS if quick else tuple(SETS), "rounds": 3}
 
 
 def make_source(root: Path, small_files: int, large_files: int, large_bytes: int, seed: int = 11) -> tuple[int, int]:
