@@ -20,7 +20,7 @@ from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.job_authority import JobAuthority, JobOwnerError
-from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.batching import JOB_SCAN_MAX_ENTRIES, group_batches
 from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobOwner, JobRecord, JobSpec
@@ -129,7 +129,9 @@ class JobRunner:
             return
         try:
             entries = scan_export_dir(source, job.spec.source_dir)
-            for number, (batch, size) in enumerate(group_batches(entries, job.spec.batch_ready_bytes)):
+            for number, (batch, size) in enumerate(
+                group_batches(entries, job.spec.batch_ready_bytes, JOB_SCAN_MAX_ENTRIES)
+            ):
                 self._coordinator.add_batch(job.job_id, number, batch, size)
         except JobOwnerError:
             raise
