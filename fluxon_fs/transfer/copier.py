@@ -6,6 +6,10 @@ new one. Mode (permission bits only: setuid, setgid and sticky are never copied)
 preserved. A worker killed mid-file leaves its temporary file behind;
 the next worker to claim that batch removes the temporary files of the batch's files first
 (:func:`remove_orphan_temps`), so a finished job leaves none.
+
+When the worker's agent serves both exports, :func:`copy_batch` hands each directory's files to a
+:class:`~fluxon_fs.export.serving.local_copy.LocalDirectoryCopier` (same result, directory-fd
+relative, one access check per directory) and copies here only what it leaves.
 """
 
 from __future__ import annotations
@@ -382,6 +386,7 @@ def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, tar
 
 __all__ = [
     "COPY_CHUNK_BYTES",
+    "TEMP_MARKER",
     "content_sha256",
     "copy_batch",
     "copy_file",
