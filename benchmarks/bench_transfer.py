@@ -1,7 +1,8 @@
 """Directory transfer benchmark: a Fluxon transfer job against ``rsync -a`` and ``rclone copy``, same trees.
 
-The tree: 10 000 small files (1-16 KiB, in 100 directories) plus three large files of 64 MiB with
-``--full``; 2 500 small files and three of 16 MiB with ``--quick``. Fluxon runs as a real deployment on this host — kv master,
+The trees (sets): 2 500 small files (1-16 KiB, in 100 directories) plus three large files of
+16 MiB, and 1 000 files of 1 MiB in one directory, with ``--quick``; ``--full`` adds 10 000 small
+files plus three of 64 MiB. Fluxon runs as a real deployment on this host — kv master,
 owner, fs master and one fs agent as processes, the agent serving both the source and the target
 export (so data goes within one agent) — and a job is timed from ``create_job`` to ``succeeded``:
 scan, copy and the verification pass included. ``rsync -a SRC/ DST/`` and ``rclone copy SRC DST``
@@ -39,19 +40,23 @@ TARGET = 1.0
 WORKERS = 2
 
 
+SETS: dict[str, dict[str, int]] = {
+    "2.5k small + 3 x 16 MiB": {"small_files": 2_500, "large_files": 3, "large_bytes": 16 * MIB},
+    "10k small + 3 x 64 MiB": {"small_files": 10_000, "large_files": 3, "large_bytes": 64 * MIB},
+    "1k x 1 MiB": {"small_files": 0, "large_files": 1_000, "large_bytes": MIB},
+}
+QUICK_SETS = ("2.5k small + 3 x 16 MiB", "1k x 1 MiB")
+
+
 def _plan(quick: bool) -> dict[str, Any]:
-    return {
-        "small_files": 2_500 if quick else 10_000,
-        "large_files": 3,
-        "large_bytes": (16 if quick else 64) * MIB,
-        "rounds": 2 if quick else 3,
-    }
+    return {"sets": QUICK_SETS if quick else tuple(SETS), "rounds": 3}
 
 
 def make_source(root: Path, small_files: int, large_files: int, large_bytes: int, seed: int = 11) -> tuple[int, int]:
     """Write the benchmark tree; returns (files, bytes)."""
     rng = random.Random(seed)
     total = 0
+    root.mkdir(parents=True, exist_ok=True)
     for i in range(small_files):
         directory = root / "small" / f"d{i % SMALL_DIRS:03d}"
         if i < SMALL_DIRS:
@@ -97,60 +102,75 @@ def _row(scenario: str, fluxon: float, baseline: float, note: str) -> dict[str, 
     return result_row(scenario, fluxon / MIB, baseline / MIB, "MiB/s", f">= {TARGET}", ratio >= TARGET, note)
 
 
+def _measure_set(fs: FsCluster, client: TransferClient, name: str, rounds: int, scratch: Path) -> dict[str, Any]:
+    """Best times of the three tools on one set's tree (written into the source export first)."""
+    shape = SETS[name]
+    src, dst = fs.export_dir("src"), fs.export_dir("dst")
+    tree = f"set{list(SETS).index(name)}"
+    files, size = make_source(src / tree, shape["small_files"], shape["large_files"], shape["large_bytes"])
+    times: dict[str, list[float]] = {"fluxon": [], "rsync": [], "rclone": []}
+
+    def fluxon() -> None:
+        spec = JobSpec(
+            source_export="src",
+            source_dir=tree,
+            target_export="dst",
+            target_prefix=f"r{len(times['fluxon'])}",
+            desired_worker_count=WORKERS,
+            batch_ready_bytes=16 * MIB,
+        )
+        job = client.wait(client.create_job(spec), timeout_s=600, poll_s=0.05)
+        if job["state"] != "succeeded" or job["counters"]["files_copied"] != files:
+            raise RuntimeError(f"fluxon job ended {job['state']}: {job['state_reason']} {job['recent_errors']}")
+
+    tools: dict[str, Callable[[], None]] = {
+        "fluxon": fluxon,
+        "rsync": lambda: _run_tool(["rsync", "-a", f"{src / tree}/", f"{_fresh(scratch / 'rsync')}/"]),
+        "rclone": lambda: _run_tool(
+            ["rclone", "copy", "--config", "/dev/null", str(src / tree), str(_fresh(scratch / "rclone"))]
+        ),
+    }
+    for round_number in range(rounds):
+        order = list(tools) if round_number % 2 == 0 else list(reversed(tools))
+        for tool in order:
+            times[tool].append(_timed(tools[tool]))
+        for child in dst.iterdir():  # empty the target export (its root stays: the agent holds it open)
+            shutil.rmtree(child)
+    shutil.rmtree(src / tree)
+    for tool in ("rsync", "rclone"):
+        shutil.rmtree(scratch / tool, ignore_errors=True)
+    return {"files": files, "size": size, "best": {tool: min(values) for tool, values in times.items()}}
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
-    """Time the three tools on the same tree in alternating rounds; one row per baseline."""
+    """Time the three tools on each set's tree in alternating rounds; one row per set and baseline."""
     plan = _plan(quick)
     for tool in ("rsync", "rclone"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed (Debian package {tool!r})")
-    times: dict[str, list[float]] = {"fluxon": [], "rsync": [], "rclone": []}
+    measured: dict[str, dict[str, Any]] = {}
     with fs_cluster() as fs:
         src = fs.export_dir("src")
         dst = fs.export_dir("dst")
-        files, size = make_source(src / "tree", plan["small_files"], plan["large_files"], plan["large_bytes"])
         fs.start_master()
         _start_agent(fs, {"src": str(src), "dst": str(dst)})
         client = TransferClient(fs.kv.external("bench-cli", fs.host), MASTER_KEY, *ADMIN)
         scratch = Path(tempfile.mkdtemp(prefix="fxbench", dir=fs.root))
-
-        def fluxon() -> None:
-            prefix = f"r{len(times['fluxon'])}"
-            spec = JobSpec(
-                source_export="src",
-                source_dir="tree",
-                target_export="dst",
-                target_prefix=prefix,
-                desired_worker_count=WORKERS,
-                batch_ready_bytes=16 * MIB,
-            )
-            job = client.wait(client.create_job(spec), timeout_s=600, poll_s=0.05)
-            if job["state"] != "succeeded" or job["counters"]["files_copied"] != files:
-                raise RuntimeError(f"fluxon job ended {job['state']}: {job['state_reason']} {job['recent_errors']}")
-
-        tools: dict[str, Callable[[], None]] = {
-            "fluxon": fluxon,
-            "rsync": lambda: _run_tool(["rsync", "-a", f"{src / 'tree'}/", f"{_fresh(scratch / 'rsync')}/"]),
-            "rclone": lambda: _run_tool(
-                ["rclone", "copy", "--config", "/dev/null", str(src / "tree"), str(_fresh(scratch / "rclone"))]
-            ),
-        }
-        for round_number in range(plan["rounds"]):
-            order = list(tools) if round_number % 2 == 0 else list(reversed(tools))
-            for name in order:
-                times[name].append(_timed(tools[name]))
-            for child in dst.iterdir():  # empty the target export (its root stays: the agent holds it open)
-                shutil.rmtree(child)
-    best = {name: min(values) for name, values in times.items()}
-    tree = f"{files} files, {size / MIB:.0f} MiB ({plan['small_files']} x 1-16 KiB + {plan['large_files']} x "
-    tree += f"{plan['large_bytes'] // MIB} MiB)"
+        for name in plan["sets"]:
+            measured[name] = _measure_set(fs, client, name, plan["rounds"], scratch)
     rows = []
-    for baseline in ("rsync", "rclone"):
-        note = (
-            f"{tree}; best of {plan['rounds']}: fluxon {best['fluxon']:.2f}s ({files / best['fluxon']:,.0f} files/s), "
-            f"{baseline} {best[baseline]:.2f}s ({files / best[baseline]:,.0f} files/s); job time includes scan + verify"
-        )
-        command = "rsync -a" if baseline == "rsync" else "rclone copy"
-        rows.append(_row(f"transfer, same host, vs {command}", size / best["fluxon"], size / best[baseline], note))
+    for name, result in measured.items():
+        files, size, best = result["files"], result["size"], result["best"]
+        for baseline in ("rsync", "rclone"):
+            note = (
+                f"{files} files, {size / MIB:.0f} MiB; best of {plan['rounds']}: fluxon {best['fluxon']:.2f}s "
+                f"({files / best['fluxon']:,.0f} files/s), {baseline} {best[baseline]:.2f}s "
+                f"({files / best[baseline]:,.0f} files/s); job time includes scan + verify"
+            )
+            command = "rsync -a" if baseline == "rsync" else "rclone copy"
+            rows.append(
+                _row(f"transfer {name}, same host, vs {command}", size / best["fluxon"], size / best[baseline], note)
+            )
     return rows
 
 

@@ -292,3 +292,14 @@ def test_bad_job_spec_names_the_field(world):
         coordinator.create_job(spec(desired_worker_count=0))
     with pytest.raises(InvalidArgumentError, match="target_prefix must be a path relative"):
         coordinator.create_job(spec(target_prefix="../up"))
+
+
+def test_a_jobs_own_scan_seals_small_file_batches_by_count_so_workers_share_them(tmp_path):
+    from fluxon_fs.transfer.batching import JOB_SCAN_MAX_ENTRIES
+    from fluxon_fs.transfer.records import ENTRY_FILE, MAX_ENTRIES_PER_BATCH, ScanEntry
+
+    entries = [ScanEntry(f"d/f{i}", ENTRY_FILE, 100, 0, 0o644) for i in range(2 * JOB_SCAN_MAX_ENTRIES + 7)]
+    job_batches = [len(batch) for batch, _ in group_batches(entries, 16 * 1024 * 1024, JOB_SCAN_MAX_ENTRIES)]
+    assert job_batches == [JOB_SCAN_MAX_ENTRIES, JOB_SCAN_MAX_ENTRIES, 7]
+    assert [len(batch) for batch, _ in group_batches(entries, 16 * 1024 * 1024)] == [len(entries)]
+    assert JOB_SCAN_MAX_ENTRIES < MAX_ENTRIES_PER_BATCH

@@ -29,6 +29,7 @@ from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.export.serving.authorized_ops import AuthorizedExportOps
+from fluxon_fs.export.serving.local_copy import LocalDirectoryCopier
 from fluxon_fs.master_api.calls import COMPLETE_BATCH, FAIL_BATCH
 from fluxon_fs.master_api.records import (
     BatchClaim,
@@ -39,6 +40,7 @@ from fluxon_fs.master_api.records import (
     LeaseRenewal,
 )
 from fluxon_fs.transfer.copier import copy_batch
+from fluxon_fs.transfer.jobs import JobSpec
 
 if TYPE_CHECKING:
     from fluxon_fs.fs_agent.agent import FsAgent
@@ -159,6 +161,21 @@ class TransferWorkerPool:
             caller=self._agent.instance_key,
         )
 
+    def _direct_copier(self, spec: JobSpec, keeper: _LeaseKeeper) -> LocalDirectoryCopier | None:
+        """The directory-fd copier when this agent serves both exports of the job, else None."""
+        source, target = self._agent.ops.get(spec.source_export), self._agent.ops.get(spec.target_export)
+        if source is None or target is None:
+            return None
+        return LocalDirectoryCopier(
+            source,
+            spec.source_export,
+            target,
+            spec.target_export,
+            self._agent.authorize,
+            lambda: keeper.access_token,
+            caller=self._agent.instance_key,
+        )
+
     def _source_ops(self, export_name: str, keeper: _LeaseKeeper) -> ExportOps:
         if export_name in self._agent.ops:
             return self._local_ops(export_name, keeper)
@@ -189,6 +206,7 @@ class TransferWorkerPool:
                 should_continue=lambda: not (keeper.lost.is_set() or self._stop.is_set()),
                 on_progress=_test_pause_hook(job_id, number),
                 clean_orphans=assignment.claims > 1,
+                direct=self._direct_copier(spec, keeper),
             )
         except Exception as exc:
             keeper.stop()

@@ -1,8 +1,9 @@
 """The fs master's part of transfer jobs: scanning sources of new jobs and verifying finished ones.
 
 Copying happens in the agents' workers; the master only walks metadata through the export
-interface (one ``list_dir`` per directory) and compares sizes and mtimes at the end (and content
-hashes when the job asks for them). Both run with the authority of the job's owner
+interface (one ``list_dir`` per directory) and compares sizes and mtimes at the end (from one
+listing per directory and side, or a ``stat`` per file for a batch's few files of a directory; and
+content hashes when the job asks for them). Both run with the authority of the job's owner
 (:mod:`fluxon_fs.fs_master.job_authority`): every call carries the owner's session token, so the
 agent applies their scopes and re-authorises symlinks on their real path. A job whose owner can no
 longer run it is paused with the reason instead. Both steps are restartable: a scan rewrites the
@@ -19,7 +20,7 @@ from fluxon_core.errors import ApiError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.job_authority import JobAuthority, JobOwnerError
-from fluxon_fs.transfer.batching import group_batches
+from fluxon_fs.transfer.batching import JOB_SCAN_MAX_ENTRIES, group_batches
 from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobOwner, JobRecord, JobSpec
@@ -28,7 +29,7 @@ from fluxon_fs.transfer.states import JobState
 log = get_logger("fluxon.fs.transfer.runner")
 
 POLL_INTERVAL_S = 0.3
-# Verification is two stat round trips per file; batches are verified this many at a time.
+# Batches are verified this many at a time (each is a few listing or stat round trips).
 VERIFY_THREADS = 8
 
 ExportOpsAs = Callable[[str, Callable[[str], str]], ExportOps]
@@ -128,7 +129,9 @@ class JobRunner:
             return
         try:
             entries = scan_export_dir(source, job.spec.source_dir)
-            for number, (batch, size) in enumerate(group_batches(entries, job.spec.batch_ready_bytes)):
+            for number, (batch, size) in enumerate(
+                group_batches(entries, job.spec.batch_ready_bytes, JOB_SCAN_MAX_ENTRIES)
+            ):
                 self._coordinator.add_batch(job.job_id, number, batch, size)
         except JobOwnerError:
             raise

@@ -1,7 +1,8 @@
 """The batch sealing rule, shared by pre-scans and job scans.
 
-A batch seals when it reaches ``batch_ready_bytes`` or ``MAX_ENTRIES_PER_BATCH`` entries; a file of
-at least ``batch_ready_bytes`` is a batch of its own.
+A batch seals when it reaches ``batch_ready_bytes`` or ``max_entries`` entries
+(``MAX_ENTRIES_PER_BATCH`` for pre-scans, :data:`JOB_SCAN_MAX_ENTRIES` for a job's own scan); a
+file of at least ``batch_ready_bytes`` is a batch of its own.
 
 Entries are :class:`~fluxon_fs.transfer.records.ScanEntry` tuples or plain tuples of the same shape
 ``(relpath, kind, size, mtime_ns, mode)`` (the pre-scan uses plain ones: cheaper to create by the
@@ -19,12 +20,20 @@ EntryRow = tuple[str, str, int, int, int]
 E = TypeVar("E", bound=EntryRow)
 SealedBatch = tuple[list[E], int]
 
+JOB_SCAN_MAX_ENTRIES = 512
+"""Entries per batch of a job's own scan. Small files are bound by per-file system calls (the
+exclusive create above all), not bytes: a 16 MiB batch of 1-16 KiB files holds about 2 000 of
+them and kept one worker busy while the others idled; batches of at most 512 let the job's workers
+share them (measured in-process: two threads copying halves of 2 500 small files took 0.63-1.01x
+the time of one, 0.63 when the machine was least loaded)."""
+
 
 class BatchSealer(Generic[E]):
     """Accumulates entries and returns batches as they seal (not thread-safe; callers lock)."""
 
-    def __init__(self, batch_ready_bytes: int) -> None:
+    def __init__(self, batch_ready_bytes: int, max_entries: int = MAX_ENTRIES_PER_BATCH) -> None:
         self._ready = batch_ready_bytes
+        self._max_entries = max_entries
         self._entries: list[E] = []
         self._bytes = 0
 
@@ -35,7 +44,7 @@ class BatchSealer(Generic[E]):
             return [entry], size
         self._entries.append(entry)
         self._bytes += size
-        if self._bytes >= self._ready or len(self._entries) >= MAX_ENTRIES_PER_BATCH:
+        if self._bytes >= self._ready or len(self._entries) >= self._max_entries:
             return self.flush()
         return None
 
@@ -47,7 +56,7 @@ class BatchSealer(Generic[E]):
         if (
             largest < self._ready
             and self._bytes + slice_bytes < self._ready
-            and len(self._entries) + len(entries) < MAX_ENTRIES_PER_BATCH
+            and len(self._entries) + len(entries) < self._max_entries
         ):
             self._entries.extend(entries)
             self._bytes += slice_bytes
@@ -63,9 +72,11 @@ class BatchSealer(Generic[E]):
         return sealed
 
 
-def group_batches(entries: Iterable[ScanEntry], batch_ready_bytes: int) -> Iterator[SealedBatch[ScanEntry]]:
+def group_batches(
+    entries: Iterable[ScanEntry], batch_ready_bytes: int, max_entries: int = MAX_ENTRIES_PER_BATCH
+) -> Iterator[SealedBatch[ScanEntry]]:
     """Batches of a stream of entries."""
-    sealer: BatchSealer[ScanEntry] = BatchSealer(batch_ready_bytes)
+    sealer: BatchSealer[ScanEntry] = BatchSealer(batch_ready_bytes, max_entries)
     for entry in entries:
         sealed = sealer.add(entry)
         if sealed is not None:

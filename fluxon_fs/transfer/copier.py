@@ -6,23 +6,29 @@ new one. Mode (permission bits only: setuid, setgid and sticky are never copied)
 preserved. A worker killed mid-file leaves its temporary file behind;
 the next worker to claim that batch removes the temporary files of the batch's files first
 (:func:`remove_orphan_temps`), so a finished job leaves none.
+
+When the worker's agent serves both exports, :func:`copy_batch` hands each directory's files to a
+:class:`~fluxon_fs.export.serving.local_copy.LocalDirectoryCopier` (same result, directory-fd
+relative, one access check per directory) and copies here only what it leaves.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import secrets
 from collections.abc import Callable, Iterator
 
 from fluxon_fs.export.ops import ExportOps, FileStat
+from fluxon_fs.export.serving.local_copy import (
+    COPIED_MODE_BITS,
+    COPY_CHUNK_BYTES,
+    TEMP_MARKER,
+    FileOutcome,
+    LocalDirectoryCopier,
+    temp_name,
+)
 from fluxon_fs.transfer.jobs import BatchResult, JobSpec
 from fluxon_fs.transfer.records import ENTRY_DIR, ENTRY_FILE, ScanEntry
-
-COPY_CHUNK_BYTES = 8 * 1024 * 1024
-TEMP_MARKER = ".fluxon-part-"
-COPIED_MODE_BITS = 0o777
-"""The mode bits a copy keeps: permissions only, never setuid, setgid or sticky."""
 
 
 def _parent(relpath: str) -> str:
@@ -47,8 +53,7 @@ def ensure_dirs(ops: ExportOps, relpath: str, known: set[str]) -> None:
 
 def _temp_name(target_relpath: str) -> str:
     parent = _parent(target_relpath)
-    name = target_relpath.rsplit("/", 1)[-1]
-    temp = f".{name}{TEMP_MARKER}{secrets.token_hex(4)}"
+    temp = temp_name(target_relpath.rsplit("/", 1)[-1])
     return f"{parent}/{temp}" if parent else temp
 
 
@@ -136,6 +141,34 @@ def remove_orphan_temps(spec: JobSpec, entries: list[ScanEntry], target: ExportO
     return removed
 
 
+class _Tally:
+    """The counters and errors of one batch."""
+
+    def __init__(self) -> None:
+        self.copied = self.copied_bytes = self.skipped = self.changed = 0
+        self.errors: list[str] = []
+
+    def add(self, entry: ScanEntry, source_rel: str, outcome: FileOutcome) -> None:
+        if outcome.error is not None:
+            self.errors.append(f"{source_rel}: {outcome.error.strerror or outcome.error}")
+        elif outcome.skipped:
+            self.skipped += 1
+        elif outcome.stat is not None:
+            stat = outcome.stat
+            self.copied += 1
+            self.copied_bytes += stat.size
+            self.changed += int(stat.size != entry.size or stat.mtime_ns != entry.mtime_ns)
+
+    def result(self) -> BatchResult:
+        return BatchResult(
+            files_copied=self.copied,
+            bytes_copied=self.copied_bytes,
+            files_skipped=self.skipped,
+            files_changed=self.changed,
+            errors=tuple(self.errors),
+        )
+
+
 def copy_batch(
     spec: JobSpec,
     entries: list[ScanEntry],
@@ -145,63 +178,97 @@ def copy_batch(
     should_continue: Callable[[], bool] = lambda: True,
     on_progress: Callable[[int], None] | None = None,
     clean_orphans: bool = False,
+    direct: LocalDirectoryCopier | None = None,
 ) -> BatchResult:
     """Copy every entry of a batch; per-file problems become errors in the result (the batch is retried).
 
+    Directories are created first; then the files, directory by directory. With ``direct`` (source
+    and target exports are both served by this agent) each directory's files are copied relative to
+    two directory fds (:class:`~fluxon_fs.export.serving.local_copy.LocalDirectoryCopier`); the files
+    it leaves, and every file without it, go through ``source`` and ``target`` one operation at a time.
     ``clean_orphans`` (set when the batch was claimed before) first removes temporary files an
     earlier, killed copy left behind.
     """
-    copied = copied_bytes = skipped = changed = 0
-    errors: list[str] = []
+    tally = _Tally()
     if clean_orphans:
         try:
             remove_orphan_temps(spec, entries, target)
         except OSError as exc:
-            errors.append(f"removing temporary files of an earlier attempt: {exc.strerror or exc}")
+            tally.errors.append(f"removing temporary files of an earlier attempt: {exc.strerror or exc}")
     known_dirs: set[str] = set()
     dir_times: list[tuple[str, ScanEntry]] = []
+    files_by_dir: dict[str, list[ScanEntry]] = {}
     for entry in entries:
-        if not should_continue():
-            errors.append("batch interrupted: job is no longer running")
-            break
-        source_rel = spec.source_relpath(entry.relpath)
-        target_rel = spec.target_relpath(entry.relpath)
-        try:
-            if entry.kind == ENTRY_DIR:
+        if entry.kind == ENTRY_DIR:
+            target_rel = spec.target_relpath(entry.relpath)
+            try:
                 ensure_dirs(target, target_rel, known_dirs)
                 dir_times.append((target_rel, entry))
-                continue
-            if entry.kind != ENTRY_FILE:
-                continue
-            ensure_dirs(target, _parent(target_rel), known_dirs)
-            try:
-                if spec.conflict_policy == "skip_existing":
-                    current = source.stat(source_rel, follow_symlinks=False)
-                    if _same_file(target, target_rel, current):
-                        skipped += 1
-                        continue
-                first_chunk = source.read_chunk(source_rel, 0, COPY_CHUNK_BYTES)
-            except FileNotFoundError:
-                skipped += 1  # vanished since the scan
-                continue
-            stat = copy_file(source, source_rel, target, target_rel, on_progress, first_chunk)
-            copied += 1
-            copied_bytes += stat.size
-            changed += int(stat.size != entry.size or stat.mtime_ns != entry.mtime_ns)
+            except OSError as exc:
+                tally.errors.append(f"{spec.source_relpath(entry.relpath)}: {exc.strerror or exc}")
+        elif entry.kind == ENTRY_FILE:
+            files_by_dir.setdefault(_parent(entry.relpath), []).append(entry)
+    interrupted = False
+    for files in files_by_dir.values():
+        if interrupted:
+            break
+        source_dir = _parent(spec.source_relpath(files[0].relpath))
+        target_dir = _parent(spec.target_relpath(files[0].relpath))
+        try:
+            ensure_dirs(target, target_dir, known_dirs)
         except OSError as exc:
-            errors.append(f"{source_rel}: {exc.strerror or exc}")
+            for entry in files:
+                tally.add(entry, spec.source_relpath(entry.relpath), FileOutcome(entry.relpath, error=exc))
+            continue
+        handled: dict[str, FileOutcome] = {}
+        if direct is not None:
+            names = [entry.relpath.rsplit("/", 1)[-1] for entry in files]
+            outcomes = direct.copy_files(
+                source_dir,
+                target_dir,
+                names,
+                skip_existing=spec.conflict_policy == "skip_existing",
+                should_continue=should_continue,
+                on_progress=on_progress,
+            )
+            handled = {outcome.name: outcome for outcome in outcomes}
+        for entry in files:
+            source_rel = spec.source_relpath(entry.relpath)
+            outcome = handled.get(entry.relpath.rsplit("/", 1)[-1])
+            if outcome is None:
+                if not should_continue():
+                    tally.errors.append("batch interrupted: job is no longer running")
+                    interrupted = True
+                    break
+                outcome = _copy_generic(spec, entry, source, target, on_progress)
+            tally.add(entry, source_rel, outcome)
     for target_rel, entry in dir_times:
         try:
             target.chmod(target_rel, entry.mode & COPIED_MODE_BITS)
         except OSError as exc:
-            errors.append(f"{target_rel}: {exc.strerror or exc}")
-    return BatchResult(
-        files_copied=copied,
-        bytes_copied=copied_bytes,
-        files_skipped=skipped,
-        files_changed=changed,
-        errors=tuple(errors),
-    )
+            tally.errors.append(f"{target_rel}: {exc.strerror or exc}")
+    return tally.result()
+
+
+def _copy_generic(
+    spec: JobSpec, entry: ScanEntry, source: ExportOps, target: ExportOps, on_progress: Callable[[int], None] | None
+) -> FileOutcome:
+    """One file through the export operations (symlinks inside an export followed and re-authorised)."""
+    source_rel = spec.source_relpath(entry.relpath)
+    target_rel = spec.target_relpath(entry.relpath)
+    try:
+        try:
+            if spec.conflict_policy == "skip_existing":
+                current = source.stat(source_rel, follow_symlinks=False)
+                if _same_file(target, target_rel, current):
+                    return FileOutcome(entry.relpath, skipped=True)
+            first_chunk = source.read_chunk(source_rel, 0, COPY_CHUNK_BYTES)
+        except FileNotFoundError:
+            return FileOutcome(entry.relpath, skipped=True)  # vanished since the scan
+        stat = copy_file(source, source_rel, target, target_rel, on_progress, first_chunk)
+    except OSError as exc:
+        return FileOutcome(entry.relpath, error=exc)
+    return FileOutcome(entry.relpath, stat=stat)
 
 
 def _same_file(target: ExportOps, target_rel: str, source_stat: FileStat) -> bool:
@@ -245,42 +312,81 @@ def content_sha256(ops: ExportOps, relpath: str, stat: FileStat) -> str | None:
     return digest.hexdigest()
 
 
+LISTING_THRESHOLD = 16
+"""A batch's files in one directory are compared from one listing of that directory on each side
+(instead of one ``stat`` per file and side) when there are at least this many."""
+
+
+def _lstats(ops: ExportOps, directory: str, relpaths: list[str]) -> dict[str, FileStat]:
+    """lstat of each path of ``relpaths`` (all in ``directory``) that exists, by path.
+
+    Many paths: one ``list_dir`` (one call); few: one ``stat`` each (a listing of a large directory
+    costs more than a few stats).
+    """
+    found: dict[str, FileStat] = {}
+    if len(relpaths) >= LISTING_THRESHOLD:
+        try:
+            listing = {item.name: item.stat for item in ops.list_dir(directory)}
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for relpath in relpaths:
+            stat = listing.get(relpath.rsplit("/", 1)[-1])
+            if stat is not None:
+                found[relpath] = stat
+        return found
+    for relpath in relpaths:
+        try:
+            found[relpath] = ops.stat(relpath, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, target: ExportOps) -> list[str]:
     """Differences between source and target for a batch's files: size and mtime, and with
-    ``spec.verify_checksum`` the sha256 of their content (each file read whole on both sides)."""
-    differences = []
+    ``spec.verify_checksum`` the sha256 of their content (each file read whole on both sides).
+
+    Sizes and mtimes come from one listing per directory and side when a directory holds many of
+    the batch's files (:data:`LISTING_THRESHOLD`), else from one ``stat`` per file and side.
+    """
+    by_dir: dict[str, list[ScanEntry]] = {}
     for entry in entries:
-        if entry.kind != ENTRY_FILE:
-            continue
-        source_rel = spec.source_relpath(entry.relpath)
-        target_rel = spec.target_relpath(entry.relpath)
-        try:
-            src = source.stat(source_rel, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        try:
-            dst = target.stat(target_rel, follow_symlinks=False)
-        except FileNotFoundError:
-            differences.append(f"{target_rel}: missing on target")
-            continue
-        if (src.size, src.mtime_ns) != (dst.size, dst.mtime_ns):
-            differences.append(
-                f"{target_rel}: target size/mtime {dst.size}/{dst.mtime_ns} != source {src.size}/{src.mtime_ns}"
-            )
-            continue
-        if spec.verify_checksum:
-            source_sum, target_sum = content_sha256(source, source_rel, src), content_sha256(target, target_rel, dst)
-            if source_sum is None or target_sum is None:
-                differences.append(f"{target_rel}: changed while its content was compared")
-            elif source_sum != target_sum:
+        if entry.kind == ENTRY_FILE:
+            by_dir.setdefault(_parent(entry.relpath), []).append(entry)
+    differences = []
+    for files in by_dir.values():
+        source_rels = [spec.source_relpath(entry.relpath) for entry in files]
+        target_rels = [spec.target_relpath(entry.relpath) for entry in files]
+        source_stats = _lstats(source, _parent(source_rels[0]), source_rels)
+        target_stats = _lstats(target, _parent(target_rels[0]), target_rels)
+        for source_rel, target_rel in zip(source_rels, target_rels, strict=True):
+            src = source_stats.get(source_rel)
+            if src is None:
+                continue  # vanished from the source since the scan
+            dst = target_stats.get(target_rel)
+            if dst is None:
+                differences.append(f"{target_rel}: missing on target")
+                continue
+            if (src.size, src.mtime_ns) != (dst.size, dst.mtime_ns):
                 differences.append(
-                    f"{target_rel}: content differs: target sha256 {target_sum[:16]}… != source {source_sum[:16]}…"
+                    f"{target_rel}: target size/mtime {dst.size}/{dst.mtime_ns} != source {src.size}/{src.mtime_ns}"
                 )
+                continue
+            if spec.verify_checksum:
+                source_sum = content_sha256(source, source_rel, src)
+                target_sum = content_sha256(target, target_rel, dst)
+                if source_sum is None or target_sum is None:
+                    differences.append(f"{target_rel}: changed while its content was compared")
+                elif source_sum != target_sum:
+                    differences.append(
+                        f"{target_rel}: content differs: target sha256 {target_sum[:16]}… != source {source_sum[:16]}…"
+                    )
     return differences
 
 
 __all__ = [
     "COPY_CHUNK_BYTES",
+    "TEMP_MARKER",
     "content_sha256",
     "copy_batch",
     "copy_file",

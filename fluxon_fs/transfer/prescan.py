@@ -16,7 +16,7 @@ import os
 import stat as stat_module
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
@@ -43,6 +43,8 @@ from fluxon_fs.transfer.states import PrescanState
 log = get_logger("fluxon.fs.prescan")
 
 SCAN_SLICE = 1024
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_SUBDIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 S_ISREG = stat_module.S_ISREG
 S_ISDIR = stat_module.S_ISDIR
 SKIPPED_SAMPLE_LIMIT = 100
@@ -187,54 +189,64 @@ class _Walker:
 
     def _scan_dir(self, relpath: str) -> None:
         # The hot loop of the pre-scan: plain tuples, local names, batches handed over per slice.
-        path = os.path.join(self._root, relpath) if relpath else self._root
+        # Listing a directory fd makes each entry's lstat an fstatat on that fd: the kernel looks up
+        # one name instead of walking the whole path again per entry.
         try:
-            iterator = os.scandir(path)
+            if relpath:
+                dir_fd = os.open(os.path.join(self._root, relpath), _SUBDIR_FLAGS)
+            else:
+                dir_fd = os.open(self._root, _ROOT_FLAGS)  # the root may be a symlink: the caller named it
         except OSError as exc:
             self._skip(relpath or ".", f"cannot list directory: {exc.strerror}")
             return
+        try:
+            with os.scandir(dir_fd) as iterator:
+                self._scan_listing(relpath, iterator)
+        finally:
+            os.close(dir_fd)
+
+    def _scan_listing(self, relpath: str, iterator: Iterator[os.DirEntry[str]]) -> None:
         prefix = f"{relpath}/" if relpath else ""
         skip_files, skip_dirs = self._skip_files, self._skip_dirs
         found: list[EntryRow] = []
         append = found.append
         subdirs: list[str] = []
         files = size_sum = slice_bytes = largest = 0
-        with iterator:
-            for entry in iterator:
-                child = prefix + entry.name
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError as exc:
-                    self._skip(child, f"cannot stat: {exc.strerror}")
+        for entry in iterator:
+            child = prefix + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                self._skip(child, f"cannot stat: {exc.strerror}")
+                continue
+            mode = st.st_mode
+            if S_ISREG(mode):
+                if skip_files and child in skip_files:
+                    self._skip(child, "skip entry (file)")
                     continue
-                mode = st.st_mode
-                if S_ISREG(mode):
-                    if skip_files and child in skip_files:
-                        self._skip(child, "skip entry (file)")
-                        continue
-                    size = st.st_size
-                    append((child, ENTRY_FILE, size, st.st_mtime_ns, mode & 0o7777))
-                    files += 1
-                    slice_bytes += size
-                    if size > largest:
-                        largest = size
-                elif S_ISDIR(mode):
-                    if skip_dirs and child in skip_dirs:
-                        self._skip(child, "skip entry (dir)")
-                        continue
-                    append((child, ENTRY_DIR, 0, st.st_mtime_ns, mode & 0o7777))
-                    subdirs.append(child)
-                else:
-                    kind = "symlink" if stat_module.S_ISLNK(mode) else "special file"
-                    self._skip(child, f"{kind} not transferred")
+                size = st.st_size
+                append((child, ENTRY_FILE, size, st.st_mtime_ns, mode & 0o7777))
+                files += 1
+                slice_bytes += size
+                if size > largest:
+                    largest = size
+            elif S_ISDIR(mode):
+                if skip_dirs and child in skip_dirs:
+                    self._skip(child, "skip entry (dir)")
                     continue
-                if len(found) >= SCAN_SLICE:
-                    # Huge directories are handed over in slices, never held whole.
-                    self._writer.add_slice(found, slice_bytes, largest)
-                    size_sum += slice_bytes
-                    found = []
-                    append = found.append
-                    slice_bytes = largest = 0
+                append((child, ENTRY_DIR, 0, st.st_mtime_ns, mode & 0o7777))
+                subdirs.append(child)
+            else:
+                kind = "symlink" if stat_module.S_ISLNK(mode) else "special file"
+                self._skip(child, f"{kind} not transferred")
+                continue
+            if len(found) >= SCAN_SLICE:
+                # Huge directories are handed over in slices, never held whole.
+                self._writer.add_slice(found, slice_bytes, largest)
+                size_sum += slice_bytes
+                found = []
+                append = found.append
+                slice_bytes = largest = 0
         if found:
             self._writer.add_slice(found, slice_bytes, largest)
         size_sum += slice_bytes

@@ -132,6 +132,9 @@ class TransferHandlers:
         accepted = self._transfers.complete(
             completion.job_id, completion.number, completion.claim_token, completion.result
         )
+        job = self._transfers.cached_job(completion.job_id)
+        if job is not None and job.state is JobState.VERIFYING:
+            self._jobs.wake()  # the last batch: verify now rather than at the runner's next poll
         return BatchReportReply(accepted)
 
     def fail_batch(self, _caller: str, failure: BatchFailure) -> BatchReportReply:
