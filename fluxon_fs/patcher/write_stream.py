@@ -47,6 +47,7 @@ class WriteStream:
         self._ops = ops
         self._session_id = session_id
         self._session_lock = threading.Lock()
+        self._reopen_failure: OSError | None = None
         self._relpath = relpath
         """Export-relative path of the file, to re-open a session the agent closed ("" never re-opens)."""
         self._file_ino = file_ino
@@ -125,15 +126,19 @@ class WriteStream:
             piece = payload[offset : offset + self._chunk_bytes]
             last = offset + self._chunk_bytes >= len(payload)
             if inline and last:
-                self._drain(_overlapping(start + offset, len(piece)))
+                self._make_room(start + offset, len(piece))
                 self._call(self._session_call, self._ops.session_write, start + offset, piece)
             else:
                 self._submit(start + offset, piece)
 
-    def _submit(self, offset: int, payload: memoryview) -> None:
-        self._drain(_overlapping(offset, len(payload)))
-        while self._inflight and self._inflight_bytes + len(payload) > self._inflight_limit:
+    def _make_room(self, offset: int, length: int) -> None:
+        """Wait for payloads overlapping ``[offset, offset + length)``, then until ``length`` more fit the window."""
+        self._drain(_overlapping(offset, length))
+        while self._inflight and self._inflight_bytes + length > self._inflight_limit:
             self._wait_oldest()
+
+    def _submit(self, offset: int, payload: memoryview) -> None:
+        self._make_room(offset, len(payload))
         future = io_pool().submit(self._session_call, self._ops.session_write, offset, payload)
         future.add_done_callback(self._note_failure)
         self._inflight.append((offset, offset + len(payload), future))
@@ -154,19 +159,23 @@ class WriteStream:
         with self._session_lock:
             if self._session_id != lost_id:
                 return  # another in-flight payload re-opened it already
+            if self._reopen_failure is not None:
+                raise self._reopen_failure  # another in-flight payload tried already
             try:
                 info = self._ops.session_open(self._relpath, create=False, exclusive=False, truncate=False)
             except OSError as exc:
-                raise OSError(
+                self._reopen_failure = OSError(
                     errno.EBADF, f"write session lost and the file cannot be opened again ({exc.strerror})"
-                ) from cause
+                )
+                raise self._reopen_failure from cause
             if self._file_ino and info.stat.ino != self._file_ino:
+                self._reopen_failure = OSError(
+                    errno.EBADF, "write session lost and the file was replaced meanwhile; nothing more was written"
+                )
                 try:
                     self._ops.session_abort(info.session_id)
                 finally:
-                    raise OSError(
-                        errno.EBADF, "write session lost and the file was replaced meanwhile; nothing more was written"
-                    ) from cause
+                    raise self._reopen_failure from cause
             log.info("write session of %s was closed by the agent (%s); re-opened it", self._relpath, cause.strerror)
             self._session_id = info.session_id
 

@@ -280,8 +280,8 @@ class LocalExportOps:
         return self.sessions.finish(session_id, last)
 
     def session_abort(self, session_id: str) -> None:
-        """Close the session; the file keeps what was written."""
-        self.sessions.finish(session_id, lambda session: None)
+        """Close the session; the file keeps what was written (at a fresh version, as after finalize)."""
+        self.sessions.finish(session_id, lambda session: stamp_fresh_version(session.fd) if session.wrote else None)
 
     def session_relpath(self, session_id: str) -> str:
         """The export-relative path an open session writes (``OSError(EBADF)`` when not open)."""
