@@ -371,6 +371,8 @@ class RemoteWriteFile(_RemoteRaw):
         with self._lock:
             self._check_open()
             view = memoryview(data)
+            if not view.nbytes:
+                return 0  # as write(2): neither the position (not even when appending) nor the size moves
             if self._appending:
                 self._pos = self._file_size
             self._stream.write(self._pos, view)
