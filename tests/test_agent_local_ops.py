@@ -395,6 +395,15 @@ def test_finalize_after_writes_leaves_a_version_no_reader_saw_while_writing(ops:
     assert path.read_bytes() == b"headlate"
 
 
+def test_abort_after_writes_also_leaves_a_fresh_version(ops: LocalExportOps, root: Path) -> None:
+    path = root / "dir" / "aborted.bin"
+    info = ops.session_open("dir/aborted.bin", create=True, exclusive=False, truncate=True)
+    ops.session_write(info.session_id, 0, b"partial")
+    os.utime(path, ns=(5_000_000_000, 5_000_000_000))  # what a reader saw mid-write
+    ops.session_abort(info.session_id)
+    assert path.stat().st_mtime_ns > 5_000_000_000 and path.read_bytes() == b"partial"
+
+
 def test_finalize_without_writes_leaves_the_times_alone(ops: LocalExportOps, root: Path) -> None:
     path = root / "dir" / "file.txt"
     os.utime(path, ns=(3_000_000_000, 4_000_000_000))

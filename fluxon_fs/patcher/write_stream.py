@@ -89,6 +89,8 @@ class WriteStream:
         """Copy (a prefix of) ``view`` to the end of the run, which starts at ``offset`` when empty; returns its length."""
         if not self._run_len:
             self._run_start = offset
+            while not self._spare and self._inflight and self._inflight[0].future.done():
+                self._landed(self._inflight.pop(0))  # its buffer, if any, is free again
             if not self._spare:
                 self._run = bytearray(view)  # exactly sized: a small write allocates little
                 self._run_len = len(view)
