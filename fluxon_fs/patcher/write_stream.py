@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps, FileStat
+from fluxon_fs.patcher import chunk_buffers
 from fluxon_fs.patcher.errors import raise_with_user_path
 from fluxon_fs.patcher.io_pool import io_pool
 
@@ -92,6 +93,10 @@ class WriteStream:
             while not self._spare and self._inflight and self._inflight[0].future.done():
                 self._landed(self._inflight.pop(0))  # its buffer, if any, is free again
             if not self._spare:
+                kept = chunk_buffers.take(self._chunk_bytes)  # one an earlier file used
+                if kept is not None:
+                    self._spare.append(kept)
+            if not self._spare:
                 self._run = bytearray(view)  # exactly sized: a small write allocates little
                 self._run_len = len(view)
                 return len(view)
@@ -125,6 +130,7 @@ class WriteStream:
         except BaseException:
             self.abort()
             raise
+        self._release_buffers()
         return self._call(self._session_call, self._ops.session_finalize)
 
     def abort(self) -> None:
@@ -172,6 +178,11 @@ class WriteStream:
         future.add_done_callback(self._note_failure)
         self._inflight.append(_InFlight(offset, offset + len(payload), future, buffer))
         self._inflight_bytes += len(payload)
+
+    def _release_buffers(self) -> None:
+        """Hand the spare chunk buffers to the next file (everything sent has been answered)."""
+        spare, self._spare = self._spare, []
+        chunk_buffers.give(spare)
 
     def _reuse(self, buffer: bytearray | None) -> None:
         # Only after a reply: the transport has then sent every byte, so overwriting is safe (a
