@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -374,6 +376,73 @@ def test_session_create_write_flush_finalize(ops: LocalExportOps, root: Path) ->
     raises_errno(errno.EBADF, lambda: ops.session_finalize(info.session_id))
     raises_errno(errno.EBADF, lambda: ops.session_abort(info.session_id))
     raises_errno(errno.EBADF, lambda: ops.session_relpath(info.session_id))
+
+
+def test_finalize_after_writes_leaves_a_version_no_reader_saw_while_writing(ops: LocalExportOps, root: Path) -> None:
+    path = root / "dir" / "same.bin"
+    info = ops.session_open("dir/same.bin", create=True, exclusive=False, truncate=True)
+    ops.session_write(info.session_id, 4, b"late")
+    ops.session_write(info.session_id, 0, b"\0\0\0\0")
+    # A reader stats (and may cache pieces of) the file here; the clock has not ticked since.
+    tick = 5_000_000_000
+    os.utime(path, ns=(tick, tick))
+    seen = ops.stat("dir/same.bin")
+    ops.session_write(info.session_id, 0, b"head")  # same size, same coarse tick: same version
+    os.utime(path, ns=(tick, tick))
+    final = ops.session_finalize(info.session_id)
+    assert final == FileStat.from_os(os.stat(path))
+    assert final.size == seen.size == 8 and final.mtime_ns > seen.mtime_ns and final.version != seen.version
+    assert path.read_bytes() == b"headlate"
+
+
+def test_abort_after_writes_also_leaves_a_fresh_version(ops: LocalExportOps, root: Path) -> None:
+    path = root / "dir" / "aborted.bin"
+    info = ops.session_open("dir/aborted.bin", create=True, exclusive=False, truncate=True)
+    ops.session_write(info.session_id, 0, b"partial")
+    os.utime(path, ns=(5_000_000_000, 5_000_000_000))  # what a reader saw mid-write
+    ops.session_abort(info.session_id)
+    assert path.stat().st_mtime_ns > 5_000_000_000 and path.read_bytes() == b"partial"
+
+
+def test_finalize_without_writes_leaves_the_times_alone(ops: LocalExportOps, root: Path) -> None:
+    path = root / "dir" / "file.txt"
+    os.utime(path, ns=(3_000_000_000, 4_000_000_000))
+    info = ops.session_open("dir/file.txt", create=False, exclusive=False, truncate=False)
+    assert ops.session_finalize(info.session_id).mtime_ns == 4_000_000_000
+    assert path.stat().st_mtime_ns == 4_000_000_000
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the stamp as another user")
+def test_a_writer_that_does_not_own_the_file_still_gets_a_fresh_version(root: Path) -> None:
+    """Setting an explicit mtime needs ownership; a writer without it touches the file until the clock moves."""
+    path = root / "shared.bin"
+    path.write_bytes(b"x" * 10)
+    path.chmod(0o666)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"y", 0)
+        before = os.fstat(fd).st_mtime_ns
+        script = (
+            "import os, sys\n"
+            "from fluxon_fs.export.serving.write_sessions import stamp_fresh_version\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "fd = int(sys.argv[1])\n"
+            "try:\n"
+            "    os.utime(fd, ns=(1, 1))\n"
+            "except PermissionError:\n"
+            "    pass\n"
+            "else:\n"
+            "    sys.exit('an explicit mtime was allowed to a user who does not own the file')\n"
+            "print(stamp_fresh_version(fd).st_mtime_ns)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(fd)], pass_fds=(fd,), capture_output=True, text=True, timeout=60
+        )
+    finally:
+        os.close(fd)
+    assert done.returncode == 0, done.stderr
+    stamped = int(done.stdout.strip())
+    assert stamped > before and path.stat().st_mtime_ns == stamped
 
 
 def test_session_open_flags(ops: LocalExportOps, root: Path) -> None:

@@ -4,21 +4,25 @@ Each step runs the same Python call (``open``/``os.*``/``shutil``) against a loc
 directory and against a mount, and requires the same return value or the same exception type, errno
 and (root-relative) file names. At the end the two trees — and the agent's own directory — must
 hold the same entries and bytes. Tiny pieces and write chunks make small files exercise multi-piece
-reads, readahead and chunked writes; names with ``..`` exercise the kernel-like check that the
+reads, readahead and chunked writes (with payloads in flight while one handle seeks back and
+rewrites); names with ``..`` exercise the kernel-like check that the
 component before a ``..`` is a directory.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -30,7 +34,39 @@ NAMES = st.sampled_from(
 )
 PAYLOADS = st.sampled_from([b"same-size 1", b"same-size 2"]) | st.binary(max_size=300)  # collisions too
 SIZES = st.integers(min_value=0, max_value=400)
+FILLS = st.builds(lambda size, byte: bytes([byte]) * size, st.integers(0, 300), st.integers(1, 255))
+"""Payloads of one repeated non-zero byte: a rewrite is visible wherever it lands."""
+HANDLE_STEPS = st.one_of(
+    st.tuples(st.just("write"), FILLS),
+    st.tuples(st.just("seek"), SIZES),
+    st.tuples(st.just("truncate"), SIZES),
+    st.tuples(st.just("flush")),
+)
 OPTIONS = MountOptions(piece_bytes=64, readahead_pieces=2, write_chunk_bytes=100, write_inflight_bytes=200)
+
+
+class EveryOtherWriteLate:
+    """The agent's ops, with every other background ``session_write`` answered late, as by a busy agent.
+
+    Payloads in flight then land out of order (a payload the writer's own thread sends is never
+    late, so it overtakes the background ones); only a writer that waits for an overlapping
+    payload before sending the next keeps the later bytes on top. (The delay is simulated latency,
+    not synchronisation: nothing waits for it.)
+    """
+
+    LATE_S = 0.002
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._writes = itertools.count()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def session_write(self, session_id: str, offset: int, data: Any) -> None:
+        if threading.current_thread() is not threading.main_thread() and next(self._writes) % 2 == 0:
+            time.sleep(self.LATE_S)
+        self.inner.session_write(session_id, offset, data)
 
 
 def tree(root: str) -> dict[str, bytes | None]:
@@ -55,6 +91,7 @@ class MountMatchesLocal(RuleBasedStateMachine):
         (self.base / "local").mkdir()
         self.stack = ExitStack()
         self.mounted = self.stack.enter_context(mounted_export(self.base, options=OPTIONS))
+        self.mounted.ops.inner = EveryOtherWriteLate(self.mounted.ops.inner)
         self.roots = (str(self.base / "local"), self.mounted.mount)
 
     def teardown(self) -> None:
@@ -129,6 +166,25 @@ class MountMatchesLocal(RuleBasedStateMachine):
                 return f.read(), position
 
         self.same(update, path)
+
+    @rule(
+        path=NAMES,
+        mode=st.sampled_from(["wb", "r+b", "ab", "w+b"]),
+        buffering=st.sampled_from([0, -1]),
+        steps=st.lists(HANDLE_STEPS, max_size=12),
+    )
+    def write_through_one_handle(self, path: str, mode: str, buffering: int, steps: list[tuple[Any, ...]]) -> None:
+        """Writes, seeks and truncates on one open file: later bytes win over payloads still in flight."""
+
+        def run(p: str) -> list[int | None]:
+            with open(p, mode, buffering=buffering) as f:
+                results: list[int | None] = []
+                for step in steps:
+                    results.append(getattr(f, step[0])(*step[1:]))
+                results.append(f.tell())
+                return results
+
+        self.same(run, path)
 
     @rule(path=NAMES, size=SIZES)
     def truncate(self, path: str, size: int) -> None:
@@ -209,3 +265,32 @@ def setup_module() -> None:
 
 def teardown_module() -> None:
     process_interceptor().uninstall()
+
+
+def test_one_handle_writing_seeking_and_truncating_matches_a_local_file(tmp_path: Path) -> None:
+    """Random writes, seeks and truncates on one open file, with payloads landing out of order."""
+    with mounted_export(tmp_path, options=OPTIONS) as mnt:
+        mnt.ops.inner = EveryOtherWriteLate(mnt.ops.inner)
+        paths = (str(tmp_path / "local.bin"), mnt.path("f.bin"))
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(
+            initial=PAYLOADS,
+            mode=st.sampled_from(["wb", "r+b", "ab", "w+b", "a+b"]),
+            buffering=st.sampled_from([0, -1]),
+            steps=st.lists(HANDLE_STEPS, min_size=1, max_size=12),
+        )
+        def check(initial: bytes, mode: str, buffering: int, steps: list[tuple[Any, ...]]) -> None:
+            outcomes = []
+            for path in paths:
+                with open(path, "wb") as f:
+                    f.write(initial)
+                with open(path, mode, buffering=buffering) as f:
+                    results = [getattr(f, step[0])(*step[1:]) for step in steps]
+                    results.append(f.tell())
+                with open(path, "rb") as f:
+                    outcomes.append((results, f.read()))
+            assert outcomes[0] == outcomes[1]
+            assert mnt.real("f.bin").read_bytes() == outcomes[0][1]
+
+        check()

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from fluxon_core.log_setup import get_logger
+from fluxon_fs.export.ops import FileStat
 from fluxon_fs.patcher.errors import not_supported, os_error, raise_with_user_path
 from fluxon_fs.patcher.piece_reader import PinnedContent
 from fluxon_fs.patcher.write_stream import WriteStream
@@ -197,7 +198,7 @@ def _open_for_writing(target: MountedPath, name: Any, parsed: OpenMode) -> Remot
         relpath=target.relpath,
         file_ino=session.stat.ino,
     )
-    return RemoteWriteFile(target, name, parsed, stream, session.stat.size)
+    return RemoteWriteFile(target, name, parsed, stream, session.stat)
 
 
 class _RemoteRaw(io.RawIOBase):
@@ -337,10 +338,13 @@ class RemoteReadFile(_RemoteRaw):
 class RemoteWriteFile(_RemoteRaw):
     """Raw writable file over a write session (``"+"`` modes read back through the agent)."""
 
-    def __init__(self, target: MountedPath, name: Any, parsed: OpenMode, stream: WriteStream, size: int) -> None:
+    def __init__(self, target: MountedPath, name: Any, parsed: OpenMode, stream: WriteStream, opened: FileStat) -> None:
         super().__init__(target, name, parsed.raw_mode)
         self._stream = stream
+        size = opened.size
         self._file_size = size
+        self._seen_mtime_ns = opened.mtime_ns
+        """The latest mtime the agent reported to this handle (at open, at flushes)."""
         self._appending = parsed.appending
         self._updating = parsed.updating
         self._pos = size if parsed.appending else 0
@@ -367,6 +371,8 @@ class RemoteWriteFile(_RemoteRaw):
         with self._lock:
             self._check_open()
             view = memoryview(data)
+            if not view.nbytes:
+                return 0  # as write(2): neither the position (not even when appending) nor the size moves
             if self._appending:
                 self._pos = self._file_size
             self._stream.write(self._pos, view)
@@ -452,6 +458,7 @@ class RemoteWriteFile(_RemoteRaw):
             stat = self._stream.flush()
         finally:
             self._target.export.content_changed(self._target.relpath, None)
+        self._seen_mtime_ns = max(self._seen_mtime_ns, stat.mtime_ns)
         self._target.export.content_changed(self._target.relpath, stat, changed)
 
     def begin_close(self) -> None:
@@ -471,7 +478,7 @@ class RemoteWriteFile(_RemoteRaw):
             try:
                 stat = self._stream.finalize()
             finally:
-                target.export.content_changed(target.relpath, stat, self._changed)
+                target.export.content_changed(target.relpath, stat, self._changed_pieces_to_drop(stat))
                 super().close()
         if log.isEnabledFor(10):
             log.debug(
@@ -481,6 +488,19 @@ class RemoteWriteFile(_RemoteRaw):
                 self._stream.bytes_written,
                 stat.size,
             )
+
+    def _changed_pieces_to_drop(self, final: FileStat | None) -> tuple[int, int]:
+        """The byte range whose cached pieces of the final version may be stale.
+
+        Finalizing a session that wrote moves the mtime past every value the file had meanwhile
+        (``write_sessions.stamp_fresh_version``), so no reader can have cached a piece of the final
+        version before the data was complete: nothing to drop (for a large file that was one KV
+        removal per piece on the closing thread). An mtime that did not move on from what this
+        handle saw (a filesystem clock that stood still) keeps the old rule: drop what changed.
+        """
+        if final is not None and final.mtime_ns > self._seen_mtime_ns:
+            return (0, 0)
+        return self._changed
 
 
 class _FlushesToAgent:

@@ -19,10 +19,11 @@ import errno
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps, FileStat
+from fluxon_fs.patcher import chunk_buffers
 from fluxon_fs.patcher.errors import raise_with_user_path
 from fluxon_fs.patcher.io_pool import io_pool
 
@@ -47,6 +48,7 @@ class WriteStream:
         self._ops = ops
         self._session_id = session_id
         self._session_lock = threading.Lock()
+        self._reopen_failure: OSError | None = None
         self._relpath = relpath
         """Export-relative path of the file, to re-open a session the agent closed ("" never re-opens)."""
         self._file_ino = file_ino
@@ -56,7 +58,11 @@ class WriteStream:
         self._inflight_limit = max(inflight_bytes, chunk_bytes)
         self._run_start = 0
         self._run = bytearray()
-        self._inflight: list[tuple[int, int, Future[None]]] = []
+        self._run_len = 0
+        """Bytes of ``_run`` in use (a recycled chunk buffer is longer than its content)."""
+        self._spare: list[bytearray] = []
+        """Chunk buffers whose payload the agent took, for the next runs (no fresh pages to fault in)."""
+        self._inflight: list[_InFlight] = []
         self._inflight_bytes = 0
         self._error: BaseException | None = None
         self.bytes_written = 0
@@ -66,19 +72,44 @@ class WriteStream:
         self._raise_error()
         view = memoryview(data).cast("B")
         self.bytes_written += len(view)
-        if self._run and offset == self._run_start + len(self._run):
-            self._run += view
-        elif not self._run and len(view) >= self._chunk_bytes and isinstance(view.obj, bytes):
+        if not self._run_len and len(view) >= self._chunk_bytes and isinstance(view.obj, bytes):
             # Large immutable payload: ship slices of it without a copy.
             for start in range(0, len(view), self._chunk_bytes):
                 self._submit(offset + start, view[start : start + self._chunk_bytes])
             return
-        else:
-            self._ship_run(inline=False)
+        while view:
+            if self._run_len and offset != self._run_start + self._run_len:
+                self._ship_run(inline=False)
+            taken = self._append(offset, view)
+            offset += taken
+            view = view[taken:]
+            if self._run_len >= self._chunk_bytes:
+                self._ship_run(inline=False)
+
+    def _append(self, offset: int, view: memoryview) -> int:
+        """Copy (a prefix of) ``view`` to the end of the run, which starts at ``offset`` when empty; returns its length."""
+        if not self._run_len:
             self._run_start = offset
-            self._run = bytearray(view)
-        if len(self._run) >= self._chunk_bytes:
-            self._ship_run(inline=False)
+            while not self._spare and self._inflight and self._inflight[0].future.done():
+                self._landed(self._inflight.pop(0))  # its buffer, if any, is free again
+            if not self._spare:
+                kept = chunk_buffers.take(self._chunk_bytes)  # one an earlier file used
+                if kept is not None:
+                    self._spare.append(kept)
+            if not self._spare:
+                self._run = bytearray(view)  # exactly sized: a small write allocates little
+                self._run_len = len(view)
+                return len(view)
+            self._run = self._spare.pop()
+        room = len(self._run) - self._run_len
+        if room:  # a recycled chunk buffer: fill it in place
+            taken = min(room, len(view))
+            self._run[self._run_len : self._run_len + taken] = view[:taken]
+        else:
+            taken = len(view)
+            self._run += view
+        self._run_len += taken
+        return taken
 
     def sync(self) -> None:
         """Send everything queued and wait until the agent has it all."""
@@ -99,11 +130,12 @@ class WriteStream:
         except BaseException:
             self.abort()
             raise
+        self._release_buffers()
         return self._call(self._session_call, self._ops.session_finalize)
 
     def abort(self) -> None:
         """Close the session after a failure; the file keeps what reached the agent."""
-        self._run = bytearray()
+        self._run, self._run_len = bytearray(), 0
         try:
             self._drain(lambda start, end: True)
         except Exception:
@@ -116,28 +148,53 @@ class WriteStream:
     # -- shipping -------------------------------------------------------------------------------
 
     def _ship_run(self, *, inline: bool) -> None:
-        run, start = self._run, self._run_start
-        if not run:
+        run, start, length = self._run, self._run_start, self._run_len
+        if not length:
             return
-        self._run = bytearray()
-        payload = memoryview(run)  # private to us from here on: no copy
+        self._run, self._run_len = bytearray(), 0
+        payload = memoryview(run)[:length]  # private to us from here on: no copy
+        # A buffer of exactly one chunk is used again once the agent has its payload.
+        reusable = run if len(run) == self._chunk_bytes else None
         for offset in range(0, len(payload), self._chunk_bytes):
             piece = payload[offset : offset + self._chunk_bytes]
             last = offset + self._chunk_bytes >= len(payload)
             if inline and last:
-                self._drain(_overlapping(start + offset, len(piece)))
+                self._make_room(start + offset, len(piece))
                 self._call(self._session_call, self._ops.session_write, start + offset, piece)
+                self._reuse(reusable)
             else:
-                self._submit(start + offset, piece)
+                self._submit(start + offset, piece, reusable if last else None)
 
-    def _submit(self, offset: int, payload: memoryview) -> None:
-        self._drain(_overlapping(offset, len(payload)))
-        while self._inflight and self._inflight_bytes + len(payload) > self._inflight_limit:
+    def _make_room(self, offset: int, length: int) -> None:
+        """Wait for payloads overlapping ``[offset, offset + length)``, then until ``length`` more fit the window."""
+        self._drain(_overlapping(offset, length))
+        while self._inflight and self._inflight_bytes + length > self._inflight_limit:
             self._wait_oldest()
+
+    def _submit(self, offset: int, payload: memoryview, buffer: bytearray | None = None) -> None:
+        """Send ``payload`` in the background; ``buffer`` (holding it) is reused once the agent has it."""
+        self._make_room(offset, len(payload))
         future = io_pool().submit(self._session_call, self._ops.session_write, offset, payload)
         future.add_done_callback(self._note_failure)
-        self._inflight.append((offset, offset + len(payload), future))
+        self._inflight.append(_InFlight(offset, offset + len(payload), future, buffer))
         self._inflight_bytes += len(payload)
+
+    def _release_buffers(self) -> None:
+        """Hand the spare chunk buffers to the next file (everything sent has been answered)."""
+        spare, self._spare = self._spare, []
+        chunk_buffers.give(spare)
+
+    def _reuse(self, buffer: bytearray | None) -> None:
+        # Only after a reply: the transport has then sent every byte, so overwriting is safe (a
+        # failed call may still sit in a send queue, so its buffer is dropped instead).
+        if buffer is not None:
+            self._spare.append(buffer)
+
+    def _landed(self, sent: _InFlight) -> None:
+        """Account for a payload that is done (waiting for it if need be)."""
+        self._inflight_bytes -= sent.end - sent.start
+        if sent.future.exception() is None:
+            self._reuse(sent.buffer)
 
     def _session_call(self, method: Callable[..., T], *args: Any) -> T:
         """``method(session_id, *args)``, re-opening the session once when the agent closed it."""
@@ -154,37 +211,38 @@ class WriteStream:
         with self._session_lock:
             if self._session_id != lost_id:
                 return  # another in-flight payload re-opened it already
+            if self._reopen_failure is not None:
+                raise self._reopen_failure  # another in-flight payload tried already
             try:
                 info = self._ops.session_open(self._relpath, create=False, exclusive=False, truncate=False)
             except OSError as exc:
-                raise OSError(
+                self._reopen_failure = OSError(
                     errno.EBADF, f"write session lost and the file cannot be opened again ({exc.strerror})"
-                ) from cause
+                )
+                raise self._reopen_failure from cause
             if self._file_ino and info.stat.ino != self._file_ino:
+                self._reopen_failure = OSError(
+                    errno.EBADF, "write session lost and the file was replaced meanwhile; nothing more was written"
+                )
                 try:
                     self._ops.session_abort(info.session_id)
                 finally:
-                    raise OSError(
-                        errno.EBADF, "write session lost and the file was replaced meanwhile; nothing more was written"
-                    ) from cause
+                    raise self._reopen_failure from cause
             log.info("write session of %s was closed by the agent (%s); re-opened it", self._relpath, cause.strerror)
             self._session_id = info.session_id
 
     def _drain(self, selected: Callable[[int, int], bool]) -> None:
         """Wait for the in-flight payloads ``selected(start, end)`` picks."""
         keep = []
-        for start, end, future in self._inflight:
-            if selected(start, end):
-                future.exception()
-                self._inflight_bytes -= end - start
+        for sent in self._inflight:
+            if selected(sent.start, sent.end):
+                self._landed(sent)
             else:
-                keep.append((start, end, future))
+                keep.append(sent)
         self._inflight = keep
 
     def _wait_oldest(self) -> None:
-        start, end, future = self._inflight.pop(0)
-        future.exception()
-        self._inflight_bytes -= end - start
+        self._landed(self._inflight.pop(0))
 
     def _note_failure(self, future: Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None and self._error is None:
@@ -201,6 +259,15 @@ class WriteStream:
             if self._error is None:
                 self._error = exc
             raise_with_user_path(exc, self._user_path)
+
+
+class _InFlight(NamedTuple):
+    """A payload sent in the background."""
+
+    start: int
+    end: int
+    future: Future[None]
+    buffer: bytearray | None
 
 
 def _overlapping(offset: int, length: int) -> Callable[[int, int], bool]:

@@ -33,7 +33,13 @@ from fluxon_fs.export.serving.confinement import (
     open_no_link,
     with_filename,
 )
-from fluxon_fs.export.serving.write_sessions import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_SESSIONS, WriteSessionTable
+from fluxon_fs.export.serving.write_sessions import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_SESSIONS,
+    WriteSession,
+    WriteSessionTable,
+    stamp_fresh_version,
+)
 
 SETID_BITS = 0o7000
 """setuid, setgid and sticky: cleared from applied modes unless the export allows them."""
@@ -253,6 +259,7 @@ class LocalExportOps:
         with self.sessions.use(session_id) as session:
             _check_non_negative(session.relpath, offset=offset)
             try:
+                session.wrote = True  # before the write: a failed pwrite may still have changed bytes
                 _pwrite_full(session.fd, offset, data)
             except OSError as exc:
                 raise with_filename(exc, session.relpath) from None
@@ -263,12 +270,19 @@ class LocalExportOps:
             return FileStat.from_os(os.fstat(session.fd))
 
     def session_finalize(self, session_id: str) -> FileStat:
-        """Wait for the session's running writes, close it and return the file's final stat."""
-        return self.sessions.finish(session_id, lambda fd: FileStat.from_os(os.fstat(fd)))
+        """Wait for the session's running writes, close it and return the file's final stat.
+
+        A session that wrote leaves the file at a fresh version (:func:`stamp_fresh_version`).
+        """
+
+        def last(session: WriteSession) -> FileStat:
+            return FileStat.from_os(stamp_fresh_version(session.fd) if session.wrote else os.fstat(session.fd))
+
+        return self.sessions.finish(session_id, last)
 
     def session_abort(self, session_id: str) -> None:
-        """Close the session; the file keeps what was written."""
-        self.sessions.finish(session_id, lambda fd: None)
+        """Close the session; the file keeps what was written (at a fresh version, as after finalize)."""
+        self.sessions.finish(session_id, lambda session: stamp_fresh_version(session.fd) if session.wrote else None)
 
     def session_relpath(self, session_id: str) -> str:
         """The export-relative path an open session writes (``OSError(EBADF)`` when not open)."""

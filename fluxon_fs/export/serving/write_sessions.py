@@ -6,6 +6,12 @@ the fd, and closing waits until the writes already running have finished, so an 
 never closed under a ``pwrite`` (it could otherwise be reused by another open). A session with
 no call for ``idle_timeout_s`` (the client crashed or vanished) is closed by a reaper thread;
 the file keeps what was written, as a local file does when its writer dies.
+
+Finalizing a session that wrote gives the file a *fresh version* (:func:`stamp_fresh_version`): an
+mtime no reader can have seen before the last write landed. Clients key cached pieces by
+``size-mtime_ns``; without the stamp, a reader could cache a piece between two writes of the same
+timestamp tick (payloads land in any order), and the finished file would keep that version with
+other bytes. With it, a closing writer has no cached piece of its new version to drop.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ T = TypeVar("T")
 log = get_logger("fluxon.fs.agent.sessions")
 
 DEFAULT_IDLE_TIMEOUT_S = 60.0
+FRESH_VERSION_WAIT_S = 2.5
+"""Longest wait for the clock to move the mtime on (filesystems storing whole seconds, or no stamp rights)."""
+_FRESH_VERSION_POLL_S = 0.001
 DEFAULT_MAX_SESSIONS = 1024
 
 
@@ -39,6 +48,8 @@ class WriteSession:
     fd: int
     last_used: float
     users: int = 0
+    wrote: bool = False
+    """Whether a write reached the fd (finalize then stamps a fresh version)."""
 
 
 class WriteSessionTable:
@@ -114,11 +125,11 @@ class WriteSessionTable:
         with self._cond:
             return self._live(session_id).relpath
 
-    def finish(self, session_id: str, last: Callable[[int], T]) -> T:
-        """End the session: wait for its running calls, run ``last(fd)``, close the fd; returns ``last``'s result."""
+    def finish(self, session_id: str, last: Callable[[WriteSession], T]) -> T:
+        """End the session: wait for its running calls, run ``last(session)``, close the fd; returns ``last``'s result."""
         session = self._retire(session_id)
         try:
-            return last(session.fd)
+            return last(session)
         finally:
             os.close(session.fd)
 
@@ -196,3 +207,28 @@ class WriteSessionTable:
                 self.reap_idle()
             except Exception:  # the reaper must outlive one bad close
                 log.exception("write session reaper failed")
+
+
+def stamp_fresh_version(fd: int) -> os.stat_result:
+    """Move the file's mtime past every value it had while it was written; returns its stat after.
+
+    Sets the mtime to the wall clock in nanoseconds (past the current value), which needs the
+    agent to own the file. When it may not, or the filesystem keeps coarser times and the value
+    did not change, it touches the file with the current time until the stored mtime moves on
+    (one timestamp tick, at most :data:`FRESH_VERSION_WAIT_S`).
+    """
+    before = os.fstat(fd)
+    try:
+        os.utime(fd, ns=(before.st_atime_ns, max(time.time_ns(), before.st_mtime_ns + 1)))
+    except PermissionError:
+        pass  # not the owner: only "now" may be set, below
+    after = os.fstat(fd)
+    give_up = time.monotonic() + FRESH_VERSION_WAIT_S
+    while after.st_mtime_ns == before.st_mtime_ns:
+        if time.monotonic() > give_up:
+            log.warning("the mtime of a finalized file did not move within %g s", FRESH_VERSION_WAIT_S)
+            break
+        time.sleep(_FRESH_VERSION_POLL_S)  # wait for the filesystem clock's next tick
+        os.utime(fd)
+        after = os.fstat(fd)
+    return after
