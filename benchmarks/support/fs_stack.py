@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from fluxon_core.kv import KvClient
 from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
@@ -50,6 +51,13 @@ class FsStack:
         self.patcher = _patcher(self.store, self.export_name, self.export_root)
         self.patcher.install()
         self.patcher.mount_remote_dir(local_mount_dir_abs=str(self.mount_dir), export_name=self.export_name)
+
+    def client_config(self, instance_key: str) -> dict[str, Any]:
+        """The config a client process of this host uses: its KV client and the fs master to follow."""
+        return {
+            "kvclient": self._kv.external_config(instance_key, HOST),
+            "fluxon_fs": {"master": {"instance_key": MASTER_KEY}},
+        }
 
     def disconnect(self) -> None:
         """Uninstall the patcher (unmounting) and close the KV client."""

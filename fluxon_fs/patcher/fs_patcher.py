@@ -12,8 +12,6 @@ import threading
 import time
 from typing import Any
 
-import attrs
-
 from fluxon_core.config import (
     ConfigError,
     ConfigTypeError,
@@ -28,70 +26,17 @@ from fluxon_core.kv import as_kv_client
 from fluxon_core.log_setup import get_logger
 from fluxon_core.monitoring import MonitoringConfig, MonitoringHandle, start_monitoring
 from fluxon_fs.config import FsCacheConfig, FsMasterRef, FsRoleConfig
-from fluxon_fs.export.routing import RoutedExportOps
-from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.paths import MOUNT_REGISTRY_PATH
-from fluxon_fs.master_api.records import (
-    CacheUsageReport,
-    ExportCacheFigures,
-    ExportPoolFigures,
-    ExportSnapshotQuery,
-    MountRemoval,
-    MountReport,
-    SnapshotExport,
-)
-from fluxon_fs.master_api.session import UserSession
+from fluxon_fs.master_api.records import MountRemoval, MountReport
 from fluxon_fs.patcher.cache_rules import CacheRuleSet
-from fluxon_fs.patcher.content_cache import export_cache_prefix
+from fluxon_fs.patcher.export_client import CACHE_NOT_LOADED, ExportClient
 from fluxon_fs.patcher.intercept import process_interceptor
-from fluxon_fs.patcher.kv_piece_cache import KvPieceCache
 from fluxon_fs.patcher.mount_table import process_mount_table
-from fluxon_fs.patcher.mounted_export import MountedExport
-from fluxon_fs.patcher.options import MountOptions
 
 log = get_logger("fluxon.fs.patcher")
 
-CACHE_NOT_LOADED = "fluxon_fs cache config is not loaded yet"
-REPORTS_VALID_FOR_INTERVALS = 3
-"""Cache usage reported now stands for this many report intervals at the fs master."""
 CACHE_CONFIG_FETCH_TIMEOUT_S = 60.0
 CACHE_CONFIG_RETRY_S = 0.2
-
-
-class _SnapshotFollower:
-    """The fs master's export snapshot, polled every ``pull_interval_ms`` while mounts exist."""
-
-    def __init__(self, link: FsMasterLink, pull_interval_ms: int) -> None:
-        self._link = link
-        self._interval_s = pull_interval_ms / 1000
-        self._lock = threading.Lock()
-        self.version = ""
-        self.cache: FsCacheConfig | None = None
-        self.exports: dict[str, SnapshotExport] = {}
-        self._fetched_at = 0.0
-
-    def refresh(self) -> dict[str, SnapshotExport]:
-        """Fetch now (cheap when unchanged) and return the snapshot's exports."""
-        reply = self._link.export_snapshot(ExportSnapshotQuery(self.version))
-        with self._lock:
-            if reply.cache is not None and reply.exports is not None:
-                self.version, self.cache, self.exports = reply.version, reply.cache, reply.exports
-            self._fetched_at = time.monotonic()
-            return self.exports
-
-    def current(self) -> dict[str, SnapshotExport]:
-        """The snapshot's exports, refreshed when older than the pull interval."""
-        if time.monotonic() - self._fetched_at >= self._interval_s:
-            try:
-                return self.refresh()
-            except ApiError as exc:
-                log.warning("fs master snapshot refresh failed (%s); using version %s", exc, self.version)
-        return self.exports
-
-    def agents(self, export_name: str) -> list[dict[str, str]]:
-        """Live agents of an export, in the form :class:`~fluxon_fs.export.routing.RoutedExportOps` takes."""
-        export = self.current().get(export_name)
-        return [] if export is None else [attrs.asdict(agent) for agent in export.agents]
 
 
 def _parse_role_yaml(yaml_text: str, what: str) -> FsRoleConfig:
@@ -152,20 +97,12 @@ class FluxonFsPatcher:
                 f"got {type(store).__name__}"
             ) from None
         self._store = native
-        self._master: FsMasterRef | None = None
-        self._link: FsMasterLink | None = None
-        self._snapshot: _SnapshotFollower | None = None
-        self._cache_config: FsCacheConfig | None = None
+        self._client = ExportClient(native)
         self._cache_loaded = threading.Event()
         self._rules: CacheRuleSet | None = None
         self._cache_error: BaseException | None = None
-        self._identity: UserSession | None = None
         self._installed = 0
         self._mounts: dict[str, str] = {}
-        self._rpc_client = native.transport().new_client()
-        self._piece_cache = KvPieceCache(native)
-        self._cache_budgets: dict[str, int] = {}
-        """Budget of each mounted export's pieces in the host pool, as the fs master's snapshot says."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reporter: threading.Thread | None = None
@@ -178,10 +115,7 @@ class FluxonFsPatcher:
         self._follow(_parse_role_yaml(yaml_text, "set_master_config_yaml").fluxon_fs.master)
 
     def _follow(self, master: FsMasterRef) -> None:
-        with self._lock:
-            self._master = master
-            self._link = FsMasterLink(self._store, master.instance_key)
-            self._snapshot = _SnapshotFollower(self._link, master.pull_interval_ms)
+        self._client.follow(master)
 
     def set_cache_config_yaml(self, yaml_text: str) -> None:
         """The export snapshot / cache config the client expects: the bare cache mapping, ``fluxon_fs:
@@ -208,7 +142,7 @@ class FluxonFsPatcher:
 
     def _set_cache_config(self, cache: FsCacheConfig) -> None:
         with self._lock:
-            self._cache_config = cache
+            self._client.set_cache_config(cache)
             self._cache_error = None
             self._rules = CacheRuleSet(self._store, cache.rules, cache.stale_window_ms) if cache.rules else None
             if self._installed:
@@ -222,25 +156,20 @@ class FluxonFsPatcher:
             raise TimeoutError(
                 f"{CACHE_NOT_LOADED} after {timeout_s}s{detail}; check FS_MASTER_INSTANCE_KEY, EXPORT_NAME, REMOTE_ROOT_DIR"
             )
-        assert self._cache_config is not None
-        return self._cache_config
+        assert self._client.cache_config is not None
+        return self._client.cache_config
 
     def set_request_identity(self, username: str, password: str) -> None:
         """Bind later FS requests, on existing mounts too, to this identity (the password is verified
         once by the fs master). When the login is refused, no identity stays bound."""
-        link = self._require_link("set_request_identity")
+        self._client.require_link("set_request_identity")
         self.clear_request_identity()
-        self._identity = UserSession(link, username, password)
+        self._client.set_identity(username, password)
 
     def clear_request_identity(self) -> None:
         """Forget the identity; later requests, on existing mounts too, are refused as unauthenticated."""
-        self._identity = None
+        self._client.clear_identity()
         self._forget_cached_answers()
-
-    def _request_token(self, rpc_path: str) -> str:
-        """The token of the identity bound now ("" without one: the agent refuses the call)."""
-        identity = self._identity
-        return identity.token(rpc_path) if identity is not None else ""
 
     def _forget_cached_answers(self) -> None:
         # Metadata answered to the previous identity must not be shown to the new one (or to none).
@@ -248,11 +177,6 @@ class FluxonFsPatcher:
         for mount_dir in list(self._mounts):
             if mount_dir in mounted:
                 mounted[mount_dir].metadata.clear()
-
-    def _require_link(self, what: str) -> FsMasterLink:
-        if self._link is None:
-            raise RuntimeError(f"{what}: call set_master_config_yaml(...) first (which fs master to follow)")
-        return self._link
 
     # ----- install ------------------------------------------------------------------------------
 
@@ -292,47 +216,17 @@ class FluxonFsPatcher:
 
     def mount_remote_dir(self, local_mount_dir_abs: str, export_name: str) -> None:
         """Show ``export_name`` at ``local_mount_dir_abs`` (FS.md §2 rules)."""
-        self._require_link("mount_remote_dir")
-        if self._cache_config is None or not self._cache_loaded.is_set():
+        self._client.require_link("mount_remote_dir")
+        if self._client.cache_config is None or not self._cache_loaded.is_set():
             raise RuntimeError(f"{CACHE_NOT_LOADED}: call set_cache_config_yaml(...) before mount_remote_dir(...)")
         if self._installed == 0:
             raise RuntimeError("mount_remote_dir: call install() first")
-        assert self._snapshot is not None and self._master is not None
-        served = self._snapshot.refresh()
-        if export_name not in served:
-            known = ", ".join(sorted(served)) or "none"
-            raise ValueError(
-                f"unknown export_name {export_name!r}: not in the fs master export snapshot (exports: {known}); "
-                "check EXPORT_NAME and that its fs agent is running"
-            )
-        client_export = self._cache_config.exports.get(export_name)
-        export = served[export_name]
-        server_root = export.remote_root_dir_abs
-        if client_export is not None and client_export.remote_root_dir_abs != server_root:
-            raise RuntimeError(
-                f"{CACHE_NOT_LOADED}: client cache config says export {export_name!r} is "
-                f"{client_export.remote_root_dir_abs!r} but the fs master serves it from {server_root!r}; "
-                "check REMOTE_ROOT_DIR"
-            )
-        ops = RoutedExportOps(
-            self._rpc_client,
-            export_name,
-            lambda: self._snapshot.agents(export_name) if self._snapshot else [],
-            auth=self._request_token,
-            caller=self._store.instance_key(),
-            static_nodes=(client_export.nodes if client_export is not None else None) or export.nodes,
-        )
-        options = MountOptions(
-            metadata_cache_ttl_ms=(client_export or export).metadata_cache_ttl_ms,
-            stale_window_ms=self._cache_config.stale_window_ms,
-            write_inflight_bytes=self._cache_config.write_session_target_inflight_bytes,
-        )
+        binding = self._client.bind(export_name)
         mounted = process_mount_table().mount(
-            local_mount_dir_abs, ops, export_name, piece_cache=self._piece_cache, options=options
+            local_mount_dir_abs, binding.ops, export_name, piece_cache=binding.piece_cache, options=binding.options
         )
         with self._lock:
             self._mounts[mounted.mount_dir] = export_name
-        self._set_cache_budget(export_name, export.cache_max_bytes)
         self._report_mount(mounted.mount_dir, export_name)
         self._start_reporter()
         log.info("mounted export %s at %s", export_name, mounted.mount_dir)
@@ -342,22 +236,23 @@ class FluxonFsPatcher:
         mounted = process_mount_table().unmount(local_mount_dir_abs)
         with self._lock:
             self._mounts.pop(mounted.mount_dir, None)
-        self._report_cache_usage([mounted])
-        if self._link is not None:
+        self._client.report_cache_usage([mounted])
+        if self._client.link is not None:
             try:
-                self._link.remove_mount(MountRemoval(mounted.mount_dir))
+                self._client.link.remove_mount(MountRemoval(mounted.mount_dir))
             except ApiError as exc:
                 log.info("could not report the unmount of %s: %s", mounted.mount_dir, exc)
 
     def _report_mount(self, mount_dir: str, export_name: str) -> None:
-        if self._link is None:
+        link = self._client.link
+        if link is None:
             return
         try:
-            self._link.report_mount(
+            link.report_mount(
                 MountReport(
                     mount_dir,
                     export_name,
-                    token=self._request_token(MOUNT_REGISTRY_PATH),
+                    token=self._client.request_token(MOUNT_REGISTRY_PATH),
                     host=socket.gethostname(),
                     pid=os.getpid(),
                 )
@@ -374,79 +269,15 @@ class FluxonFsPatcher:
             self._reporter.start()
 
     def _report_forever(self) -> None:
-        assert self._master is not None
-        while not self._stop.wait(self._master.report_interval_ms / 1000):
+        master = self._client.master
+        assert master is not None
+        while not self._stop.wait(master.report_interval_ms / 1000):
             mounts = list(self._mounts.items())
             for mount_dir, export_name in mounts:
                 self._report_mount(mount_dir, export_name)
-            served = self._snapshot.current() if self._snapshot is not None else {}
-            for _, export_name in mounts:
-                if export_name in served:  # a budget changed at the fs master is applied with the next report
-                    self._cache_budgets[export_name] = served[export_name].cache_max_bytes
+            self._client.follow_cache_budgets(export_name for _, export_name in mounts)
             mounted = process_mount_table().exports()
-            self._report_cache_usage([mounted[mount_dir] for mount_dir, _ in mounts if mount_dir in mounted])
-
-    # ----- content cache budgets and figures ----------------------------------------------------
-
-    def _set_cache_budget(self, export_name: str, max_bytes: int) -> None:
-        """Give the export's pieces their budget in the host pool.
-
-        The budget is the fs master's ``cache_max_bytes`` (its snapshot), not this client's config:
-        the pool is shared by every process of the host, so they must all set the same one.
-        """
-        self._cache_budgets[export_name] = max_bytes
-        result = self._store.set_prefix_budget(export_cache_prefix(export_name), max_bytes)
-        if result.is_err():
-            log.warning(
-                "export %s is cached without a budget in this host's pool: %s", export_name, result.unwrap_error()
-            )
-
-    def _report_cache_usage(self, mounts: list[MountedExport]) -> None:
-        """Send each mount's hits and misses since the last report, and its export's usage of the host pool.
-
-        The pool's budget for each export is also brought back to the fs master's, should another
-        process of the host have set a different one (the last setter wins in the pool).
-        """
-        if self._link is None or self._master is None or not mounts:
-            return
-        try:
-            pool_owner = self._store.pool_owner()
-        except ApiError as exc:  # the store is closed
-            log.info("content cache figures not reported: %s", exc)
-            return
-        answer = self._store.prefix_usage()
-        if answer.is_err():  # a pool kind without budgets: hits and misses are still worth reporting
-            log.info("content cache usage of this host's pool unavailable: %s", answer.unwrap_error())
-        pool_usage = answer.unwrap() if answer.is_ok() else {}
-        taken = [(mounted, *mounted.piece_reads.take_unreported()) for mounted in mounts]
-        reads: dict[str, tuple[int, int]] = {}
-        for mounted, hits, misses in taken:
-            before = reads.get(mounted.export_name, (0, 0))
-            reads[mounted.export_name] = (before[0] + hits, before[1] + misses)
-        figures = {}
-        for name, (hits, misses) in reads.items():
-            usage = pool_usage.get(export_cache_prefix(name))
-            wanted = self._cache_budgets.get(name)
-            if answer.is_ok() and wanted is not None and (usage is None or usage.budget_bytes != wanted):
-                self._set_cache_budget(name, wanted)
-            pool = (
-                None
-                if usage is None
-                else ExportPoolFigures(usage.budget_bytes, usage.used_bytes, usage.entries, usage.evictions)
-            )
-            figures[name] = ExportCacheFigures(hits, misses, pool)
-        report = CacheUsageReport(
-            pool_owner=pool_owner,
-            host=socket.gethostname(),
-            valid_for_s=REPORTS_VALID_FOR_INTERVALS * self._master.report_interval_ms / 1000,
-            exports=figures,
-        )
-        try:
-            self._link.report_cache_usage(report)
-        except ApiError as exc:
-            log.info("could not report content cache usage to the fs master: %s", exc)
-            for mounted, hits, misses in taken:
-                mounted.piece_reads.give_back(hits, misses)
+            self._client.report_cache_usage([mounted[mount_dir] for mount_dir, _ in mounts if mount_dir in mounted])
 
 
 def install_patcher_from_master(*, kv_store: Any, config_path: str | os.PathLike[str]) -> FluxonFsPatcher:
@@ -470,10 +301,7 @@ def install_patcher_from_master(*, kv_store: Any, config_path: str | os.PathLike
         deadline = time.monotonic() + CACHE_CONFIG_FETCH_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                assert patcher._snapshot is not None
-                patcher._snapshot.refresh()
-                assert patcher._snapshot.cache is not None
-                patcher._set_cache_config(attrs.evolve(patcher._snapshot.cache, rules=local_rules))
+                patcher._set_cache_config(patcher._client.load_cache_config_from_master(local_rules))
                 return
             except ApiError as exc:
                 patcher._cache_error = exc

@@ -212,11 +212,14 @@ def running_mount_e2e(
     metadata_cache_ttl_ms: int = 5000,
     cache_max_bytes: dict[str, int] | None = None,
     report_interval_ms: int | None = None,
+    users: list[dict[str, Any]] | None = None,
+    scopes: list[dict[str, Any]] | None = None,
 ) -> Iterator[MountE2E]:
     """Start the cluster, serve ``demo`` and ``aux`` from one agent process, mount both here.
 
     ``cache_max_bytes`` configures those exports' budgets at the fs master (its ``fluxon_fs.cache``);
-    ``report_interval_ms`` is how often the mount clients report to the fs master.
+    ``report_interval_ms`` is how often the mount clients report to the fs master; ``users`` and
+    ``scopes`` seed the fs master's access db (default: the admin alone, who may do anything).
     """
     base = Path(tempfile.mkdtemp(prefix="fxm", dir="/tmp"))
     with fs_cluster(HOST) as fs:
@@ -229,7 +232,7 @@ def running_mount_e2e(
                     for name, size in cache_max_bytes.items()
                 }
             }
-        fs.start_master(cache=master_cache)
+        fs.start_master(cache=master_cache, users=users, scopes=scopes)
         ready = fs.start_agent(AGENT_KEY, {name: str(root) for name, root in roots.items()})
         metrics_url = ready.fields.get("metrics", "")
         assert metrics_url, f"the fs agent announced no metrics endpoint: {ready.fields}"
