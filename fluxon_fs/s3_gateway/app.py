@@ -103,7 +103,10 @@ def _arrived(request: Request) -> ArrivedRequest:
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         headers[name] = f"{headers[name]},{value}" if name in headers else value
-    return ArrivedRequest(request.method, path, split_query(request.scope.get("query_string", b"")), headers)
+    raw_query = request.scope.get("query_string", b"").decode("latin-1")
+    return ArrivedRequest(
+        request.method, path, split_query(raw_query), headers, raw_path=raw_path.decode("latin-1"), raw_query=raw_query
+    )
 
 
 def _xml(root: str, children: xml_bodies.Tree, status: int = 200) -> Response:

@@ -49,6 +49,10 @@ class ArrivedRequest:
     path: str
     query: tuple[tuple[str, str], ...]
     headers: Mapping[str, str]
+    raw_path: str = ""
+    """The path exactly as sent (percent-encoded); "" when unknown."""
+    raw_query: str = ""
+    """The query string exactly as sent."""
 
     def query_value(self, name: str) -> str | None:
         """The first value of query parameter ``name``."""
@@ -101,18 +105,30 @@ def _uri_encode(text: str, *, keep_slash: bool) -> str:
     return quote(text, safe="-_.~/" if keep_slash else "-_.~")
 
 
-def canonical_request(request: ArrivedRequest, signed_headers: Sequence[str], payload_hash: str) -> str:
-    """The SigV4 canonical request (S3 flavour: the path is encoded once and never normalised)."""
-    query = sorted(
-        (_uri_encode(name, keep_slash=False), _uri_encode(value, keep_slash=False))
-        for name, value in request.query
-        if name != "X-Amz-Signature"
-    )
+def canonical_request(
+    request: ArrivedRequest, signed_headers: Sequence[str], payload_hash: str, *, as_sent: bool = False
+) -> str:
+    """The SigV4 canonical request (S3 flavour: the path is encoded once and never normalised).
+
+    Clients derive the canonical path and query from the key and parameters with AWS's encoding
+    rules; some sign the path and query exactly as they send them. ``as_sent`` builds the latter.
+    """
+    if as_sent:
+        pairs = [part.partition("=") for part in request.raw_query.split("&") if part]
+        query = sorted((name, value) for name, _, value in pairs if name != "X-Amz-Signature")
+        path = request.raw_path
+    else:
+        query = sorted(
+            (_uri_encode(name, keep_slash=False), _uri_encode(value, keep_slash=False))
+            for name, value in request.query
+            if name != "X-Amz-Signature"
+        )
+        path = _uri_encode(request.path, keep_slash=True)
     headers = "".join(f"{name}:{_SPACES.sub(' ', request.headers.get(name, '').strip())}\n" for name in signed_headers)
     return "\n".join(
         [
             request.method,
-            _uri_encode(request.path, keep_slash=True),
+            path,
             "&".join(f"{name}={value}" for name, value in query),
             headers,
             ";".join(signed_headers),
@@ -245,12 +261,16 @@ def check_time(request: ArrivedRequest, signature: Signature, now: datetime.date
 
 def check_signature(request: ArrivedRequest, signature: Signature, signing_key: bytes) -> None:
     """Raise ``SignatureDoesNotMatch`` unless ``signature`` is the request's, made with ``signing_key``."""
-    canonical = canonical_request(request, signature.signed_headers, signature.payload_hash)
-    expected = hmac_hex(signing_key, string_to_sign(signature, canonical))
-    if not hmac.compare_digest(expected, signature.signature):
-        raise S3Error(
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method.",
-            resource=request.path,
-        )
+    canonicals = {canonical_request(request, signature.signed_headers, signature.payload_hash)}
+    if request.raw_path:
+        canonicals.add(canonical_request(request, signature.signed_headers, signature.payload_hash, as_sent=True))
+    for canonical in canonicals:
+        expected = hmac_hex(signing_key, string_to_sign(signature, canonical))
+        if hmac.compare_digest(expected, signature.signature):
+            return
+    raise S3Error(
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.",
+        resource=request.path,
+    )
