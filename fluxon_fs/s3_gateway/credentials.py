@@ -57,15 +57,26 @@ class SigningKeys:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str, str, str], _Cached] = OrderedDict()
 
-    def holder(self, scope: CredentialScope) -> KeyHolder:
-        """Who holds ``scope.access_key_id`` and its signing key for the scope's day, region and service."""
+    def cached(self, scope: CredentialScope) -> KeyHolder | None:
+        """The holder when a fresh answer is cached (``InvalidAccessKeyId`` for a known refusal), else None.
+
+        Never blocks on the fs master, so the event loop may call it.
+        """
         key = (scope.access_key_id, scope.date, scope.region, scope.service)
-        now = self._clock()
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and now < cached.until:
-                self._cache.move_to_end(key)
-                return _known(cached.holder)
+            if cached is None or self._clock() >= cached.until:
+                return None
+            self._cache.move_to_end(key)
+        return _known(cached.holder)
+
+    def holder(self, scope: CredentialScope) -> KeyHolder:
+        """Who holds ``scope.access_key_id`` and its signing key for the scope's day, region and service."""
+        known = self.cached(scope)
+        if known is not None:
+            return known
+        key = (scope.access_key_id, scope.date, scope.region, scope.service)
+        now = self._clock()
         try:
             reply = self._link.access_key_signing(AccessKeySigningQuery(*key))
         except ApiError as exc:
