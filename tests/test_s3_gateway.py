@@ -398,3 +398,20 @@ def test_keys_cannot_climb_out_of_the_bucket_or_follow_a_symlink_out(stack: S3St
     listed = [c["Key"] for c in s3.list_objects_v2(Bucket="demo").get("Contents", [])]
     assert "link-out" not in listed and not any(k.startswith("dir-out") for k in listed)
     assert error_code(lambda: s3.get_object(Bucket="demo", Key=".fluxon-s3-0123.tmp")) == "AccessDenied"
+
+
+def test_a_gateway_config_names_what_is_wrong(tmp_path) -> None:
+    from fluxon_core.config import ConfigError, load_config
+    from fluxon_core.errors import InvalidArgumentError
+    from fluxon_fs.config import FsRoleConfig
+    from fluxon_fs.s3_gateway.gateway import S3Gateway
+
+    base = {"master": {"instance_key": "fs-master"}, "service_secret_file": str(tmp_path / "missing.secret")}
+    with pytest.raises(InvalidArgumentError, match=r"fluxon_fs\.s3_gateway is required"):
+        S3Gateway(load_config(FsRoleConfig, {"fluxon_fs": base}), tmp_path)
+    with pytest.raises(InvalidArgumentError, match="service_secret_file"):
+        S3Gateway(load_config(FsRoleConfig, {"fluxon_fs": {**base, "s3_gateway": {}}}), tmp_path)
+    with pytest.raises(ConfigError, match=r"fluxon_fs\.s3_gateway\.listen_addr"):
+        load_config(FsRoleConfig, {"fluxon_fs": {**base, "s3_gateway": {"listen_addr": "nowhere"}}})
+    with pytest.raises(ConfigError, match=r"fluxon_fs\.s3_gateway\.max_parts"):
+        load_config(FsRoleConfig, {"fluxon_fs": {**base, "s3_gateway": {"max_parts": 0}}})
