@@ -6,6 +6,8 @@ module on first use, so ``import fluxon_fs`` pulls in neither the panel nor the 
 Layout, one package per concern:
 
 * :mod:`fluxon_fs.patcher` — ``FluxonFsPatcher``: interception, remote files, caches, cache rules;
+  ``ExportClient``: the exports without patching;
+* :mod:`fluxon_fs.fsspec_fs` — ``fluxon://`` for fsspec (the ``fsspec`` extra);
 * :mod:`fluxon_fs.export` — the export protocol: operations, wire codec, client, routing, serving side;
 * :mod:`fluxon_fs.master_api` — the fs master's RPC protocol as clients and agents see it;
 * :mod:`fluxon_fs.fs_master` (with its web panel, :mod:`fluxon_fs.fs_master.panel`), :mod:`fluxon_fs.fs_agent` — the two FS roles;

@@ -8,7 +8,11 @@ pool, another KV client) is the other reader of the "mount and fsspec share the 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,12 +20,15 @@ from typing import Any
 
 import dask.dataframe as dd
 import fsspec
+import httpx
 import pandas as pd
 import pytest
 
+from fluxon_core.config import ConfigError
 from tests.support.fs_cluster import ADMIN
 from tests.support.fsspec_e2e import fsspec_options
 from tests.support.mount_e2e import MountE2E, mount_e2e_fixture
+from tests.support.poll import wait_until
 
 MiB = 1024 * 1024
 SCOPED = ("scoped", "Sc0ped-pw-4e1a")
@@ -54,6 +61,26 @@ def fresh(prefix: str) -> str:
 def read_through_mount(e2e: MountE2E, relpath: str) -> bytes:
     with open(e2e.path(relpath), "rb") as f:
         return f.read()
+
+
+def test_bad_storage_options_get_errors_naming_what_is_wrong(e2e: MountE2E, tmp_path: Any) -> None:
+    good = fsspec_options(e2e, instance_key="fsspec-bad")
+    kvclient = good["config"]["kvclient"]
+    cases: list[tuple[type[BaseException], str, dict[str, Any]]] = [
+        (PermissionError, "wrong username or password", {**good, "password": "not-the-password"}),
+        (ConfigError, "kvclient", {**good, "config": {"fluxon_fs": good["config"]["fluxon_fs"]}}),
+        (TypeError, "'config' must be a YAML path", {**good, "config": 42}),
+        (FileNotFoundError, str(tmp_path / "missing.yaml"), {**good, "config": str(tmp_path / "missing.yaml")}),
+        (ValueError, "need an identity", {"config": good["config"]}),
+        (
+            ConnectionError,
+            "fluxon_fs.master.instance_key",
+            {**good, "config": {"kvclient": kvclient, "fluxon_fs": {"master": {"instance_key": "no-such-master"}}}},
+        ),
+    ]
+    for kind, text, options in cases:
+        with pytest.raises(kind, match=re.escape(text)):
+            fsspec.filesystem("fluxon", skip_instance_cache=True, **options)
 
 
 # ----- one cache for mounts and fsspec -------------------------------------------------------------
@@ -119,6 +146,36 @@ def test_a_write_is_published_when_the_file_closes(e2e: MountE2E, fs: Any) -> No
     assert fs.cat_file(f"demo/out/{name}.txt") == "héllo\nmore\n".encode()
 
 
+def test_cache_figures_of_fsspec_reads_reach_the_panel(e2e: MountE2E) -> None:
+    # Export aux: this module's mount reads nothing there, so every figure is this filesystem's.
+    name = fresh("counted")
+    data = os.urandom(2 * MiB)
+    e2e.real(name, "aux").write_bytes(data)
+    options = fsspec_options(e2e, instance_key="fsspec-reports")
+    options["config"]["fluxon_fs"]["master"]["report_interval_ms"] = 200
+    reporting = fsspec.filesystem("fluxon", **options)
+    assert e2e.fs.master_ready is not None
+    base = e2e.fs.master_ready.fields["panel"]
+    login = httpx.post(f"{base}/api/login", json={"username": ADMIN[0], "password": ADMIN[1]}, timeout=15)
+    assert login.status_code == 200, login.text
+
+    def figures() -> tuple[int, int]:
+        reply = httpx.get(
+            f"{base}/api/overview", headers={"Authorization": f"Bearer {login.json()['token']}"}, timeout=15
+        )
+        assert reply.status_code == 200, reply.text
+        aux = next(export for export in reply.json()["exports"] if export["name"] == "aux")
+        return aux["cache_hits"], aux["cache_misses"]
+
+    try:
+        assert reporting.cat_file(f"aux/{name}") == data  # cold: two pieces from the agent
+        wait_until(lambda: figures() == (0, 2), 10, "the misses of a live fluxon:// filesystem")
+        assert reporting.cat_file(f"aux/{name}") == data  # warm: two pieces from the pool
+        wait_until(lambda: figures() == (2, 2), 10, "the hits of a live fluxon:// filesystem")
+    finally:
+        reporting.close()
+
+
 # ----- export operations ---------------------------------------------------------------------------
 
 
@@ -169,6 +226,8 @@ def test_errors_are_the_ones_fsspec_callers_expect(e2e: MountE2E, fs: Any) -> No
         (FileNotFoundError, lambda: fs.ls("nosuchexport/x"), "nosuchexport/x"),
         (FileExistsError, lambda: fs.mkdir(f"{base}/file", create_parents=False), f"{base}/file"),
         (FileExistsError, lambda: fs.makedirs(base), base),
+        (FileExistsError, lambda: fs.makedirs(f"{base}/file", exist_ok=True), f"{base}/file"),
+        (NotADirectoryError, lambda: fs.makedirs(f"{base}/file/sub", exist_ok=True), f"{base}/file/sub"),
         (FileExistsError, lambda: fs.open(f"{base}/file", "xb"), f"{base}/file"),
         (FileExistsError, lambda: fs.pipe_file(f"{base}/file", b"y", mode="create"), f"{base}/file"),
         (IsADirectoryError, lambda: fs.cat_file(base), base),
@@ -194,11 +253,17 @@ def test_a_scoped_user_is_refused_outside_its_subtree(e2e: MountE2E) -> None:
         name = fresh("mine")
         scoped.pipe_file(f"demo/team/{name}", b"inside")
         assert scoped.cat_file(f"demo/team/{name}") == b"inside"
+        scoped.pipe_file(f"demo/team/{name}-dir/a/b.txt", b"deep")  # makes the missing directories
+        scoped.makedirs(f"demo/team/{name}-dir/c/d")
+        assert e2e.real(f"team/{name}-dir/a/b.txt").read_bytes() == b"deep"
+        assert e2e.real(f"team/{name}-dir/c/d").is_dir()
         attacks = [
             lambda: scoped.cat_file("demo/secret.txt"),
             lambda: scoped.cat_file("demo/team/../secret.txt"),
             lambda: scoped.cat_file("fluxon://demo//secret.txt", start=0, end=4),
             lambda: scoped.pipe_file("demo/planted.txt", b"evil"),
+            lambda: scoped.pipe_file("demo/planted/deep/file.txt", b"evil"),
+            lambda: scoped.makedirs("demo/planted/deep"),
             lambda: scoped.mv(f"demo/team/{name}", "demo/escaped"),
             lambda: scoped.rm_file("demo/secret.txt"),
             lambda: scoped.ls("aux"),
@@ -208,10 +273,43 @@ def test_a_scoped_user_is_refused_outside_its_subtree(e2e: MountE2E) -> None:
             with pytest.raises(PermissionError):
                 attack()
         assert e2e.real("secret.txt").read_bytes() == b"not for scoped"
-        assert not e2e.real("planted.txt").exists() and not e2e.real("escaped").exists()
+        assert not e2e.real("planted.txt").exists() and not e2e.real("planted").exists()
+        assert not e2e.real("escaped").exists()
         assert e2e.real(f"team/{name}").read_bytes() == b"inside"
     finally:
         scoped.close()
+
+
+def test_symlinks_leaving_the_export_are_refused(e2e: MountE2E, fs: Any) -> None:
+    base = fresh("links")
+    root = e2e.real(base)
+    root.mkdir()
+    secret = e2e.base / f"{base}-secret.txt"  # outside every export root
+    secret.write_bytes(b"TOP SECRET")
+    (root / "inside.txt").write_bytes(b"inside")
+    os.symlink("inside.txt", root / "ok-link")
+    os.symlink(os.path.relpath(secret, root), root / "climb-link")
+    os.symlink(str(secret), root / "abs-link")
+    os.symlink("/etc", root / "etc-dir")
+
+    assert fs.cat_file(f"demo/{base}/ok-link") == b"inside"
+    for name in ("climb-link", "abs-link"):
+        for attack in (
+            lambda: fs.cat_file(f"demo/{base}/{name}"),  # noqa: B023
+            lambda: fs.cat_file(f"demo/{base}/{name}", start=0, end=3),  # noqa: B023
+            lambda: fs.pipe_file(f"demo/{base}/{name}", b"overwritten"),  # noqa: B023
+            lambda: fs.open(f"demo/{base}/{name}", "ab"),  # noqa: B023
+        ):
+            with pytest.raises(PermissionError):
+                attack()
+    with pytest.raises(PermissionError):
+        fs.ls(f"demo/{base}/etc-dir")
+    with pytest.raises(PermissionError):
+        fs.cat_file(f"demo/{base}/etc-dir/passwd")
+    listed = {entry["name"].rsplit("/", 1)[1]: entry for entry in fs.ls(f"demo/{base}")}
+    assert listed["ok-link"]["type"] == "file"
+    assert listed["climb-link"]["islink"] and listed["climb-link"]["type"] == "other"  # listed, not followed
+    assert secret.read_bytes() == b"TOP SECRET"
 
 
 # ----- data tools ----------------------------------------------------------------------------------
@@ -223,6 +321,35 @@ def test_pandas_and_pyarrow_write_and_read_parquet(e2e: MountE2E, options: dict[
     frame.to_parquet(url, storage_options=options)
     pd.testing.assert_frame_equal(pd.read_parquet(url, storage_options=options), frame)
     pd.testing.assert_frame_equal(pd.read_parquet(url, storage_options=options, columns=["name"]), frame[["name"]])
+
+
+NO_PATCHER_READER = """
+import builtins, hashlib, io, json, sys
+import pandas as pd
+from fluxon_fs.patcher.intercept import process_interceptor
+url, options = sys.argv[1], json.loads(sys.argv[2])
+frame = pd.read_parquet(url, storage_options=options)
+frame.to_parquet(url + ".copy.parquet", storage_options=options)
+print(json.dumps({"rows": len(frame), "patched": process_interceptor().installed or builtins.open is not io.open}))
+"""
+
+
+def test_a_process_without_a_patcher_reads_and_writes_parquet(e2e: MountE2E, options: dict[str, Any]) -> None:
+    frame = pd.DataFrame({"x": range(100)})
+    base = fresh("no-patcher")
+    url = f"fluxon://demo/{base}/t.parquet"
+    frame.to_parquet(url, storage_options=options)
+    child_options = fsspec_options(e2e, instance_key="fsspec-child")
+    done = subprocess.run(
+        [sys.executable, "-c", NO_PATCHER_READER, url, json.dumps(child_options)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"rows": 100, "patched": False}
+    pd.testing.assert_frame_equal(pd.read_parquet(e2e.real(f"{base}/t.parquet.copy.parquet")), frame)
 
 
 @pytest.mark.parametrize("scheduler", ["threads", "processes"])

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.config import ConfigError, load_config, load_yaml_file, load_yaml_text
+from fluxon_core.errors import ApiTimeoutError, NetworkError
 from fluxon_core.kv import FluxonKvClientConfig, KvClient, new_store
 from fluxon_fs.config import FsRoleConfig
 from fluxon_fs.patcher.export_client import ExportClient
@@ -57,6 +58,11 @@ class ConnectionOptions:
 
     @key.default
     def _key(self) -> str:
+        if not isinstance(self.config, Mapping | str | os.PathLike):
+            raise TypeError(
+                "fluxon storage_options 'config' must be a YAML path, YAML text or a mapping "
+                f"(the mount client's config), got {type(self.config).__name__}"
+            )
         config = self.config if isinstance(self.config, Mapping) else os.fspath(self.config)
         return json.dumps([config, self.username, self.password], default=str, sort_keys=True)
 
@@ -107,10 +113,16 @@ class FluxonConnection:
         # One member per process: dask workers and a mount of the same config must not share a name.
         kvclient["instance_key"] = f"{kvclient.get('instance_key', 'fluxon')}-fsspec-{os.getpid()}"
         self.store: KvClient = new_store(FluxonKvClientConfig(kvclient)).unwrap("fluxon: attaching to the owner failed")
+        master = config.fluxon_fs.master.instance_key
         try:
             self.client = ExportClient(self.store)
             self.client.follow(config.fluxon_fs.master)
-            self.client.load_cache_config_from_master(config.fluxon_fs.cache.rules)
+            try:
+                self.client.load_cache_config_from_master(config.fluxon_fs.cache.rules)
+            except (NetworkError, ApiTimeoutError) as exc:
+                raise ConnectionError(
+                    f"fluxon: the fs master {master!r} (fluxon_fs.master.instance_key) does not answer: {exc}"
+                ) from exc
             self.client.set_identity(username, password or "")
         except BaseException:
             self.store.close()
@@ -119,6 +131,9 @@ class FluxonConnection:
         self._lock = threading.Lock()
         self.pid = os.getpid()
         self.closed = False
+        self._stop = threading.Event()
+        self._report_interval_s = config.fluxon_fs.master.report_interval_ms / 1000
+        threading.Thread(target=self._report_forever, name="fluxon-fsspec-reports", daemon=True).start()
         # Runs at interpreter exit, also in multiprocessing workers (dask's processes), which skip atexit.
         multiprocessing.util.Finalize(self, self.close, exitpriority=10)
 
@@ -136,11 +151,22 @@ class FluxonConnection:
                 export = self._exports[name] = self.client.open_export(name)
             return export
 
+    def _report_forever(self) -> None:
+        # Like a mount: the exports' cache figures reach the fs master (and the panel) while reading goes on.
+        while not self._stop.wait(self._report_interval_s):
+            with self._lock:
+                exports = list(self._exports.values())
+            if exports:
+                self.client.report(exports)
+
     def close(self) -> None:
         """Send the last cache figures and detach from the owner (idempotent)."""
         with self._lock:
             exports, self._exports = list(self._exports.values()), {}
-            self.closed = True
+            already, self.closed = self.closed, True
+        if already:
+            return
+        self._stop.set()
         if exports:
             self.client.report_cache_usage(exports)
         self.store.close()

@@ -125,8 +125,8 @@ class FluxonFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is u
                     if stat_module.S_ISLNK(stat.mode):
                         try:
                             stat = export.file_stat(self._locate(name)[1])
-                        except FileNotFoundError:
-                            pass  # a dangling link lists as itself
+                        except OSError:
+                            pass  # a dangling link, or one leaving the export, lists as itself
                     entries.append(_info(name, stat))
         return entries if detail else [entry["name"] for entry in entries]
 
@@ -149,23 +149,29 @@ class FluxonFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is u
         export.mkdir(target, 0o777)
 
     def makedirs(self, path: Any, exist_ok: bool = False) -> None:
-        """Create a directory and its missing parents."""
+        """Create a directory and its missing parents (``FileExistsError`` if it exists, unless ``exist_ok``)."""
         export, target = self._locate(path)
         if not target.relpath:
             if exist_ok:
                 return
             raise os_error(errno.EEXIST, target.user_path)
-        parts = target.relpath.split("/")
-        for depth in range(1, len(parts) + 1):
-            step = MountedPath(export, "/".join(parts[:depth]), target.user_path, False)
-            last = depth == len(parts)
-            try:
-                export.mkdir(step, 0o777)
-            except FileExistsError:
-                if last and not exist_ok:
-                    raise
-                if not stat_module.S_ISDIR(export.file_stat(step).mode):
-                    raise os_error(errno.ENOTDIR, step.user_path) from None
+        self._make_tree(export, target, exist_ok, leaf=True)
+
+    def _make_tree(self, export: MountedExport, target: MountedPath, exist_ok: bool, *, leaf: bool) -> None:
+        # Leaf first, parents only when missing: a user scoped to a subtree may not touch its ancestors.
+        try:
+            export.mkdir(target, 0o777)
+        except FileNotFoundError:
+            parent = target.relpath.rpartition("/")[0]
+            if not parent:
+                raise
+            self._make_tree(export, MountedPath(export, parent, target.user_path, False), True, leaf=False)
+            export.mkdir(target, 0o777)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+            if not stat_module.S_ISDIR(export.file_stat(target).mode):
+                raise os_error(errno.EEXIST if leaf else errno.ENOTDIR, target.user_path) from None
 
     def rmdir(self, path: Any) -> None:
         """Remove an empty directory."""

@@ -216,6 +216,11 @@ class ExportClient:
             if export_name in served:
                 self._cache_budgets[export_name] = served[export_name].cache_max_bytes
 
+    def report(self, exports: list[MountedExport]) -> None:
+        """One periodic report: take the fs master's budgets for ``exports``, then send their cache figures."""
+        self.follow_cache_budgets(export.export_name for export in exports)
+        self.report_cache_usage(exports)
+
     def report_cache_usage(self, exports: list[MountedExport]) -> None:
         """Send each export's hits and misses since the last report, and its usage of the host pool.
 

@@ -275,9 +275,8 @@ class FluxonFsPatcher:
             mounts = list(self._mounts.items())
             for mount_dir, export_name in mounts:
                 self._report_mount(mount_dir, export_name)
-            self._client.follow_cache_budgets(export_name for _, export_name in mounts)
             mounted = process_mount_table().exports()
-            self._client.report_cache_usage([mounted[mount_dir] for mount_dir, _ in mounts if mount_dir in mounted])
+            self._client.report([mounted[mount_dir] for mount_dir, _ in mounts if mount_dir in mounted])
 
 
 def install_patcher_from_master(*, kv_store: Any, config_path: str | os.PathLike[str]) -> FluxonFsPatcher:
