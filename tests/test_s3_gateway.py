@@ -266,6 +266,27 @@ def test_s3fs_reads_writes_and_lists(stack: S3Stack) -> None:
     assert not (stack.exports["demo"] / "s3fs" / "one.txt").exists()
 
 
+def test_gateway_reads_share_the_host_pool_and_reach_the_panels_cache_figures(stack: S3Stack, s3: Any) -> None:
+    base = stack.fs.master_ready.fields["panel"]  # type: ignore[union-attr]
+    login = httpx.post(f"{base}/api/login", json={"username": "admin", "password": "admin-pw"}, timeout=15)
+    assert login.status_code == 200, login.text
+
+    def figures() -> tuple[int, int]:
+        reply = httpx.get(
+            f"{base}/api/overview", headers={"Authorization": f"Bearer {login.json()['token']}"}, timeout=15
+        )
+        other = next(export for export in reply.json()["exports"] if export["name"] == "other")
+        return other["cache_hits"], other["cache_misses"]
+
+    data = os.urandom(2 * 1024 * 1024)
+    (stack.exports["other"] / "counted.bin").write_bytes(data)
+    hits, misses = figures()
+    assert s3.get_object(Bucket="other", Key="counted.bin")["Body"].read() == data  # cold: 2 pieces from the agent
+    wait_until(lambda: figures() == (hits, misses + 2), 10, "the gateway's misses in the panel")
+    assert s3.get_object(Bucket="other", Key="counted.bin")["Body"].read() == data  # warm: from the pool
+    wait_until(lambda: figures() == (hits + 2, misses + 2), 10, "the gateway's hits in the panel")
+
+
 def test_operations_outside_the_supported_set_answer_not_implemented(s3: Any) -> None:
     assert error_code(lambda: s3.create_bucket(Bucket="newbucket")) == "NotImplemented"
     assert error_code(lambda: s3.get_object_tagging(Bucket="demo", Key="x")) == "NotImplemented"

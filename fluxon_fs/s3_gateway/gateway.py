@@ -23,6 +23,7 @@ from fluxon_fs.fs_master.panel.server import PanelServer, bind_listen_socket
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import UserAccessQuery
 from fluxon_fs.patcher.export_client import ExportClient
+from fluxon_fs.patcher.mounted_export import MountedExport
 from fluxon_fs.s3_gateway.bucket import Bucket
 from fluxon_fs.s3_gateway.credentials import KeyHolder, SigningKeys
 from fluxon_fs.s3_gateway.errors import S3Error
@@ -54,6 +55,8 @@ class S3Gateway:
             self._tokens: dict[str, str] = {}
             self._buckets: OrderedDict[tuple[str, str], Bucket] = OrderedDict()
             self._lock = threading.Lock()
+            self._stop = threading.Event()
+            self._report_interval_s = config.fluxon_fs.master.report_interval_ms / 1000
             from fluxon_fs.s3_gateway.app import create_app
 
             sock = bind_listen_socket(section.listen_addr)
@@ -66,6 +69,8 @@ class S3Gateway:
             self.store.close()
             raise
         self.url = self.server.url
+        self._reporter = threading.Thread(target=self._report_forever, name="s3-gateway-reports", daemon=True)
+        self._reporter.start()
         log.info("S3 gateway %s serving on %s (region %s)", instance_key, self.url, section.region)
 
     def note_holder(self, holder: KeyHolder) -> None:
@@ -104,7 +109,25 @@ class S3Gateway:
         served = snapshot.current() if snapshot is not None else {}
         return sorted(name for name in served if scopes.unrestricted or name in scopes.exports())
 
+    def _open_exports(self) -> list[MountedExport]:
+        with self._lock:
+            return [bucket.export for bucket in self._buckets.values()]
+
+    def _report_forever(self) -> None:
+        # Like a mount: hits and misses of the gateway's reads reach the fs master (and the panel).
+        while not self._stop.wait(self._report_interval_s):
+            exports = self._open_exports()
+            if exports:
+                self.client.report(exports)
+
     def close(self) -> None:
-        """Stop serving and detach from the owner; idempotent."""
+        """Stop serving, send the last cache figures and detach from the owner; idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
         self.server.stop()
+        self._reporter.join(timeout=5)
+        exports = self._open_exports()
+        if exports:
+            self.client.report_cache_usage(exports)
         self.store.close()

@@ -74,7 +74,7 @@ def gateway_config(fs: FsCluster, **section: Any) -> dict[str, Any]:
     return {
         "kvclient": fs.kvclient("s3-gateway"),
         "fluxon_fs": {
-            "master": {"instance_key": MASTER_KEY, "pull_interval_ms": 200},
+            "master": {"instance_key": MASTER_KEY, "pull_interval_ms": 200, "report_interval_ms": 200},
             "service_secret_file": str(fs.service_secret_file),
             "s3_gateway": {
                 "listen_addr": "127.0.0.1:0",
