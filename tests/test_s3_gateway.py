@@ -436,3 +436,21 @@ def test_a_gateway_config_names_what_is_wrong(tmp_path) -> None:
         load_config(FsRoleConfig, {"fluxon_fs": {**base, "s3_gateway": {"listen_addr": "nowhere"}}})
     with pytest.raises(ConfigError, match=r"fluxon_fs\.s3_gateway\.max_parts"):
         load_config(FsRoleConfig, {"fluxon_fs": {**base, "s3_gateway": {"max_parts": 0}}})
+
+
+def test_a_second_gateway_on_a_taken_address_fails_naming_its_setting(stack: S3Stack) -> None:
+    from fluxon_core.runtime.readiness import RoleStartError
+    from fluxon_fs.roles import start_s3_gateway_process
+    from tests.support.s3_e2e import gateway_config
+
+    taken = stack.url.removeprefix("http://")
+    config = gateway_config(stack.fs, listen_addr=taken)
+    config["kvclient"]["instance_key"] = "s3-gateway-2"
+    second = start_s3_gateway_process(config, workdir=stack.fs.root / "s3-gateway-2")
+    try:
+        with pytest.raises(RoleStartError, match=r"fluxon_fs\.s3_gateway cannot bind listen_addr"):
+            second.wait_ready(60)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait(10)

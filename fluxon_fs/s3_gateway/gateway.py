@@ -59,9 +59,9 @@ class S3Gateway:
             self._report_interval_s = config.fluxon_fs.master.report_interval_ms / 1000
             from fluxon_fs.s3_gateway.app import create_app
 
-            sock = bind_listen_socket(section.listen_addr)
+            sock = bind_listen_socket(section.listen_addr, what="fluxon_fs.s3_gateway")
             try:
-                self.server = PanelServer(create_app(self), sock).start()
+                self.server = PanelServer(create_app(self), sock, name="S3 gateway").start()
             except BaseException:
                 sock.close()
                 raise
