@@ -88,6 +88,18 @@ def test_put_get_head_delete_round_trip_lands_in_the_export(stack: S3Stack, s3: 
     s3.head_bucket(Bucket="demo")
 
 
+def test_keys_with_spaces_plus_signs_and_unicode_round_trip(stack: S3Stack, s3: Any) -> None:
+    keys = ["odd/with space.txt", "odd/a+b=c&d.txt", "odd/été 100%.txt", "odd/~tilde;semi,comma"]
+    for key in keys:
+        s3.put_object(Bucket="demo", Key=key, Body=key.encode())
+    assert sorted(p.name for p in (stack.exports["demo"] / "odd").iterdir()) == sorted(k[4:] for k in keys)
+    assert [c["Key"] for c in s3.list_objects_v2(Bucket="demo", Prefix="odd/")["Contents"]] == sorted(keys)
+    for key in keys:
+        assert s3.get_object(Bucket="demo", Key=key)["Body"].read() == key.encode()
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "demo", "Key": keys[2]}, ExpiresIn=60)
+    assert httpx.get(url).content == keys[2].encode()
+
+
 def test_listings_page_group_by_delimiter_and_resume(stack: S3Stack, s3: Any) -> None:
     root = stack.exports["other"] / "lst"
     names = ["a.txt", "a-b.txt", "b/1.txt", "b/2.txt", "b/c/3.txt", "d.txt", "e/f.txt"]
