@@ -186,3 +186,21 @@ def test_a_plain_body_must_have_the_signed_hash_unless_unsigned() -> None:
         False,
     )
     assert _feed(body_decoder(unsigned, b"k", {}), b"anything", 3) == b"anything"
+
+
+def test_a_checksum_header_must_match_the_body() -> None:
+    signature = Signature(
+        CredentialScope(KEY_ID, "20260105", REGION, "s3"),
+        ("host",),
+        "f" * 64,
+        "20260105T120000Z",
+        "UNSIGNED-PAYLOAD",
+        False,
+    )
+    payload = b"checked by crc32"
+    crc = base64.b64encode(zlib.crc32(payload).to_bytes(4, "big")).decode()
+    assert _feed(body_decoder(signature, b"k", {"x-amz-checksum-crc32": crc}), payload, 4) == payload
+    with pytest.raises(S3Error, match="BadDigest"):
+        _feed(body_decoder(signature, b"k", {"x-amz-checksum-crc32": "AAAAAA=="}), payload, 4)
+    sha = base64.b64encode(hashlib.sha256(payload).digest()).decode()
+    assert _feed(body_decoder(signature, b"k", {"x-amz-checksum-sha256": sha}), payload, 5) == payload

@@ -46,15 +46,20 @@ class BodyDecoder(Protocol):
 
 
 class PlainBody:
-    """A body sent as is; its SHA-256 must be ``expected_sha256`` unless that is None (unsigned)."""
+    """A body sent as is; its SHA-256 must be ``expected_sha256`` unless that is None (unsigned), and a
+    checksum header (``x-amz-checksum-crc32`` / ``-sha1`` / ``-sha256``), when sent, must match too."""
 
-    def __init__(self, expected_sha256: str | None) -> None:
+    def __init__(self, expected_sha256: str | None, checksum: tuple[str, str] | None = None) -> None:
         self._expected = expected_sha256
         self._digest = hashlib.sha256() if expected_sha256 is not None else None
+        self._checksum_header = checksum
+        self._checksum = _CHECKSUMS[checksum[0]]() if checksum is not None else None
 
     def feed(self, data: bytes) -> bytes:
         if self._digest is not None:
             self._digest.update(data)
+        if self._checksum is not None:
+            self._checksum.update(data)
         return data
 
     def finish(self) -> None:
@@ -63,6 +68,10 @@ class PlainBody:
                 "XAmzContentSHA256Mismatch",
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             )
+        if self._checksum is not None and self._checksum_header is not None:
+            name, sent = self._checksum_header
+            if base64.b64encode(self._checksum.digest()).decode("ascii") != sent.strip():
+                raise S3Error("BadDigest", f"The {name} you specified did not match the calculated checksum.")
 
 
 class _Checksum(Protocol):
@@ -192,11 +201,12 @@ class ChunkedBody:
 def body_decoder(signature: Signature, signing_key: bytes, headers: dict[str, str]) -> BodyDecoder:
     """The decoder for a request body signed with ``signature``."""
     payload = signature.payload_hash
+    checksum = next(((name, headers[name]) for name in _CHECKSUMS if name in headers), None)
     if payload == UNSIGNED_PAYLOAD:
-        return PlainBody(None)
+        return PlainBody(None, checksum)
     if payload == STREAMING_SIGNED:
         return ChunkedBody(signature, signing_key, None)
     if payload == STREAMING_UNSIGNED_TRAILER:
         trailer = headers.get("x-amz-trailer", "").strip().lower() or None
         return ChunkedBody(signature, None, trailer)
-    return PlainBody(payload)
+    return PlainBody(payload, checksum)
