@@ -182,6 +182,11 @@ CACHE_MISSES = CounterSpec(
     "Lookups the local pool could not answer (fetched from a peer or the agent); cache is 'kv' or 'fs'.",
     ("cache",),
 )
+CACHE_PUTS_DROPPED = CounterSpec(
+    "fluxon_cache_puts_dropped_total",
+    "Values not cached because the background put queue was full (readers never wait for it); cache is 'fs'.",
+    ("cache",),
+)
 RPC_LATENCY = HistogramSpec(
     "fluxon_rpc_latency_seconds",
     "RPC latency in seconds by method path; side is 'client' (call to reply) or 'server' (handler time).",
@@ -210,6 +215,7 @@ STANDARD_METRICS: tuple[CounterSpec | GaugeSpec | HistogramSpec, ...] = (
     POOL_USED_BYTES,
     CACHE_HITS,
     CACHE_MISSES,
+    CACHE_PUTS_DROPPED,
     RPC_LATENCY,
     BYTES_MOVED,
     FS_OPS,

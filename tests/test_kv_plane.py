@@ -121,6 +121,52 @@ def test_a_large_value_crosses_hosts_within_the_transport_limits(plane: KvCluste
     assert on_h1.remove(key).is_ok()
 
 
+def test_put_many_commits_a_batch_readable_everywhere_and_an_item_fails_alone(plane: KvCluster):
+    on_h1 = plane.external("m1-" + os.urandom(3).hex(), "h1")
+    on_h2 = plane.external("m2-" + os.urandom(3).hex(), "h2")
+    keys = [unique("many") for _ in range(5)]
+    budget_prefix = unique("many-budget") + "/"
+    assert on_h1.set_prefix_budget(budget_prefix, 8192).is_ok()
+    items = [(key, {"n": n, "data": os.urandom(10_000)}) for n, key in enumerate(keys)]
+    items.append((budget_prefix + "too-big", {"data": os.urandom(100_000)}))  # above its prefix's budget
+    errors = on_h1.put_many_blocking(items).unwrap("put_many failed")
+    assert errors[:5] == [None] * 5
+    assert isinstance(errors[5], StorageFullError), errors[5]
+    for n, key in enumerate(keys):
+        assert isinstance(on_h2.get_local_blocking(key).unwrap_error(), KeyNotFoundError)  # not on h2's pool yet
+        assert value_of(on_h2.get_blocking(key))["n"] == n  # committed: a peer fetches it from o1
+        assert value_of(on_h2.get_local_blocking(key))["n"] == n  # now h2 holds a copy
+    assert isinstance(on_h2.get_blocking(budget_prefix + "too-big").unwrap_error(), KeyNotFoundError)
+    # a batch overwrite invalidates the other host's copies like single puts do
+    assert on_h1.put_many_blocking([(keys[0], {"n": 100})]).unwrap() == [None]
+    assert value_of(on_h2.get_blocking(keys[0])) == {"n": 100}
+    for key in keys:
+        assert on_h1.remove(key).is_ok()
+
+
+def test_put_many_refuses_a_staged_value_under_another_key(plane: KvCluster):
+    """An attacker with the cluster secret stages a value for one key and asks the owner to adopt it
+    as another: the owner refuses that item and stores the honest one of the same batch."""
+    client = plane.external("m3-" + os.urandom(3).hex(), "h1")
+    node = client._node  # crafted request: no KvClient method sends this
+    honest, victim = unique("honest"), unique("victim")
+    staged_honest = node.reader.stage(honest, [b"fine"])
+    staged_other = node.reader.stage(unique("other"), [b"evil"])
+    try:
+        answer = node.call_owner(
+            "/fluxon_kv/owner/put_many",
+            {"items": [[honest, staged_honest.token, 4], [victim, staged_other.token, 4]]},
+        ).meta["results"]
+    finally:
+        staged_honest.release()
+        staged_other.release()
+    assert isinstance(answer[0], int)
+    assert isinstance(answer[1], dict) and "another key" in answer[1]["message"], answer
+    assert bytes(client.get_blocking(honest).unwrap().raw()) == b"fine"
+    assert isinstance(client.get_blocking(victim).unwrap_error(), KeyNotFoundError)
+    assert client.remove(honest).is_ok()
+
+
 def test_count_prefix_is_cluster_wide(plane: KvCluster):
     on_h1 = plane.external("c1-" + os.urandom(3).hex(), "h1")
     on_h2 = plane.external("c2-" + os.urandom(3).hex(), "h2")

@@ -94,12 +94,14 @@ def test_reading_more_than_the_budget_keeps_the_export_within_it_and_the_latest_
 ) -> None:
     for name in AUX_FILES:
         assert read(e2e.path(name, "aux")) == contents[f"aux:{name}"]
+    e2e.settle_cache()
     aux_before = usage(e2e, "aux")
     assert aux_before == PrefixUsage(AUX_BUDGET, 2 * FILE_CHARGE, 2 * 3, 0)
 
     for name in DEMO_FILES:  # 10 files of 2 MiB through a budget of three files
         assert read(e2e.path(name)) == contents[f"demo:{name}"]
         assert usage(e2e, "demo").used_bytes <= DEMO_BUDGET, name
+    e2e.settle_cache()
     demo = usage(e2e, "demo")
     assert demo.budget_bytes == DEMO_BUDGET
     assert demo.used_bytes == 3 * FILE_CHARGE and demo.entries == 3 * 3

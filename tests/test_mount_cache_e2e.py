@@ -95,6 +95,7 @@ def test_second_read_of_an_unchanged_file_makes_no_content_call(e2e: MountE2E, s
     assert calls == {"stat": 1}, calls  # revalidated at open; the content came from the host pool
 
     version = version_of(e2e.real(name))
+    e2e.settle_cache()
     for index in range(pieces):
         assert e2e.store.get_blocking(piece_key("demo", name, version, index)).is_ok(), index
 
@@ -103,7 +104,8 @@ def test_another_process_on_the_host_reads_pieces_from_the_pool(e2e: MountE2E) -
     name = fresh_name("shared")
     data = os.urandom(4 * MiB + 1)
     e2e.real(name).write_bytes(data)
-    assert read_bytes(e2e.path(name)) == data  # warms the host pool
+    assert read_bytes(e2e.path(name)) == data  # warms the host pool (in the background)
+    e2e.settle_cache()
 
     answer, calls = e2e.agent_ops_during(lambda: e2e.reader_process("reader-pieces", name))
     assert answer == {name: (len(data), hashlib.sha256(data).hexdigest())}
@@ -116,7 +118,8 @@ def test_another_process_on_the_host_makes_no_content_call(e2e: MountE2E) -> Non
     files = {small: os.urandom(50_000), large: os.urandom(2 * MiB + 7)}
     for name, data in files.items():
         e2e.real(name).write_bytes(data)
-        assert read_bytes(e2e.path(name)) == data  # warms the host pool
+        assert read_bytes(e2e.path(name)) == data  # warms the host pool (in the background)
+    e2e.settle_cache()
 
     answer, calls = e2e.agent_ops_during(lambda: e2e.reader_process("reader-none", small, large))
     assert answer == {name: (len(data), hashlib.sha256(data).hexdigest()) for name, data in files.items()}

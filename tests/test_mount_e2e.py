@@ -475,17 +475,79 @@ def test_lstat_of_a_symlink_after_stat_still_reports_the_link(area: Area) -> Non
     assert os.path.islink(area.m("link"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mount_table matches paths lexically: a path that enters a mount and climbs out with '..' "
-    "is handed unchanged to the kernel, which walks the (empty) local mount directory and fails with ENOENT, "
-    "where a local directory would resolve it",
-)
 def test_dotdot_climbing_out_through_an_existing_remote_directory(area: Area, e2e: MountE2E) -> None:
     (e2e.base / "beside.txt").write_bytes(b"beside")
     area.r("sub").mkdir()
     assert os.path.isdir(area.m("sub"))
     assert read(area.m("sub/../../../beside.txt")) == b"beside"
+
+
+def test_every_replaced_call_reaches_a_local_path_spelled_through_the_mount(area: Area, e2e: MountE2E) -> None:
+    side = e2e.base / f"side-{area.name}"
+    side.mkdir()
+    area.r("sub").mkdir()
+    area.r("f").write_bytes(b"remote")
+    out = area.m("sub/../../..") + f"/side-{area.name}"  # goes below the mount, then out to `side`
+
+    with open(f"{out}/a", "wb") as f:
+        assert f.name == f"{out}/a"  # the caller's spelling, as a local open shows it
+        f.write(b"local")
+    assert (side / "a").read_bytes() == b"local"
+    fd = os.open(os.fsencode(f"{out}/b"), os.O_WRONLY | os.O_CREAT, 0o640)
+    os.close(fd)
+    assert os.stat(f"{out}/b").st_ino == os.lstat(Path(f"{out}/b")).st_ino == (side / "b").stat().st_ino
+    os.symlink("a", f"{out}/link")
+    assert os.readlink(f"{out}/link") == "a"
+    os.link(f"{out}/a", f"{out}/hard")
+    assert os.statvfs(out).f_bsize > 0
+    os.chown(f"{out}/a", os.getuid(), os.getgid())
+    os.chmod(f"{out}/a", 0o600)
+    os.truncate(f"{out}/a", 2)
+    os.utime(f"{out}/a", ns=(5_000_000_000, 5_000_000_000))
+    assert os.access(f"{out}/a", os.R_OK) and not os.access(area.m("missing/../../x"), os.F_OK)
+    assert (side / "a").stat().st_mtime_ns == 5_000_000_000 and (side / "a").read_bytes() == b"lo"
+    os.mkdir(f"{out}/d")
+    os.rename(f"{out}/a", f"{out}/d/a")
+    os.replace(f"{out}/d/a", str(side / "a"))  # redirected source, plain local destination
+    with pytest.raises(OSError) as crossing:  # local to remote: across devices, as for a plain local path
+        os.rename(f"{out}/a", area.m("a"))
+    assert crossing.value.errno == errno.EXDEV
+    with pytest.raises(OSError) as crossing:
+        os.rename(area.m("f"), f"{out}/f")
+    assert crossing.value.errno == errno.EXDEV
+    assert sorted(os.listdir(out)) == ["a", "b", "d", "hard", "link"]
+    assert sorted(os.listdir(os.fsencode(out))) == [b"a", b"b", b"d", b"hard", b"link"]
+    with os.scandir(out) as entries:
+        assert sorted(e.name for e in entries if e.is_dir()) == ["d"]
+    assert pathlib.Path(out, "a").exists() and pathlib.Path(out, "d").is_dir()
+    pathlib.Path(out, "t").touch()
+    assert (side / "t").is_file()
+    shutil.rmtree(f"{out}/d")
+    os.unlink(f"{out}/t")
+    os.remove(f"{out}/hard")
+    assert sorted(p.name for p in side.iterdir()) == ["a", "b", "link"]
+    cwd = os.getcwd()
+    try:
+        os.chdir(out)
+        assert os.getcwd() == str(side)
+        assert read("a") == b"lo"
+    finally:
+        os.chdir(cwd)
+    # errors name the caller's path, like a local walk's
+    with pytest.raises(FileNotFoundError) as missing:
+        os.stat(f"{out}/nothing")
+    assert missing.value.filename == f"{out}/nothing"
+    with pytest.raises(NotADirectoryError) as not_dir:
+        os.listdir(area.m("f/../../../x"))
+    assert not_dir.value.filename == area.m("f/../../../x")
+    # a path relative to a directory descriptor is the kernel's to walk, as written
+    base_fd = os.open(e2e.base, os.O_RDONLY)
+    try:
+        with pytest.raises(FileNotFoundError):
+            os.stat(f"mnt/{area.name}/sub/../../../side-{area.name}/a", dir_fd=base_fd)
+    finally:
+        os.close(base_fd)
+    shutil.rmtree(side)
 
 
 def test_dotdot_after_a_missing_directory_is_not_found(area: Area) -> None:

@@ -1,4 +1,4 @@
-"""Mount directory rules (FS.md §2) and lexical routing of paths into mounts."""
+"""Mount directory rules (FS.md §2) and lexical routing of paths into mounts (and out of them with ``..``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fluxon_fs.export.serving.local_ops import LocalExportOps
-from fluxon_fs.patcher import MountTable
+from fluxon_fs.patcher import LocalRedirect, MountTable
 
 
 @pytest.fixture
@@ -71,9 +71,11 @@ def test_route_normalises_lexically(tmp_path: Path, ops: LocalExportOps) -> None
     assert relpath(mount + "/") == ""
     assert relpath(mount + "/a/b.txt") == "a/b.txt"
     assert relpath(mount + "//a/./b/../c") == "a/c"
-    assert relpath(mount + "/..") is None
-    assert relpath(mount + "/a/../../x") is None
+    assert relpath(mount + "/..") is None  # never below the mount: the kernel walks it as written
     assert relpath(str(tmp_path) + "/./mnt/a") == "a"
+    with pytest.raises(FileNotFoundError):  # a local directory before '..' must exist too
+        table.route(str(tmp_path) + "/other/../mnt/a")
+    (tmp_path / "other").mkdir()
     assert relpath(str(tmp_path) + "/other/../mnt/a") == "a"
     assert relpath(mount + "x/a") is None
     # '..' needs an existing directory before it, as in the kernel's walk (checked on the export).
@@ -138,3 +140,68 @@ def test_route_with_mounts_sharing_no_path_component(tmp_path: Path, ops: LocalE
     finally:
         os.rmdir(elsewhere + "/m2")
         os.rmdir(elsewhere)
+
+
+def test_route_redirects_a_local_path_spelled_through_a_mount(tmp_path: Path, ops: LocalExportOps) -> None:
+    table = MountTable()
+    mount = str(tmp_path / "mnt")
+    table.mount(mount, ops, "demo")
+    (tmp_path / "export" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "export" / "f").write_bytes(b"")
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "lf").write_bytes(b"")
+
+    def redirect(path: object) -> tuple[object, object]:
+        target = table.route(path)
+        assert isinstance(target, LocalRedirect), target
+        return target.path, target.user_path
+
+    out = str(tmp_path / "x")
+    assert redirect(mount + "/a/../../x") == (out, mount + "/a/../../x")
+    assert redirect(mount + "/a/b/../../.././x") == (out, mount + "/a/b/../../.././x")
+    assert redirect(mount + "/a/../../x/") == (out + "/", mount + "/a/../../x/")  # still must be a directory
+    assert redirect(mount + "/a/../..") == (str(tmp_path), mount + "/a/../..")
+    assert redirect(os.fsencode(mount + "/a/../../x")) == (os.fsencode(out), os.fsencode(mount + "/a/../../x"))
+    assert redirect(Path(mount) / "a" / ".." / ".." / "x") == (out, mount + "/a/../../x")
+    assert redirect(mount + "/a/../../beside/../x") == (out, mount + "/a/../../beside/../x")
+    # back into the mount again: remote after all
+    target = table.route(mount + "/a/../../mnt/f")
+    assert not isinstance(target, LocalRedirect) and target is not None and target.relpath == "f"
+    # the walk is checked like the kernel's, remote and local components alike, on the caller's path
+    for path, error in [
+        (mount + "/missing/../../x", FileNotFoundError),
+        (mount + "/f/../../x", NotADirectoryError),
+        (mount + "/a/../../missing/../x", FileNotFoundError),
+        (mount + "/a/../../lf/../x", NotADirectoryError),
+        (os.fsencode(mount + "/missing/../../x"), FileNotFoundError),
+    ]:
+        with pytest.raises(error) as caught:
+            table.route(path)
+        assert caught.value.filename == path
+    # paths that never go below the mount are the kernel's to walk, unchanged and unchecked
+    assert table.route(mount + "/../x") is None
+    assert table.route(str(tmp_path / "missing" / ".." / "x")) is None
+
+
+def test_route_redirects_relative_paths_from_a_working_directory_near_a_mount(
+    tmp_path: Path, ops: LocalExportOps
+) -> None:
+    table = MountTable()
+    table.mount(str(tmp_path / "mnt"), ops, "demo")
+    (tmp_path / "export" / "a").mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        table.refresh_cwd()
+        target = table.route("mnt/a/../../x")
+        assert isinstance(target, LocalRedirect)
+        assert (target.path, target.user_path) == (str(tmp_path / "x"), "mnt/a/../../x")
+        os.chdir(tmp_path / "mnt")
+        table.refresh_cwd()
+        target = table.route("a/../../x")
+        assert isinstance(target, LocalRedirect) and target.path == str(tmp_path / "x")
+        assert table.route("../x") is None
+        with pytest.raises(FileNotFoundError):
+            table.route("missing/../../x")
+    finally:
+        os.chdir(cwd)

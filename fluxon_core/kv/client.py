@@ -20,7 +20,13 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from fluxon_core.addresses import HostAddress
 from fluxon_core.config import ConfigError
-from fluxon_core.errors import ApiError, InvalidArgumentError, StoreClosedError, StoreInitFailedError
+from fluxon_core.errors import (
+    ApiError,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    StoreClosedError,
+    StoreInitFailedError,
+)
 from fluxon_core.kv.auth import RpcAuthenticator
 from fluxon_core.kv.config import FluxonKvClientConfig, KvClientSettings, load_client_settings
 from fluxon_core.kv.node_rpc import BytesHandler, DictHandler, MessageHandler, NodeRpc
@@ -59,7 +65,9 @@ class StoreNode(Protocol):
     def put(
         self, key: str, parts: Sequence[Buffer], size: int, *, reject_if_exists: bool, lease_id: int | None
     ) -> None: ...
+    def put_many(self, items: Sequence[tuple[str, Sequence[Buffer], int]]) -> list[Exception | None]: ...
     def get(self, key: str) -> Buffer: ...
+    def get_local(self, key: str) -> Buffer | None: ...
     def remove(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
@@ -133,6 +141,12 @@ def _check_key(key: Any) -> str:
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise InvalidArgumentError(f"key must be at most {MAX_KEY_BYTES} bytes of UTF-8")
     return key
+
+
+def _as_api_error(error: Exception | None) -> ApiError | None:
+    if error is None or isinstance(error, ApiError):
+        return error
+    return ApiError(f"{type(error).__name__}: {error}")
 
 
 def _check_timeout_ms(timeout_ms: Any) -> float:
@@ -273,9 +287,42 @@ class KvClient:
 
         return self._run(put)
 
+    def put_many_blocking(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> Result[list[ApiError | None]]:
+        """Store several ``(key, value)`` pairs with one call to the owner and one commit at the kv master.
+
+        Like :meth:`put_blocking` for each (last writer wins, no ``reject_if_exists``, no lease), but
+        each value may fail alone: the Result holds, per item, None or the error that kept it out.
+        An error Result means none was stored (bad input, the owner or master unreachable).
+        """
+
+        def put_many() -> list[ApiError | None]:
+            encoded = []
+            for key, value in items:
+                parts = encode_value(value)
+                encoded.append((_check_key(key), parts, encoded_size(parts)))
+            return [_as_api_error(error) for error in self._node.put_many(encoded)]
+
+        return self._run(put_many)
+
     def get_blocking(self, key: str) -> Result[MemHolder]:
         """The value of ``key``; KeyNotFoundError when absent."""
         return self._run(lambda: MemHolder(self._node.get(_check_key(key))))
+
+    def get_local_blocking(self, key: str) -> Result[MemHolder]:
+        """The value of ``key`` if this host's pool holds it, without asking any other process.
+
+        A miss (KeyNotFoundError) says nothing about other hosts: :meth:`get_blocking` would ask
+        the host's owner, which may fetch the value from a peer. For a caller that has a cheaper
+        way to the data than a cluster lookup, e.g. a mount whose agent answers in one call.
+        """
+
+        def get_local() -> MemHolder:
+            blob = self._node.get_local(_check_key(key))
+            if blob is None:
+                raise KeyNotFoundError(f"key {key!r} not in this host's pool")
+            return MemHolder(blob)
+
+        return self._run(get_local)
 
     def put(
         self, key: str, value: Mapping[str, Any], *, reject_if_exists: bool = False, lease_id: int | None = None

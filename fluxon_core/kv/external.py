@@ -17,12 +17,13 @@ from fluxon_core.kv.auth import RpcAuthenticator, SecretFileError, secret_from_h
 from fluxon_core.kv.config import KvClientSettings
 from fluxon_core.kv.member_session import MemberSession
 from fluxon_core.kv.node_rpc import NodeRpc, resolver_via
-from fluxon_core.kv.pool import ReaderPool, attach_reader_pool, reader_pool_block
+from fluxon_core.kv.pool import ReaderPool, StagedPoolValue, attach_reader_pool, reader_pool_block
 from fluxon_core.kv.protocol import MemberInfo, OwnerPath, pid_namespace, prefix_usage_from_meta
 from fluxon_core.kv.rpc_link import AuthedRpc
 from fluxon_core.kv.shared_json import SharedInfo, SharedJsonError, read_shared_json, shared_json_path
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import PrefixUsage, RpcServer, Transport
+from fluxon_core.rpc import decode_error
 from fluxon_core.rpc_types import Buffer, RpcMessage
 
 log = get_logger("fluxon.kv.external")
@@ -229,6 +230,31 @@ class ExternalNode:
         finally:
             staged.release()
 
+    def put_many(self, items: Sequence[tuple[str, Sequence[Buffer], int]]) -> list[Exception | None]:
+        """Stage every value in the pool, then have the owner adopt and commit them in one call."""
+        self.check_alive()
+        results: list[Exception | None] = [None] * len(items)
+        staged: list[tuple[int, StagedPoolValue]] = []
+        try:
+            for index, (key, parts, _) in enumerate(items):
+                try:
+                    staged.append((index, self.reader.stage(key, parts)))
+                except ApiError as exc:
+                    results[index] = exc
+            if staged:
+                answer = self.call_owner(
+                    OwnerPath.PUT_MANY,
+                    {"items": [[items[index][0], value.token, items[index][2]] for index, value in staged]},
+                ).meta.get("results")
+                if not isinstance(answer, list) or len(answer) != len(staged):
+                    raise NetworkError(f"put_many: malformed owner answer {answer!r}")
+                for (index, _), result in zip(staged, answer, strict=True):
+                    results[index] = None if isinstance(result, int) else decode_error(result)
+        finally:
+            for _, value in staged:
+                value.release()
+        return results
+
     def get(self, key: str) -> Buffer:
         """The pool's copy (zero-copy), or the owner fetches it from a peer."""
         self.check_alive()
@@ -239,6 +265,11 @@ class ExternalNode:
         if not reply.frames:
             raise KeyNotFoundError(f"key {key!r} not found")
         return reply.frames[0]
+
+    def get_local(self, key: str) -> Buffer | None:
+        """The pool's copy (zero-copy), or None; never a call."""
+        self.check_alive()
+        return self.reader.get(key)
 
     def remove(self, key: str) -> None:
         """Delete ``key`` on every host."""

@@ -36,6 +36,7 @@ class MasterPath:
     LEAVE = "/fluxon_kv/master/leave"
     LOOKUP = "/fluxon_kv/master/lookup"
     COMMIT = "/fluxon_kv/master/commit"
+    COMMIT_MANY = "/fluxon_kv/master/commit_many"
     ADD_REPLICA = "/fluxon_kv/master/add_replica"
     DROP_REPLICAS = "/fluxon_kv/master/drop_replicas"
     ANNOUNCE = "/fluxon_kv/master/announce"
@@ -68,6 +69,7 @@ class OwnerPath:
 
     ATTACH = "/fluxon_kv/owner/attach"
     PUT = "/fluxon_kv/owner/put"
+    PUT_MANY = "/fluxon_kv/owner/put_many"
     REMOVE = "/fluxon_kv/owner/remove"
     GET = "/fluxon_kv/owner/get"
     EXISTS = "/fluxon_kv/owner/exists"

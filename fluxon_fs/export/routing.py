@@ -76,6 +76,10 @@ class RoutedExportOps:
         """See ExportOps."""
         return self._read_only("read_chunk", relpath, offset, length)
 
+    def read_chunk_view(self, relpath: str, offset: int, length: int) -> tuple[FileStat, memoryview]:
+        """:meth:`read_chunk` answering a view of the received frame (no copy)."""
+        return self._read_only("read_chunk_view", relpath, offset, length)
+
     def write_chunk(self, relpath: str, offset: int, data: bytes) -> FileStat:
         """See ExportOps."""
         return self._pick().write_chunk(relpath, offset, data)

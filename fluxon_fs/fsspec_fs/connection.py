@@ -169,4 +169,5 @@ class FluxonConnection:
         self._stop.set()
         if exports:
             self.client.report_cache_usage(exports)
+        self.client.piece_cache.flush()  # pieces read so far reach the host pool before the store goes
         self.store.close()

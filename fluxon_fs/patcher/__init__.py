@@ -10,13 +10,14 @@ Internal API (``FluxonFsPatcher`` wraps it):
 
 from fluxon_fs.patcher.content_cache import InMemoryPieceCache, PieceCache, export_cache_prefix, piece_key
 from fluxon_fs.patcher.intercept import Interceptor, process_interceptor
-from fluxon_fs.patcher.mount_table import MountedPath, MountTable, process_mount_table
+from fluxon_fs.patcher.mount_table import LocalRedirect, MountedPath, MountTable, process_mount_table
 from fluxon_fs.patcher.mounted_export import MountedExport
 from fluxon_fs.patcher.options import MountOptions
 
 __all__ = [
     "InMemoryPieceCache",
     "Interceptor",
+    "LocalRedirect",
     "MountOptions",
     "MountTable",
     "MountedExport",

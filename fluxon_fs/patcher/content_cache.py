@@ -84,12 +84,20 @@ class PieceCache(Protocol):
         """The piece stored under ``key``, or None. The returned object stays valid while referenced."""
         ...
 
+    def get_local(self, key: str) -> Piece | None:
+        """Like :meth:`get` without asking any other process (another host's cache, say): a miss is cheap."""
+        ...
+
     def put(self, key: str, data: Piece) -> None:
         """Store a piece; may silently drop it (budget full, piece too large)."""
         ...
 
     def delete(self, key: str) -> None:
         """Forget a piece if present."""
+        ...
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every put made so far is stored (puts may run in the background); False on timeout."""
         ...
 
 
@@ -120,6 +128,10 @@ class InMemoryPieceCache:
                 self._pieces.move_to_end(key)
             return data
 
+    def get_local(self, key: str) -> bytes | None:
+        """See :meth:`PieceCache.get_local`: everything here is local."""
+        return self.get(key)
+
     def put(self, key: str, data: Piece) -> None:
         """See :meth:`PieceCache.put`; evicts least recently used pieces to make room."""
         stored = bytes(data)
@@ -134,6 +146,10 @@ class InMemoryPieceCache:
             while self._bytes > self.max_bytes:
                 _, evicted = self._pieces.popitem(last=False)
                 self._bytes -= len(evicted)
+
+    def flush(self, timeout_s: float) -> bool:
+        """See :meth:`PieceCache.flush`: puts are stored at once here."""
+        return True
 
     def delete(self, key: str) -> None:
         """See :meth:`PieceCache.delete`."""

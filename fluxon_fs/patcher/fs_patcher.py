@@ -197,6 +197,7 @@ class FluxonFsPatcher:
             if self._installed == 0:
                 for mount_dir in list(self._mounts):
                     self.unmount_remote_dir(mount_dir)
+                self._client.piece_cache.flush()  # pieces read so far reach the host pool before the process goes
                 if process_mount_table().local_rules is self._rules:
                     process_mount_table().local_rules = None
                 self._stop.set()

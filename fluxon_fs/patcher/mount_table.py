@@ -2,22 +2,28 @@
 
 Paths are matched lexically: ``os.path.normpath`` of the absolute path, never ``realpath``. A path
 reaching into a mount becomes a :class:`MountedPath` (export-relative, ``/``-separated, ``""`` for
-the mount root); ``..`` climbing out of a mount just leaves it. Every call of an intercepted
-function asks :meth:`MountTable.route` first, so its common case — a path outside every mount —
-costs a type check and one substring test (no ``normpath``, no ``realpath``, no system call).
+the mount root). A path that goes below a mount and climbs back out with ``..`` becomes a
+:class:`LocalRedirect`: the local call must get its normalised spelling, because the kernel would
+walk the (empty) local mount directory. Each component a ``..`` climbs out of is checked first, as
+the kernel's walk would (remote ones on the export). Every call of an intercepted function asks
+:meth:`MountTable.route` first, so its common case — a path outside every mount — costs a type
+check and one substring test (no ``normpath``, no ``realpath``, no system call).
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import posixpath
+import stat as stat_module
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.patcher.content_cache import PieceCache
+from fluxon_fs.patcher.errors import os_error
 from fluxon_fs.patcher.mounted_export import MountedExport
 from fluxon_fs.patcher.options import MountOptions
 
@@ -25,6 +31,9 @@ from fluxon_fs.patcher.options import MountOptions
 # samefile/samestat never confuse a remote file with a local one or with another mount's.
 _DEVICE_BASE = 0x7F1F_0000_0000
 _device_numbers = itertools.count(1)
+# The original: this module's globals are never swapped, so the check of a local directory before a
+# '..' does not go through the replacement (and its routing) again.
+_local_stat = os.stat
 
 
 class MountedPath:
@@ -47,6 +56,36 @@ class MountedPath:
 
     def __repr__(self) -> str:
         return f"MountedPath({self.export.export_name!r}, {self.relpath!r}, user_path={self.user_path!r})"
+
+
+class LocalRedirect:
+    """A local path spelled through a mount: it goes below a mount directory and climbs out with ``..``.
+
+    The local call gets :attr:`path` instead of the caller's spelling (the kernel would walk the
+    empty local mount directory and fail). The components climbed through were checked already.
+    """
+
+    __slots__ = ("path", "user_path")
+
+    def __init__(self, path: str | bytes, user_path: str | bytes) -> None:
+        self.path = path
+        """The normalised absolute path, bytes when the caller's path was."""
+        self.user_path = user_path
+        """``os.fspath`` of the argument: what the local call's errors name."""
+
+    def name_in(self, exc: OSError) -> None:
+        """Make ``exc``, raised by the local call on :attr:`path`, name the caller's spelling instead."""
+        if exc.filename == self.path:
+            exc.filename = self.user_path
+        if exc.filename2 == self.path:
+            exc.filename2 = self.user_path
+
+    def __repr__(self) -> str:
+        return f"LocalRedirect({self.path!r}, user_path={self.user_path!r})"
+
+
+Routed = MountedPath | LocalRedirect | None
+"""What :meth:`MountTable.route` answers: remote, local under another spelling, or local as it is."""
 
 
 class LocalRules(Protocol):
@@ -146,14 +185,18 @@ class MountTable:
 
     # -- routing --------------------------------------------------------------------------------
 
-    def route(self, path: Any) -> MountedPath | None:
+    def route(self, path: Any) -> Routed:
         """The mount target of ``path``, or None when it is not under a mount (or not a path at all).
+
+        A :class:`LocalRedirect` for a path that is local but passes below a mount on the way.
+        ``OSError`` (on the caller's path) when a component a ``..`` climbs out of is missing or not a
+        directory, as from the kernel's walk.
 
         Replaced per instance by a closure specialised for the current mounts (see ``_publish``).
         """
         return None
 
-    def _make_route(self) -> Callable[[Any], MountedPath | None]:
+    def _make_route(self) -> Callable[[Any], Routed]:
         relative_stays_local = not self._cwd_near_mount
         if not self._exports:
             self.local_guard[:] = ["\0", "\0"]  # NUL is in no valid path
@@ -165,7 +208,7 @@ class MountTable:
         self.local_guard[:] = [shared, ".." if relative_stays_local else ""] if shared else ["", ""]
         resolve = self._resolve
 
-        def route(path: Any) -> MountedPath | None:
+        def route(path: Any) -> Routed:
             # Every normalised path inside a mount contains each component of the mount directory:
             # an absolute path holding no such token is local. A relative path without ``..`` stays
             # below the working directory, which is nowhere near a mount.
@@ -184,17 +227,17 @@ class MountTable:
 
         return route
 
-    def _resolve(self, p: str, original: Any) -> MountedPath | None:
+    def _resolve(self, p: str, original: Any) -> Routed:
         if p[0] != "/":
             try:
                 p = posixpath.join(os.getcwd(), p)
             except OSError:  # the working directory was removed; the local call will report it
                 return None
+        if "/.." in p:
+            return self._resolve_dot_dot(p, original)
         normal = posixpath.normpath(p) if ("/." in p or "//" in p or p.endswith("/")) else p
         if normal.startswith("//"):
             normal = "/" + normal.lstrip("/")
-        if "/.." in p:
-            self._check_dot_dot(p, original)
         located = self._locate(normal)
         if located is None:
             return None
@@ -209,25 +252,52 @@ class MountTable:
                 return export, normal[len(mount_dir) + 1 :]
         return None
 
-    def _check_dot_dot(self, p: str, original: Any) -> None:
-        """``..`` needs the component before it to be a directory, as in the kernel's walk.
+    def _resolve_dot_dot(self, p: str, original: Any) -> Routed:
+        """Route an absolute path with ``..`` components, checking what they climb out of.
 
-        Collapsing ``..`` lexically would let ``mnt/missing/../f`` name ``mnt/f``; a component inside
-        a mount is therefore checked on the export (metadata cache) and its failure raised as the
-        local call would (``ENOENT``/``ENOTDIR`` on the caller's path).
+        ``..`` needs the component before it to be a directory, as in the kernel's walk: collapsing
+        it lexically would let ``mnt/missing/../f`` name ``mnt/f``. A path that never goes below a
+        mount directory is left to the kernel as it is (None); otherwise every directory a ``..``
+        climbs out of is checked in walk order — on the export (metadata cache) inside a mount, with
+        ``stat`` outside — and a failure raised as the local call would (``ENOENT``/``ENOTDIR`` on
+        the caller's path).
         """
         components: list[str] = []
+        climbed: list[str] = []
         for part in p.split("/"):
             if part in ("", "."):
                 continue
             if part != "..":
                 components.append(part)
-                continue
-            if components:
-                located = self._locate("/" + "/".join(components))
-                if located is not None and located[1]:
-                    located[0].require_directory(located[1], _spelled(original))
+            elif components:
+                climbed.append("/" + "/".join(components))
                 components.pop()
+        normal = "/" + "/".join(components)
+        located = self._locate(normal)
+        below_mount = [self._locate(directory) for directory in climbed]
+        if located is None and not any(place is not None and place[1] for place in below_mount):
+            return None  # the kernel resolves it like a local path: no component below a mount
+        user_path = _spelled(original)
+        for directory, place in zip(climbed, below_mount, strict=True):
+            if place is None:
+                _require_local_directory(directory, user_path)
+            elif place[1]:
+                place[0].require_directory(place[1], user_path)
+        must_be_dir = p.endswith(("/", "/."))
+        if located is not None:
+            return MountedPath(located[0], located[1], user_path, must_be_dir)
+        local = normal + "/" if must_be_dir and normal != "/" else normal
+        return LocalRedirect(os.fsencode(local) if isinstance(user_path, bytes) else local, user_path)
+
+
+def _require_local_directory(directory: str, user_path: Any) -> None:
+    """Raise ``ENOENT``/``ENOTDIR`` (on ``user_path``) unless the local ``directory`` is one."""
+    try:
+        mode = _local_stat(directory).st_mode
+    except OSError as exc:
+        raise os_error(exc.errno or errno.ENOENT, user_path) from None
+    if not stat_module.S_ISDIR(mode):
+        raise os_error(errno.ENOTDIR, user_path)
 
 
 def _spelled(original: Any) -> Any:

@@ -31,11 +31,17 @@ class _NoPieceCache:
     def get(self, key: str) -> Piece | None:
         return None
 
+    def get_local(self, key: str) -> Piece | None:
+        return None
+
     def put(self, key: str, data: Piece) -> None:
         pass
 
     def delete(self, key: str) -> None:
         pass
+
+    def flush(self, timeout_s: float) -> bool:
+        return True
 
 
 class MountedExport:
@@ -307,16 +313,18 @@ class MountedExport:
         """The version a reader opens, and the first piece when fetching the version brought it.
 
         A stat younger than ``stale_window_ms`` is trusted. A file whose content is likely cached —
-        this process knew it, or the pool holds a version hint — is revalidated with ``stat`` so its
-        pieces come from the pool. Any other file is probed with one ``read_chunk`` of a whole
-        piece, which is the entire read for a small file.
+        this process knew it, or this host's pool holds a version hint — is revalidated with
+        ``stat`` so its pieces come from the pool. Any other file is probed with one ``read_chunk``
+        of a whole piece, which is the entire read for a small file: the only call of a cold open.
+        The hint is looked up in this host's pool only: a hint on another host would cost a call
+        to the owner and one to the kv master before the ``stat``, more than the probe it saves.
         """
         relpath = target.relpath
         entry = self.metadata.fresh_stat(relpath, True, self._open_window_s)
         first_piece = None
         if entry is None:
             known = self.metadata.stat_entry(relpath, True)
-            if (known is not None and known.stat is not None) or self.piece_cache.get(
+            if (known is not None and known.stat is not None) or self.piece_cache.get_local(
                 version_hint_key(self.export_name, relpath)
             ) is not None:
                 entry = self._fetch_stat(target.relpath, target.user_path, True)
@@ -335,7 +343,8 @@ class MountedExport:
         generation = self.metadata.generation
         piece_bytes = self.options.piece_bytes
         try:
-            stat, data = self.ops.read_chunk(target.relpath, 0, piece_bytes)
+            read_chunk = getattr(self.ops, "read_chunk_view", self.ops.read_chunk)  # no copy of the frame
+            stat, data = read_chunk(target.relpath, 0, piece_bytes)
         except OSError as exc:
             if exc.errno == errno.EISDIR or (exc.errno == errno.ENOTDIR and target.must_be_dir):
                 return self._fetch_stat(target.relpath, target.user_path, True), None
@@ -353,7 +362,10 @@ class MountedExport:
         return entry, data
 
     def cache_piece(self, relpath: str, version: str, index: int, data: Piece) -> None:
-        """Put a piece in the pool (the first piece also leaves a version hint for other processes)."""
+        """Put a piece in the pool (the first piece also leaves a version hint for other processes).
+
+        Both puts are queued (the caller does not wait); the hint goes after the piece.
+        """
         self.piece_cache.put(piece_key(self.export_name, relpath, version, index), data)
         if index == 0:
             self.piece_cache.put(version_hint_key(self.export_name, relpath), version.encode())

@@ -9,7 +9,9 @@ fetched in the background; one large read fetches all its pieces concurrently.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,10 @@ class PinnedContent:
     def __init__(self, target: MountedPath, stat: FileStat, first_piece: Piece | None) -> None:
         export = target.export
         self._ops = export.ops
+        # Pieces are kept as received when the ops can hand out the received frame (no copy).
+        self._read_chunk: Callable[[str, int, int], tuple[FileStat, Piece]] = getattr(
+            export.ops, "read_chunk_view", export.ops.read_chunk
+        )
         self._cache = export.piece_cache
         self._cache_piece = export.cache_piece
         self._reads = export.piece_reads
@@ -43,7 +49,9 @@ class PinnedContent:
         self.stat = stat
         self.cached_pieces = 0
         self.remote_pieces = 0
-        self._version_missed = False
+        self._peers_may_have: bool | None = None
+        """Whether peer owners hold pieces of this version (None: not asked yet)."""
+        self._peers_lock = threading.Lock()
         if stat.size <= self._piece_bytes:
             self._load_whole(first_piece)
         elif first_piece is not None and len(first_piece) == self._piece_bytes:
@@ -61,7 +69,8 @@ class PinnedContent:
         size = self.stat.size
         data = first_piece if first_piece is not None and len(first_piece) == size else None
         if data is None and size:
-            data = self._cache.get(self._key(0))
+            # This host's pool only: for one piece the agent's answer is one call, a peer's takes three.
+            data = self._cache.get_local(self._key(0))
             if data is not None and len(data) != size:
                 data = None
             if data is not None:
@@ -83,22 +92,24 @@ class PinnedContent:
 
     def slices(self, offset: int, length: int) -> list[memoryview]:
         """Views covering ``[offset, offset+length)`` clipped to the size as of open."""
+        return list(self._arriving_slices(offset, length))
+
+    def _arriving_slices(self, offset: int, length: int) -> Iterator[memoryview]:
+        """:meth:`slices` one piece at a time, each as soon as it is there (the rest keep arriving)."""
         end = min(offset + length, self.stat.size)
         if offset >= end:
-            return []
+            return
         size_of_piece = self._piece_bytes
         first, last = offset // size_of_piece, (end - 1) // size_of_piece
         self._schedule(first, last)
-        views = []
+        self._next_sequential = last + 1
         for index in range(first, last + 1):
             piece = self._piece(index)
             base = index * size_of_piece
             start, stop = max(offset, base) - base, min(end, base + size_of_piece) - base
-            views.append(piece[start:stop])
+            yield piece[start:stop]
             if len(piece) < stop:  # the file shrank after open: what is there is all there is
-                break
-        self._next_sequential = last + 1
-        return views
+                return
 
     def read(self, offset: int, length: int) -> bytes:
         """Bytes at ``[offset, offset+length)`` (short at EOF)."""
@@ -108,9 +119,10 @@ class PinnedContent:
         return b"".join(views)
 
     def readinto(self, offset: int, buffer: memoryview) -> int:
-        """Copy bytes at ``offset`` into ``buffer``; returns how many (0 at EOF)."""
+        """Copy bytes at ``offset`` into ``buffer``; returns how many (0 at EOF). Each piece is
+        copied as it arrives, while the later ones are still on their way."""
         done = 0
-        for view in self.slices(offset, len(buffer)):
+        for view in self._arriving_slices(offset, len(buffer)):
             buffer[done : done + len(view)] = view
             done += len(view)
         return done
@@ -151,16 +163,14 @@ class PinnedContent:
 
     def _load_piece(self, index: int) -> Piece:
         """One piece of the opened version (cache, else the agent). Runs on the pool too."""
-        if not self._version_missed:
-            cached = self._cache.get(self._key(index))
-            if cached is not None:
-                self.cached_pieces += 1
-                self._reads.hit()
-                return cached
-            # A version whose first piece nobody cached is cold throughout: later pieces go straight
-            # to the agent instead of paying a cluster-wide cache miss each. (Pieces of a partly
-            # rewritten file are cached around the changed ones, so only piece 0 decides.)
-            self._version_missed = index == 0
+        key = self._key(index)
+        cached = self._cache.get_local(key)
+        if cached is None and self._peers_may_have is not False:
+            cached = self._cache_lookup_in_cluster(key)
+        if cached is not None:
+            self.cached_pieces += 1
+            self._reads.hit()
+            return cached
         offset = index * self._piece_bytes
         want = min(self._piece_bytes, self.stat.size - offset)
         stat, data = self._read_remote(offset, want)
@@ -170,16 +180,30 @@ class PinnedContent:
             self._cache_piece(self._relpath, stat.version, index, data)
         return data
 
-    def _read_remote(self, offset: int, length: int) -> tuple[FileStat, bytes]:
+    def _cache_lookup_in_cluster(self, key: str) -> Piece | None:
+        """A piece this host lacks, from a peer owner if one holds it (via the host's owner and the kv master).
+
+        Worth its calls only while peers have this version: the first lookup decides (concurrent
+        readahead waits for it), and after a miss the rest of the version goes straight to the agent.
+        """
+        if self._peers_may_have is None:
+            with self._peers_lock:
+                if self._peers_may_have is None:
+                    cached = self._cache.get(key)
+                    self._peers_may_have = cached is not None
+                    return cached
+        return self._cache.get(key) if self._peers_may_have else None
+
+    def _read_remote(self, offset: int, length: int) -> tuple[FileStat, Piece]:
         """``read_chunk`` until ``length`` bytes or EOF (an agent may answer short for large requests)."""
         try:
-            stat, data = self._ops.read_chunk(self._relpath, offset, length)
+            stat, data = self._read_chunk(self._relpath, offset, length)
             if len(data) >= length or len(data) == 0 or offset + len(data) >= stat.size:
                 return stat, data
             parts = [data]
             got = len(data)
             while got < length:
-                stat, more = self._ops.read_chunk(self._relpath, offset + got, length - got)
+                stat, more = self._read_chunk(self._relpath, offset + got, length - got)
                 if not more:
                     break
                 parts.append(more)

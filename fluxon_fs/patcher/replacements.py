@@ -2,7 +2,9 @@
 
 Each replacement asks the mount table about its path argument first; a path outside every mount
 (or given relative to a ``dir_fd``, or a file descriptor) goes straight to the original function,
-with the original's own argument checking and errors. Remote paths go to the mounted export.
+with the original's own argument checking and errors. Remote paths go to the mounted export. A
+local path spelled through a mount (``mnt/sub/../../f``, a :class:`LocalRedirect`) goes to the
+original function normalised, by :func:`call_redirected`.
 Replacements are built per original by a factory ``factory(table, original) -> function``; they look up
 ``table.route`` on every call because the table re-specialises it whenever the mounts change.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import math
 import operator
 import os
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fluxon_fs.patcher.errors import cross_device, not_supported, os_error
-from fluxon_fs.patcher.mount_table import MountedPath, MountTable
+from fluxon_fs.patcher.mount_table import LocalRedirect, MountedPath, MountTable
 
 Factory = Callable[[MountTable, Callable[..., Any]], Callable[..., Any]]
 
@@ -28,6 +31,24 @@ Factory = Callable[[MountTable, Callable[..., Any]], Callable[..., Any]]
 def _like(original: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a replacement the original's name, docs and ``__wrapped__``."""
     return functools.wraps(original)
+
+
+def call_redirected(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` with each :class:`LocalRedirect` argument replaced by its path.
+
+    The one way a replacement serves a local path spelled through a mount: the local function sees
+    the normalised path, and its errors name the caller's spelling, as the kernel's would.
+    """
+    redirects = [value for value in (*args, *kwargs.values()) if type(value) is LocalRedirect]
+    try:
+        return function(
+            *[value.path if type(value) is LocalRedirect else value for value in args],
+            **{key: value.path if type(value) is LocalRedirect else value for key, value in kwargs.items()},
+        )
+    except OSError as exc:
+        for redirect in redirects:
+            redirect.name_in(exc)
+        raise
 
 
 # -- metadata ------------------------------------------------------------------------------------
@@ -45,6 +66,8 @@ def replace_stat(table: MountTable, real: Callable[..., Any]) -> Callable[..., A
                 return real(path) if follow_symlinks else real(path, follow_symlinks=False)
             target = table.route(path)
             if target is not None:
+                if isinstance(target, LocalRedirect):
+                    return call_redirected(real, target, follow_symlinks=follow_symlinks)
                 return target.export.stat_result(target, follow_symlinks)
             if follow_symlinks:
                 return real(path)
@@ -64,6 +87,8 @@ def replace_lstat(table: MountTable, real: Callable[..., Any]) -> Callable[..., 
                 return real(path)
             target = table.route(path)
             if target is not None:
+                if isinstance(target, LocalRedirect):
+                    return call_redirected(real, target)
                 return target.export.stat_result(target, False)
             return real(path)
         return real(path, dir_fd=dir_fd)
@@ -79,8 +104,15 @@ def replace_access(table: MountTable, real: Callable[..., Any]) -> Callable[...,
         path: Any, mode: int, *, dir_fd: int | None = None, effective_ids: bool = False, follow_symlinks: bool = True
     ) -> bool:
         if dir_fd is None:
-            target = table.route(path)
+            try:
+                target = table.route(path)
+            except OSError:  # a '..' out of a missing directory: access answers, it does not raise
+                return False
             if target is not None:
+                if isinstance(target, LocalRedirect):
+                    return call_redirected(
+                        real, target, mode, effective_ids=effective_ids, follow_symlinks=follow_symlinks
+                    )
                 return target.export.access(target, mode, follow_symlinks)
         return real(path, mode, dir_fd=dir_fd, effective_ids=effective_ids, follow_symlinks=follow_symlinks)
 
@@ -94,6 +126,8 @@ def replace_readlink(table: MountTable, real: Callable[..., Any]) -> Callable[..
     def readlink(path: Any, *, dir_fd: int | None = None) -> Any:
         if dir_fd is None:
             target = table.route(path)
+            if isinstance(target, LocalRedirect):
+                return call_redirected(real, target)
             if target is not None:
                 if not stat_module.S_ISLNK(target.export.stat_result(target, False).st_mode):
                     raise os_error(errno.EINVAL, target.user_path)
@@ -114,6 +148,8 @@ def replace_listdir(table: MountTable, real: Callable[..., Any]) -> Callable[...
     def listdir(path: Any = None) -> list[Any]:
         target = table.route("." if path is None else path)
         if target is not None:
+            if isinstance(target, LocalRedirect):
+                return call_redirected(real, target)
             return target.export.listdir(target)
         return real(path)
 
@@ -127,6 +163,8 @@ def replace_scandir(table: MountTable, real: Callable[..., Any]) -> Callable[...
     def scandir(path: Any = None) -> Any:
         target = table.route("." if path is None else path)
         if target is not None:
+            if isinstance(target, LocalRedirect):
+                return call_redirected(real, target)
             return target.export.scandir(target, "." if path is None else target.user_path)
         return real(path)
 
@@ -141,6 +179,8 @@ def replace_mkdir(table: MountTable, real: Callable[..., Any]) -> Callable[..., 
         if dir_fd is None:
             target = table.route(path)
             if target is not None:
+                if isinstance(target, LocalRedirect):
+                    return call_redirected(real, target, mode)
                 return target.export.mkdir(target, mode)
             return real(path, mode)
         return real(path, mode, dir_fd=dir_fd)
@@ -156,6 +196,8 @@ def _replace_removal(method: str) -> Factory:
             if dir_fd is None:
                 target = table.route(path)
                 if target is not None:
+                    if isinstance(target, LocalRedirect):
+                        return call_redirected(real, target)
                     return getattr(target.export, method)(target)
                 return real(path)
             return real(path, dir_fd=dir_fd)
@@ -185,18 +227,30 @@ def replace_rename(table: MountTable, real: Callable[..., Any]) -> Callable[...,
             if src_dir_fd is None and dst_dir_fd is None:
                 return real(src, dst)
             return real(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-        if source is None or destination is None or source.export is not destination.export:
+        if not isinstance(source, MountedPath) and not isinstance(destination, MountedPath):
+            return call_redirected(
+                real,
+                src if source is None else source,
+                dst if destination is None else destination,
+                src_dir_fd=src_dir_fd,
+                dst_dir_fd=dst_dir_fd,
+            )
+        if (
+            not isinstance(source, MountedPath)
+            or not isinstance(destination, MountedPath)
+            or source.export is not destination.export
+        ):
             raise cross_device(_spelled(src), _spelled(dst))
         return source.export.rename(source, destination)
 
     return rename
 
 
-def _rename_error(exc: OSError, source: MountedPath | None, src: Any, dst: Any) -> OSError:
+def _rename_error(exc: OSError, source: MountedPath | LocalRedirect | None, src: Any, dst: Any) -> OSError:
     """The error of a rename whose path failed to resolve, naming both paths. Like the kernel, which
     resolves the source's directory before the destination's, a bad source directory wins."""
-    parent = source.relpath.rpartition("/")[0] if source is not None else ""
-    if source is not None and parent:
+    parent = source.relpath.rpartition("/")[0] if isinstance(source, MountedPath) else ""
+    if isinstance(source, MountedPath) and parent:
         try:
             source.export.require_directory(parent, source.user_path)
         except OSError as source_exc:
@@ -215,6 +269,8 @@ def replace_chmod(table: MountTable, real: Callable[..., Any]) -> Callable[..., 
         if dir_fd is None:
             target = table.route(path)
             if target is not None:
+                if isinstance(target, LocalRedirect):
+                    return call_redirected(real, target, mode, follow_symlinks=follow_symlinks)
                 return target.export.chmod(target, mode, follow_symlinks)
             if follow_symlinks:
                 return real(path, mode)
@@ -238,6 +294,8 @@ def replace_utime(table: MountTable, real: Callable[..., Any]) -> Callable[..., 
         if dir_fd is None:
             target = table.route(path)
             if target is not None:
+                if isinstance(target, LocalRedirect):  # the local call below, on the normalised path
+                    return call_redirected(utime, target, times, ns=ns, follow_symlinks=follow_symlinks)
                 return target.export.utime(target, utime_ns(times, ns), follow_symlinks)
         if ns is None:
             return real(path, times, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
@@ -275,6 +333,8 @@ def replace_truncate(table: MountTable, real: Callable[..., Any]) -> Callable[..
     def truncate(path: Any, length: int) -> None:
         target = table.route(path)
         if target is not None:
+            if isinstance(target, LocalRedirect):
+                return call_redirected(real, target, length)
             return target.export.truncate(target, operator.index(length))
         return real(path, length)
 
@@ -300,6 +360,10 @@ def replace_open(table: MountTable, real: Callable[..., Any]) -> Callable[..., A
     ) -> Any:
         target = table.route(file)
         if target is not None:
+            if isinstance(target, LocalRedirect):  # the local branch below (cache rules too), normalised
+                opened = call_redirected(open, target, mode, buffering, encoding, errors, newline, closefd, opener)
+                _show_name(opened, target.user_path)
+                return opened
             return target.export.open(target, file, mode, buffering, encoding, errors, newline, closefd, opener)
         rules = table.local_rules
         if rules is not None and opener is None and closefd:
@@ -320,6 +384,8 @@ def replace_os_open(table: MountTable, real: Callable[..., Any]) -> Callable[...
         if dir_fd is None:
             target = table.route(path)
             if target is not None:
+                if isinstance(target, LocalRedirect):  # the local branch below (cache rules too), normalised
+                    return call_redirected(open, target, flags, mode)
                 raise not_supported(target.user_path, "os.open: remote files have no descriptor, use open()")
             fd = real(path, flags, mode)
             rules = table.local_rules
@@ -353,9 +419,9 @@ def replace_chdir(table: MountTable, real: Callable[..., Any]) -> Callable[..., 
     @_like(real)
     def chdir(path: Any) -> None:
         target = table.route(path)
-        if target is not None and target.relpath:
+        if isinstance(target, MountedPath) and target.relpath:
             raise not_supported(target.user_path, "chdir below the root of a mount")
-        real(path)
+        call_redirected(real, target if isinstance(target, LocalRedirect) else path)
         table.refresh_cwd()
 
     return chdir
@@ -386,13 +452,21 @@ def refuse_on_mount(path_params: tuple[tuple[int, str], ...], fd_params: tuple[s
 
         @_like(real)
         def refused(*args: Any, **kwargs: Any) -> Any:
-            if not any(kwargs.get(name) is not None for name in fd_params):
-                for position, keyword in path_params:
-                    value = args[position] if position < len(args) else kwargs.get(keyword)
-                    target = table.route(value) if value is not None else None
-                    if target is not None:
-                        raise not_supported(target.user_path, real.__name__)
-            return real(*args, **kwargs)
+            if any(kwargs.get(name) is not None for name in fd_params):
+                return real(*args, **kwargs)
+            redirected = False
+            for position, keyword in path_params:
+                value = args[position] if position < len(args) else kwargs.get(keyword)
+                target = table.route(value) if value is not None else None
+                if isinstance(target, MountedPath):
+                    raise not_supported(target.user_path, real.__name__)
+                if target is not None:
+                    if position < len(args):
+                        args = (*args[:position], target, *args[position + 1 :])
+                    else:
+                        kwargs[keyword] = target
+                    redirected = True
+            return call_redirected(real, *args, **kwargs) if redirected else real(*args, **kwargs)
 
         return refused
 
@@ -409,8 +483,8 @@ def replace_rmtree(table: MountTable, real: Callable[..., Any]) -> Callable[...,
     def rmtree(
         path: Any, ignore_errors: bool = False, onerror: Any = None, *, dir_fd: int | None = None, **more: Any
     ) -> None:
-        try:
-            mounted = dir_fd is None and table.route(path) is not None
+        try:  # a local path spelled through a mount is removed by the standard walk: its calls redirect
+            mounted = dir_fd is None and isinstance(table.route(path), MountedPath)
         except OSError:  # a '..' after a missing directory: let the walk report it through onerror
             mounted = True
         if not mounted:
@@ -474,11 +548,19 @@ def replace_touch(table: MountTable, real: Callable[..., Any]) -> Callable[..., 
     @_like(real)
     def touch(self: Any, mode: int = 0o666, exist_ok: bool = True) -> None:
         target = table.route(self)
-        if target is None:
+        if not isinstance(target, MountedPath):  # local: the standard touch's os calls redirect if needed
             return real(self, mode, exist_ok)
         return target.export.touch(target, mode, exist_ok)
 
     return touch
+
+
+def _show_name(file: Any, name: Any) -> None:
+    """Give a local file opened under a normalised path the caller's spelling as ``name``, like ``open``."""
+    raw = getattr(file, "buffer", file)
+    raw = getattr(raw, "raw", raw)
+    if isinstance(raw, io.FileIO):
+        raw.name = name
 
 
 def _spelled(path: Any) -> Any:

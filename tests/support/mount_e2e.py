@@ -148,6 +148,11 @@ class MountE2E:
         after = self.agent_ops()
         return value, Counter({op: n - before[op] for op, n in after.items() if n - before[op]})
 
+    def settle_cache(self) -> None:
+        """Wait until the pieces this process read are in the host pool (the mount puts them in the background)."""
+        for export in process_mount_table().exports().values():
+            assert export.piece_cache.flush(30), f"{export}: cache puts still queued after 30 s"
+
     def login_token(self) -> str:
         """A session token of the admin identity, as the patcher gets one."""
         reply = FsMasterLink(self.store, MASTER_KEY).call(AUTH_LOGIN_PATH, {"username": ADMIN[0], "password": ADMIN[1]})

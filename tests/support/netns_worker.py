@@ -27,10 +27,18 @@ from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import ExportSnapshotQuery, Login
 from fluxon_fs.master_api.transfer_client import TransferClient
 from fluxon_fs.patcher.fs_patcher import FluxonFsPatcher
+from fluxon_fs.patcher.mount_table import process_mount_table
 from fluxon_fs.transfer.jobs import JobSpec
 
 MiB = 1024 * 1024
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def settle_cache() -> None:
+    """Wait until what this process read is in its host's pool (mounts fill it in the background), so
+    a process started next finds it there."""
+    for export in process_mount_table().exports().values():
+        export.piece_cache.flush(30)
 
 
 def content(size: int, seed: int) -> bytes:
@@ -87,6 +95,7 @@ class WorkerState:
                 self.read_progress = size
                 if pause_s:
                     time.sleep(pause_s)
+        settle_cache()
         return {"size": size, "sha256": digest.hexdigest(), "seconds": time.monotonic() - started}
 
     def read_files(self, paths: list[str]) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class KvMaster:
             MasterPath.LEAVE: self._on_leave,
             MasterPath.LOOKUP: self._on_lookup,
             MasterPath.COMMIT: self._on_commit,
+            MasterPath.COMMIT_MANY: self._on_commit_many,
             MasterPath.ADD_REPLICA: self._on_add_replica,
             MasterPath.DROP_REPLICAS: self._on_drop_replicas,
             MasterPath.ANNOUNCE: self._on_announce,
@@ -292,6 +293,25 @@ class KvMaster:
         self._invalidate(invalidations)
         return reply({"version": version})
 
+    def _on_commit_many(self, call: RpcCall) -> RpcMessage:
+        """Commit several freshly written copies of one holder at once: ``items`` is ``[[key, size], ...]``."""
+        meta = call.message.meta
+        info = self._require_member(meta)
+        items = meta.get("items")
+        if not isinstance(items, list) or not all(
+            isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and _is_size(item[1])
+            for item in items
+        ):
+            raise InvalidArgumentError(f"items must be a list of [key, size] pairs, got {items!r}")
+        versions = []
+        invalidations = []
+        for key, size in items:
+            version, invalid = self.routes.commit(key, info.instance_key, size)
+            versions.append(version)
+            invalidations += invalid
+        self._invalidate(invalidations)
+        return reply({"versions": versions})
+
     def _on_add_replica(self, call: RpcCall) -> RpcMessage:
         meta = call.message.meta
         info = self._require_member(meta)
@@ -410,3 +430,7 @@ def _pairs(items: Any) -> list[tuple[str, int]]:
         except (TypeError, ValueError):
             raise InvalidArgumentError(f"expected [key, version] pairs, got {item!r}") from None
     return out
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

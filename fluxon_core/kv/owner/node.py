@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fluxon_core.addresses import HostAddress, advertised_endpoint
-from fluxon_core.errors import ApiError, NetworkError, StoreInitFailedError
+from fluxon_core.errors import ApiError, InvalidArgumentError, NetworkError, StoreInitFailedError
 from fluxon_core.kv.auth import (
     RpcAuthenticator,
     SecretFileError,
@@ -45,6 +45,7 @@ from fluxon_core.kv.shared_json import (
 )
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import Coordinator, PrefixUsage, RpcServer, Transport
+from fluxon_core.rpc import encode_error
 from fluxon_core.rpc_types import Buffer, RpcCall, RpcMessage
 from fluxon_core.single_owner import hold_single_owner_lock
 
@@ -259,9 +260,21 @@ class OwnerNode:
             key, lambda: self.pool.put(key, parts), size, reject_if_exists=reject_if_exists, lease_id=lease_id
         )
 
+    def put_many(self, items: Sequence[tuple[str, Sequence[Buffer], int]]) -> list[Exception | None]:
+        """Write several ``(key, parts, size)`` values and commit them at once; per item None or its error."""
+        results = self.replicas.put_many([(key, self._writer(key, parts), size) for key, parts, size in items])
+        return [None if isinstance(r, int) else r for r in results]
+
+    def _writer(self, key: str, parts: Sequence[Buffer]) -> Callable[[], None]:
+        return lambda: self.pool.put(key, parts)
+
     def get(self, key: str) -> Buffer:
         """The stored blob (local, or fetched from a peer)."""
         return self.replicas.get(key)
+
+    def get_local(self, key: str) -> Buffer | None:
+        """The copy in this host's pool, or None (no peer is asked)."""
+        return self.pool.get(key)
 
     def remove(self, key: str) -> None:
         """Delete ``key`` on every host."""
@@ -334,6 +347,7 @@ class OwnerNode:
         handlers: dict[str, Handler] = {
             OwnerPath.ATTACH: self._on_attach,
             OwnerPath.PUT: self._on_put,
+            OwnerPath.PUT_MANY: self._on_put_many,
             OwnerPath.REMOVE: self._on_remove,
             OwnerPath.GET: self._on_get,
             OwnerPath.EXISTS: self._on_exists,
@@ -371,6 +385,25 @@ class OwnerNode:
             lease_id=lease_id if isinstance(lease_id, int) else None,
         )
         return reply({"version": version})
+
+    def _on_put_many(self, call: RpcCall) -> RpcMessage:
+        """Adopt several staged values and commit them at once: ``items`` is ``[[key, token, size], ...]``."""
+        items = call.message.meta.get("items")
+        if not isinstance(items, list) or not all(
+            isinstance(item, list)
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and isinstance(item[1], str)
+            and isinstance(item[2], int)
+            and not isinstance(item[2], bool)
+            for item in items
+        ):
+            raise InvalidArgumentError(f"items must be a list of [key, token, size], got {items!r}")
+        results = self.replicas.put_many([(key, self._adopter(key, token), size) for key, token, size in items])
+        return reply({"results": [r if isinstance(r, int) else encode_error(r) for r in results]})
+
+    def _adopter(self, key: str, token: str) -> Callable[[], None]:
+        return lambda: self.pool.adopt(key, token)
 
     def _on_remove(self, call: RpcCall) -> RpcMessage:
         self.replicas.remove(meta_str(call.message.meta, "key"))

@@ -138,6 +138,64 @@ class LocalReplicas:
         self._after_write()
         return version
 
+    def put_many(self, items: Sequence[tuple[str, Callable[[], None], int]]) -> list[int | Exception]:
+        """Several puts ``(key, write, size)`` with one commit at the master; per item its version or its error.
+
+        Each value is written like :meth:`put` (an item whose ``write()`` fails is left out, the
+        others go on); then one ``commit_many`` makes them all current. The write locks of every
+        key's stripe are held across that call (taken in stripe order, so batches cannot deadlock).
+        """
+        results: list[int | Exception] = [NetworkError("not committed")] * len(items)
+        locks = [self._write_locks[stripe] for stripe in sorted({self._stripe(key) for key, _, _ in items})]
+        for lock in locks:
+            lock.acquire()
+        try:
+            written: list[tuple[int, str, int, int | None]] = []
+            for index, (key, write, size) in enumerate(items):
+                with self._state_locks[self._stripe(key)]:
+                    previous = self._versions.get(key)
+                    self._begin_pending(key)
+                    try:
+                        write()
+                    except Exception as exc:
+                        self._end_pending(key)
+                        results[index] = exc
+                        continue
+                    self._versions.pop(key, None)
+                    self._leases.pop(key, None)
+                written.append((index, key, size, previous))
+            if written:
+                for (index, key, _, _), version in zip(written, self._commit_many(written), strict=True):
+                    with self._state_locks[self._stripe(key)]:
+                        if self._end_pending(key).watermark > version:
+                            self.pool.delete(key)
+                        else:
+                            self._versions[key] = version
+                    results[index] = version
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+        self._after_write()
+        return results
+
+    def _commit_many(self, written: Sequence[tuple[int, str, int, int | None]]) -> list[int]:
+        """Commit written copies at the master; on failure none stays (their pending state ended)."""
+        try:
+            answer = self._call_master(
+                MasterPath.COMMIT_MANY, {**self._identity(), "items": [[key, size] for _, key, size, _ in written]}
+            )
+            versions = [int(version) for version in answer.meta["versions"]]
+            if len(versions) != len(written):
+                raise NetworkError(f"commit_many answered {len(versions)} versions for {len(written)} keys")
+            return versions
+        except BaseException:
+            for _, key, _, _ in written:
+                with self._state_locks[self._stripe(key)]:
+                    if self._end_pending(key).writers == 0:
+                        self.pool.delete(key)
+            self._report_dropped([(key, previous) for _, key, _, previous in written if previous is not None])
+            raise
+
     def _begin_pending(self, key: str) -> None:
         pending = self._pending.setdefault(key, _Pending())
         pending.writers += 1

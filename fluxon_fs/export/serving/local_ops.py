@@ -147,11 +147,12 @@ class LocalExportOps:
         wanted = min(length, self.max_chunk_bytes)
 
         def read(dir_fd: int, name: str) -> tuple[FileStat, bytes]:
-            fd = _open_regular(dir_fd, name, os.O_RDONLY)
+            fd, before = _open_regular_with_stat(dir_fd, name, os.O_RDONLY)
             try:
-                before = os.fstat(fd)
                 for _ in range(_READ_ATTEMPTS):
-                    data = _pread_full(fd, offset, wanted)
+                    # Up to the size as of the stat: a small file is one pread, not a second one to see
+                    # EOF. A file that grew meanwhile has another stat after the read and is read again.
+                    data = _pread_full(fd, offset, min(wanted, max(before.st_size - offset, 0)))
                     after = os.fstat(fd)
                     if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
                         break
@@ -304,17 +305,22 @@ def _open_dir_no_link(dir_fd: int, name: str) -> int:
 
 def _open_regular(dir_fd: int, name: str, flags: int, mode: int = 0o666) -> int:
     """Open a regular file without following a final symlink and without blocking on special files."""
+    return _open_regular_with_stat(dir_fd, name, flags, mode)[0]
+
+
+def _open_regular_with_stat(dir_fd: int, name: str, flags: int, mode: int = 0o666) -> tuple[int, os.stat_result]:
+    """:func:`_open_regular`, also returning the ``fstat`` it checked the file type with."""
     fd = open_no_link(dir_fd, name, flags | os.O_NONBLOCK, mode)
     try:
-        kind = os.fstat(fd).st_mode
-        if stat_module.S_ISDIR(kind):
+        stat = os.fstat(fd)
+        if stat_module.S_ISDIR(stat.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not stat_module.S_ISREG(kind):
+        if not stat_module.S_ISREG(stat.st_mode):
             raise OSError(errno.EOPNOTSUPP, "only regular files can be read or written through an export")
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, stat
 
 
 def _pread_full(fd: int, offset: int, length: int) -> bytes:
