@@ -130,4 +130,5 @@ class S3Gateway:
         exports = self._open_exports()
         if exports:
             self.client.report_cache_usage(exports)
+        self.client.piece_cache.flush()  # pieces read so far reach the host pool before the store goes
         self.store.close()
