@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start the Fluxon FS service plane on this host and keep it running until Ctrl-C.
 
-    python3 examples/start_kv_and_fs_svc.py                    # kv master + owner + fs master + fs agent
+    python3 examples/start_kv_and_fs_svc.py                    # kv master + owner + fs master + fs agent + S3 gateway
     python3 examples/start_kv_and_fs_svc.py --without-master   # owner + fs agent joining an existing cluster
 
 Everything is on this host with the embedded defaults (local coordination, sqlite access_db and
@@ -11,7 +11,7 @@ cluster (docs/deploy.md). Set ETCD_ENDPOINT=host:port (or pass --etcd) to use a 
 paths come from environment variables of the same name: CLUSTER_NAME, SHARED_MEMORY_PATH,
 SHARED_FILE_PATH, KV_MASTER_ADDRESS, FS_MASTER_INSTANCE_KEY, OWNER_INSTANCE_KEY,
 FS_AGENT_INSTANCE_KEY, EXPORT_NAME, REMOTE_ROOT_DIR, FS_PANEL_LISTEN_ADDR, FS_PANEL_PUBLIC_BASE_URL,
-ADMIN_USERNAME, ADMIN_PASSWORD. WORKDIR (--workdir, default /tmp/fluxon_fs_demo) holds configs, logs
+ADMIN_USERNAME, ADMIN_PASSWORD, S3_GATEWAY_LISTEN_ADDR, S3_GATEWAY_INSTANCE_KEY. WORKDIR (--workdir, default /tmp/fluxon_fs_demo) holds configs, logs
 and data: role output goes to WORKDIR/log (the terminal keeps a summary), and REMOTE_ROOT_DIR, unless
 set, is WORKDIR/export_<EXPORT_NAME>. TRANSFER_STATE_STORE_PD_ENDPOINTS (TiKV) or
 TRANSFER_STATE_STORE_ETCD_ENDPOINTS (etcd), with TRANSFER_STATE_STORE_KEY_PREFIX, choose the transfer
@@ -59,6 +59,8 @@ def main() -> int:
     configs = write_client_configs(settings)
     if not args.without_master:
         print(f"panel:  {settings.panel_url}/  (user {settings.admin_username!r})")
+        print(f"s3:     {settings.s3_url}  (access keys: {settings.panel_url}/ui/keys/ or")
+        print(f"        fluxon users create-key {settings.admin_username} --db {settings.access_db_path}; docs/s3.md)")
         token = write_stack_join_token(settings)
         print(f"join token: {token}  (0600; copy it to a host and run this script there with")
         print(f"  FLUXON_JOIN_TOKEN_FILE=<its path> {Path(sys.argv[0]).name} --without-master)")

@@ -15,6 +15,7 @@ import attrs
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 
 if TYPE_CHECKING:
+    from fluxon_core.access.access_keys import AccessKeyRecord, NewAccessKey, SigningKeyGrant
     from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
     from fluxon_core.access.records import ScopeAccessRecord, ScopeMode, UserAccess, UserRecord
 
@@ -186,7 +187,7 @@ class StateStore(Protocol):
 
 @runtime_checkable
 class AccessStore(Protocol):
-    """Users, salted password hashes, scope grants, the auth epoch and the token secret.
+    """Users, salted password hashes, scope grants, S3 access keys, the auth epoch and the token secret.
 
     The fs master, the panel, the ``fluxon users`` CLI and the FS authorizer program against this
     protocol; ``kind: sqlite`` (plugin ``sqlite_access``) implements it. Records come from
@@ -257,8 +258,31 @@ class AccessStore(Protocol):
         """What authorization needs about ``username`` in one snapshot, or None when there is no such user."""
         ...
 
+    def create_access_key(self, username: str) -> NewAccessKey:
+        """A new S3 access key of ``username``; the secret is in the result only (never listed again).
+
+        An unknown user, or one already holding
+        :data:`~fluxon_core.access.access_keys.MAX_ACCESS_KEYS_PER_USER` keys, is an InvalidArgumentError.
+        """
+        ...
+
+    def list_access_keys(self, username: str | None = None) -> list[AccessKeyRecord]:
+        """Access keys (without secrets) ordered by user and creation, optionally of one user."""
+        ...
+
+    def revoke_access_key(self, access_key_id: str) -> AccessKeyRecord:
+        """Delete an access key; requests signed with it are refused from now on. Unknown: InvalidArgumentError."""
+        ...
+
+    def access_key_signing_key(
+        self, access_key_id: str, date: str, region: str, service: str
+    ) -> SigningKeyGrant | None:
+        """The SigV4 signing key of ``access_key_id`` for one day (``YYYYMMDD``), region and service,
+        or None when there is no such key. The secret itself never leaves the store."""
+        ...
+
     def auth_epoch(self) -> int:
-        """A number that increases with every change to users or grants."""
+        """A number that increases with every change to users, grants or access keys."""
         ...
 
     def token_secret(self) -> bytes:

@@ -316,6 +316,57 @@ class MasterPanelConfig:
         return load_backend_block("access_store", block, "fluxon_fs.master_panel.access_db_path")
 
 
+GiB = 1024 * MiB
+
+
+@attrs.frozen
+class S3GatewayConfig:
+    """The ``fluxon_fs.s3_gateway`` section of an S3 gateway (docs/s3.md)."""
+
+    instance_key: str = config_field(
+        doc="the gateway's instance key on the KV plane (it attaches to its host's owner like an agent).",
+        default="s3-gateway",
+        check=identifier,
+    )
+    listen_addr: str = config_field(
+        doc="host:port the S3 endpoint binds (port 0 picks a free port); put TLS in front of it for other hosts.",
+        default="127.0.0.1:19000",
+        check=host_port,
+    )
+    region: str = config_field(
+        doc="the region clients sign for (their credential scope must name it).", default="us-east-1", check=non_empty
+    )
+    max_clock_skew_s: float = config_field(
+        doc="how far a request's x-amz-date may be from the gateway's clock (AWS: 900).", default=900.0, check=positive
+    )
+    max_object_bytes: ByteSize = config_field(
+        doc="largest object a single PutObject (or a completed multipart upload) may create.",
+        default=ByteSize(5 * GiB),
+        check=positive,
+    )
+    min_part_bytes: ByteSize = config_field(
+        doc="smallest part of a multipart upload, except the last (AWS: 5 MiB).",
+        default=ByteSize(5 * MiB),
+        check=positive,
+    )
+    max_part_bytes: ByteSize = config_field(
+        doc="largest part of a multipart upload (AWS: 5 GiB).", default=ByteSize(5 * GiB), check=positive
+    )
+    max_parts: int = config_field(
+        doc="most parts of one multipart upload (AWS: 10000).", default=10_000, check=positive
+    )
+    max_keys: int = config_field(
+        doc="most keys one ListObjectsV2 page returns (a client asking for more gets this many).",
+        default=1000,
+        check=positive,
+    )
+    open_exports: int = config_field(
+        doc="(user, export) clients kept open, each with its own metadata cache; the least recently used is dropped.",
+        default=256,
+        check=positive,
+    )
+
+
 @attrs.frozen
 class FluxonFsSection:
     """The ``fluxon_fs`` section shared by the fs master, fs agents and mount clients."""
@@ -326,8 +377,11 @@ class FluxonFsSection:
     agent: FsAgentConfig | None = config_field(doc="fs agent only: exports it serves.", default=None)
     mount: MountConfig | None = config_field(doc="example clients: the mount to create.", default=None)
     identity: IdentityConfig | None = config_field(doc="example clients: the identity to use.", default=None)
+    s3_gateway: S3GatewayConfig | None = config_field(
+        doc="S3 gateway only: its endpoint, region and limits (docs/s3.md).", default=None
+    )
     service_secret_file: str | None = config_field(
-        doc="fs master and fs agents: the 0600 file holding the FS service secret, the credential that lets them "
+        doc="fs master, fs agents and S3 gateways: the 0600 file holding the FS service secret, the credential that lets them "
         "act as the system (the fs master creates it when missing; copy it to agent hosts). Mount clients never "
         "need it. Default ~/.fluxon/secrets/<cluster_name>.fs_service.secret.",
         default=None,

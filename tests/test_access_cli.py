@@ -124,3 +124,32 @@ def test_fluxon_users_as_a_real_process_with_passwords_on_stdin(tmp_path: Path) 
         store.close()
     result = fluxon("users", "list", "--db", db)
     assert result.returncode == 0 and "root" in result.stdout
+
+
+def test_access_keys_are_created_listed_and_revoked_from_the_shell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "access.db")
+    assert run_users(["add", "alice", "--db", db, "--password", "alice-pw"], capsys)[0] == 0
+    status, out, _ = run_users(["create-key", "alice", "--db", db, "--json"], capsys)
+    created = json.loads(out)
+    assert status == 0 and created["username"] == "alice" and len(created["secret_access_key"]) == 40
+    status, out, _ = run_users(["create-key", "alice", "--db", db], capsys)
+    assert status == 0 and "shown only now" in out and "aws_secret_access_key" in out
+    status, out, _ = run_users(["list-keys", "--db", db, "--json"], capsys)
+    listed = json.loads(out)
+    assert [k["username"] for k in listed] == ["alice", "alice"] and created["secret_access_key"] not in out
+    assert created["access_key_id"] in [k["access_key_id"] for k in listed]
+    status, out, _ = run_users(["list-keys", "nobody", "--db", db], capsys)
+    assert (status, out.strip()) == (0, "no access keys")
+    status, out, _ = run_users(["revoke-key", created["access_key_id"], "--db", db], capsys)
+    assert status == 0 and f"revoked access key {created['access_key_id']} of alice" in out
+    status, _, err = run_users(["revoke-key", created["access_key_id"], "--db", db], capsys)
+    assert status == 1 and "does not exist" in err
+    status, _, err = run_users(["create-key", "nobody", "--db", db], capsys)
+    assert status == 1 and "user 'nobody' does not exist" in err
+    store = open_store(Path(db))
+    try:
+        assert len(store.list_access_keys("alice")) == 1
+    finally:
+        store.close()

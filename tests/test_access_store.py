@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fluxon_core.access.access_keys import MAX_ACCESS_KEYS_PER_USER, is_access_key_id, sigv4_signing_key
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.passwords import PasswordAlgorithm
 from fluxon_core.access.records import ScopeMode
@@ -333,10 +334,11 @@ def test_every_change_bumps_the_epoch_and_recreated_users_get_a_new_credential_v
 def test_schema_version_and_idempotent_migration_runner(db: Path) -> None:
     store = open_store(db)
     store.close()
+    latest = len(MIGRATIONS)
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         rows = conn.execute("SELECT version, name FROM schema_version").fetchall()
-        assert rows == [(1, "initial schema")]
+        assert rows == [(1, "initial schema"), (2, "S3 access keys")]
         assert run_migrations(conn, MIGRATIONS, db_label="t") == []
 
         def add_column(c: sqlite3.Connection) -> None:
@@ -346,19 +348,34 @@ def test_schema_version_and_idempotent_migration_runner(db: Path) -> None:
             c.execute("CREATE TABLE half_done (x)")
             raise RuntimeError("step failed")
 
-        steps = (*MIGRATIONS, Migration(2, "note column", add_column))
-        assert run_migrations(conn, steps, db_label="t") == [2]
+        steps = (*MIGRATIONS, Migration(latest + 1, "note column", add_column))
+        assert run_migrations(conn, steps, db_label="t") == [latest + 1]
         assert run_migrations(conn, steps, db_label="t") == []
         with pytest.raises(RuntimeError):
-            run_migrations(conn, (*steps, Migration(3, "broken", broken)), db_label="t")
-        assert current_version(conn) == 2
+            run_migrations(conn, (*steps, Migration(latest + 2, "broken", broken)), db_label="t")
+        assert current_version(conn) == latest + 1
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name='half_done'").fetchone() is None
         with pytest.raises(ValueError, match=r"numbered 1\.\.n"):
             run_migrations(conn, (MIGRATIONS[0], Migration(3, "gap", add_column)), db_label="t")
     finally:
         conn.close()
-    with pytest.raises(StoreInitFailedError, match="schema version 2, newer than this Fluxon supports"):
+    with pytest.raises(StoreInitFailedError, match=f"schema version {latest + 1}, newer than this Fluxon supports"):
         open_store(db)
+
+
+def test_a_version_1_db_gains_the_access_key_table_and_keeps_its_users(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    run_migrations(conn, MIGRATIONS[:1], db_label="t")
+    conn.execute("INSERT INTO users VALUES ('old', '$scrypt$ln=1,r=1,p=1$AAAA$AAAA', 1, 1, 0, 0)")
+    conn.close()
+    store = open_store(db)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        assert [u.username for u in store.list_users()] == ["old"]
+        assert store.create_access_key("old").record.username == "old"
+    finally:
+        store.close()
 
 
 def test_closed_store_refuses_calls(store: SqliteAccessStore) -> None:
@@ -430,7 +447,54 @@ def test_store_opens_with_a_relative_path_in_a_new_directory(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path)
     store = open_store(Path("nested/dir/access.db"))
     try:
-        assert store.schema_version() == 1
+        assert store.schema_version() == len(MIGRATIONS)
         assert os.path.isfile(tmp_path / "nested/dir/access.db")
     finally:
         store.close()
+
+
+def test_access_keys_create_list_derive_and_revoke(store: SqliteAccessStore) -> None:
+    store.bootstrap(model())
+    epoch = store.auth_epoch()
+    created = store.create_access_key("alice")
+    assert store.auth_epoch() > epoch
+    assert is_access_key_id(created.record.access_key_id) and created.record.username == "alice"
+    assert created.secret_access_key not in repr(created)
+    assert store.list_access_keys("alice") == [created.record]
+    assert store.list_access_keys("admin") == []
+    grant = store.access_key_signing_key(created.record.access_key_id, "20260105", "us-east-1", "s3")
+    assert grant is not None and grant.username == "alice"
+    assert grant.signing_key == sigv4_signing_key(created.secret_access_key, "20260105", "us-east-1", "s3")
+    assert (
+        grant.signing_key
+        != store.access_key_signing_key(created.record.access_key_id, "20260106", "us-east-1", "s3").signing_key
+    )  # type: ignore[union-attr]
+    assert store.access_key_signing_key("FX" + "A" * 18, "20260105", "us-east-1", "s3") is None
+    assert store.access_key_signing_key("not-a-key", "20260105", "us-east-1", "s3") is None
+    with pytest.raises(InvalidArgumentError, match="signing date must be YYYYMMDD"):
+        store.access_key_signing_key(created.record.access_key_id, "2026-01-05", "us-east-1", "s3")
+    assert store.revoke_access_key(created.record.access_key_id) == created.record
+    assert store.access_key_signing_key(created.record.access_key_id, "20260105", "us-east-1", "s3") is None
+    with pytest.raises(InvalidArgumentError, match="does not exist"):
+        store.revoke_access_key(created.record.access_key_id)
+
+
+def test_access_key_errors_limits_and_removal_with_the_user(store: SqliteAccessStore) -> None:
+    store.bootstrap(model())
+    with pytest.raises(InvalidArgumentError, match="user 'nobody' does not exist"):
+        store.create_access_key("nobody")
+    with pytest.raises(InvalidArgumentError, match="access key id must be"):
+        store.revoke_access_key("../etc")
+    keys = [store.create_access_key("alice") for _ in range(MAX_ACCESS_KEYS_PER_USER)]
+    with pytest.raises(InvalidArgumentError, match="revoke one first"):
+        store.create_access_key("alice")
+    assert len({k.record.access_key_id for k in keys}) == MAX_ACCESS_KEYS_PER_USER
+    store.remove_user("alice")
+    assert store.list_access_keys() == []
+    assert store.access_key_signing_key(keys[0].record.access_key_id, "20260105", "us-east-1", "s3") is None
+
+
+def test_sigv4_signing_key_matches_the_aws_documented_example() -> None:
+    # The derivation example of the AWS Signature V4 documentation.
+    key = sigv4_signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam")
+    assert key.hex() == "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"

@@ -213,6 +213,7 @@ class Names:
     shared_memory_path: str
     cluster_name: str
     panel_addr: str
+    s3_addr: str
     kv_master_addr: str
     kv_example_name: str
     mount_root: str
@@ -225,6 +226,7 @@ class Names:
             shared_memory_path=f"/dev/shm/{tag}fs",
             cluster_name=f"{tag}-fs",
             panel_addr=f"127.0.0.1:{free_port()}",
+            s3_addr=f"127.0.0.1:{free_port()}",
             kv_master_addr=f"127.0.0.1:{free_port()}",
             kv_example_name=f"{tag}kv",
             mount_root=str(root / "mnt") + "/",
@@ -238,6 +240,7 @@ class Names:
             (demo_workdir(), self.workdir),
             (demo.cluster_name, self.cluster_name),
             (demo.panel_listen_addr, self.panel_addr),
+            (demo.s3_listen_addr, self.s3_addr),
             (f"{demo.kv_master_host}:{demo.kv_master_port}", self.kv_master_addr),
             (KV_EXAMPLE_NAME, self.kv_example_name),
             (MOUNT_ROOT, self.mount_root),
@@ -332,6 +335,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator
         REMOTE_ROOT_DIR=names.apply(defaults.remote_root_dir),
         KV_MASTER_PORT=names.kv_master_addr.rsplit(":", 1)[1],
         FS_PANEL_LISTEN_ADDR=names.panel_addr,
+        S3_GATEWAY_LISTEN_ADDR=names.s3_addr,
     )
     argv = [str(Path(sys.executable).parent / "fluxon"), "demo", "--workdir", names.workdir, "--rounds", "1"]
     log = root / "demo.out"

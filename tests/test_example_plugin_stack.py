@@ -82,6 +82,7 @@ DIFFERENTIAL = """
 import json, sys
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.records import ScopeAccessRecord, UserAccess, UserRecord
+from fluxon_core.access.access_keys import AccessKeyRecord, NewAccessKey, SigningKeyGrant, is_access_key_id
 from fluxon_core.config import load_config
 from fluxon_core.plugins import get_backends
 
@@ -144,6 +145,17 @@ OPS = [
     ("users", lambda s: s.list_users()),
     ("get bob", lambda s: s.get_user("bob")),
     ("get nobody", lambda s: s.get_user("nobody")),
+    ("key for bob", lambda s: s.create_access_key("bob")),
+    ("key for nobody", lambda s: s.create_access_key("nobody")),
+    ("keys", lambda s: s.list_access_keys()),
+    ("keys of alice", lambda s: s.list_access_keys("alice")),
+    ("signing key", lambda s: s.access_key_signing_key(s.list_access_keys("bob")[0].access_key_id, "20260105", "r", "s3")),
+    ("signing key bad date", lambda s: s.access_key_signing_key("FX" + "A" * 18, "2026", "r", "s3")),
+    ("signing key unknown", lambda s: s.access_key_signing_key("FX" + "A" * 18, "20260105", "r", "s3")),
+    ("revoke bad key id", lambda s: s.revoke_access_key("../x")),
+    ("revoke unknown key", lambda s: s.revoke_access_key("FX" + "A" * 18)),
+    ("revoke bob's key", lambda s: s.revoke_access_key(s.list_access_keys("bob")[0].access_key_id)),
+    ("keys after revoke", lambda s: s.list_access_keys()),
     ("schema", lambda s: s.schema_version() >= 1),
     ("secret", lambda s: len(s.token_secret()) >= 32),
 ]
@@ -158,6 +170,12 @@ def plain(value):
     if isinstance(value, UserAccess):
         grants = [[g.export_name, g.prefix, g.mode.value] for g in value.grants]
         return ["access", value.username, value.can_manage_users, value.credential_version, grants]
+    if isinstance(value, NewAccessKey):
+        return ["new key", plain(value.record), len(value.secret_access_key)]
+    if isinstance(value, AccessKeyRecord):
+        return ["key", value.username, is_access_key_id(value.access_key_id)]
+    if isinstance(value, SigningKeyGrant):
+        return ["signing key", value.username, len(value.signing_key)]
     if isinstance(value, list):
         return [plain(item) for item in value]
     return value

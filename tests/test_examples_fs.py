@@ -38,6 +38,7 @@ def demo_env(tmp_path):
             "REMOTE_ROOT_DIR": str(tmp_path / "export"),
             "KV_MASTER_PORT": str(free_port()),
             "FS_PANEL_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+            "S3_GATEWAY_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -17,6 +17,8 @@ from fluxon_fs.master_api import calls
 from fluxon_fs.master_api.codec import decode_reply, decode_request, encode_request, to_wire
 from fluxon_fs.master_api.link import FsMasterLink
 from fluxon_fs.master_api.records import (
+    AccessKeySigningQuery,
+    AccessKeySigningReply,
     AuthEpochQuery,
     AuthEpochReply,
     BatchClaim,
@@ -272,6 +274,13 @@ EXCHANGES: list[tuple[calls.Call[Any, Any], Any, dict[str, Any], Any, dict[str, 
         {},
         AuthEpochReply(7, 2.0),
         {"auth_epoch": 7, "revocation_bound_s": 2.0},
+    ),
+    (
+        calls.ACCESS_KEY_SIGNING,
+        AccessKeySigningQuery("FXABCDEFGHIJKLMNOPQR", "20260105", "us-east-1", "s3"),
+        {"access_key_id": "FXABCDEFGHIJKLMNOPQR", "date": "20260105", "region": "us-east-1", "service": "s3"},
+        AccessKeySigningReply(True, "alice", "ab" * 32, "fx1.t.m", 2.0),
+        {"exists": True, "username": "alice", "signing_key": "ab" * 32, "token": "fx1.t.m", "valid_for_s": 2.0},
     ),
     (
         calls.CLAIM_BATCH,

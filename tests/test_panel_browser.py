@@ -136,6 +136,25 @@ def test_admin_creates_a_scoped_user_who_sees_only_its_scope(page, world):
     expect(page).to_have_url(world.base_url + "/login?next=/ui/")
 
 
+def test_a_user_creates_an_access_key_sees_its_secret_once_and_revokes_it(page, world):
+    world.access_store.add_user("kim", "kim-pw")
+    log_in(page, world, "kim", "kim-pw")
+    page.click("nav >> text=Access keys")
+    expect(page.locator("#keys")).to_contain_text("No access keys.")
+    expect(page.locator("#key-username")).to_have_count(0)  # only managers create keys for others
+    page.click("#create-key-submit")
+    expect(page.locator(".flash.info")).to_contain_text("shown only now")
+    [key] = world.access_store.list_access_keys("kim")
+    expect(page.locator("#keys")).to_contain_text(key.access_key_id)
+    page.reload()
+    expect(page.locator(".flash.info")).to_have_count(0)
+    page.click(f"tr[data-key='{key.access_key_id}'] >> text=Revoke")
+    expect(page.locator(".flash.info")).to_contain_text(f"access key {key.access_key_id} of kim revoked")
+    expect(page.locator("#keys")).to_contain_text("No access keys.")
+    assert world.access_store.list_access_keys("kim") == []
+    log_out(page, world)
+
+
 def test_a_form_post_without_the_csrf_token_is_refused(page, world):
     log_in(page, world, *ADMIN)
     page.goto(world.base_url + "/ui/users/")

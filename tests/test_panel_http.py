@@ -207,6 +207,7 @@ def test_every_page_renders_for_the_admin(admin):
         "/ui/users/": ["create-user", "alice"],
         "/ui/scopes/": ["grant-scope", ALICE_PREFIX],
         "/ui/account/": ["change-password"],
+        "/ui/keys/": ["create-key", "key-username"],
         "/ui/transfers/": ["Pre-Scans", "FluxonFS Transfer Jobs", "submit-dialog", "desired_worker_count"],
     }
     for path, expected in pages.items():
@@ -517,3 +518,37 @@ def test_start_panel_from_the_master_panel_config_and_stop(world):
     server.stop()  # idempotent
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url + "/login")
+
+
+def test_access_keys_page_creates_shows_the_secret_once_and_revokes(world, admin, alice, clients):
+    assert "create-key" in alice.http.get("/ui/keys/").text
+    created = alice.form("/ui/keys/create", {})
+    assert created.status_code == 303 and created.headers["location"] == "/ui/keys/"
+    [key] = world.access_store.list_access_keys("alice")
+    page = alice.http.get("/ui/keys/").text
+    secret = re.search(r"shown only now: ([A-Za-z0-9_\-]{40})", page)
+    assert secret is not None and key.access_key_id in page
+    assert secret.group(1) not in alice.http.get("/ui/keys/").text, "the secret is shown once"
+    grant = world.access_store.access_key_signing_key(key.access_key_id, "20260105", "us-east-1", "s3")
+    from fluxon_core.access.access_keys import sigv4_signing_key
+
+    assert grant.signing_key == sigv4_signing_key(secret.group(1), "20260105", "us-east-1", "s3")
+    assert secret.group(1) not in str(alice.get_json("/api/keys"))
+
+    # Through the API the secret is in the answer; the CSRF header is required like on every POST.
+    assert alice.api("/api/keys", {}, csrf=False).status_code == 403
+    answer = alice.api("/api/keys", {})
+    assert answer.status_code == 200 and len(answer.json()["secret_access_key"]) == 40
+    second = answer.json()["key"]["access_key_id"]
+    # alice cannot make keys for others, nor see or revoke them; the admin can do both.
+    assert alice.api("/api/keys", {"username": "admin"}).status_code == 403
+    admins = admin.api("/api/keys", {"username": "admin"}).json()["key"]["access_key_id"]
+    assert admins not in str(alice.get_json("/api/keys"))
+    assert alice.api(f"/api/keys/{admins}/revoke", {}).status_code == 403
+    assert {k["access_key_id"] for k in admin.get_json("/api/keys")["keys"]} == {key.access_key_id, second, admins}
+    assert alice.form(f"/ui/keys/{key.access_key_id}/revoke", {}, csrf="forged").status_code == 403
+    assert alice.form(f"/ui/keys/{key.access_key_id}/revoke", {}).status_code == 303
+    assert admin.api(f"/api/keys/{second}/revoke", {}).status_code == 200
+    assert [k.access_key_id for k in world.access_store.list_access_keys()] == [admins]
+    logged_out = clients()
+    assert logged_out.http.get("/api/keys").status_code == 401

@@ -188,11 +188,13 @@ def _install(installed: list[str], name: str, plugin: Any) -> None:
 
 def test_roles_of_the_core_and_fluxon_fs_come_through_the_hook() -> None:
     roles = registered_roles()
-    assert {name: roles[name].module for name in ("kv-master", "owner", "fs-master", "fs-agent")} == {
+    names = ("kv-master", "owner", "fs-master", "fs-agent", "s3-gateway")
+    assert {name: roles[name].module for name in names} == {
         "kv-master": "fluxon_core.kv.kv_master",
         "owner": "fluxon_core.kv.owner",
         "fs-master": "fluxon_fs.fs_master",
         "fs-agent": "fluxon_fs.fs_agent",
+        "s3-gateway": "fluxon_fs.s3_gateway",
     }
 
 

@@ -52,6 +52,15 @@ class FsStack:
         self.patcher.install()
         self.patcher.mount_remote_dir(local_mount_dir_abs=str(self.mount_dir), export_name=self.export_name)
 
+    @property
+    def root(self) -> Path:
+        """The deployment's directory (access db, FS service secret, role workdirs)."""
+        return self._kv.root
+
+    def kvclient(self, instance_key: str) -> dict[str, Any]:
+        """An external KV client config of this host (for another role or client process)."""
+        return self._kv.external_config(instance_key, HOST)
+
     def client_config(self, instance_key: str) -> dict[str, Any]:
         """The config a client process of this host uses: its KV client and the fs master to follow."""
         return {

@@ -1,4 +1,4 @@
-"""What the FS product adds to ``fluxon``: the ``fs-master`` / ``fs-agent`` roles and the ``demo``,
+"""What the FS product adds to ``fluxon``: the ``fs-master`` / ``fs-agent`` / ``s3-gateway`` roles and the ``demo``,
 ``prescan``, ``transfer`` and ``users`` commands (one module of this package each).
 
 This module is the ``fluxon_fs`` entry point of the ``fluxon.plugins`` group; it names the command
@@ -33,9 +33,10 @@ def fluxon_register_commands(register: RegisterCommand) -> None:
 
 @hookimpl
 def fluxon_register_roles(register: RegisterRole) -> None:
-    """``fs-master`` and ``fs-agent``, both configured by :class:`~fluxon_fs.config.FsRoleConfig`."""
+    """``fs-master``, ``fs-agent`` and ``s3-gateway``, all configured by :class:`~fluxon_fs.config.FsRoleConfig`."""
     from fluxon_fs.config import FsRoleConfig
-    from fluxon_fs.roles import FS_AGENT_MODULE, FS_MASTER_MODULE
+    from fluxon_fs.roles import FS_AGENT_MODULE, FS_MASTER_MODULE, S3_GATEWAY_MODULE
 
     register("fs-master", FS_MASTER_MODULE, FsRoleConfig, "the fs master: export snapshot, panel, access, transfers")
     register("fs-agent", FS_AGENT_MODULE, FsRoleConfig, "an fs agent: serves exports, runs transfer workers")
+    register("s3-gateway", S3_GATEWAY_MODULE, FsRoleConfig, "an S3 gateway: each export a bucket, SigV4 access keys")

@@ -36,6 +36,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"-- reader: {args.rounds} rounds", flush=True)
         run_reader(str(configs["reader"]), str(workdir / "reader"), args.rounds, 0.2, never)
         print(f"panel: {settings.panel_url}/  (user {settings.admin_username!r}, password {settings.admin_password!r})")
+        print(f"s3:    {settings.s3_url}  (each export a bucket; access keys: panel /ui/keys/ or")
+        print(f"       fluxon users create-key {settings.admin_username} --db {settings.access_db_path}; docs/s3.md)")
     except BaseException:
         _stop(children)
         raise

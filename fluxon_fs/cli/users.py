@@ -1,4 +1,4 @@
-"""``fluxon users``: manage users and scope grants of an access db from the shell.
+"""``fluxon users``: manage users, scope grants and S3 access keys of an access db from the shell.
 
 ::
 
@@ -9,6 +9,9 @@
     fluxon users grant --db PATH --export NAME [--prefix DIR] --mode {read_only,read_write} USER [USER ...]
     fluxon users revoke --db PATH --export NAME [--prefix DIR] [--mode MODE] [USER ...]
     fluxon users list --db PATH [--json]
+    fluxon users create-key USER --db PATH [--json]
+    fluxon users list-keys [USER] --db PATH [--json]
+    fluxon users revoke-key ACCESS_KEY_ID --db PATH
 
 Passwords come from ``--password`` (visible to other local users in the process list), else from an
 interactive prompt asked twice when stdin is a terminal, else from the first line of stdin
@@ -130,6 +133,48 @@ def _list(store: AccessStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _create_key(store: AccessStore, args: argparse.Namespace) -> int:
+    created = store.create_access_key(args.username)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "access_key_id": created.record.access_key_id,
+                    "secret_access_key": created.secret_access_key,
+                    "username": created.record.username,
+                }
+            )
+        )
+        return 0
+    print(f"access key of {created.record.username} (the secret is shown only now; store it safely):")
+    print(f"  aws_access_key_id     = {created.record.access_key_id}")
+    print(f"  aws_secret_access_key = {created.secret_access_key}")
+    return 0
+
+
+def _list_keys(store: AccessStore, args: argparse.Namespace) -> int:
+    keys = store.list_access_keys(args.username)
+    if args.json:
+        print(json.dumps([{**attrs.asdict(key), "created_at": _timestamp(key.created_at)} for key in keys], indent=2))
+        return 0
+    if not keys:
+        print("no access keys")
+        return 0
+    width = max(len(key.username) for key in keys)
+    print(f"{'access_key_id'.ljust(20)}  {'username'.ljust(width)}  created")
+    for key in keys:
+        print(f"{key.access_key_id.ljust(20)}  {key.username.ljust(width)}  {_timestamp(key.created_at)}")
+    return 0
+
+
+def _revoke_key(store: AccessStore, args: argparse.Namespace) -> int:
+    record = store.revoke_access_key(args.access_key_id)
+    print(
+        f"revoked access key {record.access_key_id} of {record.username}; the S3 gateway refuses it within the revocation bound"
+    )
+    return 0
+
+
 def _db_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True, metavar="PATH", help="the access db (sqlite file)")
 
@@ -182,6 +227,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     listing = action("list", "show users and scope grants", _list)
     listing.add_argument("--json", action="store_true", help="print JSON")
+
+    create_key = action("create-key", "create an S3 access key of a user (the secret is printed once)", _create_key)
+    create_key.add_argument("username")
+    create_key.add_argument("--json", action="store_true", help="print JSON")
+
+    list_keys = action("list-keys", "show S3 access keys (never their secrets)", _list_keys)
+    list_keys.add_argument("username", nargs="?", default=None, help="only this user's keys")
+    list_keys.add_argument("--json", action="store_true", help="print JSON")
+
+    action("revoke-key", "delete an S3 access key", _revoke_key).add_argument("access_key_id")
 
 
 def _run_with_store(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ from fluxon_fs.auth.join_token import (
     read_join_token,
     write_join_token,
 )
-from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process
+from fluxon_fs.roles import start_fs_agent_process, start_fs_master_process, start_s3_gateway_process
 
 READY_TIMEOUT_S = 90.0
 JOIN_TOKEN_NAME = "join.token"
@@ -121,6 +121,8 @@ class StackSettings:
     """``REMOTE_ROOT_DIR``; unless set it follows the workdir: ``<workdir>/export_<export_name>``."""
     panel_listen_addr: str = "127.0.0.1:18080"
     panel_public_base_url: str | None = None
+    s3_listen_addr: str = "127.0.0.1:19000"
+    s3_gateway_instance_key: str = attrs.field(factory=lambda: f"s3-gateway-{_host()}")
     admin_username: str = "admin"
     admin_password: str = "admin"
     pool_size: str = "512MiB"
@@ -151,6 +153,8 @@ class StackSettings:
             "REMOTE_ROOT_DIR": "remote_root_dir",
             "FS_PANEL_LISTEN_ADDR": "panel_listen_addr",
             "FS_PANEL_PUBLIC_BASE_URL": "panel_public_base_url",
+            "S3_GATEWAY_LISTEN_ADDR": "s3_listen_addr",
+            "S3_GATEWAY_INSTANCE_KEY": "s3_gateway_instance_key",
             "ADMIN_USERNAME": "admin_username",
             "ADMIN_PASSWORD": "admin_password",
         }
@@ -187,6 +191,17 @@ class StackSettings:
         """The panel's public URL (the host's primary address in place of a wildcard listen host)."""
         host, _, port = self.panel_listen_addr.rpartition(":")
         return self.panel_public_base_url or f"http://{advertised_host(host)}:{port}"
+
+    @property
+    def s3_url(self) -> str:
+        """The S3 gateway's endpoint URL (the host's primary address in place of a wildcard listen host)."""
+        host, _, port = self.s3_listen_addr.rpartition(":")
+        return f"http://{advertised_host(host)}:{port}"
+
+    @property
+    def access_db_path(self) -> Path:
+        """The fs master's access db (users, grants, S3 access keys)."""
+        return self.workdir / "fs_master" / "access.db"
 
     @property
     def local_cache_dir(self) -> str:
@@ -291,7 +306,7 @@ def fs_master_config(settings: StackSettings) -> dict[str, Any]:
     """The fs master (panel, access_db, export snapshot, transfer jobs)."""
     panel: dict[str, Any] = {
         "listen_addr": settings.panel_listen_addr,
-        "access_db_path": str(settings.workdir / "fs_master" / "access.db"),
+        "access_db_path": str(settings.access_db_path),
         "bootstrap_access_model": {
             "users": [
                 {"username": settings.admin_username, "password": settings.admin_password, "can_manage_users": True}
@@ -337,6 +352,18 @@ def fs_agent_config(settings: StackSettings) -> dict[str, Any]:
     }
 
 
+def s3_gateway_config(settings: StackSettings) -> dict[str, Any]:
+    """The S3 gateway: each export a bucket at ``S3_GATEWAY_LISTEN_ADDR``."""
+    return {
+        "kvclient": _kvclient(settings, settings.s3_gateway_instance_key),
+        "fluxon_fs": {
+            "master": {"instance_key": settings.fs_master_instance_key},
+            "service_secret_file": str(service_secret_file(settings)),
+            "s3_gateway": {"listen_addr": settings.s3_listen_addr},
+        },
+    }
+
+
 def client_config(settings: StackSettings, role: str) -> dict[str, Any]:
     """A ready-to-use config for ``examples/start_fluxon_fs_<role>.py`` (role: writer or reader)."""
     return {
@@ -373,7 +400,8 @@ def _start(label: str, proc: RoleProcess, children: list[ManagedSubprocess], say
 
 
 def start_stack(settings: StackSettings, *, with_master: bool = True, say: Any = print) -> list[ManagedSubprocess]:
-    """Start the roles in order (kv master, owner, fs master, fs agent); returns them for supervision.
+    """Start the roles in order (kv master, owner, fs master, fs agent, S3 gateway with the masters);
+    returns them for supervision.
 
     On failure the roles already started are stopped and the error is raised.
     """
@@ -421,6 +449,15 @@ def start_stack(settings: StackSettings, *, with_master: bool = True, say: Any =
             children,
             say,
         )
+        if with_master:
+            _start(
+                "s3",
+                start_s3_gateway_process(
+                    s3_gateway_config(settings), workdir=work / "s3_gateway", log_path=log_dir / "s3_gateway.log"
+                ),
+                children,
+                say,
+            )
     except BaseException:
         for child in reversed(children):
             if child.proc.poll() is None:

@@ -31,6 +31,7 @@ from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.agent_reachability import export_endpoint_problem
 from fluxon_fs.fs_master.cache_usage import CacheUsageRegistry
 from fluxon_fs.fs_master.export_registry import ExportRegistry
+from fluxon_fs.fs_master.handlers.access_keys import AccessKeyHandlers
 from fluxon_fs.fs_master.handlers.auth import AuthHandlers
 from fluxon_fs.fs_master.handlers.cache import CacheUsageHandlers
 from fluxon_fs.fs_master.handlers.config import ConfigHandlers
@@ -191,6 +192,12 @@ class FsMaster:
             self.panel_config.login_protection,
         )
         self._auth.register_paths(table)
+        AccessKeyHandlers(
+            self.access_store,
+            self.authorizer,
+            DelegatedSessions(self.authorizer, self.signer),
+            self.panel_config.session.revocation_bound_s,
+        ).register_paths(table)
         transfers = TransferHandlers(
             self.transfers, self.jobs, self.claim_holders, self.exports, self.authorizer, self.job_authority
         )

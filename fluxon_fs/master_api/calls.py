@@ -13,6 +13,7 @@ import attrs
 
 from fluxon_fs.auth.tokens import TokenClaims
 from fluxon_fs.master_api.paths import (
+    AUTH_ACCESS_KEY_PATH,
     AUTH_EPOCH_PATH,
     AUTH_LOGIN_PATH,
     AUTH_USER_ACCESS_PATH,
@@ -32,6 +33,8 @@ from fluxon_fs.master_api.paths import (
     TRANSFER_SHOW_PATH,
 )
 from fluxon_fs.master_api.records import (
+    AccessKeySigningQuery,
+    AccessKeySigningReply,
     AuthEpochQuery,
     AuthEpochReply,
     BatchClaim,
@@ -119,6 +122,7 @@ LOGIN = _call(AUTH_LOGIN_PATH, Login, LoginReply)
 VERIFY_TOKEN = _call(AUTH_VERIFY_PATH, TokenVerification, TokenClaims, service_only=True)
 USER_ACCESS = _call(AUTH_USER_ACCESS_PATH, UserAccessQuery, UserAccessReply, service_only=True)
 AUTH_EPOCH = _call(AUTH_EPOCH_PATH, AuthEpochQuery, AuthEpochReply, service_only=True)
+ACCESS_KEY_SIGNING = _call(AUTH_ACCESS_KEY_PATH, AccessKeySigningQuery, AccessKeySigningReply, service_only=True)
 CLAIM_BATCH = _call(TRANSFER_CLAIM_PATH, BatchClaim, BatchClaimReply, service_only=True)
 RENEW_LEASE = _call(TRANSFER_RENEW_PATH, LeaseRenewal, LeaseRenewalReply, service_only=True)
 COMPLETE_BATCH = _call(TRANSFER_COMPLETE_PATH, BatchCompletion, BatchReportReply, service_only=True)

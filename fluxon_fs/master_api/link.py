@@ -16,6 +16,8 @@ from fluxon_fs.master_api import calls
 from fluxon_fs.master_api.calls import Call
 from fluxon_fs.master_api.codec import decode_reply, encode_request, with_service_auth
 from fluxon_fs.master_api.records import (
+    AccessKeySigningQuery,
+    AccessKeySigningReply,
     AuthEpochQuery,
     AuthEpochReply,
     BatchClaim,
@@ -143,6 +145,12 @@ class FsMasterLink:
     def auth_epoch(self, query: AuthEpochQuery, timeout_ms: float | None = None) -> AuthEpochReply:
         """The access epoch and the master's revocation bound."""
         return self._exchange(calls.AUTH_EPOCH, query, timeout_ms)
+
+    def access_key_signing(
+        self, query: AccessKeySigningQuery, timeout_ms: float | None = None
+    ) -> AccessKeySigningReply:
+        """The SigV4 signing key of an access key for one day, region and service, with its user's token."""
+        return self._exchange(calls.ACCESS_KEY_SIGNING, query, timeout_ms)
 
     # ----- transfer batches (agents' workers) ---------------------------------------------------
 

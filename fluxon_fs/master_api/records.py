@@ -270,6 +270,34 @@ class AuthEpochReply:
     revocation_bound_s: float | None = None
 
 
+@attrs.frozen
+class AccessKeySigningQuery:
+    """Ask for the SigV4 signing key of an S3 access key for one day (``YYYYMMDD``), region and service."""
+
+    access_key_id: str
+    date: str
+    region: str
+    service: str
+
+
+@attrs.frozen(repr=False)
+class AccessKeySigningReply:
+    """The signing key (hex) and a session token of the key's user; ``exists`` False: no such key.
+
+    ``valid_for_s`` is how long the answer may be reused: the master's revocation bound, so a revoked
+    key stops working as quickly as a changed password does.
+    """
+
+    exists: bool
+    username: str = ""
+    signing_key: str = ""
+    token: str = ""
+    valid_for_s: float = 0.0
+
+    def __repr__(self) -> str:
+        return f"AccessKeySigningReply(exists={self.exists!r}, username={self.username!r}, ...)"
+
+
 # ----- /fluxon_fs/transfer/* (agents' workers) ------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -133,8 +133,11 @@ class ExportClient:
 
     # ----- exports ------------------------------------------------------------------------------
 
-    def bind(self, export_name: str) -> ExportBinding:
+    def bind(self, export_name: str, *, auth: Callable[[str], str] | None = None) -> ExportBinding:
         """The parts of a client of ``export_name``; gives its pieces the fs master's budget in the pool.
+
+        Its calls carry ``auth(rpc_path)`` when given (a server acting for several users, such as the
+        S3 gateway, binds once per user), else this client's identity.
 
         ``ValueError`` when the fs master does not serve the export; ``RuntimeError`` when the
         cache config is missing or names another root for it.
@@ -163,7 +166,7 @@ class ExportClient:
             self._rpc_client,
             export_name,
             lambda: snapshot.agents(export_name),
-            auth=self.request_token,
+            auth=auth or self.request_token,
             caller=self.store.instance_key(),
             static_nodes=(client_export.nodes if client_export is not None else None) or export.nodes,
         )
@@ -175,13 +178,13 @@ class ExportClient:
         self.set_cache_budget(export_name, export.cache_max_bytes)
         return ExportBinding(export_name, ops, options, self.piece_cache, export)
 
-    def open_export(self, export_name: str) -> MountedExport:
+    def open_export(self, export_name: str, *, auth: Callable[[str], str] | None = None) -> MountedExport:
         """``export_name`` as a :class:`MountedExport` that is in no mount table (nothing is patched).
 
         Its operations take a :class:`~fluxon_fs.patcher.mount_table.MountedPath` whose ``user_path``
         is whatever the caller wants errors to name; its ``mount_dir`` is ``fluxon://<export_name>``.
         """
-        binding = self.bind(export_name)
+        binding = self.bind(export_name, auth=auth)
         return MountedExport(
             mount_dir=f"fluxon://{export_name}",
             export_name=export_name,

@@ -58,7 +58,24 @@ def _v1_initial_schema(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX scope_members_by_user ON scope_members(username)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _v1_initial_schema),)
+def _v2_access_keys(conn: sqlite3.Connection) -> None:
+    # The secret is kept as created: a SigV4 verifier needs it to derive each day's signing key. It
+    # sits beside the token secret in this owner-only file and is only ever read to derive one.
+    conn.execute(
+        """CREATE TABLE access_keys (
+            access_key_id TEXT PRIMARY KEY,
+            username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+            secret_access_key TEXT NOT NULL,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX access_keys_by_user ON access_keys(username)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _v1_initial_schema),
+    Migration(2, "S3 access keys", _v2_access_keys),
+)
 """Every schema step, oldest first. Append new steps; never edit or reorder shipped ones."""
 
 

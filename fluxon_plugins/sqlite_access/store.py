@@ -13,6 +13,18 @@ from pathlib import Path
 
 import attrs
 
+from fluxon_core.access.access_keys import (
+    MAX_ACCESS_KEYS_PER_USER,
+    AccessKeyRecord,
+    NewAccessKey,
+    SigningKeyGrant,
+    check_access_key_id,
+    check_signing_scope,
+    is_access_key_id,
+    new_access_key_id,
+    new_secret_access_key,
+    sigv4_signing_key,
+)
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.passwords import (
     MAX_PASSWORD_CHARS,
@@ -427,6 +439,65 @@ class SqliteAccessStore:
             if export_name is None:
                 return self._scopes(conn, "", ())
             return self._scopes(conn, "WHERE s.export_name = ?", (export_name,))
+
+    # ----------------------------------------------------------------- S3 access keys
+
+    def create_access_key(self, username: str) -> NewAccessKey:
+        """A new S3 access key of ``username``; the secret is in the result only (never listed again)."""
+        with self._writing() as conn:
+            self._existing_user(conn, username)
+            held = conn.execute("SELECT COUNT(*) FROM access_keys WHERE username = ?", (username,)).fetchone()[0]
+            if held >= MAX_ACCESS_KEYS_PER_USER:
+                raise InvalidArgumentError(
+                    f"user {username!r} already has {held} access keys (at most {MAX_ACCESS_KEYS_PER_USER}); "
+                    "revoke one first"
+                )
+            self._bump_epoch(conn)
+            record = AccessKeyRecord(new_access_key_id(), username, time.time())
+            secret = new_secret_access_key()
+            conn.execute(
+                "INSERT INTO access_keys(access_key_id, username, secret_access_key, created_at) VALUES (?, ?, ?, ?)",
+                (record.access_key_id, username, secret, record.created_at),
+            )
+            return NewAccessKey(record, secret)
+
+    def list_access_keys(self, username: str | None = None) -> list[AccessKeyRecord]:
+        """Access keys (without secrets) ordered by user and creation, optionally of one user."""
+        sql = "SELECT access_key_id, username, created_at FROM access_keys"
+        params: tuple[str, ...] = ()
+        if username is not None:
+            sql, params = sql + " WHERE username = ?", (username,)
+        rows = self._conn().execute(sql + " ORDER BY username, created_at, access_key_id", params).fetchall()
+        return [AccessKeyRecord(row[0], row[1], float(row[2])) for row in rows]
+
+    def revoke_access_key(self, access_key_id: str) -> AccessKeyRecord:
+        """Delete an access key; requests signed with it are refused from now on."""
+        check_access_key_id(access_key_id)
+        with self._writing() as conn:
+            row = conn.execute(
+                "DELETE FROM access_keys WHERE access_key_id = ? RETURNING access_key_id, username, created_at",
+                (access_key_id,),
+            ).fetchone()
+            if row is None:
+                raise InvalidArgumentError(f"access key {access_key_id!r} does not exist")
+            self._bump_epoch(conn)
+            return AccessKeyRecord(row[0], row[1], float(row[2]))
+
+    def access_key_signing_key(
+        self, access_key_id: str, date: str, region: str, service: str
+    ) -> SigningKeyGrant | None:
+        """The SigV4 signing key of ``access_key_id`` for one day, region and service (None: no such key)."""
+        check_signing_scope(date, region, service)
+        if not is_access_key_id(access_key_id):
+            return None
+        row = (
+            self._conn()
+            .execute("SELECT username, secret_access_key FROM access_keys WHERE access_key_id = ?", (access_key_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return SigningKeyGrant(access_key_id, row[0], sigv4_signing_key(row[1], date, region, service))
 
     # ----------------------------------------------------------------- authorization snapshot
 

@@ -33,14 +33,14 @@ def split_listen_addr(listen_addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def bind_listen_socket(listen_addr: str) -> socket.socket:
-    """A listening TCP socket on ``listen_addr``; a clear error when the address cannot be bound."""
+def bind_listen_socket(listen_addr: str, *, what: str = "panel") -> socket.socket:
+    """A listening TCP socket on ``listen_addr``; a clear error, naming ``what`` binds, when it cannot be bound."""
     host, port = split_listen_addr(listen_addr)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         sock = socket.create_server((host, port), family=family, backlog=128)
     except OSError as exc:
-        raise InvalidArgumentError(f"panel cannot bind listen_addr {listen_addr!r}: {exc.strerror or exc}") from exc
+        raise InvalidArgumentError(f"{what} cannot bind listen_addr {listen_addr!r}: {exc.strerror or exc}") from exc
     # Accepted connections inherit this. uvicorn writes a response's head and body separately, and
     # with Nagle on, every keep-alive request would wait ~40 ms for the client's delayed ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -60,8 +60,9 @@ class PanelServer:
     most ``STOP_TIMEOUT_S``), then forces it down, and closes the socket. ``stop`` is idempotent.
     """
 
-    def __init__(self, app: ASGIApp, sock: socket.socket) -> None:
+    def __init__(self, app: ASGIApp, sock: socket.socket, *, name: str = "panel") -> None:
         self._app = app
+        self._name = name
         self._socket = sock
         self.bound_addr = socket_addr(sock)
         config = uvicorn.Config(
@@ -74,7 +75,7 @@ class PanelServer:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fs-panel", daemon=True
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"fs-{name}", daemon=True
         )
         self._stopped = False
 
@@ -90,12 +91,12 @@ class PanelServer:
         while not self._server.started:
             if not self._thread.is_alive():
                 self.stop()
-                raise RuntimeError(f"panel server on {self.bound_addr} exited during startup; see the log")
+                raise RuntimeError(f"{self._name} server on {self.bound_addr} exited during startup; see the log")
             if time.monotonic() >= deadline:
                 self.stop()
-                raise RuntimeError(f"panel server on {self.bound_addr} did not start within {timeout_s}s")
+                raise RuntimeError(f"{self._name} server on {self.bound_addr} did not start within {timeout_s}s")
             self._thread.join(0.01)
-        log.info("panel serving on %s", self.url)
+        log.info("%s serving on %s", self._name, self.url)
         return self
 
     def stop(self) -> None:

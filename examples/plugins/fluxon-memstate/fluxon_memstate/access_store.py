@@ -19,6 +19,17 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from fluxon_core.access.access_keys import (
+    MAX_ACCESS_KEYS_PER_USER,
+    AccessKeyRecord,
+    NewAccessKey,
+    SigningKeyGrant,
+    check_access_key_id,
+    check_signing_scope,
+    new_access_key_id,
+    new_secret_access_key,
+    sigv4_signing_key,
+)
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.passwords import (
     PasswordAlgorithm,
@@ -65,6 +76,12 @@ class MemoryAccessStoreConfig:
 class _StoredUser:
     record: UserRecord
     password_hash: str = attrs.field(repr=False)  # never in logs or tracebacks
+
+
+@attrs.frozen
+class _StoredKey:
+    record: AccessKeyRecord
+    secret_access_key: str = attrs.field(repr=False)  # shown once at creation, then only used to derive
 
 
 @attrs.frozen
@@ -120,6 +137,7 @@ class MemoryAccessStore:
         self._lock = threading.Lock()
         self._users: dict[str, _StoredUser] = {}
         self._scopes: dict[ScopeKey, _Scope] = {}
+        self._keys: dict[str, _StoredKey] = {}
         self._epoch = 0
         self._token_secret = secrets.token_bytes(TOKEN_SECRET_BYTES)
         self._closed = False
@@ -189,6 +207,7 @@ class MemoryAccessStore:
             self._closed = True
             self._users.clear()
             self._scopes.clear()
+            self._keys.clear()
 
     # ----------------------------------------------------------------- users
 
@@ -260,6 +279,7 @@ class MemoryAccessStore:
             self._bump_epoch()
             del self._users[username]
             self._drop_members(frozenset([username]), self._scopes)
+            self._keys = {key_id: key for key_id, key in self._keys.items() if key.record.username != username}
 
     def set_password(self, username: str, new_password: str) -> UserRecord:
         """Replace the password; sessions issued before stop working within the revocation bound."""
@@ -349,6 +369,56 @@ class MemoryAccessStore:
             self._check_open()
             keys = sorted((k for k in self._scopes if export_name is None or k[0] == export_name), key=_sort_key)
             return [self._record(key) for key in keys]
+
+    # ----------------------------------------------------------------- S3 access keys
+
+    def create_access_key(self, username: str) -> NewAccessKey:
+        """A new S3 access key of ``username``; the secret is in the result only (never listed again)."""
+        with self._lock:
+            self._check_open()
+            self._existing_user(username)
+            held = sum(1 for key in self._keys.values() if key.record.username == username)
+            if held >= MAX_ACCESS_KEYS_PER_USER:
+                raise InvalidArgumentError(
+                    f"user {username!r} already has {held} access keys (at most {MAX_ACCESS_KEYS_PER_USER}); "
+                    "revoke one first"
+                )
+            self._bump_epoch()
+            record = AccessKeyRecord(new_access_key_id(), username, time.time())
+            secret = new_secret_access_key()
+            self._keys[record.access_key_id] = _StoredKey(record, secret)
+            return NewAccessKey(record, secret)
+
+    def list_access_keys(self, username: str | None = None) -> list[AccessKeyRecord]:
+        """Access keys (without secrets) ordered by user and creation, optionally of one user."""
+        with self._lock:
+            self._check_open()
+            records = [key.record for key in self._keys.values() if username is None or key.record.username == username]
+        return sorted(records, key=lambda r: (r.username, r.created_at, r.access_key_id))
+
+    def revoke_access_key(self, access_key_id: str) -> AccessKeyRecord:
+        """Delete an access key; requests signed with it are refused from now on."""
+        check_access_key_id(access_key_id)
+        with self._lock:
+            self._check_open()
+            stored = self._keys.pop(access_key_id, None)
+            if stored is None:
+                raise InvalidArgumentError(f"access key {access_key_id!r} does not exist")
+            self._bump_epoch()
+            return stored.record
+
+    def access_key_signing_key(
+        self, access_key_id: str, date: str, region: str, service: str
+    ) -> SigningKeyGrant | None:
+        """The SigV4 signing key of ``access_key_id`` for one day, region and service (None: no such key)."""
+        check_signing_scope(date, region, service)
+        with self._lock:
+            self._check_open()
+            stored = self._keys.get(access_key_id) if isinstance(access_key_id, str) else None
+        if stored is None:
+            return None
+        signing_key = sigv4_signing_key(stored.secret_access_key, date, region, service)
+        return SigningKeyGrant(access_key_id, stored.record.username, signing_key)
 
     # ----------------------------------------------------------------- authorization snapshot
 

@@ -11,6 +11,7 @@ import attrs
 import pytest
 from fluxon_memstate import access_store as module
 
+from fluxon_core.access.access_keys import sigv4_signing_key
 from fluxon_core.access.bootstrap import BootstrapAccessModelConfig
 from fluxon_core.access.records import ScopeMode
 from fluxon_core.config import BackendConfig, config_field, load_config, load_yaml_text
@@ -148,3 +149,22 @@ def test_a_closed_store_refuses_calls(store: AccessStore) -> None:
     for call in (store.list_users, store.auth_epoch, lambda: store.verify_credentials("alice", ALICE_PW)):
         with pytest.raises(StoreClosedError):
             call()
+
+
+def test_access_keys_are_shown_once_derive_signing_keys_and_go_with_their_user(store: AccessStore) -> None:
+    epoch = store.auth_epoch()
+    created = store.create_access_key("alice")
+    assert store.auth_epoch() > epoch
+    assert created.secret_access_key not in repr(created) and created.secret_access_key not in repr(store._keys)  # type: ignore[attr-defined]
+    assert store.list_access_keys() == [created.record] and store.list_access_keys("admin") == []
+    grant = store.access_key_signing_key(created.record.access_key_id, "20260105", "us-east-1", "s3")
+    assert grant is not None and grant.username == "alice"
+    assert grant.signing_key == sigv4_signing_key(created.secret_access_key, "20260105", "us-east-1", "s3")
+    with pytest.raises(InvalidArgumentError, match="does not exist"):
+        store.create_access_key("nobody")
+    store.revoke_access_key(created.record.access_key_id)
+    assert store.access_key_signing_key(created.record.access_key_id, "20260105", "us-east-1", "s3") is None
+    kept = store.create_access_key("alice")
+    store.remove_user("alice")
+    assert store.list_access_keys() == []
+    assert store.access_key_signing_key(kept.record.access_key_id, "20260105", "us-east-1", "s3") is None

@@ -7,6 +7,6 @@ their own routes because they sit outside the logged-in request flow.
 
 from __future__ import annotations
 
-from fluxon_fs.fs_master.panel.routes import exports, overview, scopes, transfers, users
+from fluxon_fs.fs_master.panel.routes import exports, keys, overview, scopes, transfers, users
 
-FEATURE_MODULES = (overview, exports, users, scopes, transfers)
+FEATURE_MODULES = (overview, exports, users, keys, scopes, transfers)
