@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from fluxon_core.log_setup import configure_logging, get_logger
+from fluxon_core.monitoring import MonitoringConfig, start_monitoring
 from fluxon_core.runtime.readiness import announce_ready
 
 log = get_logger("fluxon.runtime")
@@ -34,6 +35,21 @@ class RunningRole:
     config: Any
     stop: Callable[[], None]
     extra: dict[str, str] = attrs.field(factory=dict)
+
+
+def with_monitoring(role: str, monitoring: MonitoringConfig | None, running: RunningRole) -> RunningRole:
+    """``running`` with the role's metrics sinks started: a Prometheus URL is reported as ``metrics``,
+    and the sinks stop before the role does."""
+    sinks = start_monitoring(monitoring, role, running.instance_key)
+    extra = dict(running.extra)
+    if sinks.prometheus_url:
+        extra["metrics"] = sinks.prometheus_url
+
+    def stop() -> None:
+        sinks.close()
+        running.stop()
+
+    return attrs.evolve(running, stop=stop, extra=extra)
 
 
 def parse_role_args(role: str, argv: Sequence[str] | None) -> argparse.Namespace:

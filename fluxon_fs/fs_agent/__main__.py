@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fluxon_core.config import load_yaml_file
-from fluxon_core.monitoring import start_monitoring
-from fluxon_core.runtime.role_main import RunningRole, run_role
+from fluxon_core.runtime.role_main import RunningRole, run_role, with_monitoring
 from fluxon_fs.config import FsRoleConfig
 from fluxon_fs.fs_agent.agent import start_fs_agent
 
@@ -19,22 +18,14 @@ def start(config_path: Path, workdir: Path) -> RunningRole:
     """Start the fs agent described by ``config_path``."""
     config = load_yaml_file(FsRoleConfig, config_path)
     agent = start_fs_agent(config, workdir)
-    monitoring = start_monitoring(config.monitoring, ROLE, agent.instance_key)
-    extra = {"exports": ",".join(sorted(agent.ops))}
-    if monitoring.prometheus_url:
-        extra["metrics"] = monitoring.prometheus_url
-
-    def stop() -> None:
-        monitoring.close()
-        agent.close()
-
-    return RunningRole(
+    running = RunningRole(
         instance_key=agent.instance_key,
         endpoint=agent.endpoint,
         config=config,
-        stop=stop,
-        extra=extra,
+        stop=agent.close,
+        extra={"exports": ",".join(sorted(agent.ops))},
     )
+    return with_monitoring(ROLE, config.monitoring, running)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fluxon_core.config import load_yaml_file
-from fluxon_core.monitoring import start_monitoring
-from fluxon_core.runtime.role_main import RunningRole, run_role
+from fluxon_core.runtime.role_main import RunningRole, run_role, with_monitoring
 from fluxon_fs.config import FsRoleConfig
 from fluxon_fs.fs_master.master import FsMaster
 
@@ -19,24 +18,14 @@ def start(config_path: Path, workdir: Path) -> RunningRole:
     """Start the fs master described by ``config_path``."""
     config = load_yaml_file(FsRoleConfig, config_path)
     master = FsMaster(config, workdir)
-    monitoring = start_monitoring(config.monitoring, ROLE, master.instance_key)
-    extra = {}
-    if master.panel_url:
-        extra["panel"] = master.panel_url
-    if monitoring.prometheus_url:
-        extra["metrics"] = monitoring.prometheus_url
-
-    def stop() -> None:
-        monitoring.close()
-        master.close()
-
-    return RunningRole(
+    running = RunningRole(
         instance_key=master.instance_key,
         endpoint=master.store.endpoint(),
         config=config,
-        stop=stop,
-        extra=extra,
+        stop=master.close,
+        extra={"panel": master.panel_url} if master.panel_url else {},
     )
+    return with_monitoring(ROLE, config.monitoring, running)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fluxon_core.config import load_yaml_file
-from fluxon_core.monitoring import start_monitoring
-from fluxon_core.runtime.role_main import RunningRole, run_role
+from fluxon_core.runtime.role_main import RunningRole, run_role, with_monitoring
 from fluxon_fs.config import FsRoleConfig
 from fluxon_fs.s3_gateway.gateway import S3Gateway
 
@@ -19,22 +18,14 @@ def start(config_path: Path, workdir: Path) -> RunningRole:
     """Start the S3 gateway described by ``config_path``."""
     config = load_yaml_file(FsRoleConfig, config_path)
     gateway = S3Gateway(config, workdir)
-    monitoring = start_monitoring(config.monitoring, ROLE, gateway.instance_key)
-    extra = {"s3": gateway.url}
-    if monitoring.prometheus_url:
-        extra["metrics"] = monitoring.prometheus_url
-
-    def stop() -> None:
-        monitoring.close()
-        gateway.close()
-
-    return RunningRole(
+    running = RunningRole(
         instance_key=gateway.instance_key,
         endpoint=gateway.url,
         config=config,
-        stop=stop,
-        extra=extra,
+        stop=gateway.close,
+        extra={"s3": gateway.url},
     )
+    return with_monitoring(ROLE, config.monitoring, running)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

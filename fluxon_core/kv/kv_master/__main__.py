@@ -10,8 +10,7 @@ from fluxon_core.kv.config import load_master_config
 from fluxon_core.kv.kv_master.service import KvMaster
 from fluxon_core.kv.kv_master.status_page import StatusPage
 from fluxon_core.log_setup import configure_logging
-from fluxon_core.monitoring import start_monitoring
-from fluxon_core.runtime.role_main import RunningRole, run_role
+from fluxon_core.runtime.role_main import RunningRole, run_role, with_monitoring
 
 ROLE = "kv_master"
 
@@ -26,23 +25,20 @@ def start(config_path: Path, workdir: Path) -> RunningRole:
     master = KvMaster(config)
     master.start()
     write_master_file(workdir, master)
-    monitoring = start_monitoring(config.monitoring, ROLE, config.instance_key)
     page = StatusPage(config.master_ui.http_listen_addr, master.status) if config.master_ui.http_listen_addr else None
     extra = {"cluster": config.cluster_name, "generation": str(master.generation)}
-    if monitoring.prometheus_url:
-        extra["metrics"] = monitoring.prometheus_url
     if page is not None:
         extra["ui"] = page.url
 
     def stop() -> None:
         if page is not None:
             page.close()
-        monitoring.close()
         master.stop()
 
-    return RunningRole(
+    running = RunningRole(
         instance_key=config.instance_key, endpoint=master.endpoint, config=config, stop=stop, extra=extra
     )
+    return with_monitoring(ROLE, config.monitoring, running)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
