@@ -146,6 +146,19 @@ def test_another_process_on_the_host_reads_the_content_from_the_pool_after_one_s
     assert agent == Counter({"stat": len(files)}), agent
 
 
+def test_what_a_script_read_before_it_just_exited_is_in_the_pool_for_the_next_process(e2e: MountE2E) -> None:
+    files = {"script-small.bin": os.urandom(4096), "script-large.bin": os.urandom(2 * MiB + 3)}
+    for name, data in files.items():
+        e2e.real(name).write_bytes(data)
+    first, agent = e2e.agent_ops_during(lambda: e2e.reader_process("round-trips-script", *files, just_exit=True))
+    assert {name: size for name, (size, _) in first.items()} == {name: len(data) for name, data in files.items()}
+    assert agent["read_chunk"] == 4, agent  # cold: one call for the small file, three for the large one
+
+    second, agent = e2e.agent_ops_during(lambda: e2e.reader_process("round-trips-next", *files))
+    assert second == first
+    assert agent == Counter({"stat": len(files)}), agent  # content from the pool the script's exit filled
+
+
 def test_a_cold_large_read_asks_the_cluster_once_then_only_the_agent(
     e2e: MountE2E, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,8 @@ the reader that fetched a piece never waits for the pool or the kv master.
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Sequence
 
 from fluxon_core.errors import ApiError, KeyNotFoundError
@@ -28,6 +30,21 @@ FLUSH_AT_CLOSE_S = 5.0
 """How long :meth:`KvPieceCache.close` lets queued puts finish."""
 
 
+FLUSH_AT_EXIT_S = 2.0
+"""How long an exiting process waits for its queued puts (a script that read files and ended
+leaves them warm for the next process on the host)."""
+
+_live_caches: weakref.WeakSet[KvPieceCache] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # Registered after the KV client's own exit hook (this module imports it first), so it runs
+    # before that hook closes the stores.
+    for cache in list(_live_caches):
+        cache.flush(FLUSH_AT_EXIT_S)
+
+
 class KvPieceCache:
     """:class:`~fluxon_fs.patcher.content_cache.PieceCache` on a :class:`KvClient`."""
 
@@ -37,6 +54,7 @@ class KvPieceCache:
         self._misses = CACHE_MISSES.get().labels("fs")
         self.background = BackgroundPuts(self._put_batch, on_drop=CACHE_PUTS_DROPPED.get().labels("fs").inc)
         """The queue of puts not yet in the pool (its ``dropped`` counts pieces a full queue skipped)."""
+        _live_caches.add(self)
 
     def get(self, key: str) -> Piece | None:
         """A zero-copy view of the piece from this host's pool or a peer's, or None."""

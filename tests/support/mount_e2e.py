@@ -183,8 +183,11 @@ class MountE2E:
             self.patcher.install()
             self.mount_all()
 
-    def reader_process(self, instance_key: str, *relpaths: str, export: str = "demo") -> dict[str, tuple[int, str]]:
-        """Read ``relpaths`` of ``export`` in a separate process on this host (it unmounts and exits);
+    def reader_process(
+        self, instance_key: str, *relpaths: str, export: str = "demo", just_exit: bool = False
+    ) -> dict[str, tuple[int, str]]:
+        """Read ``relpaths`` of ``export`` in a separate process on this host (it unmounts and exits;
+        with ``just_exit`` it ends right after reading, as a script that never unmounts does);
         their (size, sha256)."""
         scratch = Path(tempfile.mkdtemp(prefix="fxr", dir="/tmp"))
         config = {
@@ -192,6 +195,7 @@ class MountE2E:
             "section": self.section,
             "mount": str(scratch / "mnt"),
             "export": export,
+            "just_exit": just_exit,
         }
         try:
             done = subprocess.run(
@@ -280,22 +284,31 @@ def mount_e2e_fixture(**options: Any) -> Any:
 def _read_main(config_json: str, relpaths: list[str]) -> int:
     config = json.loads(config_json)
     store = new_store(config["kvclient"]).unwrap("new_store failed")
+    if config["just_exit"]:
+        print(json.dumps(_read_mounted(store, config, relpaths)), flush=True)
+        return 0  # no uninstall, no close: the interpreter's exit does what it does for a user's script
     try:
-        patcher = new_patcher(store, config["section"])
-        patcher.install()
-        try:
-            patcher.mount_remote_dir(local_mount_dir_abs=config["mount"], export_name=config["export"])
-            answer = {}
-            for relpath in relpaths:
-                with open(f"{config['mount']}/{relpath}", "rb") as f:
-                    data = f.read()
-                answer[relpath] = [len(data), hashlib.sha256(data).hexdigest()]
-        finally:
-            patcher.uninstall()
+        answer = _read_mounted(store, config, relpaths)
     finally:
         store.close()
     print(json.dumps(answer), flush=True)
     return 0
+
+
+def _read_mounted(store: Any, config: dict[str, Any], relpaths: list[str]) -> dict[str, list[Any]]:
+    patcher = new_patcher(store, config["section"])
+    patcher.install()
+    answer = {}
+    try:
+        patcher.mount_remote_dir(local_mount_dir_abs=config["mount"], export_name=config["export"])
+        for relpath in relpaths:
+            with open(f"{config['mount']}/{relpath}", "rb") as f:
+                data = f.read()
+            answer[relpath] = [len(data), hashlib.sha256(data).hexdigest()]
+    finally:
+        if not config["just_exit"]:
+            patcher.uninstall()
+    return answer
 
 
 if __name__ == "__main__":
