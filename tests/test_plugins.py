@@ -406,7 +406,7 @@ def test_example_plugin_own_tests_pass(example_plugin: Path, tmp_path: Path) -> 
         PYTHONDONTWRITEBYTECODE="1",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "12 passed" in proc.stdout  # 4 state-store and 8 access-store tests
+    assert "13 passed" in proc.stdout  # 4 state-store and 9 access-store tests (access keys included)
 
 
 # ---------------------------------------------------------------- registry and lifecycle API, in-process
