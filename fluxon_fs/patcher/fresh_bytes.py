@@ -15,6 +15,9 @@ the guard below; the project runs on CPython only.
 
 The writable view never leaves :func:`filled_bytes`: it is released before the object is returned,
 so the result is as immutable as any other ``bytes``. A ``fill`` that raises discards the object.
+Results this large are normally mapped by ``malloc`` on their own and unmapped when freed; one that
+``malloc`` carved from its heap leaves the advice on that address range, which only lets the heap
+use huge pages there (what glibc's own ``glibc.malloc.hugetlb`` tunable does for the whole heap).
 """
 
 from __future__ import annotations
