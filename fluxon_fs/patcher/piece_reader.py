@@ -13,11 +13,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from functools import partial
 from typing import TYPE_CHECKING
 
 from fluxon_fs.export.ops import FileStat
 from fluxon_fs.patcher.content_cache import Piece, piece_key
 from fluxon_fs.patcher.errors import raise_with_user_path
+from fluxon_fs.patcher.fresh_bytes import MIN_FRESH_BYTES, filled_bytes
 from fluxon_fs.patcher.io_pool import io_pool
 
 if TYPE_CHECKING:
@@ -112,7 +114,15 @@ class PinnedContent:
                 return
 
     def read(self, offset: int, length: int) -> bytes:
-        """Bytes at ``[offset, offset+length)`` (short at EOF)."""
+        """Bytes at ``[offset, offset+length)`` (short at EOF).
+
+        A large result is filled piece by piece as the pieces arrive, in memory backed by huge
+        pages (:mod:`~fluxon_fs.patcher.fresh_bytes`: a fresh object's page faults cost more than
+        the copy); a small one joins the pieces.
+        """
+        available = min(offset + length, self.stat.size) - offset
+        if available >= MIN_FRESH_BYTES:
+            return filled_bytes(available, partial(self.readinto, offset))
         views = self.slices(offset, length)
         if len(views) == 1:
             return views[0].tobytes()
