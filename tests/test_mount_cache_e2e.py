@@ -132,6 +132,27 @@ def test_another_process_on_the_host_makes_no_content_call(e2e: MountE2E) -> Non
 
 
 @pytest.mark.parametrize("change", ["new-size", "same-size-new-mtime"])
+def test_another_process_never_takes_a_small_files_content_from_a_hint_of_an_older_version(
+    e2e: MountE2E, change: str
+) -> None:
+    name = fresh_name("hinted")
+    real = e2e.real(name)
+    old = os.urandom(4096)
+    real.write_bytes(old)
+    os.utime(real, ns=(1_000_000_000, 1_000_000_000))
+    assert read_bytes(e2e.path(name)) == old
+    e2e.settle_cache()  # the host pool's hint of the file now carries the old content
+
+    new = os.urandom(5000) if change == "new-size" else os.urandom(4096)
+    real.write_bytes(new)
+    os.utime(real, ns=(2_000_000_000, 2_000_000_000))  # a distinct version even within one timestamp tick
+    answer, calls = e2e.agent_ops_during(lambda: e2e.reader_process("reader-hinted", name))
+    assert answer == {name: (len(new), hashlib.sha256(new).hexdigest())}
+    # The hint sends the reader to stat; its version differs, so the content comes from the agent.
+    assert calls == {"stat": 1, "read_chunk": 1}, calls
+
+
+@pytest.mark.parametrize("change", ["new-size", "same-size-new-mtime"])
 def test_a_changed_small_file_is_not_served_stale_beyond_the_window(e2e: MountE2E, change: str) -> None:
     name = fresh_name("changed")
     real = e2e.real(name)
