@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from fluxon_fs.patcher import piece_key
-from fluxon_fs.patcher.content_cache import version_hint_key
+from fluxon_fs.patcher.content_cache import read_version_hint, version_hint_key
 from fluxon_plugins.zmq_transport.client import ZmqRpcClient
 from tests.support.mount_e2e import MountE2E, mount_e2e_fixture
 
@@ -106,19 +106,21 @@ def test_a_cold_small_read_is_one_agent_call_and_caching_waits_for_nothing(
     with counted(monkeypatch) as calls:
         got, agent = e2e.agent_ops_during(lambda: read(path))
         mine = calls.on(threading.get_ident())
-        # The pool is filled in the background: the piece and the version hint, in at most two
-        # batches (one call to the owner each, which commits its batch at the kv master in one call).
+        # The pool is filled in the background: one value, the version hint carrying the whole
+        # file, in one batch (one call to the owner, which commits it at the kv master in one call).
         e2e.settle_cache()
     assert got == data
     assert mine == Counter({"agent:read_chunk": 1}), mine  # metadata and content in one answer
     assert agent == Counter({"read_chunk": 1}), agent
     background = calls.everywhere() - mine
     assert background["owner:put"] == 0, background
-    assert 1 <= background["owner:put_many"] <= 2, background
+    assert background["owner:put_many"] == 1, background
     real = e2e.real("cold-small.bin").stat()
     version = f"{real.st_size}-{real.st_mtime_ns}"
-    assert e2e.store.get_blocking(piece_key("demo", "cold-small.bin", version, 0)).is_ok()
-    assert e2e.store.get_blocking(version_hint_key("demo", "cold-small.bin")).is_ok()
+    # One staged value per small file: the content rides in the hint, no separate piece.
+    assert e2e.store.get_blocking(piece_key("demo", "cold-small.bin", version, 0)).is_err()
+    hint = e2e.store.get_blocking(version_hint_key("demo", "cold-small.bin")).unwrap().access()["data"]
+    assert read_version_hint(hint) == (version, data)
 
 
 def test_a_warm_read_in_the_same_process_makes_no_call(e2e: MountE2E, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,16 +33,17 @@ class FileStat:
     @classmethod
     def from_os(cls, st: os.stat_result) -> FileStat:
         """Convert a local ``os.stat_result``."""
+        # Positional: an agent builds one per listed entry, and keywords cost attrs twice as much.
         return cls(
-            mode=st.st_mode,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            atime_ns=st.st_atime_ns,
-            ctime_ns=st.st_ctime_ns,
-            ino=st.st_ino,
-            nlink=st.st_nlink,
-            uid=st.st_uid,
-            gid=st.st_gid,
+            st.st_mode,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_atime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            st.st_nlink,
+            st.st_uid,
+            st.st_gid,
         )
 
     @property

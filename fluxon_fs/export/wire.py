@@ -234,10 +234,14 @@ _ENTRY = struct.Struct("<HIqqqqQQII")
 def pack_entries(entries: list[DirEntryInfo]) -> bytes:
     """Directory entries as one compact binary frame (names as file-system bytes)."""
     parts: list[bytes] = []
+    append, pack = parts.append, _ENTRY.pack
     for entry in entries:
         name = entry.name.encode("utf-8", "surrogateescape")
-        parts.append(_ENTRY.pack(len(name), *entry.stat.to_wire()))
-        parts.append(name)
+        st = entry.stat  # fields read one by one: FileStat.to_wire would build a list per entry
+        append(
+            pack(len(name), st.mode, st.size, st.mtime_ns, st.atime_ns, st.ctime_ns, st.ino, st.nlink, st.uid, st.gid)
+        )
+        append(name)
     return b"".join(parts)
 
 

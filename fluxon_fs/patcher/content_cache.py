@@ -41,6 +41,31 @@ def version_hint_key(export_name: str, relpath: str) -> str:
     return f"{CACHE_KEY_ROOT}{export_name}/{relpath}@latest"
 
 
+_HINT_CONTENT_SEPARATOR = b"\n"  # never part of a version ("<size>-<mtime_ns>")
+_MAX_VERSION_BYTES = 64
+
+
+def version_hint(version: str, whole_content: Piece | None = None) -> bytes:
+    """The value of a version hint: the version, followed by the file's whole content when given.
+
+    A file of one short piece travels in its hint (:func:`read_version_hint`), so caching it
+    stages one value in the pool, not a piece and a hint; larger files keep their pieces apart.
+    """
+    if whole_content is None:
+        return version.encode()
+    return b"".join((version.encode(), _HINT_CONTENT_SEPARATOR, whole_content))
+
+
+def read_version_hint(value: Piece) -> tuple[str, memoryview | None]:
+    """The version a hint names and the whole content it carries (None: only the version)."""
+    view = memoryview(value).cast("B")
+    head = bytes(view[: _MAX_VERSION_BYTES + 1])
+    end = head.find(_HINT_CONTENT_SEPARATOR)
+    if end < 0:
+        return bytes(view).decode("ascii", "replace"), None
+    return head[:end].decode("ascii", "replace"), view[end + 1 :]
+
+
 class PieceReads:
     """How one mount's reads got their pieces: from the cache (hits) or from an agent (misses).
 

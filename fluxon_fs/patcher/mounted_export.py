@@ -15,7 +15,15 @@ import stat as stat_module
 from typing import IO, TYPE_CHECKING, Any
 
 from fluxon_fs.export.ops import DirEntryInfo, ExportOps, FileStat
-from fluxon_fs.patcher.content_cache import Piece, PieceCache, PieceReads, piece_key, version_hint_key
+from fluxon_fs.patcher.content_cache import (
+    Piece,
+    PieceCache,
+    PieceReads,
+    piece_key,
+    read_version_hint,
+    version_hint,
+    version_hint_key,
+)
 from fluxon_fs.patcher.errors import os_error, raise_with_user_path
 from fluxon_fs.patcher.metadata_cache import MetadataCache, StatEntry
 from fluxon_fs.patcher.options import MountOptions
@@ -310,7 +318,7 @@ class MountedExport:
         return open_remote(target, file, *args)
 
     def snapshot_for_read(self, target: MountedPath) -> tuple[FileStat, Piece | None]:
-        """The version a reader opens, and the first piece when fetching the version brought it.
+        """The version a reader opens, and the first piece when it is already at hand.
 
         A stat younger than ``stale_window_ms`` is trusted. A file whose content is likely cached —
         this process knew it, or this host's pool holds a version hint — is revalidated with
@@ -318,15 +326,18 @@ class MountedExport:
         of a whole piece, which is the entire read for a small file: the only call of a cold open.
         The hint is looked up in this host's pool only: a hint on another host would cost a call
         to the owner and one to the kv master before the ``stat``, more than the probe it saves.
+        A file shorter than a piece is cached inside its hint (:meth:`cache_piece`): the hint's
+        content is the first piece when the hint names the version opened.
         """
         relpath = target.relpath
         entry = self.metadata.fresh_stat(relpath, True, self._open_window_s)
         first_piece = None
+        hint: Piece | None = None
         if entry is None:
             known = self.metadata.stat_entry(relpath, True)
-            if (known is not None and known.stat is not None) or self.piece_cache.get_local(
-                version_hint_key(self.export_name, relpath)
-            ) is not None:
+            if known is None or known.stat is None:
+                hint = self.piece_cache.get_local(version_hint_key(self.export_name, relpath))
+            if (known is not None and known.stat is not None) or hint is not None:
                 entry = self._fetch_stat(target.relpath, target.user_path, True)
             else:
                 entry, first_piece = self._probe(target)
@@ -337,7 +348,21 @@ class MountedExport:
             raise os_error(errno.EISDIR, target.user_path)
         if target.must_be_dir:
             raise os_error(errno.ENOTDIR, target.user_path)
+        if first_piece is None and 0 < stat.size < self.options.piece_bytes:
+            first_piece = self._content_in_hint(relpath, stat, hint)
         return stat, first_piece
+
+    def _content_in_hint(self, relpath: str, stat: FileStat, hint: Piece | None) -> Piece | None:
+        """The whole content of a one-piece file from its version hint, when the hint is of ``stat``'s version."""
+        if hint is None:
+            hint = self.piece_cache.get_local(version_hint_key(self.export_name, relpath))
+            if hint is None:
+                return None
+        version, content = read_version_hint(hint)
+        if content is None or version != stat.version or len(content) != stat.size:
+            return None
+        self.piece_reads.hit()
+        return content
 
     def _probe(self, target: MountedPath) -> tuple[StatEntry, Piece | None]:
         generation = self.metadata.generation
@@ -364,11 +389,17 @@ class MountedExport:
     def cache_piece(self, relpath: str, version: str, index: int, data: Piece) -> None:
         """Put a piece in the pool (the first piece also leaves a version hint for other processes).
 
-        Both puts are queued (the caller does not wait); the hint goes after the piece.
+        A first piece shorter than a piece is the whole file: it travels inside the hint, one value
+        to stage instead of two. Puts are queued (the caller does not wait); a hint goes after its
+        piece, so a process that finds the hint finds the piece.
         """
+        hint_key = version_hint_key(self.export_name, relpath)
+        if index == 0 and len(data) < self.options.piece_bytes:
+            self.piece_cache.put(hint_key, version_hint(version, data))
+            return
         self.piece_cache.put(piece_key(self.export_name, relpath, version, index), data)
         if index == 0:
-            self.piece_cache.put(version_hint_key(self.export_name, relpath), version.encode())
+            self.piece_cache.put(hint_key, version_hint(version))
 
     def content_changed(self, relpath: str, stat: FileStat | None, changed: tuple[int, int] | None = None) -> None:
         """This process changed a file: forget its metadata; with its new stat, remember that instead.
@@ -386,5 +417,8 @@ class MountedExport:
             (0, count - 1) if changed is None else (changed[0] // piece_bytes, (changed[1] - 1) // piece_bytes)
         )
         for index in range(first, min(last, count - 1) + 1):
-            self.piece_cache.delete(piece_key(self.export_name, relpath, stat.version, index))
+            if stat.size < piece_bytes:  # the content of a one-piece file is in its hint (cache_piece)
+                self.piece_cache.delete(version_hint_key(self.export_name, relpath))
+            else:
+                self.piece_cache.delete(piece_key(self.export_name, relpath, stat.version, index))
         self.metadata.put_stat(relpath, True, stat, self.metadata.generation)

@@ -35,8 +35,7 @@ import errno
 import os
 import stat as stat_module
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TypeVar
 
@@ -175,19 +174,25 @@ _resolved_path_guard: ContextVar[Callable[[str], object] | None] = ContextVar(
 )
 
 
-@contextmanager
-def guard_resolved_paths(check: Callable[[str], object]) -> Iterator[None]:
+class guard_resolved_paths:  # lower case: used like the function it replaced, ``with guard_resolved_paths(check):``
     """Within this context, a lookup that followed a symlink calls ``check(real_relpath)`` before acting.
 
     Access rules are about paths; a symlink inside the export can lead from a path the caller may
     use to one it may not. ``check`` raises to refuse. It runs inside the walk, on the directory
     fds the action will use, so swapping a link afterwards cannot redirect an approved lookup.
+    (A class rather than a generator context manager: every request of an agent enters one.)
     """
-    token = _resolved_path_guard.set(check)
-    try:
-        yield
-    finally:
-        _resolved_path_guard.reset(token)
+
+    __slots__ = ("_check", "_token")
+
+    def __init__(self, check: Callable[[str], object]) -> None:
+        self._check = check
+
+    def __enter__(self) -> None:
+        self._token = _resolved_path_guard.set(self._check)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _resolved_path_guard.reset(self._token)
 
 
 def _read_link_or_raise(dir_fd: int, name: str, original: OSError) -> str:

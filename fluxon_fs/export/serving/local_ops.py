@@ -101,18 +101,18 @@ class LocalExportOps:
         def listing(dir_fd: int, name: str) -> list[DirEntryInfo]:
             fd = _open_dir_no_link(dir_fd, name)
             try:
-                entries = []
+                found = []
                 with os.scandir(fd) as it:
                     for entry in it:
                         try:
-                            st = entry.stat(follow_symlinks=False)
+                            found.append((entry.name, entry.stat(follow_symlinks=False)))
                         except FileNotFoundError:
                             continue
-                        entries.append(DirEntryInfo(entry.name, FileStat.from_os(st)))
             finally:
                 os.close(fd)
-            entries.sort(key=lambda e: e.name)
-            return entries
+            found.sort()  # by name: names in one directory are unique, so the stats are never compared
+            from_os = FileStat.from_os
+            return [DirEntryInfo(name, from_os(st)) for name, st in found]
 
         return self.root.resolve(relpath, listing, follow_final=True)
 
@@ -149,7 +149,8 @@ class LocalExportOps:
         The stat is the file's as of the read: when the file changes during the read it is read
         again, so content and version match unless the file keeps changing.
         """
-        _check_non_negative(relpath, offset=offset, length=length)
+        if offset < 0 or length < 0:
+            _check_non_negative(relpath, offset=offset, length=length)
         wanted = min(length, self.max_chunk_bytes)
 
         def read(dir_fd: int, name: str) -> tuple[FileStat, bytes]:

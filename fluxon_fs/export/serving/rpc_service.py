@@ -143,6 +143,10 @@ def _handler(
     return handle
 
 
+_PATH_FIELDS = {name: spec.path_fields for name, spec in OPS.items()}
+"""``OpSpec.path_fields`` of every operation, computed once (it is read on every request)."""
+
+
 def run_authorized(
     call: RpcCall,
     export_name: str,
@@ -162,7 +166,7 @@ def run_authorized(
     if "session_id" in args:
         relpaths: list[str] = [ops.session_relpath(args["session_id"])]
     else:
-        relpaths = [args[field] for field in spec.path_fields]
+        relpaths = [args[field] for field in _PATH_FIELDS[spec.name]]
     decisions = [authorize(call, export_name, spec.name, relpaths, spec.is_write)]
 
     def check_real_path(real_relpath: str) -> None:
