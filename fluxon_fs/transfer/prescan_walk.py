@@ -7,12 +7,13 @@ fd one component at a time, the same way. Each entry is one ``fstatat`` of its n
 directory fd (``os.scandir`` of the fd).
 
 One interpreter limits a walk: per entry the ``lstat`` and the Python around it cost about as much
-as ``find`` spends in all. So the caller's process lists the top of the tree breadth-first until it
-has :data:`SUBTREES_PER_WORKER` subtrees per worker (a small tree ends there and never forks), then
-forks up to ``processes`` workers. Each takes subtrees from the shared list (a counter in shared
-memory) and walks them depth-first, holding one fd per level; it seals its own batches with the
-shared rule and sends each as encoded JSON bytes over its pipe, its open remainder and its counts
-at the end. The caller's process numbers and persists the batches. Workers are forked, not spawned:
+as ``find`` spends in all. So the caller's process lists the top of the tree breadth-first until
+:data:`SUBTREES_PER_WORKER` subtrees per worker wait and :data:`FORK_AFTER_ENTRIES` entries were
+listed (a small tree ends there and never forks), then forks up to ``processes`` workers. Each
+takes subtrees from the shared list (a counter in shared memory) and walks them depth-first,
+holding one fd per level; it seals its own batches with the shared rule and sends each as encoded
+JSON bytes over its pipe, its open remainder as a last batch, then its counts. The caller's
+process numbers and persists the batches (so a scan has up to one partial batch per process). Workers are forked, not spawned:
 a new interpreter costs more than scanning 25 000 files does. They run only this module's code
 (system calls, tuples, JSON) and leave with ``os._exit``.
 """
@@ -365,10 +366,7 @@ class _WorkerPool:
                     if self._progress is not None:
                         self._progress(*pickle.loads(body))
                 elif tag == _END:
-                    rest, rest_bytes, largest, worker_totals = pickle.loads(body)
-                    if rest:
-                        sink.add_slice(rest, rest_bytes, largest)
-                    totals.merge(worker_totals)
+                    totals.merge(pickle.loads(body))
                     open_readers.remove(reader)
                 else:
                     raise RuntimeError(f"pre-scan worker {children[reader]} failed: {pickle.loads(body)}")
@@ -423,8 +421,10 @@ class _WorkerPool:
                     scanner.walk(fd, relpath)
                 finally:
                     os.close(fd)
+        # The open remainder is a batch of its own: merging remainders in the caller cost it a
+        # per-entry pass on its critical path (0.03 s of its 0.04 s CPU per 25k files).
         last = sealer.flush()
-        rest, rest_bytes = last if last is not None else ([], 0)
-        largest = max((row[2] for row in rest if row[1] == ENTRY_FILE), default=0)
+        if last is not None:
+            conn.send_bytes(_BATCH + encode_batch(*last))
         # The counts not yet sent as progress reach the caller with the totals.
-        conn.send_bytes(_END + pickle.dumps((rest, rest_bytes, largest, totals)))
+        conn.send_bytes(_END + pickle.dumps(totals))
