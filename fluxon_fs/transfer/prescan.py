@@ -83,14 +83,37 @@ def default_prescan_job_id(src_root_dir: str) -> str:
 
 
 class _BatchWriter:
-    """The open batch of this process; persists batches as they seal, numbering them in arrival order."""
+    """The scan's epoch in the store and this process's open batch; persists batches as they seal.
 
-    def __init__(self, store: StateStore, job_id: str, epoch: int, batch_ready_bytes: int) -> None:
-        self._store = store
+    The store is opened and the epoch claimed by :meth:`attach`, which the walk calls once its
+    workers run (they need no key, so opening a store — fsyncs of a fresh sqlite file — overlaps
+    their walking), or the first batch, or the end of the scan.
+    """
+
+    def __init__(self, spec: StateStoreSpec, job_id: str, src_root_dir: str, batch_ready_bytes: int) -> None:
+        self._spec = spec
         self._job_id = job_id
-        self._epoch = epoch
+        self._src_root_dir = src_root_dir
+        self._batch_ready_bytes = batch_ready_bytes
         self._sealer: BatchSealer[EntryRow] = BatchSealer(batch_ready_bytes)
+        self.store: StateStore | None = None
+        self.epoch = 0
+        self.expected_files = 0
         self.batch_count = 0
+
+    def attach(self) -> StateStore:
+        """Open the store and claim the next epoch, once."""
+        if self.store is None:
+            store = open_state_store(self._spec)
+            try:
+                self.epoch, self.expected_files = _start_epoch(
+                    store, self._job_id, self._src_root_dir, self._batch_ready_bytes
+                )
+            except BaseException:
+                store.close()
+                raise
+            self.store = store
+        return self.store
 
     def add_slice(self, entries: list[EntryRow], slice_bytes: int, largest: int) -> None:
         """Add entries; writes every batch they seal."""
@@ -99,7 +122,8 @@ class _BatchWriter:
 
     def add_encoded(self, data: bytes) -> None:
         """Persist a batch sealed and encoded elsewhere (a worker process)."""
-        self._store.put(prescan_batch_key(self._job_id, self._epoch, self.batch_count), data)
+        store = self.attach()
+        store.put(prescan_batch_key(self._job_id, self.epoch, self.batch_count), data)
         self.batch_count += 1
 
     def flush(self) -> None:
@@ -107,6 +131,11 @@ class _BatchWriter:
         batch = self._sealer.flush()
         if batch is not None:
             self.add_encoded(encode_batch(*batch))
+
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        if self.store is not None:
+            self.store.close()
 
 
 def _start_epoch(store: StateStore, job_id: str, src_root_dir: str, batch_ready_bytes: int) -> tuple[int, int]:
@@ -210,11 +239,13 @@ def transfer_check_local_blocking(
     skip_dirs, skip_files = _split_skips(skip_entries)
     root = os.path.normpath(src_root_dir)
     job = job_id or default_prescan_job_id(root)
-    with contextlib.closing(open_state_store(transfer_state_store)) as store:
+    writer = _BatchWriter(transfer_state_store, job, root, batch_ready_bytes)
+    with contextlib.closing(writer):
         started = time.monotonic()
-        epoch, expected_files = _start_epoch(store, job, root, batch_ready_bytes)
-        writer = _BatchWriter(store, job, epoch, batch_ready_bytes)
-        progress = ScanProgress(expected_files=expected_files) if enable_cli_progress else None
+        progress = None
+        if enable_cli_progress:
+            writer.attach()  # the previous epoch's file count gives the progress bar its ETA
+            progress = ScanProgress(expected_files=writer.expected_files)
         totals = WalkTotals()
 
         def advance(files: int, bytes_: int, dirs: int) -> None:
@@ -233,14 +264,26 @@ def transfer_check_local_blocking(
                 batch_ready_bytes=batch_ready_bytes,
                 sink=writer,
                 progress=advance if progress is not None else None,
+                on_walking=writer.attach,
             )
             writer.flush()
+            store = writer.attach()  # a tree without entries sealed no batch
         except BaseException as exc:
-            _finish(store, job, epoch, state=PrescanState.FAILED, totals=totals, writer=writer, error=repr(exc))
+            if writer.store is not None:
+                _finish(
+                    writer.store,
+                    job,
+                    writer.epoch,
+                    state=PrescanState.FAILED,
+                    totals=totals,
+                    writer=writer,
+                    error=repr(exc),
+                )
             raise
         finally:
             if progress is not None:
                 progress.stop()
+        epoch = writer.epoch
         _finish(store, job, epoch, state=PrescanState.DONE, totals=totals, writer=writer, error="")
         if epoch > 1:
             _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))

@@ -233,10 +233,12 @@ def walk_tree(
     batch_ready_bytes: int,
     sink: WalkSink,
     progress: Callable[[int, int, int], None] | None = None,
+    on_walking: Callable[[], object] | None = None,
 ) -> None:
     """Walk ``root`` into ``sink`` with up to ``processes`` worker processes, counting into ``totals``.
 
-    ``progress(files, bytes, dirs)`` receives increments as directories are listed.
+    ``progress(files, bytes, dirs)`` receives increments as directories are listed; ``on_walking()``
+    runs in this process once the workers walk (not at all when it walks alone).
     """
     reported = [0, 0, 0]  # what ``progress`` has been told, from this process and the workers
 
@@ -265,7 +267,7 @@ def walk_tree(
             workers = min(processes, len(subtrees))
             totals.worker_processes = workers
             pool = _WorkerPool(root_fd, subtrees, workers, skip_dirs, skip_files, batch_ready_bytes)
-            pool.run(sink, totals, forward if progress is not None else None)
+            pool.run(sink, totals, forward if progress is not None else None, on_walking)
             if progress is not None:
                 report()
     finally:
@@ -311,7 +313,13 @@ class _WorkerPool:
         self._counter = mmap.mmap(-1, _COUNTER.size)  # anonymous and shared: forked workers see one counter
         self._lock = multiprocessing.get_context("fork").Lock()
 
-    def run(self, sink: WalkSink, totals: WalkTotals, progress: Callable[[int, int, int], None] | None = None) -> None:
+    def run(
+        self,
+        sink: WalkSink,
+        totals: WalkTotals,
+        progress: Callable[[int, int, int], None] | None = None,
+        on_walking: Callable[[], object] | None = None,
+    ) -> None:
         """Fork the workers, persist their batches, merge their counts; kills them on failure."""
         self._progress = progress
         children: dict[multiprocessing.connection.Connection, int] = {}
@@ -323,6 +331,8 @@ class _WorkerPool:
                     self._worker(writer, [*children, reader])
                 writer.close()
                 children[reader] = pid
+            if on_walking is not None:
+                on_walking()
             self._collect(children, sink, totals)
             failed = {pid: code for pid in children.values() if (code := self._reap(pid, block=True))}
             if failed:
