@@ -149,6 +149,21 @@ def test_progress_bar_prints_counts(tmp_path, capfd):
     assert "files 1" in err and "files/s" in err
 
 
+def test_progress_counts_what_worker_processes_walked(tmp_path, capfd):
+    src = tmp_path / "src"
+    for d in range(100):  # wide enough that the caller forks after listing 1000 entries
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(12):
+            (src / f"d{d}" / f"f{i}").touch()
+    summary = transfer_check_local_blocking(
+        str(src), sqlite_store(tmp_path), batch_ready_bytes=100, checker_concurrency_limit=2, enable_cli_progress=True
+    )
+    processes = min(2, len(os.sched_getaffinity(0)))
+    assert summary.worker_processes == (processes if processes > 1 else 0)
+    assert (summary.file_count, summary.dir_count) == (1200, 100)
+    assert "files 1,200  dirs 100" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
