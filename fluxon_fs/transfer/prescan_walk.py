@@ -206,9 +206,14 @@ class DirScanner:
                     continue
                 child_path = f"{path}/{name}" if path else name
                 child_fd = self.open_subdir(fd, name, child_path)
-                if child_fd is not None:
-                    stack.append((child_fd, child_path, iter(())))  # on the stack first: closed if listing fails
-                    stack[-1] = (child_fd, child_path, iter(self.list_dir(child_fd, child_path)))
+                if child_fd is None:
+                    continue
+                try:
+                    subdirs = self.list_dir(child_fd, child_path)
+                except BaseException:
+                    os.close(child_fd)
+                    raise
+                stack.append((child_fd, child_path, iter(subdirs)))
         finally:
             for fd, _, _ in stack:
                 if fd != dir_fd:
