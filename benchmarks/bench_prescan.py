@@ -8,9 +8,17 @@ state store, called in-process. Rounds alternate the tools with a warm page cach
 the best round (least disturbed by other load on a shared machine). ratio = Fluxon / baseline
 speed in files/s, target ≥ 0.8.
 
+What each prints or keeps: ``find`` formats one line per entry (files, directories, links) and
+writes it to /dev/null; ``rclone size`` only sums; the pre-scan records files and directories
+(relpath, kind, size, mtime_ns, mode), encodes them as JSON batches and persists them (sqlite, WAL)
+with the scan's epoch record before and after: its figure includes opening the store and every
+write. Its walk forks up to ``checker_concurrency_limit`` worker processes (no more than the CPUs
+it may use); their CPU time is in the note (``getrusage`` of self and children).
+
 Memory: tracemalloc's peak while pre-scanning the whole tree against the peak for one quarter of
-it; the ratio stays near 1 when memory is bounded by the open batch rather than by the tree. The
-note adds the peak RSS of a separate process doing the whole pre-scan.
+it; the ratio stays near 1 when memory is bounded by the open batch rather than by the tree. It
+traces the calling process; the note adds the peak RSS of a separate process doing the whole
+pre-scan and of the largest of its worker processes.
 
 ``python -m benchmarks.bench_prescan [--full]`` prints the rows.
 """
@@ -97,11 +105,12 @@ import resource, sys
 from benchmarks.bench_prescan import _prescan
 from pathlib import Path
 _prescan(Path(sys.argv[1]), {"kind": "sqlite", "sqlite": {"path": sys.argv[2], "key_prefix": "/bench/"}})
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
-def _child_rss_mib(root: Path, work: Path) -> float:
+def _child_rss_mib(root: Path, work: Path) -> tuple[float, float]:
+    """Peak RSS of a process pre-scanning ``root``, and of the largest of its worker processes (MiB)."""
     result = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD, str(root), str(work / "state-rss.db")],
         capture_output=True,
@@ -109,7 +118,14 @@ def _child_rss_mib(root: Path, work: Path) -> float:
         check=True,
         cwd=Path(__file__).resolve().parents[1],
     )
-    return int(result.stdout.split()[-1]) / 1024
+    own, workers = result.stdout.split()[-2:]
+    return int(own) / 1024, int(workers) / 1024
+
+
+def _cpu_s() -> float:
+    """CPU time of this process and of its reaped children (the pre-scan's workers, the baselines)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -130,17 +146,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "rclone": _command(["rclone", "size", "--config", "/dev/null", str(root)]),
         }
         times: dict[str, list[float]] = {name: [] for name in tools}
-        cpu: list[float] = []
+        cpu: dict[str, list[float]] = {name: [] for name in tools}
         for round_number in range(plan["rounds"]):
             order = list(tools) if round_number % 2 == 0 else list(reversed(tools))
             for name in order:
-                before = resource.getrusage(resource.RUSAGE_SELF)
+                cpu_before = _cpu_s()
                 started = time.perf_counter()
                 tools[name]()
                 times[name].append(time.perf_counter() - started)
-                if name == "fluxon":
-                    after = resource.getrusage(resource.RUSAGE_SELF)
-                    cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+                cpu[name].append(_cpu_s() - cpu_before)
         if set(scanned) != {files}:
             raise RuntimeError(f"the pre-scan found {sorted(set(scanned))} files, expected {files}")
         peak_all = _traced_peak(lambda: _prescan(root, _store(work, "mem-all")))
@@ -163,8 +177,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 "ratio": ratio,
                 "target": f">= {SPEED_TARGET}",
                 "met": ratio >= SPEED_TARGET,
-                "note": f"best of {plan['rounds']}: fluxon {best['fluxon']:.2f}s (CPU {min(cpu):.2f}s), "
-                f"{baseline} {best[baseline]:.2f}s; concurrency {CONCURRENCY}",
+                "note": f"best of {plan['rounds']}: fluxon {best['fluxon']:.2f}s (CPU {min(cpu['fluxon']):.2f}s), "
+                f"{baseline} {best[baseline]:.2f}s (CPU {min(cpu[baseline]):.2f}s); concurrency {CONCURRENCY}, "
+                f"load {os.getloadavg()[0]:.1f}",
             }
         )
     ratio = peak_all / peak_part
@@ -177,7 +192,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
             "ratio": ratio,
             "target": f"<= {MEMORY_TARGET} (bounded)",
             "met": ratio <= MEMORY_TARGET,
-            "note": f"peak RSS of a process pre-scanning {files:,} files: {rss:.0f} MiB",
+            "note": f"peak RSS of a process pre-scanning {files:,} files: {rss[0]:.0f} MiB, "
+            f"of its largest worker: {rss[1]:.0f} MiB",
         }
     )
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import tracemalloc
 
 import pytest
@@ -148,6 +149,21 @@ def test_progress_bar_prints_counts(tmp_path, capfd):
     assert "files 1" in err and "files/s" in err
 
 
+def test_progress_counts_what_worker_processes_walked(tmp_path, capfd):
+    src = tmp_path / "src"
+    for d in range(100):  # wide enough that the caller forks after listing 1000 entries
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(12):
+            (src / f"d{d}" / f"f{i}").touch()
+    summary = transfer_check_local_blocking(
+        str(src), sqlite_store(tmp_path), batch_ready_bytes=100, checker_concurrency_limit=2, enable_cli_progress=True
+    )
+    processes = min(2, len(os.sched_getaffinity(0)))
+    assert summary.worker_processes == (processes if processes > 1 else 0)
+    assert (summary.file_count, summary.dir_count) == (1200, 100)
+    assert "files 1,200  dirs 100" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -173,3 +189,60 @@ def test_state_store_config_requires_the_selected_block(tmp_path):
     config = FluxonFsTransferStateStoreConfig(kind=FluxonFsTransferStateStoreKind.SQLITE)
     with pytest.raises(ValueError, match=r"transfer_state_store\.sqlite is required"):
         transfer_check_local_blocking(str(tmp_path), config, batch_ready_bytes=10)
+
+
+def _swap_until(stop, src, outside) -> None:
+    """Swap ``src/a`` between its real directory and a symlink to ``outside`` until ``stop`` is set."""
+    while not stop.is_set():
+        os.rename(src / "a", src / "a-real")
+        os.symlink(outside, src / "a")
+        os.unlink(src / "a")
+        os.rename(src / "a-real", src / "a")
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_directory_swapped_for_a_symlink_never_leads_outside_the_root(tmp_path, concurrency):
+    # Attack: while the scan runs, a directory it has listed becomes a symlink to a tree outside the
+    # root with the same shape. Opening a subdirectory by its path from the root would follow the link
+    # (O_NOFOLLOW guards the last component only); the walk opens each directory relative to its
+    # parent's fd, so it stays in the directory it listed.
+    src, outside = tmp_path / "src", tmp_path / "outside"
+    chain = "/".join(f"s{i}" for i in range(12))
+    write(src / "a" / chain / "inside.txt", 1)
+    write(outside / chain / "secret.txt", 1)
+    for i in range(40):  # siblings: enough entries that the walk is shared by worker processes
+        write(src / f"b{i}" / "c" / "f.txt", 1)
+        for j in range(30):
+            write(src / f"b{i}" / f"f{j}.txt", 1)
+    config = sqlite_store(tmp_path)
+    stop = threading.Event()
+    swapper = threading.Thread(target=_swap_until, args=(stop, src, outside), daemon=True)
+    swapper.start()
+    seen: set[str] = set()
+    workers: set[int] = set()
+    try:
+        for _ in range(30):
+            summary = transfer_check_local_blocking(
+                str(src), config, batch_ready_bytes=1 << 20, checker_concurrency_limit=concurrency
+            )
+            seen |= {e.relpath for entries, _ in all_batches(config, summary) for e in entries}
+            workers.add(summary.worker_processes)
+    finally:
+        stop.set()
+        swapper.join()
+    assert not [path for path in seen if "secret" in path]
+    processes = min(concurrency, len(os.sched_getaffinity(0)))
+    assert workers == {processes if processes > 1 else 0}
+
+
+def test_names_that_are_not_utf8_survive_the_batch(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    raw = os.fsencode(str(src)) + b"/caf\xe9-\xff.txt"
+    with open(raw, "wb") as handle:
+        handle.write(b"abc")
+    write(src / "plain-é.txt", 2)
+    config = sqlite_store(tmp_path)
+    summary = transfer_check_local_blocking(str(src), config, batch_ready_bytes=1 << 20)
+    names = {e.relpath: e.size for entries, _ in all_batches(config, summary) for e in entries}
+    assert names == {os.fsdecode(b"caf\xe9-\xff.txt"): 3, "plain-é.txt": 2}

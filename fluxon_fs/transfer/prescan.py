@@ -1,10 +1,13 @@
 """Pre-scan: walk a source tree once, group files into batches, persist them in the state store.
 
-The walk streams: directories are listed lazily (``os.scandir``) by ``checker_concurrency_limit``
-threads taking directories from a LIFO stack (depth-first keeps the stack small), files flow into
-the open batch, and a batch is written to the store as soon as it seals (``batch_ready_bytes``
-reached, 4096 entries, or a single file at least that large). Memory is bounded by the open batch
-plus the directory stack, never by the size of the tree. Only metadata is read.
+The walk (:mod:`~fluxon_fs.transfer.prescan_walk`) streams: each directory is listed through its
+fd, opened relative to its parent's without following links, by up to ``checker_concurrency_limit``
+processes (no more than the CPUs this process may use; a tree of a few directories is walked by
+this process alone). Files flow into an open batch, and a batch is written to the store as soon as
+it seals (``batch_ready_bytes`` reached, 4096 entries, or a single file at least that large); each
+worker process seals its own and this process persists them. Memory is bounded by the open batches
+plus one fd and one name list per directory level, never by the size of the tree. Only metadata is
+read.
 """
 
 from __future__ import annotations
@@ -13,10 +16,8 @@ import contextlib
 import enum
 import hashlib
 import os
-import stat as stat_module
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -24,12 +25,11 @@ from fluxon_core.errors import InvalidArgumentError
 from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import StateStore
 from fluxon_core.relpath import normalise_relpath
-from fluxon_fs.transfer.batching import BatchSealer, EntryRow, SealedBatch
+from fluxon_fs.transfer.batching import BatchSealer, EntryRow
 from fluxon_fs.transfer.codec import encode
+from fluxon_fs.transfer.prescan_walk import WalkTotals, available_cpus, walk_tree
 from fluxon_fs.transfer.progress import ScanProgress
 from fluxon_fs.transfer.records import (
-    ENTRY_DIR,
-    ENTRY_FILE,
     PrescanRecord,
     decode_prescan,
     encode_batch,
@@ -41,13 +41,6 @@ from fluxon_fs.transfer.state_config import StateStoreSpec, open_state_store
 from fluxon_fs.transfer.states import PrescanState
 
 log = get_logger("fluxon.fs.prescan")
-
-SCAN_SLICE = 1024
-_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_SUBDIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
-S_ISREG = stat_module.S_ISREG
-S_ISDIR = stat_module.S_ISDIR
-SKIPPED_SAMPLE_LIMIT = 100
 
 
 class FluxonFsTransferSkipEntryKind(enum.Enum):
@@ -79,6 +72,8 @@ class TransferCheckSummary:
     skipped_samples: tuple[tuple[str, str], ...]
     duration_s: float
     src_root_dir: str
+    worker_processes: int = 0
+    """Processes forked to share the walk; 0 when this process walked the tree alone."""
 
 
 def default_prescan_job_id(src_root_dir: str) -> str:
@@ -88,178 +83,59 @@ def default_prescan_job_id(src_root_dir: str) -> str:
 
 
 class _BatchWriter:
-    """The open batch; persists batches as they seal. Thread-safe."""
+    """The scan's epoch in the store and this process's open batch; persists batches as they seal.
 
-    def __init__(self, store: StateStore, job_id: str, epoch: int, batch_ready_bytes: int) -> None:
-        self._store = store
+    The store is opened and the epoch claimed by :meth:`attach`, which the walk calls once its
+    workers run (they need no key, so opening a store — fsyncs of a fresh sqlite file — overlaps
+    their walking), or the first batch, or the end of the scan.
+    """
+
+    def __init__(self, spec: StateStoreSpec, job_id: str, src_root_dir: str, batch_ready_bytes: int) -> None:
+        self._spec = spec
         self._job_id = job_id
-        self._epoch = epoch
+        self._src_root_dir = src_root_dir
+        self._batch_ready_bytes = batch_ready_bytes
         self._sealer: BatchSealer[EntryRow] = BatchSealer(batch_ready_bytes)
-        self._lock = threading.Lock()
+        self.store: StateStore | None = None
+        self.epoch = 0
+        self.expected_files = 0
         self.batch_count = 0
 
+    def attach(self) -> StateStore:
+        """Open the store and claim the next epoch, once."""
+        if self.store is None:
+            store = open_state_store(self._spec)
+            try:
+                self.epoch, self.expected_files = _start_epoch(
+                    store, self._job_id, self._src_root_dir, self._batch_ready_bytes
+                )
+            except BaseException:
+                store.close()
+                raise
+            self.store = store
+        return self.store
+
     def add_slice(self, entries: list[EntryRow], slice_bytes: int, largest: int) -> None:
-        """Add entries (one lock round per call); writes every batch they seal."""
-        with self._lock:
-            sealed = [self._number(batch) for batch in self._sealer.add_slice(entries, slice_bytes, largest)]
-        self._write(sealed)
+        """Add entries; writes every batch they seal."""
+        for entries_of_batch, total in self._sealer.add_slice(entries, slice_bytes, largest):
+            self.add_encoded(encode_batch(entries_of_batch, total))
+
+    def add_encoded(self, data: bytes) -> None:
+        """Persist a batch sealed and encoded elsewhere (a worker process)."""
+        store = self.attach()
+        store.put(prescan_batch_key(self._job_id, self.epoch, self.batch_count), data)
+        self.batch_count += 1
 
     def flush(self) -> None:
         """Persist the open batch."""
-        with self._lock:
-            batch = self._sealer.flush()
-            sealed = [self._number(batch)] if batch is not None else []
-        self._write(sealed)
+        batch = self._sealer.flush()
+        if batch is not None:
+            self.add_encoded(encode_batch(*batch))
 
-    def _number(self, batch: SealedBatch[EntryRow]) -> tuple[int, SealedBatch[EntryRow]]:
-        self.batch_count += 1
-        return self.batch_count - 1, batch
-
-    def _write(self, sealed: list[tuple[int, SealedBatch[EntryRow]]]) -> None:
-        for number, (entries, total) in sealed:
-            self._store.put(prescan_batch_key(self._job_id, self._epoch, number), encode_batch(entries, total))
-
-
-class _Walker:
-    """Parallel, streaming directory walk feeding a :class:`_BatchWriter`."""
-
-    def __init__(
-        self,
-        root: str,
-        writer: _BatchWriter,
-        skip_dirs: set[str],
-        skip_files: set[str],
-        concurrency: int,
-        progress: ScanProgress | None,
-    ) -> None:
-        self._root = root
-        self._writer = writer
-        self._skip_dirs = skip_dirs
-        self._skip_files = skip_files
-        self._concurrency = concurrency
-        self._progress = progress
-        self._stack: list[str] = [""]
-        self._busy = 0
-        self._cond = threading.Condition()
-        self._failure: BaseException | None = None
-        self._count_lock = threading.Lock()
-        self.file_count = 0
-        self.dir_count = 0
-        self.total_bytes = 0
-        self.skipped_count = 0
-        self.skipped_samples: list[tuple[str, str]] = []
-
-    def run(self) -> None:
-        threads = [
-            threading.Thread(target=self._worker, name=f"fluxon-prescan-{i}", daemon=True)
-            for i in range(self._concurrency)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if self._failure is not None:
-            raise self._failure
-
-    def _worker(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stack and self._busy and self._failure is None:
-                    self._cond.wait()
-                if self._failure is not None or (not self._stack and not self._busy):
-                    self._cond.notify_all()
-                    return
-                relpath = self._stack.pop()
-                self._busy += 1
-            try:
-                self._scan_dir(relpath)
-            except BaseException as exc:
-                with self._cond:
-                    self._failure = exc
-            finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
-
-    def _skip(self, relpath: str, reason: str) -> None:
-        with self._count_lock:
-            self.skipped_count += 1
-            if len(self.skipped_samples) < SKIPPED_SAMPLE_LIMIT:
-                self.skipped_samples.append((relpath, reason))
-
-    def _scan_dir(self, relpath: str) -> None:
-        # The hot loop of the pre-scan: plain tuples, local names, batches handed over per slice.
-        # Listing a directory fd makes each entry's lstat an fstatat on that fd: the kernel looks up
-        # one name instead of walking the whole path again per entry.
-        try:
-            if relpath:
-                dir_fd = os.open(os.path.join(self._root, relpath), _SUBDIR_FLAGS)
-            else:
-                dir_fd = os.open(self._root, _ROOT_FLAGS)  # the root may be a symlink: the caller named it
-        except OSError as exc:
-            self._skip(relpath or ".", f"cannot list directory: {exc.strerror}")
-            return
-        try:
-            with os.scandir(dir_fd) as iterator:
-                self._scan_listing(relpath, iterator)
-        finally:
-            os.close(dir_fd)
-
-    def _scan_listing(self, relpath: str, iterator: Iterator[os.DirEntry[str]]) -> None:
-        prefix = f"{relpath}/" if relpath else ""
-        skip_files, skip_dirs = self._skip_files, self._skip_dirs
-        found: list[EntryRow] = []
-        append = found.append
-        subdirs: list[str] = []
-        files = size_sum = slice_bytes = largest = 0
-        for entry in iterator:
-            child = prefix + entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                self._skip(child, f"cannot stat: {exc.strerror}")
-                continue
-            mode = st.st_mode
-            if S_ISREG(mode):
-                if skip_files and child in skip_files:
-                    self._skip(child, "skip entry (file)")
-                    continue
-                size = st.st_size
-                append((child, ENTRY_FILE, size, st.st_mtime_ns, mode & 0o7777))
-                files += 1
-                slice_bytes += size
-                if size > largest:
-                    largest = size
-            elif S_ISDIR(mode):
-                if skip_dirs and child in skip_dirs:
-                    self._skip(child, "skip entry (dir)")
-                    continue
-                append((child, ENTRY_DIR, 0, st.st_mtime_ns, mode & 0o7777))
-                subdirs.append(child)
-            else:
-                kind = "symlink" if stat_module.S_ISLNK(mode) else "special file"
-                self._skip(child, f"{kind} not transferred")
-                continue
-            if len(found) >= SCAN_SLICE:
-                # Huge directories are handed over in slices, never held whole.
-                self._writer.add_slice(found, slice_bytes, largest)
-                size_sum += slice_bytes
-                found = []
-                append = found.append
-                slice_bytes = largest = 0
-        if found:
-            self._writer.add_slice(found, slice_bytes, largest)
-        size_sum += slice_bytes
-        if subdirs:
-            with self._cond:
-                self._stack.extend(subdirs)
-                self._cond.notify_all()
-        with self._count_lock:
-            self.file_count += files
-            self.dir_count += len(subdirs)
-            self.total_bytes += size_sum
-        if self._progress is not None:
-            self._progress.advance(files=files, bytes_=size_sum, dirs=len(subdirs))
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        if self.store is not None:
+            self.store.close()
 
 
 def _start_epoch(store: StateStore, job_id: str, src_root_dir: str, batch_ready_bytes: int) -> tuple[int, int]:
@@ -321,7 +197,7 @@ def _finish(
     epoch: int,
     *,
     state: PrescanState,
-    walker: _Walker,
+    totals: WalkTotals,
     writer: _BatchWriter,
     error: str,
 ) -> None:
@@ -333,11 +209,11 @@ def _finish(
     record = attrs.evolve(
         previous,
         state=state,
-        file_count=walker.file_count,
-        dir_count=walker.dir_count,
-        total_bytes=walker.total_bytes,
+        file_count=totals.file_count,
+        dir_count=totals.dir_count,
+        total_bytes=totals.total_bytes,
         batch_count=writer.batch_count,
-        skipped_count=walker.skipped_count,
+        skipped_count=totals.skipped_count,
         finished_at=time.time(),
         error=error,
     )
@@ -363,37 +239,66 @@ def transfer_check_local_blocking(
     skip_dirs, skip_files = _split_skips(skip_entries)
     root = os.path.normpath(src_root_dir)
     job = job_id or default_prescan_job_id(root)
-    with contextlib.closing(open_state_store(transfer_state_store)) as store:
+    writer = _BatchWriter(transfer_state_store, job, root, batch_ready_bytes)
+    with contextlib.closing(writer):
         started = time.monotonic()
-        epoch, expected_files = _start_epoch(store, job, root, batch_ready_bytes)
-        writer = _BatchWriter(store, job, epoch, batch_ready_bytes)
-        progress = ScanProgress(expected_files=expected_files) if enable_cli_progress else None
-        walker = _Walker(root, writer, skip_dirs, skip_files, checker_concurrency_limit, progress)
+        progress = None
+        if enable_cli_progress:
+            writer.attach()  # the previous epoch's file count gives the progress bar its ETA
+            progress = ScanProgress(expected_files=writer.expected_files)
+        totals = WalkTotals()
+
+        def advance(files: int, bytes_: int, dirs: int) -> None:
+            if progress is not None:
+                progress.advance(files=files, bytes_=bytes_, dirs=dirs)
+
         try:
             if progress is not None:
                 progress.start()
-            walker.run()
+            walk_tree(
+                root,
+                skip_dirs,
+                skip_files,
+                totals,
+                processes=min(checker_concurrency_limit, available_cpus()),
+                batch_ready_bytes=batch_ready_bytes,
+                sink=writer,
+                progress=advance if progress is not None else None,
+                on_walking=writer.attach,
+            )
             writer.flush()
+            store = writer.attach()  # a tree without entries sealed no batch
         except BaseException as exc:
-            _finish(store, job, epoch, state=PrescanState.FAILED, walker=walker, writer=writer, error=repr(exc))
+            if writer.store is not None:
+                _finish(
+                    writer.store,
+                    job,
+                    writer.epoch,
+                    state=PrescanState.FAILED,
+                    totals=totals,
+                    writer=writer,
+                    error=repr(exc),
+                )
             raise
         finally:
             if progress is not None:
                 progress.stop()
-        _finish(store, job, epoch, state=PrescanState.DONE, walker=walker, writer=writer, error="")
+        epoch = writer.epoch
+        _finish(store, job, epoch, state=PrescanState.DONE, totals=totals, writer=writer, error="")
         if epoch > 1:
             _delete_prefix(store, prescan_batch_prefix(job, epoch - 1))
         summary = TransferCheckSummary(
             job_id=job,
             scan_epoch=epoch,
             batch_count=writer.batch_count,
-            file_count=walker.file_count,
-            dir_count=walker.dir_count,
-            total_bytes=walker.total_bytes,
-            skipped_count=walker.skipped_count,
-            skipped_samples=tuple(walker.skipped_samples),
+            file_count=totals.file_count,
+            dir_count=totals.dir_count,
+            total_bytes=totals.total_bytes,
+            skipped_count=totals.skipped_count,
+            skipped_samples=tuple(totals.skipped_samples),
             duration_s=time.monotonic() - started,
             src_root_dir=root,
+            worker_processes=totals.worker_processes,
         )
         log.info(
             "prescan %s epoch %d: %d files, %d bytes, %d batches, %d skipped in %.2fs",
