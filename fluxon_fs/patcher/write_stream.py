@@ -68,10 +68,11 @@ class WriteStream:
         self._shared_chunks = shared_chunks and SUPPORTED
         """Runs of large writes fill memfd-backed chunks (the session's agent takes them over its same-host channel)."""
         if self._shared_chunks:
-            # The agent takes a chunk in milliseconds: a window of the chunks kept across files is
-            # enough to stream, and then every chunk is a reused one (a new memfd chunk costs about
-            # ten times the copy into a reused one: fresh shared pages, faulted in and freed later).
-            inflight_bytes = min(inflight_bytes, chunk_buffers.KEPT_BYTES)
+            # The agent takes a chunk in milliseconds: the chunks kept across files (those in flight
+            # plus the one being filled) are enough to stream, and then every chunk is a reused one
+            # (a new memfd chunk costs about ten times the copy into a reused one: fresh shared
+            # pages, faulted in and freed later).
+            inflight_bytes = min(inflight_bytes, chunk_buffers.KEPT_BYTES - chunk_bytes)
         self._inflight_limit = max(inflight_bytes, chunk_bytes)
         self._run_start = 0
         self._run: ChunkBuffer = bytearray()
