@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from fluxon_fs.export.same_host.client import SameHostWriter
 from fluxon_fs.patcher import piece_key
 from fluxon_fs.patcher.content_cache import read_version_hint, version_hint_key
 from fluxon_plugins.zmq_transport.client import ZmqRpcClient
@@ -202,3 +203,33 @@ def test_listing_and_stat_of_1000_entries_is_one_call(e2e: MountE2E, monkeypatch
     assert sizes == {f"f{index:04d}": index for index in range(1000)}
     assert mine == Counter({"agent:list_dir": 1}), mine
     assert agent == Counter({"list_dir": 1}), agent
+
+
+def test_a_write_on_the_agents_host_sends_its_chunks_over_the_same_host_channel(
+    e2e: MountE2E, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunk = e2e.mounted().options.write_chunk_bytes
+    data = os.urandom(2 * chunk + MiB)  # three chunks, the last one short
+    path = e2e.path("same-host-write.bin")
+    channel_writes: list[int] = []
+    real_write = SameHostWriter.write
+
+    def counting_write(self: SameHostWriter, *args: Any, **kwargs: Any) -> bool:
+        sent = real_write(self, *args, **kwargs)
+        channel_writes.append(sent)
+        return sent
+
+    def write() -> None:
+        view = memoryview(data)
+        with open(path, "wb") as f:
+            for start in range(0, len(view), MiB):
+                f.write(view[start : start + MiB])
+
+    monkeypatch.setattr(SameHostWriter, "write", counting_write)
+    with counted(monkeypatch) as calls:
+        _, agent = e2e.agent_ops_during(write)
+    assert e2e.real("same-host-write.bin").read_bytes() == data
+    rpc = Counter({kind: n for kind, n in calls.everywhere().items() if kind.startswith("agent:")})
+    assert rpc == Counter({"agent:session_open": 1, "agent:session_finalize": 1}), rpc  # no payload over RPC
+    assert channel_writes == [True, True, True]
+    assert agent == Counter({"session_open": 1, "session_write": 3, "session_finalize": 1}), agent

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from fluxon_fs.export.same_host.protocol import SameHostAddress
+
 
 @attrs.frozen
 class FileStat:
@@ -117,6 +119,8 @@ class WriteSessionInfo:
 
     session_id: str
     stat: FileStat
+    same_host: SameHostAddress | None = None
+    """The agent's same-host write channel, when it has one (the mount uses it only if it reaches it)."""
 
 
 class ExportOps(Protocol):

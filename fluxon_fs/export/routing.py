@@ -2,7 +2,9 @@
 
 Routing follows the fs master's export snapshot (agent registry) or the static ``nodes`` list of
 the client's cache config. Read-only operations that fail because an agent vanished are retried
-once on another agent; writes and write sessions stay on the agent that opened them.
+once on another agent; writes and write sessions stay on the agent that opened them. A session
+whose agent runs on this host sends payloads held in shared chunks over the agent's same-host
+channel (:mod:`fluxon_fs.export.same_host`) and everything else over RPC.
 """
 
 from __future__ import annotations
@@ -11,12 +13,25 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from fluxon_core.errors import ApiTimeoutError, NetworkError
 from fluxon_core.protocols import RpcClient
 from fluxon_fs.export.client import RemoteExportOps
 from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
+from fluxon_fs.export.same_host.client import SameHostWriter, usable_writer
+from fluxon_fs.export.same_host.shared_chunk import shared_payload
+from fluxon_fs.export.wire import op_path
 
 AgentList = Callable[[], list[dict[str, str]]]
+
+
+@attrs.frozen
+class _SessionRoute:
+    """Where a session's calls go: the agent that opened it, and its same-host channel if usable here."""
+
+    ops: RemoteExportOps
+    writer: SameHostWriter | None
 
 
 class RoutedExportOps:
@@ -118,17 +133,29 @@ class RoutedExportOps:
         """See ExportOps; the session stays bound to the agent that opened it."""
         ops = self._pick()
         info = ops.session_open(relpath, create=create, exclusive=exclusive, truncate=truncate, mode=mode)
+        writer = usable_writer(info.same_host)
         with self._lock:
-            self._sessions[info.session_id] = ops
-        return info
+            self._sessions[info.session_id] = _SessionRoute(ops, writer)
+        return info if writer is not None or info.same_host is None else attrs.evolve(info, same_host=None)
+
+    def _session_route(self, session_id: str) -> _SessionRoute:
+        with self._lock:
+            return self._sessions.get(session_id) or _SessionRoute(self._pick(), None)
 
     def _session_ops(self, session_id: str) -> RemoteExportOps:
-        with self._lock:
-            return self._sessions.get(session_id) or self._pick()
+        return self._session_route(session_id).ops
 
     def session_write(self, session_id: str, offset: int, data: bytes) -> None:
-        """See ExportOps."""
-        self._session_ops(session_id).session_write(session_id, offset, data)
+        """See ExportOps; a payload in a shared chunk goes over the same-host channel when the session has one."""
+        route = self._session_route(session_id)
+        chunk = shared_payload(data) if route.writer is not None else None
+        if chunk is not None and route.writer is not None:
+            auth = self._auth(op_path(self._export_name, "session_write"))
+            if route.writer.write(
+                self._export_name, session_id, offset, chunk, chunk.payload_bytes, auth=auth, caller=self._caller
+            ):
+                return
+        route.ops.session_write(session_id, offset, data)
 
     def session_flush(self, session_id: str) -> FileStat:
         """See ExportOps."""

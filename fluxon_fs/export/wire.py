@@ -6,7 +6,8 @@ the shape of its answer. Arguments travel in the small JSON ``meta``; bulk bytes
 
 * ``write_chunk``/``session_write`` send their payload as the request's single frame;
 * ``read_chunk`` answers ``{"stat": [...]}`` plus the data as the single frame;
-* ``list_dir`` answers ``{"count": n}`` plus one frame of packed entries (:func:`pack_entries`).
+* ``list_dir`` answers ``{"count": n}`` plus one frame of packed entries (:func:`pack_entries`);
+* ``session_open`` answers the session id and stat, and the agent's same-host write channel when it has one.
 
 Stats travel as :meth:`FileStat.to_wire` lists. Paths are JSON strings; a path that is not valid
 UTF-8 (a file name from ``os.fsdecode`` holding surrogate escapes) travels as
@@ -28,6 +29,7 @@ import attrs
 from fluxon_core.errors import InvalidArgumentError, NetworkError
 from fluxon_core.rpc_types import Buffer, RpcMessage
 from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
+from fluxon_fs.export.same_host.protocol import SameHostAddress
 
 PATH_PREFIX = "/fluxon_fs/"
 
@@ -188,7 +190,10 @@ def encode_reply(spec: OpSpec, result: Any) -> RpcMessage:
     if spec.reply == "entries":
         return RpcMessage({"count": len(result)}, (pack_entries(result),))
     if spec.reply == "session":
-        return RpcMessage({"session_id": result.session_id, "stat": result.stat.to_wire()})
+        meta = {"session_id": result.session_id, "stat": result.stat.to_wire()}
+        if result.same_host is not None:
+            meta["same_host"] = result.same_host.to_wire()
+        return RpcMessage(meta)
     raise AssertionError(f"unknown reply kind {spec.reply!r}")
 
 
@@ -220,7 +225,9 @@ _REPLY_DECODERS: dict[str, Callable[[RpcMessage, bool], Any]] = {
     "read": _decode_read,
     "entries": _decode_entries,
     "session": lambda message, view: WriteSessionInfo(
-        str(message.meta["session_id"]), FileStat.from_wire(message.meta["stat"])
+        str(message.meta["session_id"]),
+        FileStat.from_wire(message.meta["stat"]),
+        SameHostAddress.from_wire(message.meta.get("same_host")),
     ),
 }
 

@@ -14,6 +14,7 @@ from fluxon_core.log_setup import get_logger
 from fluxon_core.protocols import RpcServer
 from fluxon_fs.auth.service import ServiceCredential, read_service_credential
 from fluxon_fs.config import AgentExportConfig, FsAgentConfig, FsRoleConfig, default_service_secret_file
+from fluxon_fs.export.same_host.server import start_same_host_writes
 from fluxon_fs.export.serving.caller_auth import export_authorizer
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.export.serving.rpc_service import ServedExport, serve_export
@@ -63,8 +64,11 @@ class FsAgent:
         """The access check of every export call: RPC requests, and this agent's transfer workers."""
         bind_address, advertise = export_listen_address(store.host_address(), listen_address, advertise_host)
         self.server: RpcServer = store.transport().bind_server(bind_address, worker_threads=16)
+        self.same_host = start_same_host_writes(self.ops, self.authorize)
+        """Write payloads of clients on this host, passed as sealed memfds (None: not on this platform)."""
+        same_host = self.same_host.address if self.same_host is not None else None
         self.served: list[ServedExport] = [
-            serve_export(self.server, name, ops, self.authorize) for name, ops in self.ops.items()
+            serve_export(self.server, name, ops, self.authorize, same_host=same_host) for name, ops in self.ops.items()
         ]
         self.endpoint = advertised_endpoint(self.server.endpoint, advertise)
         self._stop = threading.Event()
@@ -105,6 +109,8 @@ class FsAgent:
         except ApiError as exc:
             log.info("could not unregister from the fs master: %s", exc)
         self.server.close()
+        if self.same_host is not None:
+            self.same_host.close()
         for ops in self.ops.values():
             ops.close()
         if self._owns_store:

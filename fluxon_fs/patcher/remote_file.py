@@ -197,6 +197,7 @@ def _open_for_writing(target: MountedPath, name: Any, parsed: OpenMode) -> Remot
         inflight_bytes=export.options.write_inflight_bytes,
         relpath=target.relpath,
         file_ino=session.stat.ino,
+        shared_chunks=session.same_host is not None,
     )
     return RemoteWriteFile(target, name, parsed, stream, session.stat)
 

@@ -11,6 +11,10 @@ payload the agent acknowledged is already in the file (sessions ``pwrite`` in pl
 opens the same path again without creating or truncating it, checks that it is still the same file
 (same inode), and resends the call that failed. When the file was removed or replaced meanwhile,
 the call fails loudly (``EBADF`` naming the path) instead of writing into another file.
+
+When the session's agent runs on this host (``shared_chunks``), runs of large writes fill
+memfd-backed chunks instead of ``bytearray`` s, and the ops pass each full chunk to the agent as an
+fd (:mod:`fluxon_fs.export.same_host`): one copy here, one in the agent's kernel, no socket.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ from typing import Any, NamedTuple, TypeVar
 
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.export.ops import ExportOps, FileStat
+from fluxon_fs.export.same_host.shared_chunk import SUPPORTED, SharedChunk
 from fluxon_fs.patcher import chunk_buffers
+from fluxon_fs.patcher.chunk_buffers import ChunkBuffer
 from fluxon_fs.patcher.errors import raise_with_user_path
 from fluxon_fs.patcher.io_pool import io_pool
 
 T = TypeVar("T")
 log = get_logger("fluxon.fs.patcher")
+
+SHARED_CHUNK_MIN_WRITE = 64 * 1024
+"""A run that starts with a write at least this large fills a shared chunk (smaller ones a bytearray)."""
 
 
 class WriteStream:
@@ -44,6 +53,7 @@ class WriteStream:
         inflight_bytes: int,
         relpath: str = "",
         file_ino: int = 0,
+        shared_chunks: bool = False,
     ) -> None:
         self._ops = ops
         self._session_id = session_id
@@ -55,12 +65,20 @@ class WriteStream:
         """Inode of the file at open: a re-opened session must write the same file."""
         self._user_path = user_path
         self._chunk_bytes = chunk_bytes
+        self._shared_chunks = shared_chunks and SUPPORTED
+        """Runs of large writes fill memfd-backed chunks (the session's agent takes them over its same-host channel)."""
+        if self._shared_chunks:
+            # The agent takes a chunk in milliseconds: the chunks kept across files (those in flight
+            # plus the one being filled) are enough to stream, and then every chunk is a reused one
+            # (a new memfd chunk costs about ten times the copy into a reused one: fresh shared
+            # pages, faulted in and freed later).
+            inflight_bytes = min(inflight_bytes, chunk_buffers.KEPT_BYTES - chunk_bytes)
         self._inflight_limit = max(inflight_bytes, chunk_bytes)
         self._run_start = 0
-        self._run = bytearray()
+        self._run: ChunkBuffer = bytearray()
         self._run_len = 0
         """Bytes of ``_run`` in use (a recycled chunk buffer is longer than its content)."""
-        self._spare: list[bytearray] = []
+        self._spare: list[ChunkBuffer] = []
         """Chunk buffers whose payload the agent took, for the next runs (no fresh pages to fault in)."""
         self._inflight: list[_InFlight] = []
         self._inflight_bytes = 0
@@ -72,7 +90,12 @@ class WriteStream:
         self._raise_error()
         view = memoryview(data).cast("B")
         self.bytes_written += len(view)
-        if not self._run_len and len(view) >= self._chunk_bytes and isinstance(view.obj, bytes):
+        if (
+            not self._run_len
+            and len(view) >= self._chunk_bytes
+            and isinstance(view.obj, bytes)
+            and not self._shared_chunks  # copied once into a shared chunk beats two socket copies
+        ):
             # Large immutable payload: ship slices of it without a copy.
             for start in range(0, len(view), self._chunk_bytes):
                 self._submit(offset + start, view[start : start + self._chunk_bytes])
@@ -93,7 +116,9 @@ class WriteStream:
             while not self._spare and self._inflight and self._inflight[0].future.done():
                 self._landed(self._inflight.pop(0))  # its buffer, if any, is free again
             if not self._spare:
-                kept = chunk_buffers.take(self._chunk_bytes)  # one an earlier file used
+                kept = chunk_buffers.take(self._chunk_bytes, shared=self._shared_chunks)  # one an earlier file used
+                if kept is None and self._shared_chunks and len(view) >= SHARED_CHUNK_MIN_WRITE:
+                    kept = SharedChunk(self._chunk_bytes)
                 if kept is not None:
                     self._spare.append(kept)
             if not self._spare:
@@ -106,6 +131,7 @@ class WriteStream:
             taken = min(room, len(view))
             self._run[self._run_len : self._run_len + taken] = view[:taken]
         else:
+            assert isinstance(self._run, bytearray)  # a fixed-size chunk is shipped once full
             taken = len(view)
             self._run += view
         self._run_len += taken
@@ -152,7 +178,8 @@ class WriteStream:
         if not length:
             return
         self._run, self._run_len = bytearray(), 0
-        payload = memoryview(run)[:length]  # private to us from here on: no copy
+        # private to us from here on: no copy
+        payload = run.payload(length) if isinstance(run, SharedChunk) else memoryview(run)[:length]
         # A buffer of exactly one chunk is used again once the agent has its payload.
         reusable = run if len(run) == self._chunk_bytes else None
         for offset in range(0, len(payload), self._chunk_bytes):
@@ -171,7 +198,7 @@ class WriteStream:
         while self._inflight and self._inflight_bytes + length > self._inflight_limit:
             self._wait_oldest()
 
-    def _submit(self, offset: int, payload: memoryview, buffer: bytearray | None = None) -> None:
+    def _submit(self, offset: int, payload: memoryview, buffer: ChunkBuffer | None = None) -> None:
         """Send ``payload`` in the background; ``buffer`` (holding it) is reused once the agent has it."""
         self._make_room(offset, len(payload))
         future = io_pool().submit(self._session_call, self._ops.session_write, offset, payload)
@@ -184,7 +211,7 @@ class WriteStream:
         spare, self._spare = self._spare, []
         chunk_buffers.give(spare)
 
-    def _reuse(self, buffer: bytearray | None) -> None:
+    def _reuse(self, buffer: ChunkBuffer | None) -> None:
         # Only after a reply: the transport has then sent every byte, so overwriting is safe (a
         # failed call may still sit in a send queue, so its buffer is dropped instead).
         if buffer is not None:
@@ -267,7 +294,7 @@ class _InFlight(NamedTuple):
     start: int
     end: int
     future: Future[None]
-    buffer: bytearray | None
+    buffer: ChunkBuffer | None
 
 
 def _overlapping(offset: int, length: int) -> Callable[[int, int], bool]:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
+from fluxon_fs.export.same_host.sealed_payload import SealedPayload
 from fluxon_fs.export.serving.confinement import (
     ROOT_NAME,
     ExportRoot,
@@ -257,11 +258,18 @@ class LocalExportOps:
 
     def session_write(self, session_id: str, offset: int, data: bytes) -> None:
         """``pwrite`` ``data`` at ``offset``; concurrent writes of one session are allowed."""
+        self._session_write(session_id, offset, lambda fd: _pwrite_full(fd, offset, data))
+
+    def session_write_sealed(self, session_id: str, offset: int, data: SealedPayload) -> None:
+        """:meth:`session_write` of a payload a same-host client passed as a sealed memfd (copied in the kernel)."""
+        self._session_write(session_id, offset, lambda fd: data.copy_to(fd, offset))
+
+    def _session_write(self, session_id: str, offset: int, write: Callable[[int], None]) -> None:
         with self.sessions.use(session_id) as session:
             _check_non_negative(session.relpath, offset=offset)
             try:
-                session.wrote = True  # before the write: a failed pwrite may still have changed bytes
-                _pwrite_full(session.fd, offset, data)
+                session.wrote = True  # before the write: a failed write may still have changed bytes
+                write(session.fd)
             except OSError as exc:
                 raise with_filename(exc, session.relpath) from None
 

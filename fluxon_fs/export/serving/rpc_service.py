@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -28,9 +28,11 @@ from fluxon_core.metrics import FS_OPS
 from fluxon_core.protocols import RpcServer
 from fluxon_core.rpc_types import RpcCall, RpcMessage
 from fluxon_fs.export.ops import ExportOps
+from fluxon_fs.export.same_host.protocol import SameHostAddress
 from fluxon_fs.export.serving.confinement import guard_resolved_paths
 from fluxon_fs.export.wire import OPS, OpSpec, decode_request, encode_reply, op_path
 
+T = TypeVar("T")
 log = get_logger("fluxon.fs.agent")
 
 EntryFilter = Callable[[str], bool]
@@ -87,37 +89,51 @@ def allow_all(call: RpcCall, export_name: str, op: str, relpaths: Sequence[str],
 
 
 def serve_export(
-    server: RpcServer, export_name: str, ops: ServableExportOps, authorize: Authorize | None = None
+    server: RpcServer,
+    export_name: str,
+    ops: ServableExportOps,
+    authorize: Authorize | None = None,
+    *,
+    same_host: SameHostAddress | None = None,
 ) -> ServedExport:
-    """Register ``/fluxon_fs/<export_name>/<op>`` for every operation in :data:`~fluxon_fs.export.wire.OPS`."""
+    """Register ``/fluxon_fs/<export_name>/<op>`` for every operation in :data:`~fluxon_fs.export.wire.OPS`.
+
+    ``same_host``: the agent's same-host write channel, named in every ``session_open`` answer.
+    """
     check = authorize or allow_all
     paths = []
     for spec in OPS.values():
         path = op_path(export_name, spec.name)
-        server.register(path, _handler(export_name, spec, ops, check))
+        server.register(path, _handler(export_name, spec, ops, check, same_host))
         paths.append(path)
     log.info("serving export %r at %s", export_name, server.endpoint)
     return ServedExport(server, export_name, tuple(paths))
 
 
+def counted_op(op: str, run: Callable[[], T]) -> T:
+    """``run()``, counted in ``fluxon_fs_ops_total`` under ``op`` with its result (``ok`` or the error's name)."""
+    op_counts = FS_OPS.get()
+    try:
+        result = run()
+    except OSError as exc:
+        op_counts.labels(op, errno.errorcode.get(exc.errno or 0, type(exc).__name__)).inc()
+        raise
+    except Exception as exc:
+        op_counts.labels(op, type(exc).__name__).inc()
+        raise
+    op_counts.labels(op, "ok").inc()
+    return result
+
+
 def _handler(
-    export_name: str, spec: OpSpec, ops: ServableExportOps, authorize: Authorize
+    export_name: str, spec: OpSpec, ops: ServableExportOps, authorize: Authorize, same_host: SameHostAddress | None
 ) -> Callable[[RpcCall], RpcMessage]:
     method = getattr(ops, spec.name)
-    op_counts = FS_OPS.get()
-    ok_count = op_counts.labels(spec.name, "ok")
+    advertise = same_host is not None and spec.reply == "session"
+    FS_OPS.get().labels(spec.name, "ok")  # every op's series exists (at 0) from the start
 
     def handle(call: RpcCall) -> RpcMessage:
-        try:
-            reply = serve(call)
-        except OSError as exc:
-            op_counts.labels(spec.name, errno.errorcode.get(exc.errno or 0, type(exc).__name__)).inc()
-            raise
-        except Exception as exc:
-            op_counts.labels(spec.name, type(exc).__name__).inc()
-            raise
-        ok_count.inc()
-        return reply
+        return counted_op(spec.name, lambda: serve(call))
 
     def serve(call: RpcCall) -> RpcMessage:
         started = time.perf_counter()
@@ -126,6 +142,8 @@ def _handler(
             result = run_authorized(call, export_name, spec, ops, authorize, args, method)
         except OSError as exc:
             raise _utf8_filenames(exc) from None
+        if advertise:
+            result = attrs.evolve(result, same_host=same_host)
         reply = encode_reply(spec, result)
         if log.isEnabledFor(logging.DEBUG):
             moved = sum(memoryview(f).nbytes for f in (*call.message.frames, *reply.frames))
