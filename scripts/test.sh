@@ -13,7 +13,8 @@
 #    and the run goes on. The browser tests then skip, saying chromium is not installed; the suite
 #    itself does not use the benchmark tools.
 # 2. A virtualenv in .venv (created when absent, with $PYTHON, default python3, >= 3.11) holding
-#    this checkout with the [all,test] extras.
+#    this checkout with the [all,test] extras, at the versions pinned in scripts/test-constraints.txt
+#    (resolving them freely can take pip most of an hour; see that file).
 # 3. ruff check, ruff format --check, mypy, lint-imports, then python -m pytest -q.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,7 @@ fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[all,test]"
+python -m pip install -q -c scripts/test-constraints.txt -e ".[all,test]"
 
 ruff check .
 ruff format --check .
