@@ -55,6 +55,8 @@ def test_a_full_queue_drops_and_counts_and_never_blocks() -> None:
     assert puts.dropped == 3 and len(reported) == 3
     store.gate.set()
     assert puts.flush(10)
+    assert puts.submit("k5", b"x" * 100)  # stored pieces no longer count against the bound
+    assert puts.flush(10)
 
 
 def test_cancel_removes_a_queued_put_and_waits_for_one_in_flight() -> None:

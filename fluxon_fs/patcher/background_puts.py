@@ -6,7 +6,8 @@ it (the store's put is staged-then-committed), so a queued piece is simply not f
 yet. In this process a queued piece is found (:meth:`BackgroundPuts.pending`), so a re-read does
 not go back to the agent while the put is under way.
 
-The queue is bounded in pieces and bytes: when full, a new piece is dropped (counted in
+The queue is bounded in pieces and bytes, counting the pieces being stored as well as those waiting
+(both are held in memory): when full, a new piece is dropped (counted in
 :attr:`BackgroundPuts.dropped`) and the reader never waits. :meth:`BackgroundPuts.cancel` takes
 a queued piece back and waits for an in-flight put of that key, so a delete issued after it
 cannot be overtaken by the put.
@@ -32,7 +33,7 @@ BATCH_PIECES = 64
 """At most this many queued pieces go to the store in one batch."""
 LINGER_S = 0.005
 """A short batch waits until no piece was queued for this long (at most :data:`MAX_LINGER_S`): a
-reader of many small files queues two puts per file, and a call per file would cost the owner and
+reader of many small files queues a put per file, and a call per file would cost the owner and
 kv master more CPU than the reads; a large read queues a piece every few milliseconds, and storing
 them while it runs takes CPU from it (staging copies every byte once more)."""
 MAX_LINGER_S = 0.25
@@ -71,7 +72,7 @@ class BackgroundPuts:
         self._name = name
         self._cond = threading.Condition()
         self._queued: OrderedDict[str, Piece] = OrderedDict()
-        self._queued_bytes = 0
+        self._held_bytes = 0  # queued and in flight
         self._in_flight: dict[str, Piece] = {}
         self._worker: threading.Thread | None = None
         self._last_submit = 0.0
@@ -88,7 +89,7 @@ class BackgroundPuts:
         # A forked child has no worker thread; what the parent queued is the parent's to store.
         self._cond = threading.Condition()
         self._queued.clear()
-        self._queued_bytes = 0
+        self._held_bytes = 0
         self._in_flight.clear()
         self._worker = None
 
@@ -100,13 +101,14 @@ class BackgroundPuts:
                 return False
             old = self._queued.pop(key, None)
             if old is not None:
-                self._queued_bytes -= _size(old)
-            if len(self._queued) >= self._max_pieces or self._queued_bytes + size > self._max_bytes:
+                self._held_bytes -= _size(old)
+            held_pieces = len(self._queued) + len(self._in_flight)
+            if held_pieces >= self._max_pieces or self._held_bytes + size > self._max_bytes:
                 self.dropped += 1
                 self._on_drop()
                 return False
             self._queued[key] = data
-            self._queued_bytes += size
+            self._held_bytes += size
             self._last_submit = time.monotonic()
             if self._worker is None:
                 self._worker = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -128,7 +130,7 @@ class BackgroundPuts:
         with self._cond:
             old = self._queued.pop(key, None)
             if old is not None:
-                self._queued_bytes -= _size(old)
+                self._held_bytes -= _size(old)
             while key in self._in_flight:
                 self._cond.wait()
 
@@ -153,8 +155,9 @@ class BackgroundPuts:
         self.flush(timeout_s)
         with self._cond:
             self._closed = True
+            for data in self._queued.values():
+                self._held_bytes -= _size(data)
             self._queued.clear()
-            self._queued_bytes = 0
             self._cond.notify_all()
 
     def _run(self) -> None:
@@ -177,7 +180,6 @@ class BackgroundPuts:
                 batch: list[tuple[str, Piece]] = []
                 while self._queued and len(batch) < BATCH_PIECES:
                     key, data = self._queued.popitem(last=False)
-                    self._queued_bytes -= _size(data)
                     self._in_flight[key] = data
                     batch.append((key, data))
             try:
@@ -185,7 +187,8 @@ class BackgroundPuts:
             except Exception:
                 log.exception("background cache put of %d pieces failed", len(batch))
             with self._cond:
-                for key, _ in batch:
+                for key, data in batch:
                     self._in_flight.pop(key, None)
+                    self._held_bytes -= _size(data)
                 self.stored += len(batch)
                 self._cond.notify_all()
