@@ -19,6 +19,7 @@ from fluxon_fs.transfer.jobs import NO_OWNER, BatchAssignment, BatchRecord, Batc
 from fluxon_fs.transfer.leases import BatchLeases
 from fluxon_fs.transfer.lifecycle import JobLifecycle
 from fluxon_fs.transfer.records import ScanEntry
+from fluxon_fs.transfer.work_signal import WorkSignal
 
 
 class TransferCoordinator:
@@ -36,6 +37,12 @@ class TransferCoordinator:
         self.job_store = JobStore(store)
         self.lifecycle = JobLifecycle(self.job_store, retry_backoff_s=retry_backoff_s, clock=clock)
         self.leases = BatchLeases(self.job_store, self.lifecycle, lease_ttl_s=lease_ttl_s, clock=clock)
+
+    @property
+    def work(self) -> WorkSignal:
+        """Notified by every change that can make a batch claimable; claimers wait on it
+        (:attr:`JobLifecycle.work`)."""
+        return self.lifecycle.work
 
     # ----- records (JobStore) -------------------------------------------------------------------
 
@@ -56,8 +63,9 @@ class TransferCoordinator:
         return self.job_store.cached_job(job_id)
 
     def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
-        """Store batch ``number`` of a scanning job (:meth:`JobStore.add_batch`)."""
+        """Store batch ``number`` of a scanning job (:meth:`JobStore.add_batch`); workers may claim it at once."""
         self.job_store.add_batch(job_id, number, entries, total_bytes)
+        self.work.notify()
 
     def batch_states(self, job_id: str) -> Iterator[BatchRecord]:
         """A job's batch records in order (:meth:`JobStore.batches`)."""
