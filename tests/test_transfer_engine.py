@@ -19,7 +19,6 @@ from fluxon_fs.transfer.coordinator import TransferCoordinator
 from fluxon_fs.transfer.copier import DirectoryListings, copy_batch, scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.prescan import transfer_check_local_blocking
-from fluxon_fs.transfer.records import ENTRY_FILE
 from fluxon_fs.transfer.state_config import open_state_store
 from tests.support.trees import assert_same_tree, make_tree
 
@@ -306,72 +305,21 @@ def test_a_jobs_own_scan_seals_small_file_batches_by_count_so_workers_share_them
     assert JOB_SCAN_MAX_ENTRIES < MAX_ENTRIES_PER_BATCH
 
 
-def scan_batches(coordinator, source, job):
-    batches = group_batches(scan_export_dir(source, job.spec.source_dir), job.spec.batch_ready_bytes)
-    for number, (entries, size) in enumerate(batches):
-        coordinator.add_batch(job.job_id, number, entries, size)
-
-
-def test_batches_are_claimed_and_counted_while_the_scan_still_runs(world):
-    coordinator, source, target, src_root, dst_root, _ = world
-    job = coordinator.create_job(spec())
-    first_batches = list(group_batches(scan_export_dir(source, job.spec.source_dir), job.spec.batch_ready_bytes))
-    entries, size = first_batches[0]
-    coordinator.add_batch(job.job_id, 0, entries, size)
-    # The scan has written one batch and goes on: a worker copies it already.
-    assert run_worker(coordinator, source, target) == 1
-    assert coordinator.job(job.job_id).state == "scanning"
-    for number, (entries, size) in enumerate(first_batches[1:], start=1):
-        coordinator.add_batch(job.job_id, number, entries, size)
-    scanned = coordinator.finish_scan(job.job_id)
-    assert scanned.state == "running" and scanned.counters.batches_done == 1
-    run_worker(coordinator, source, target)
-    finished = coordinator.job(job.job_id)
-    assert finished.state == "verifying" and finished.counters.files_copied == 40
-    assert finished.counters.batches_done == finished.counters.batches_total == len(first_batches)
-    assert verify(coordinator, job.job_id, source, target).state == "succeeded"
-    assert_same_tree(src_root / "data" / "set1", dst_root / "incoming" / "set1")
-
-
-def test_a_rescan_keeps_done_batches_done_and_replaces_changed_ones(world):
-    coordinator, source, target, src_root, _, _ = world
-    job = coordinator.create_job(spec())
-    scan_batches(coordinator, source, job)
-    done = coordinator.claim("w1")
-    coordinator.complete(
-        done.job_id, done.number, done.claim_token, copy_batch(done.spec, done.entries, source, target)
-    )
-    stale = coordinator.claim("w1")
-    # Paused while scanning, resumed: the scan runs again; one file of the stale claim's batch changed.
-    coordinator.pause(job.job_id)
-    assert coordinator.resume(job.job_id).state == "scanning"
-    changed = next(e for e in stale.entries if e.kind == ENTRY_FILE)
-    os.utime(src_root / "data" / "set1" / changed.relpath, ns=(1, changed.mtime_ns + 1_000_000_000))
-    scan_batches(coordinator, source, job)
-    states = {b.number: b for b in coordinator.batch_states(job.job_id)}
-    assert states[done.number].state == "done" and states[stale.number].state == "pending"
-    # The holder of the replaced batch lost its claim: its report does not count.
-    result = copy_batch(stale.spec, stale.entries, source, target)
-    assert not coordinator.complete(stale.job_id, stale.number, stale.claim_token, result)
-    assert coordinator.finish_scan(job.job_id).counters.batches_done == 1
-    run_worker(coordinator, source, target, worker="w2")
-    finished = coordinator.job(job.job_id)
-    assert finished.state == "verifying" and finished.counters.batches_done == finished.counters.batches_total
-    assert finished.counters.files_copied == 40
-    states = {b.number: b for b in coordinator.batch_states(job.job_id)}
-    assert states[done.number].claims == 1  # never copied again
-
-
-def test_a_waiting_claimer_is_woken_by_a_batch_and_by_the_end_of_the_scan(world):
+def test_a_waiting_claimer_is_woken_by_the_end_of_a_scan_and_by_a_resume(world):
     coordinator, source, _, _, _, _ = world
     job = coordinator.create_job(spec())
     seen = coordinator.work.generation
     assert not coordinator.work.wait(seen, 0.01)  # nothing happened: the wait runs out
-    entries, size = next(group_batches(scan_export_dir(source, job.spec.source_dir), job.spec.batch_ready_bytes))
-    coordinator.add_batch(job.job_id, 0, entries, size)
-    assert coordinator.work.wait(seen, 10)
-    seen = coordinator.work.generation
+    for number, (entries, size) in enumerate(
+        group_batches(scan_export_dir(source, job.spec.source_dir), job.spec.batch_ready_bytes)
+    ):
+        coordinator.add_batch(job.job_id, number, entries, size)
+    assert not coordinator.work.wait(seen, 0.01)  # the job is still scanning: nothing to claim yet
     coordinator.finish_scan(job.job_id)
+    assert coordinator.work.wait(seen, 10) and coordinator.claim("w1") is not None
+    coordinator.pause(job.job_id)
+    seen = coordinator.work.generation
+    coordinator.resume(job.job_id)
     assert coordinator.work.wait(seen, 10)
 
 

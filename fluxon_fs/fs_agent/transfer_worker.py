@@ -159,7 +159,7 @@ class TransferWorkerPool:
             asked = time.monotonic()
             try:
                 claim = BatchClaim(str(index), self._incarnation, exports, wait_s=CLAIM_WAIT_S if long_poll else 0.0)
-                assignment = self._agent.master.claim_batch(claim).assignment
+                reply = self._agent.master.claim_batch(claim)
             except ApiError as exc:
                 log.debug("claim failed: %s", exc)
                 self._stop.wait(IDLE_POLL_S * 4)
@@ -167,8 +167,10 @@ class TransferWorkerPool:
             finally:
                 if long_poll:
                     self._long_poll.release()
+            assignment = reply.assignment
             if assignment is None:
-                if not long_poll or time.monotonic() - asked < CLAIM_WAIT_S / 2:
+                held = long_poll and time.monotonic() - asked >= CLAIM_WAIT_S / 2
+                if not (reply.claim_again or held):
                     # Not held (the master holds only a few claim calls at once): wait here instead.
                     self._claimed.wait(seen, IDLE_POLL_S)
                 continue

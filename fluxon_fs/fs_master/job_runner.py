@@ -1,14 +1,13 @@
 """The fs master's part of transfer jobs: scanning sources of new jobs and verifying finished ones.
 
-Copying happens in the agents' workers, which claim a job's batches as soon as its scan writes
-them; the master only walks metadata through the export interface (one ``list_dir`` per
-directory) and compares sizes and mtimes at the end (from one listing per directory and side,
+Copying happens in the agents' workers; the master only walks metadata through the export
+interface (one ``list_dir`` per directory) and compares sizes and mtimes at the end (from one listing per directory and side,
 shared by all batches, or a ``stat`` per file for a batch's few files of a directory; and content
 hashes when the job asks for them). Both run with the authority of the job's owner
 (:mod:`fluxon_fs.fs_master.job_authority`): every call carries the owner's session token, so the
 agent applies their scopes and re-authorises symlinks on their real path. A job whose owner can no
-longer run it is paused with the reason instead. Both steps are restartable: a rescan keeps the
-batches whose entries did not change (claimed or done ones included), and verification only reads.
+longer run it is paused with the reason instead. Both steps are restartable: a scan rewrites the
+same batch numbers for an unchanged tree, and verification only reads.
 """
 
 from __future__ import annotations
@@ -140,8 +139,6 @@ class JobRunner:
             self._refused(job, "scan", exc)
             return
         scanned = self._coordinator.finish_scan(job.job_id)
-        if scanned.state is JobState.VERIFYING:  # workers copied every batch while the scan ran
-            self.wake()
         counters = scanned.counters
         log.info("job %s scanned: %d files in %d batches", job.job_id, counters.files_total, counters.batches_total)
 

@@ -352,6 +352,8 @@ class BatchClaimReply:
     """A claimed batch, or None when nothing is claimable now."""
 
     assignment: ClaimedBatch | None
+    claim_again: bool = False
+    """The call was held and ended because a batch may have become claimable: claim again now."""
 
 
 @attrs.frozen

@@ -63,9 +63,8 @@ class TransferCoordinator:
         return self.job_store.cached_job(job_id)
 
     def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
-        """Store batch ``number`` of a scanning job (:meth:`JobStore.add_batch`); workers may claim it at once."""
+        """Store batch ``number`` of a scanning job (:meth:`JobStore.add_batch`)."""
         self.job_store.add_batch(job_id, number, entries, total_bytes)
-        self.work.notify()
 
     def batch_states(self, job_id: str) -> Iterator[BatchRecord]:
         """A job's batch records in order (:meth:`JobStore.batches`)."""

@@ -169,20 +169,15 @@ class JobStore:
     # ----- batches ------------------------------------------------------------------------------
 
     def add_batch(self, job_id: str, number: int, entries: list[ScanEntry], total_bytes: int) -> None:
-        """Store batch ``number`` of a job, pending.
-
-        A rescan (after a crash, or a job paused while it scanned) that finds the same entries keeps the
-        stored batch as it is: workers claim batches while the scan runs, so it may be claimed or done
-        already, and a done batch is never copied again. Different entries replace the batch, pending
-        (a worker holding the old one loses its claim: its report no longer counts).
-        """
-        encoded = encode_batch(entries, total_bytes)
-        key, record_key = batch_key(job_id, number), batch_record_key(job_id, number)
-        if self.store.get(key) == encoded and self.store.get(record_key) is not None:
-            return
+        """Store batch ``number`` of a job, pending (idempotent for a rescan after a crash)."""
         files = sum(1 for e in entries if e.kind == ENTRY_FILE)
         record = BatchRecord(number=number, files=files, bytes=total_bytes)
-        self.store.batch_write([(key, encoded), (record_key, encode(record))])
+        self.store.batch_write(
+            [
+                (batch_key(job_id, number), encode_batch(entries, total_bytes)),
+                (batch_record_key(job_id, number), encode(record)),
+            ]
+        )
 
     def batch(self, job_id: str, number: int) -> BatchRecord:
         """One batch's record; :class:`KeyNotFoundError` when the job has no such batch."""

@@ -25,7 +25,7 @@ from fluxon_core.log_setup import get_logger
 from fluxon_fs.transfer.job_store import JobStore
 from fluxon_fs.transfer.jobs import BatchAssignment, BatchRecord, BatchResult, JobRecord
 from fluxon_fs.transfer.lifecycle import JobLifecycle
-from fluxon_fs.transfer.states import BatchState
+from fluxon_fs.transfer.states import BatchState, JobState
 
 log = get_logger("fluxon.fs.transfer")
 
@@ -57,7 +57,7 @@ class BatchLeases:
         job_ids: Iterable[str] | None = None,
         holder_gone: Callable[[str], bool] | None = None,
     ) -> BatchAssignment | None:
-        """Hand the next claimable batch of a running (or still scanning) job to ``worker``, or None.
+        """Hand the next claimable batch of a running job to ``worker``, or None.
 
         Jobs are served oldest first, each up to its ``desired_worker_count`` live claims.
         ``holder_gone(worker)`` may say that the worker holding a claim is known to be dead (its agent
@@ -72,7 +72,7 @@ class BatchLeases:
             return holder_gone is None or not holder_gone(batch.worker)
 
         for job in sorted(self._jobs.jobs(), key=lambda r: r.created_at):
-            if not job.state.hands_out_batches or (wanted is not None and job.job_id not in wanted):
+            if job.state is not JobState.RUNNING or (wanted is not None and job.job_id not in wanted):
                 continue
             try:
                 assignment = self._claim_in(job, worker, now, held)

@@ -81,29 +81,20 @@ class JobLifecycle:
         return self.finish_scan(job.job_id)
 
     def finish_scan(self, job_id: str) -> JobRecord:
-        """Scanning is complete: totals are computed from the batches and the job becomes ``running``.
+        """Scanning is complete: totals are computed from the batches and the job becomes ``running``."""
+        files = size = batches = 0
+        for batch in self._jobs.batches(job_id):
+            files += batch.files
+            size += batch.bytes
+            batches += 1
 
-        Workers copy batches while the scan runs, so the done and failed counters are recomputed from
-        the batch records too (a rescan may have made a batch pending again), under the lock that
-        orders them with the outcomes being recorded.
-        """
-        with self._jobs.lock:
-            files = size = batches = 0
-            for batch in self._jobs.batches(job_id):
-                files += batch.files
-                size += batch.bytes
-                batches += 1
-            outcomes = self._outcome_counters(job_id)
+        def change(job: JobRecord) -> JobRecord:
+            if job.state is not JobState.SCANNING:
+                return job
+            counters = attrs.evolve(job.counters, files_total=files, bytes_total=size, batches_total=batches)
+            return attrs.evolve(job, state=JobState.RUNNING, counters=counters, started_at=self._clock())
 
-            def change(job: JobRecord) -> JobRecord:
-                if job.state is not JobState.SCANNING:
-                    return job
-                counters = attrs.evolve(
-                    job.counters, files_total=files, bytes_total=size, batches_total=batches, **outcomes
-                )
-                return attrs.evolve(job, state=JobState.RUNNING, counters=counters, started_at=self._clock())
-
-            finished = self._maybe_finish(self._jobs.update_job(job_id, change))
+        finished = self._maybe_finish(self._jobs.update_job(job_id, change))
         self.work.notify()
         return finished
 

@@ -43,15 +43,9 @@ class JobState(enum.StrEnum):
         return not self.is_final
 
     @property
-    def hands_out_batches(self) -> bool:
-        """Workers may claim the job's batches: it runs, or it scans (batches already written are copied
-        while the scan goes on)."""
-        return self in (JobState.SCANNING, JobState.RUNNING)
-
-    @property
     def holds_leases(self) -> bool:
-        """Claimed batches of the job may still be renewed and reported (scanning, running or paused)."""
-        return self in (JobState.SCANNING, JobState.RUNNING, JobState.PAUSED)
+        """Claimed batches of the job may still be renewed and reported (running or paused)."""
+        return self in (JobState.RUNNING, JobState.PAUSED)
 
 
 _FINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})

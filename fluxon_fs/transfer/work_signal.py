@@ -1,8 +1,8 @@
 """Waking claimers when batches may have become claimable, instead of letting them poll.
 
 A worker that finds nothing to claim may wait in its claim call (a long poll) until the
-coordinator records a change that can give it work — a job whose scan wrote batches or finished, a
-job resumed or retried, a batch made pending again — or until its wait runs out. The signal is a
+coordinator records a change that can give it work — a job whose scan finished, a job resumed or
+retried, a batch made pending again — or until its wait runs out. The signal is a
 counter: a claimer reads :attr:`WorkSignal.generation` before it looks for work and waits for it
 to move on, so a change made between the look and the wait is never missed.
 """

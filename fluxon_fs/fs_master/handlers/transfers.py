@@ -8,7 +8,6 @@ renewal (:mod:`fluxon_fs.fs_master.job_authority`); who may create, see and stee
 from __future__ import annotations
 
 import threading
-import time
 
 from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkError
 from fluxon_core.log_setup import get_logger
@@ -106,24 +105,20 @@ class TransferHandlers:
         job's owner; running jobs whose owner can no longer run them are paused instead.
 
         With nothing claimable the call is held up to ``claim.wait_s`` (at most :data:`MAX_CLAIM_WAIT_S`,
-        and only while fewer than :data:`CLAIM_WAITERS` calls are held) and answered as soon as a change
-        that can make a batch claimable is recorded, so an idle worker starts a new job at once.
+        and only while fewer than :data:`CLAIM_WAITERS` calls are held) and answered, still without a
+        batch, as soon as a change that can make a batch claimable is recorded (``claim_again``): the
+        worker claims again at once. A held call never claims: its worker may have died while it was
+        held, and a batch claimed for it would wait for its lease and count as a lost attempt.
         """
-        deadline = time.monotonic() + min(max(claim.wait_s, 0.0), MAX_CLAIM_WAIT_S)
-        while True:
-            generation = self._transfers.work.generation
-            reply = self._claim_now(caller, claim)
-            remaining = deadline - time.monotonic()
-            if reply.assignment is not None or remaining <= 0:
-                return reply
-            if not self._claim_waiters.acquire(blocking=False):
-                return reply
-            try:
-                woken = self._transfers.work.wait(generation, remaining)
-            finally:
-                self._claim_waiters.release()
-            if not woken:  # the wait ran out (or the master is stopping): one last look, e.g. for expired leases
-                return self._claim_now(caller, claim)
+        generation = self._transfers.work.generation
+        reply = self._claim_now(caller, claim)
+        wait_s = min(max(claim.wait_s, 0.0), MAX_CLAIM_WAIT_S)
+        if reply.assignment is not None or wait_s <= 0 or not self._claim_waiters.acquire(blocking=False):
+            return reply
+        try:
+            return BatchClaimReply(None, claim_again=self._transfers.work.wait(generation, wait_s))
+        finally:
+            self._claim_waiters.release()
 
     def _claim_now(self, caller: str, claim: BatchClaim) -> BatchClaimReply:
         worker = self._claim_holders.worker_name(caller, claim.incarnation, claim.worker)
@@ -131,7 +126,7 @@ class TransferHandlers:
         target_exports = set(claim.target_exports)
         tokens = {}
         for job in self._transfers.jobs():
-            if not job.state.hands_out_batches or job.spec.target_export not in target_exports:
+            if job.state is not JobState.RUNNING or job.spec.target_export not in target_exports:
                 continue
             try:
                 tokens[job.job_id] = self._authority.token(job)
