@@ -285,7 +285,7 @@ EXCHANGES: list[tuple[calls.Call[Any, Any], Any, dict[str, Any], Any, dict[str, 
     (
         calls.CLAIM_BATCH,
         BatchClaim("0", "ab12", ("dst",)),
-        {"worker": "0", "incarnation": "ab12", "target_exports": ["dst"]},
+        {"worker": "0", "incarnation": "ab12", "target_exports": ["dst"], "wait_s": 0.0},
         BatchClaimReply(
             ClaimedBatch("job-1", SPEC, 0, "secret", 99.5, 5.0, (("f.txt", "f", 3, 4, 0o644),), 1, "fx1.owner")
         ),
@@ -300,15 +300,16 @@ EXCHANGES: list[tuple[calls.Call[Any, Any], Any, dict[str, Any], Any, dict[str, 
                 "entries": [["f.txt", "f", 3, 4, 0o644]],
                 "claims": 1,
                 "access_token": "fx1.owner",
-            }
+            },
+            "claim_again": False,
         },
     ),
     (
         calls.CLAIM_BATCH,
-        BatchClaim("1", "ab12", ()),
-        {"worker": "1", "incarnation": "ab12", "target_exports": []},
-        BatchClaimReply(None),
-        {"assignment": None},
+        BatchClaim("1", "ab12", (), wait_s=2.0),
+        {"worker": "1", "incarnation": "ab12", "target_exports": [], "wait_s": 2.0},
+        BatchClaimReply(None, claim_again=True),
+        {"assignment": None, "claim_again": True},
     ),
     (
         calls.RENEW_LEASE,

@@ -16,7 +16,7 @@ from fluxon_core.errors import InvalidArgumentError
 from fluxon_fs.export.serving.local_ops import LocalExportOps
 from fluxon_fs.transfer.batching import group_batches
 from fluxon_fs.transfer.coordinator import TransferCoordinator
-from fluxon_fs.transfer.copier import copy_batch, scan_export_dir, verify_batch
+from fluxon_fs.transfer.copier import DirectoryListings, copy_batch, scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobSpec
 from fluxon_fs.transfer.prescan import transfer_check_local_blocking
 from fluxon_fs.transfer.state_config import open_state_store
@@ -303,3 +303,57 @@ def test_a_jobs_own_scan_seals_small_file_batches_by_count_so_workers_share_them
     assert job_batches == [JOB_SCAN_MAX_ENTRIES, JOB_SCAN_MAX_ENTRIES, 7]
     assert [len(batch) for batch, _ in group_batches(entries, 16 * 1024 * 1024)] == [len(entries)]
     assert JOB_SCAN_MAX_ENTRIES < MAX_ENTRIES_PER_BATCH
+
+
+def test_a_waiting_claimer_is_woken_by_the_end_of_a_scan_and_by_a_resume(world):
+    coordinator, source, _, _, _, _ = world
+    job = coordinator.create_job(spec())
+    seen = coordinator.work.generation
+    assert not coordinator.work.wait(seen, 0.01)  # nothing happened: the wait runs out
+    for number, (entries, size) in enumerate(
+        group_batches(scan_export_dir(source, job.spec.source_dir), job.spec.batch_ready_bytes)
+    ):
+        coordinator.add_batch(job.job_id, number, entries, size)
+    assert not coordinator.work.wait(seen, 0.01)  # the job is still scanning: nothing to claim yet
+    coordinator.finish_scan(job.job_id)
+    assert coordinator.work.wait(seen, 10) and coordinator.claim("w1") is not None
+    coordinator.pause(job.job_id)
+    seen = coordinator.work.generation
+    coordinator.resume(job.job_id)
+    assert coordinator.work.wait(seen, 10)
+
+
+class CountingOps:
+    """Export ops that record the directories listed."""
+
+    def __init__(self, inner):
+        self._inner, self.listed = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def list_dir(self, relpath):
+        self.listed.append(relpath)
+        return self._inner.list_dir(relpath)
+
+
+def test_verification_lists_a_directory_once_for_all_the_batches_sharing_it(world):
+    coordinator, source, target, src_root, dst_root, _ = world
+    (src_root / "flat").mkdir()
+    for i in range(64):
+        (src_root / "flat" / f"f{i:02d}").write_bytes(os.urandom(1000))
+    job = start_job(coordinator, source, spec(source_dir="flat", batch_ready_bytes=16 * 1000))
+    assert job.counters.batches_total == 4
+    run_worker(coordinator, source, target)
+    (dst_root / "incoming" / "flat" / "f07").write_bytes(b"shorter")
+    counted_source, counted_target = CountingOps(source), CountingOps(target)
+    listings = (DirectoryListings(counted_source), DirectoryListings(counted_target))
+    differences = [
+        line
+        for state in coordinator.batch_states(job.job_id)
+        for line in verify_batch(
+            job.spec, coordinator.batch_entries(job.job_id, state.number), counted_source, counted_target, listings
+        )
+    ]
+    assert len(differences) == 1 and differences[0].startswith("incoming/flat/f07: target size/mtime 7/")
+    assert counted_source.listed == ["flat"] and counted_target.listed == ["incoming/flat"]

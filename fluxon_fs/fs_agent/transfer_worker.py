@@ -41,6 +41,7 @@ from fluxon_fs.master_api.records import (
 )
 from fluxon_fs.transfer.copier import copy_batch
 from fluxon_fs.transfer.jobs import JobSpec
+from fluxon_fs.transfer.work_signal import WorkSignal
 
 if TYPE_CHECKING:
     from fluxon_fs.fs_agent.agent import FsAgent
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
 log = get_logger("fluxon.fs.transfer.worker")
 
 IDLE_POLL_S = 0.5
+"""How long an idle worker that does not hold a claim call open waits before it asks again."""
+CLAIM_WAIT_S = 2.0
+"""How long one idle worker of the pool lets the master hold its claim call (see
+:meth:`TransferWorkerPool._run`)."""
 
 # Test hook (tests/test_transfer_faults.py), inert unless both variables are set: the first batch of
 # this process that reaches FLUXON_TEST_PAUSE_AFTER_BYTES written bytes creates the file
@@ -113,7 +118,13 @@ class _LeaseKeeper:
 
 
 class TransferWorkerPool:
-    """``count`` worker threads of one agent."""
+    """``count`` worker threads of one agent.
+
+    An idle pool does not poll with every worker: one of them (whichever holds ``_long_poll``) lets
+    the master hold its claim call until a batch becomes claimable, and the others wait on
+    ``_claimed``, which a worker notifies whenever it gets a batch, so they claim the rest of a new
+    job at once; they still ask on their own every :data:`IDLE_POLL_S`.
+    """
 
     def __init__(self, agent: FsAgent, count: int) -> None:
         self._agent = agent
@@ -122,6 +133,8 @@ class TransferWorkerPool:
         self._threads: list[threading.Thread] = []
         self._client = agent.store.transport().new_client()
         self._incarnation = secrets.token_hex(4)
+        self._long_poll = threading.Lock()
+        self._claimed = WorkSignal()
 
     def start(self) -> None:
         """Start the worker threads."""
@@ -133,22 +146,35 @@ class TransferWorkerPool:
     def stop(self) -> None:
         """Stop the workers (a batch being copied is abandoned; its claim expires) and wait for them."""
         self._stop.set()
+        self._claimed.close()
         for thread in self._threads:
             thread.join(timeout=10)
         self._client.close()
 
     def _run(self, index: int) -> None:
+        exports = tuple(sorted(self._agent.ops))
         while not self._stop.is_set():
+            seen = self._claimed.generation
+            long_poll = self._long_poll.acquire(blocking=False)
+            asked = time.monotonic()
             try:
-                claim = BatchClaim(str(index), self._incarnation, tuple(sorted(self._agent.ops)))
-                assignment = self._agent.master.claim_batch(claim).assignment
+                claim = BatchClaim(str(index), self._incarnation, exports, wait_s=CLAIM_WAIT_S if long_poll else 0.0)
+                reply = self._agent.master.claim_batch(claim)
             except ApiError as exc:
                 log.debug("claim failed: %s", exc)
                 self._stop.wait(IDLE_POLL_S * 4)
                 continue
+            finally:
+                if long_poll:
+                    self._long_poll.release()
+            assignment = reply.assignment
             if assignment is None:
-                self._stop.wait(IDLE_POLL_S)
+                held = long_poll and time.monotonic() - asked >= CLAIM_WAIT_S / 2
+                if not (reply.claim_again or held):
+                    # Not held (the master holds only a few claim calls at once): wait here instead.
+                    self._claimed.wait(seen, IDLE_POLL_S)
                 continue
+            self._claimed.notify()  # a job has work: idle siblings claim too, now
             self._run_batch(assignment)
 
     def _local_ops(self, export_name: str, keeper: _LeaseKeeper) -> ExportOps:

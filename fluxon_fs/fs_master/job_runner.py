@@ -1,9 +1,9 @@
 """The fs master's part of transfer jobs: scanning sources of new jobs and verifying finished ones.
 
 Copying happens in the agents' workers; the master only walks metadata through the export
-interface (one ``list_dir`` per directory) and compares sizes and mtimes at the end (from one
-listing per directory and side, or a ``stat`` per file for a batch's few files of a directory; and
-content hashes when the job asks for them). Both run with the authority of the job's owner
+interface (one ``list_dir`` per directory) and compares sizes and mtimes at the end (from one listing per directory and side,
+shared by all batches, or a ``stat`` per file for a batch's few files of a directory; and content
+hashes when the job asks for them). Both run with the authority of the job's owner
 (:mod:`fluxon_fs.fs_master.job_authority`): every call carries the owner's session token, so the
 agent applies their scopes and re-authorises symlinks on their real path. A job whose owner can no
 longer run it is paused with the reason instead. Both steps are restartable: a scan rewrites the
@@ -22,7 +22,7 @@ from fluxon_fs.export.ops import ExportOps
 from fluxon_fs.fs_master.job_authority import JobAuthority, JobOwnerError
 from fluxon_fs.transfer.batching import JOB_SCAN_MAX_ENTRIES, group_batches
 from fluxon_fs.transfer.coordinator import TransferCoordinator
-from fluxon_fs.transfer.copier import scan_export_dir, verify_batch
+from fluxon_fs.transfer.copier import DirectoryListings, scan_export_dir, verify_batch
 from fluxon_fs.transfer.jobs import JobOwner, JobRecord, JobSpec
 from fluxon_fs.transfer.states import JobState
 
@@ -149,8 +149,11 @@ class JobRunner:
         if source is None or target is None:
             return
 
+        listings = (DirectoryListings(source), DirectoryListings(target))
+
         def verify_one(number: int) -> list[str]:
-            return verify_batch(spec, self._coordinator.batch_entries(job.job_id, number), source, target)
+            entries = self._coordinator.batch_entries(job.job_id, number)
+            return verify_batch(spec, entries, source, target, listings)
 
         numbers = [state.number for state in self._coordinator.batch_states(job.job_id)]
         try:

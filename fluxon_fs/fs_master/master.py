@@ -217,6 +217,7 @@ class FsMaster:
             return
         self._stop.set()
         self.panel.stop()
+        self.transfers.work.close()  # releases held claim calls
         self.jobs.stop()
         self._reaper.join(timeout=5)
         self._auth.close()

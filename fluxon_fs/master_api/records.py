@@ -312,6 +312,10 @@ class BatchClaim:
     worker: str
     incarnation: str
     target_exports: tuple[str, ...]
+    wait_s: float = 0.0
+    """When nothing is claimable, the master may hold the call up to this long (it caps the wait, and
+    answers at once when it already holds as many calls as it allows) and answers as soon as a batch
+    becomes claimable."""
 
 
 @attrs.frozen
@@ -348,6 +352,8 @@ class BatchClaimReply:
     """A claimed batch, or None when nothing is claimable now."""
 
     assignment: ClaimedBatch | None
+    claim_again: bool = False
+    """The call was held and ended because a batch may have become claimable: claim again now."""
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from fluxon_fs.transfer.jobs import NO_OWNER, BatchAssignment, BatchRecord, Batc
 from fluxon_fs.transfer.leases import BatchLeases
 from fluxon_fs.transfer.lifecycle import JobLifecycle
 from fluxon_fs.transfer.records import ScanEntry
+from fluxon_fs.transfer.work_signal import WorkSignal
 
 
 class TransferCoordinator:
@@ -36,6 +37,12 @@ class TransferCoordinator:
         self.job_store = JobStore(store)
         self.lifecycle = JobLifecycle(self.job_store, retry_backoff_s=retry_backoff_s, clock=clock)
         self.leases = BatchLeases(self.job_store, self.lifecycle, lease_ttl_s=lease_ttl_s, clock=clock)
+
+    @property
+    def work(self) -> WorkSignal:
+        """Notified by every change that can make a batch claimable; claimers wait on it
+        (:attr:`JobLifecycle.work`)."""
+        return self.lifecycle.work
 
     # ----- records (JobStore) -------------------------------------------------------------------
 

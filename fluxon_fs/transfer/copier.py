@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 
 from fluxon_fs.export.ops import ExportOps, FileStat
@@ -315,19 +316,64 @@ def content_sha256(ops: ExportOps, relpath: str, stat: FileStat) -> str | None:
 LISTING_THRESHOLD = 16
 """A batch's files in one directory are compared from one listing of that directory on each side
 (instead of one ``stat`` per file and side) when there are at least this many."""
+LISTINGS_MAX_ENTRIES = 200_000
+"""Entries a :class:`DirectoryListings` keeps (a few hundred bytes each); beyond, it starts afresh."""
 
 
-def _lstats(ops: ExportOps, directory: str, relpaths: list[str]) -> dict[str, FileStat]:
+class DirectoryListings:
+    """Listings of one export's directories, taken once and shared by the verification of all the
+    batches of a job (a directory's files are spread over many batches: 1 000 files of 1 MiB in
+    one directory make 63 batches of 16 MiB, which listed that directory 126 times).
+
+    Thread-safe; a directory is listed once even when several threads ask for it at the same time.
+    At most :data:`LISTINGS_MAX_ENTRIES` entries are kept.
+    """
+
+    def __init__(self, ops: ExportOps, max_entries: int = LISTINGS_MAX_ENTRIES) -> None:
+        self._ops = ops
+        self._max_entries = max_entries
+        self._listings: dict[str, dict[str, FileStat] | None] = {}
+        self._kept = 0
+        self._lock = threading.Lock()
+        self._listing_locks: dict[str, threading.Lock] = {}
+
+    def listing(self, directory: str) -> dict[str, FileStat] | None:
+        """Name → lstat of ``directory``'s entries; None when it is missing or not a directory."""
+        with self._lock:
+            if directory in self._listings:
+                return self._listings[directory]
+            listing_lock = self._listing_locks.setdefault(directory, threading.Lock())
+        with listing_lock:
+            with self._lock:
+                if directory in self._listings:
+                    return self._listings[directory]
+            try:
+                listing: dict[str, FileStat] | None = {item.name: item.stat for item in self._ops.list_dir(directory)}
+            except (FileNotFoundError, NotADirectoryError):
+                listing = None
+            with self._lock:
+                size = len(listing or ())
+                if self._kept + size > self._max_entries:
+                    self._listings.clear()
+                    self._kept = 0
+                self._listings[directory] = listing
+                self._kept += size
+                self._listing_locks.pop(directory, None)
+            return listing
+
+
+def _lstats(
+    ops: ExportOps, directory: str, relpaths: list[str], listings: DirectoryListings | None = None
+) -> dict[str, FileStat]:
     """lstat of each path of ``relpaths`` (all in ``directory``) that exists, by path.
 
-    Many paths: one ``list_dir`` (one call); few: one ``stat`` each (a listing of a large directory
-    costs more than a few stats).
+    Many paths: one ``list_dir`` (one call, none when ``listings`` has it); few: one ``stat`` each (a
+    listing of a large directory costs more than a few stats).
     """
     found: dict[str, FileStat] = {}
     if len(relpaths) >= LISTING_THRESHOLD:
-        try:
-            listing = {item.name: item.stat for item in ops.list_dir(directory)}
-        except (FileNotFoundError, NotADirectoryError):
+        listing = (listings or DirectoryListings(ops)).listing(directory)
+        if listing is None:
             return found
         for relpath in relpaths:
             stat = listing.get(relpath.rsplit("/", 1)[-1])
@@ -342,13 +388,21 @@ def _lstats(ops: ExportOps, directory: str, relpaths: list[str]) -> dict[str, Fi
     return found
 
 
-def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, target: ExportOps) -> list[str]:
+def verify_batch(
+    spec: JobSpec,
+    entries: list[ScanEntry],
+    source: ExportOps,
+    target: ExportOps,
+    listings: tuple[DirectoryListings, DirectoryListings] | None = None,
+) -> list[str]:
     """Differences between source and target for a batch's files: size and mtime, and with
     ``spec.verify_checksum`` the sha256 of their content (each file read whole on both sides).
 
     Sizes and mtimes come from one listing per directory and side when a directory holds many of
     the batch's files (:data:`LISTING_THRESHOLD`), else from one ``stat`` per file and side.
+    ``listings`` (source side, target side) shares those listings between the batches of a job.
     """
+    source_listings, target_listings = listings if listings is not None else (None, None)
     by_dir: dict[str, list[ScanEntry]] = {}
     for entry in entries:
         if entry.kind == ENTRY_FILE:
@@ -357,8 +411,8 @@ def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, tar
     for files in by_dir.values():
         source_rels = [spec.source_relpath(entry.relpath) for entry in files]
         target_rels = [spec.target_relpath(entry.relpath) for entry in files]
-        source_stats = _lstats(source, _parent(source_rels[0]), source_rels)
-        target_stats = _lstats(target, _parent(target_rels[0]), target_rels)
+        source_stats = _lstats(source, _parent(source_rels[0]), source_rels, source_listings)
+        target_stats = _lstats(target, _parent(target_rels[0]), target_rels, target_listings)
         for source_rel, target_rel in zip(source_rels, target_rels, strict=True):
             src = source_stats.get(source_rel)
             if src is None:
@@ -387,6 +441,7 @@ def verify_batch(spec: JobSpec, entries: list[ScanEntry], source: ExportOps, tar
 __all__ = [
     "COPY_CHUNK_BYTES",
     "TEMP_MARKER",
+    "DirectoryListings",
     "content_sha256",
     "copy_batch",
     "copy_file",

@@ -22,6 +22,7 @@ from fluxon_core.relpath import relative_to_root
 from fluxon_fs.transfer.job_store import JobStore
 from fluxon_fs.transfer.jobs import NO_OWNER, BatchRecord, BatchResult, JobOwner, JobRecord, JobSpec
 from fluxon_fs.transfer.states import BatchState, JobState, PrescanState
+from fluxon_fs.transfer.work_signal import WorkSignal
 
 RECENT_ERRORS = 20
 # The per-batch results a job's counters sum up.
@@ -35,6 +36,8 @@ class JobLifecycle:
         self._jobs = jobs
         self._retry_backoff_s = retry_backoff_s
         self._clock = clock
+        self.work = WorkSignal()
+        """Notified by every transition that can make a batch claimable (claimers wait on it)."""
 
     # ----- creation and scan --------------------------------------------------------------------
 
@@ -91,7 +94,9 @@ class JobLifecycle:
             counters = attrs.evolve(job.counters, files_total=files, bytes_total=size, batches_total=batches)
             return attrs.evolve(job, state=JobState.RUNNING, counters=counters, started_at=self._clock())
 
-        return self._maybe_finish(self._jobs.update_job(job_id, change))
+        finished = self._maybe_finish(self._jobs.update_job(job_id, change))
+        self.work.notify()
+        return finished
 
     def fail_job(self, job_id: str, error: str) -> JobRecord:
         """The job cannot go on (its scan failed, a record of it cannot be read): it ends ``failed``
@@ -143,7 +148,9 @@ class JobLifecycle:
                 owner_credential_version=bound.credential_version,
             )
 
-        return self._maybe_finish(self._jobs.update_job(job_id, change))
+        resumed = self._maybe_finish(self._jobs.update_job(job_id, change))
+        self.work.notify()
+        return resumed
 
     def cancel(self, job_id: str) -> JobRecord:
         """End the job; no more batches are handed out."""
@@ -176,7 +183,9 @@ class JobLifecycle:
                 state = JobState.RUNNING if job.started_at else JobState.SCANNING
                 return attrs.evolve(job, state=state, counters=counters, finished_at=0.0, state_reason="")
 
-            return self._maybe_finish(self._jobs.update_job(job_id, change))
+            retried = self._maybe_finish(self._jobs.update_job(job_id, change))
+        self.work.notify()
+        return retried
 
     def set_reason(self, job_id: str, reason: str) -> JobRecord:
         """Say why a job is not progressing (e.g. waiting for an agent); written only when it changes."""
@@ -269,26 +278,29 @@ class JobLifecycle:
             changed_job = self._jobs.update_job(job_id, change)
             if final:
                 self._maybe_finish(changed_job)
+            else:
+                self.work.notify()  # pending again (claimable once its backoff has passed)
             return updated
 
     def recount(self, job_id: str) -> JobRecord:
         """Recompute a job's done/failed counters from its batch records (they hold each batch's result)."""
         with self._jobs.lock:
-            totals = dict.fromkeys(("batches_done", "batches_failed", *RESULT_COUNTERS), 0)
-            files_failed = 0
-            for batch in self._jobs.batches(job_id):
-                if batch.state is BatchState.DONE:
-                    totals["batches_done"] += 1
-                    for name in RESULT_COUNTERS:
-                        totals[name] += getattr(batch, name)
-                elif batch.state is BatchState.FAILED:
-                    totals["batches_failed"] += 1
-                    files_failed += batch.files
-            job = self._jobs.update_job(
-                job_id,
-                lambda j: attrs.evolve(j, counters=attrs.evolve(j.counters, files_failed=files_failed, **totals)),
-            )
+            totals = self._outcome_counters(job_id)
+            job = self._jobs.update_job(job_id, lambda j: attrs.evolve(j, counters=attrs.evolve(j.counters, **totals)))
             return self._maybe_finish(job)
+
+    def _outcome_counters(self, job_id: str) -> dict[str, int]:
+        """The job counters that sum up its batches' outcomes, from the batch records."""
+        totals = dict.fromkeys(("batches_done", "batches_failed", "files_failed", *RESULT_COUNTERS), 0)
+        for batch in self._jobs.batches(job_id):
+            if batch.state is BatchState.DONE:
+                totals["batches_done"] += 1
+                for name in RESULT_COUNTERS:
+                    totals[name] += getattr(batch, name)
+            elif batch.state is BatchState.FAILED:
+                totals["batches_failed"] += 1
+                totals["files_failed"] += batch.files
+        return totals
 
     # ----- the end ------------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ renewal (:mod:`fluxon_fs.fs_master.job_authority`); who may create, see and stee
 
 from __future__ import annotations
 
+import threading
+
 from fluxon_core.errors import ApiTimeoutError, InvalidArgumentError, NetworkError
 from fluxon_core.log_setup import get_logger
 from fluxon_fs.auth.identity import Authorizer
@@ -48,6 +50,13 @@ log = get_logger("fluxon.fs.transfer")
 STATE_STORE_DOWN = (NetworkError, ApiTimeoutError)
 
 
+MAX_CLAIM_WAIT_S = 5.0
+"""The longest a claim call is held while nothing is claimable."""
+CLAIM_WAITERS = 2
+"""Claim calls held at once: each holds one of the master's few RPC threads, so beyond this a claim is
+answered at once and its worker polls."""
+
+
 def state_store_error(exc: Exception) -> str:
     """What users see while the transfer state store is unreachable."""
     return f"transfer state store unavailable, jobs are paused until it is back: {exc}"
@@ -75,6 +84,7 @@ class TransferHandlers:
         self._exports = exports
         self._authorizer = authorizer
         self._authority = authority
+        self._claim_waiters = threading.BoundedSemaphore(CLAIM_WAITERS)
 
     def register_paths(self, table: HandlerTable) -> None:
         """Add this domain's handlers to ``table``."""
@@ -92,7 +102,25 @@ class TransferHandlers:
 
     def claim_batch(self, caller: str, claim: BatchClaim) -> BatchClaimReply:
         """The next claimable batch whose target export the calling agent serves, with a token of its
-        job's owner; running jobs whose owner can no longer run them are paused instead."""
+        job's owner; running jobs whose owner can no longer run them are paused instead.
+
+        With nothing claimable the call is held up to ``claim.wait_s`` (at most :data:`MAX_CLAIM_WAIT_S`,
+        and only while fewer than :data:`CLAIM_WAITERS` calls are held) and answered, still without a
+        batch, as soon as a change that can make a batch claimable is recorded (``claim_again``): the
+        worker claims again at once. A held call never claims: its worker may have died while it was
+        held, and a batch claimed for it would wait for its lease and count as a lost attempt.
+        """
+        generation = self._transfers.work.generation
+        reply = self._claim_now(caller, claim)
+        wait_s = min(max(claim.wait_s, 0.0), MAX_CLAIM_WAIT_S)
+        if reply.assignment is not None or wait_s <= 0 or not self._claim_waiters.acquire(blocking=False):
+            return reply
+        try:
+            return BatchClaimReply(None, claim_again=self._transfers.work.wait(generation, wait_s))
+        finally:
+            self._claim_waiters.release()
+
+    def _claim_now(self, caller: str, claim: BatchClaim) -> BatchClaimReply:
         worker = self._claim_holders.worker_name(caller, claim.incarnation, claim.worker)
         registered = {record.agent_instance_key for record in self._exports.agents()}
         target_exports = set(claim.target_exports)
