@@ -19,16 +19,15 @@ from __future__ import annotations
 import _io
 import argparse
 import os
-import resource
 import statistics
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import fluxon_fs.patcher.piece_reader as piece_reader
 from benchmarks.support.fs_stack import FsStack, fs_stack
-from benchmarks.support.mount_diagnostics import cpu_seconds
+from benchmarks.support.mount_diagnostics import Sample
 from fluxon_fs.patcher.mount_table import process_mount_table
 
 MIB = 1024 * 1024
@@ -36,20 +35,12 @@ _REAL_OPEN = _io.open
 _FRESH_FROM = piece_reader.MIN_FRESH_BYTES
 
 
-class Round:
-    """Wall seconds, CPU seconds per process and this process's minor faults of one read."""
-
-    def __init__(self, pids: dict[str, int], read: Callable[[], int], expected: int) -> None:
-        pids = {"client": os.getpid(), **pids}
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        started = time.perf_counter()
-        got = read()
-        self.wall_s = time.perf_counter() - started
-        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-        self.cpu_s = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-        if got != expected:
-            raise AssertionError(f"read {got} bytes, expected {expected}")
+def _measured_read(pids: dict[str, int], read: Callable[[], int], expected: int) -> Sample:
+    """One measured read (:class:`~benchmarks.support.mount_diagnostics.Sample`), checked to return ``expected`` bytes."""
+    sample = Sample(pids, read)
+    if sample.result != expected:
+        raise AssertionError(f"read {sample.result} bytes, expected {expected}")
+    return sample
 
 
 def _read_all(path: Path, opener: Callable[..., Any] | None = None) -> int:
@@ -66,7 +57,7 @@ def _variant(name: str) -> None:
         export.cache_piece = (lambda *args: None) if name == "noput" else real
 
 
-def _report(label: str, rounds: list[Round], local: list[Round], nbytes: int) -> None:
+def _report(label: str, rounds: list[Sample], local: list[Sample], nbytes: int) -> None:
     wall = statistics.median(r.wall_s for r in rounds)
     paired = statistics.median(b.wall_s / r.wall_s for r, b in zip(rounds, local, strict=True))
     cpu = {name: round(statistics.median(r.cpu_s[name] for r in rounds) * 1000) for name in rounds[0].cpu_s}
@@ -90,14 +81,14 @@ def _warm(stack: FsStack, pids: dict[str, int], size: int, rounds: int) -> None:
         with (opener or open)(path, "rb", buffering=0) as f:
             return int(f.readinto(buffer))
 
-    results: dict[str, list[Round]] = {}
+    results: dict[str, list[Sample]] = {}
     for _ in range(rounds):
-        results.setdefault("local", []).append(Round(pids, lambda: _read_all(local, _REAL_OPEN), size))
+        results.setdefault("local", []).append(_measured_read(pids, lambda: _read_all(local, _REAL_OPEN), size))
         for name in ("join", "fresh"):
             _variant(name)
-            results.setdefault(name, []).append(Round(pids, lambda: _read_all(mounted), size))
-        results.setdefault("into local", []).append(Round(pids, lambda: read_into(local, _REAL_OPEN), size))
-        results.setdefault("into", []).append(Round(pids, lambda: read_into(mounted), size))
+            results.setdefault(name, []).append(_measured_read(pids, lambda: _read_all(mounted), size))
+        results.setdefault("into local", []).append(_measured_read(pids, lambda: read_into(local, _REAL_OPEN), size))
+        results.setdefault("into", []).append(_measured_read(pids, lambda: read_into(mounted), size))
     _variant("as is")
     os.unlink(local)
     _report("warm read() local", results["local"], results["local"], size)
@@ -109,7 +100,7 @@ def _warm(stack: FsStack, pids: dict[str, int], size: int, rounds: int) -> None:
 
 def _cold(stack: FsStack, pids: dict[str, int], size: int, rounds: int) -> None:
     data = os.urandom(size)
-    results: dict[str, list[Round]] = {}
+    results: dict[str, list[Sample]] = {}
     count = 0
     for _ in range(rounds):
         for name in ("as is", "noput"):
@@ -118,8 +109,10 @@ def _cold(stack: FsStack, pids: dict[str, int], size: int, rounds: int) -> None:
             with _REAL_OPEN(local, "wb") as f:
                 f.write(data)
             _variant(name)
-            results.setdefault(name, []).append(Round(pids, lambda: _read_all(mounted), size))  # noqa: B023
-            results.setdefault(f"local {name}", []).append(Round(pids, lambda: _read_all(local, _REAL_OPEN), size))  # noqa: B023
+            results.setdefault(name, []).append(_measured_read(pids, partial(_read_all, mounted), size))
+            results.setdefault(f"local {name}", []).append(
+                _measured_read(pids, partial(_read_all, local, _REAL_OPEN), size)
+            )
             os.unlink(local)
     _variant("as is")
     _report("cold read() as is", results["as is"], results["local as is"], size)

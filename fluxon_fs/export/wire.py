@@ -32,6 +32,8 @@ from fluxon_fs.export.ops import DirEntryInfo, FileStat, WriteSessionInfo
 from fluxon_fs.export.same_host.protocol import SameHostAddress
 
 PATH_PREFIX = "/fluxon_fs/"
+_PATH_FIELDS = frozenset({"relpath", "src_relpath", "dst_relpath"})
+"""Arguments that hold export-relative paths."""
 
 
 @attrs.frozen
@@ -44,10 +46,11 @@ class OpSpec:
     reply: str
     """``none`` | ``stat`` | ``read`` | ``entries`` | ``session``."""
     is_write: bool
+    path_fields: tuple[str, ...] = attrs.field(init=False)
+    """The arguments holding export-relative paths (what access control checks on every request)."""
 
-    @property
-    def path_fields(self) -> tuple[str, ...]:
-        """The arguments holding export-relative paths (what access control checks)."""
+    @path_fields.default
+    def _path_fields(self) -> tuple[str, ...]:
         return tuple(f for f in self.fields if f in _PATH_FIELDS)
 
 
@@ -90,7 +93,6 @@ def op_path(export_name: str, op: str) -> str:
 
 # -- arguments ----------------------------------------------------------------------------------
 
-_PATH_FIELDS = frozenset({"relpath", "src_relpath", "dst_relpath"})
 _BOOL_FIELDS = frozenset({"follow_symlinks", "create", "exclusive", "truncate"})
 _INT_FIELDS = frozenset({"offset", "length", "mode"})
 

@@ -88,13 +88,16 @@ class _Pipe:
         """Close the pipe and forget it (the thread's next copy makes a new one)."""
         if getattr(_local, "pipe", None) is self:
             del _local.pipe
-        self.__del__()
+        self.close()
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Close both ends (once)."""
         if self._open:
             self._open = False
             os.close(self.read_fd)
             os.close(self.write_fd)
+
+    __del__ = close
 
 
 _local = threading.local()

@@ -34,7 +34,7 @@ from fluxon_fs.export.same_host.protocol import (
 )
 from fluxon_fs.export.same_host.sealed_payload import SealedPayload
 from fluxon_fs.export.same_host.shared_chunk import SUPPORTED
-from fluxon_fs.export.serving.rpc_service import Authorize, ServableExportOps, counted_op, run_authorized
+from fluxon_fs.export.serving.rpc_service import Authorize, OpCounter, ServableExportOps, run_authorized
 from fluxon_fs.export.wire import OPS, op_path
 
 log = get_logger("fluxon.fs.agent.same_host")
@@ -70,6 +70,8 @@ class SameHostWriteServer:
         self._max_connections = max_connections
         self._idle_timeout_s = idle_timeout_s
         self._call_timeout_s = call_timeout_s
+        self._counter = OpCounter(_SESSION_WRITE.name)
+        """Counts in the same series as the ``session_write`` RPC."""
         name = f"fluxon-fs-agent-{secrets.token_hex(16)}"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self._listener.bind("\0" + name)
@@ -145,7 +147,7 @@ class SameHostWriteServer:
             request = decode_request(header)
             if len(fds) != 1:
                 raise InvalidArgumentError(f"same-host write: expected 1 payload fd, got {len(fds)}")
-            counted_op(_SESSION_WRITE.name, lambda: self._write(request, fds[0]))
+            self._counter.run(self._write, request, fds[0])
         except Exception as exc:
             if not isinstance(exc, (OSError, InvalidArgumentError)) and log.isEnabledFor(10):
                 log.debug("same-host write refused: %r", exc)

@@ -110,19 +110,30 @@ def serve_export(
     return ServedExport(server, export_name, tuple(paths))
 
 
-def counted_op(op: str, run: Callable[[], T]) -> T:
-    """``run()``, counted in ``fluxon_fs_ops_total`` under ``op`` with its result (``ok`` or the error's name)."""
-    op_counts = FS_OPS.get()
-    try:
-        result = run()
-    except OSError as exc:
-        op_counts.labels(op, errno.errorcode.get(exc.errno or 0, type(exc).__name__)).inc()
-        raise
-    except Exception as exc:
-        op_counts.labels(op, type(exc).__name__).inc()
-        raise
-    op_counts.labels(op, "ok").inc()
-    return result
+class OpCounter:
+    """Counts the calls of one operation in ``fluxon_fs_ops_total`` by result (``ok`` or the error's name).
+
+    Made once per operation and served from: the family and the ``ok`` series are looked up here,
+    not on every call, and the series exists (at 0) from the start.
+    """
+
+    def __init__(self, op: str) -> None:
+        self._op = op
+        self._counts = FS_OPS.get()
+        self._ok = self._counts.labels(op, "ok")
+
+    def run(self, action: Callable[..., T], *args: Any) -> T:
+        """``action(*args)``, counted."""
+        try:
+            result = action(*args)
+        except OSError as exc:
+            self._counts.labels(self._op, errno.errorcode.get(exc.errno or 0, type(exc).__name__)).inc()
+            raise
+        except Exception as exc:
+            self._counts.labels(self._op, type(exc).__name__).inc()
+            raise
+        self._ok.inc()
+        return result
 
 
 def _handler(
@@ -130,10 +141,10 @@ def _handler(
 ) -> Callable[[RpcCall], RpcMessage]:
     method = getattr(ops, spec.name)
     advertise = same_host is not None and spec.reply == "session"
-    FS_OPS.get().labels(spec.name, "ok")  # every op's series exists (at 0) from the start
+    counter = OpCounter(spec.name)
 
     def handle(call: RpcCall) -> RpcMessage:
-        return counted_op(spec.name, lambda: serve(call))
+        return counter.run(serve, call)
 
     def serve(call: RpcCall) -> RpcMessage:
         started = time.perf_counter()
@@ -161,10 +172,6 @@ def _handler(
     return handle
 
 
-_PATH_FIELDS = {name: spec.path_fields for name, spec in OPS.items()}
-"""``OpSpec.path_fields`` of every operation, computed once (it is read on every request)."""
-
-
 def run_authorized(
     call: RpcCall,
     export_name: str,
@@ -184,7 +191,7 @@ def run_authorized(
     if "session_id" in args:
         relpaths: list[str] = [ops.session_relpath(args["session_id"])]
     else:
-        relpaths = [args[field] for field in _PATH_FIELDS[spec.name]]
+        relpaths = [args[field] for field in spec.path_fields]
     decisions = [authorize(call, export_name, spec.name, relpaths, spec.is_write)]
 
     def check_real_path(real_relpath: str) -> None:
